@@ -193,7 +193,11 @@ export function xorMaskCopy(src: Uint8Array, dst: Uint8Array, dstOffset: number,
     dst.set(mem.subarray(0, n), dstOffset + i);
     i += n;
   }
-  for (let j = 0; i < len; i++, j++) dst[dstOffset + i] = src[i] ^ (j === 0 ? k0 : j === 1 ? k1 : k2);
+  if (i < len) {
+    // Under 64 bytes left, and 64 is a multiple of 4: the key phase at `i` is still k0.
+    dst.set(src.subarray(i), dstOffset + i);
+    byteLoop(dst, dstOffset + i, dstOffset + len, k0, k1, k2, k3);
+  }
 }
 
 /**

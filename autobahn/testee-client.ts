@@ -1,0 +1,31 @@
+// @ts-nocheck
+// TODO(api): remove once lib/index.ts exports createServer/connect
+// Echo client under test for the Autobahn fuzzingserver: `tsx autobahn/testee-client.ts [ws://127.0.0.1:9001]`.
+import { connect } from '../lib/index.js';
+
+const base = process.argv[2] ?? 'ws://127.0.0.1:9001';
+const agent = 'wsengine';
+const options = { perMessageDeflate: true, maxMessageSize: 64 * 1024 * 1024 };
+
+/** Opens `path`, hands every message to `onMessage`, resolves once the connection has closed. */
+function session(path, onMessage = () => {}) {
+  return new Promise((resolve) => {
+    const conn = connect(`${base}${path}`, options);
+    conn.on('message', (data, isBinary) => onMessage(conn, data, isBinary));
+    conn.on('error', () => {}); // protocol errors are what the cases provoke; the close still follows
+    conn.on('close', resolve);
+  });
+}
+
+let count = NaN;
+await session('/getCaseCount', (_, data) => {
+  if (Number.isNaN(count)) count = Number(JSON.parse(data.toString()));
+});
+if (!Number.isInteger(count) || count < 0) throw new Error(`bad case count from ${base}/getCaseCount`);
+
+for (let i = 1; i <= count; i++) {
+  await session(`/runCase?case=${i}&agent=${agent}`, (conn, data, isBinary) => conn.send(data, { binary: isBinary }));
+  console.log(`case ${i}/${count}`);
+}
+await session(`/updateReports?agent=${agent}`);
+console.log('reports updated');
