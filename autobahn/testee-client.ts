@@ -1,19 +1,25 @@
-// @ts-nocheck
-// TODO(api): remove once lib/index.ts exports createServer/connect
 // Echo client under test for the Autobahn fuzzingserver: `tsx autobahn/testee-client.ts [ws://127.0.0.1:9001]`.
-import { connect } from '../lib/index.js';
+import { connect, type WebSocketConnection } from '../lib/index.js';
 
 const base = process.argv[2] ?? 'ws://127.0.0.1:9001';
 const agent = 'wsengine';
-const options = { perMessageDeflate: true, maxMessageSize: 64 * 1024 * 1024 };
+const options = { maxMessageSize: 64 * 1024 * 1024 };
+
+type OnMessage = (conn: WebSocketConnection, data: Buffer, isBinary: boolean) => void;
 
 /** Opens `path`, hands every message to `onMessage`, resolves once the connection has closed. */
-function session(path, onMessage = () => {}) {
-  return new Promise((resolve) => {
-    const conn = connect(`${base}${path}`, options);
+async function session(path: string, onMessage: OnMessage = () => {}): Promise<void> {
+  let conn: WebSocketConnection;
+  try {
+    conn = await connect(`${base}${path}`, options);
+  } catch (error) {
+    console.error(`${path}: ${(error as Error).message}`);
+    return;
+  }
+  await new Promise<void>((resolve) => {
     conn.on('message', (data, isBinary) => onMessage(conn, data, isBinary));
     conn.on('error', () => {}); // protocol errors are what the cases provoke; the close still follows
-    conn.on('close', resolve);
+    conn.on('close', () => resolve());
   });
 }
 

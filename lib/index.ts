@@ -1,6 +1,55 @@
 /**
  * wsengine: a zero-dependency RFC 6455 WebSocket engine for Node.js.
  *
+ * - `createServer` / `WebSocketServer`: a standalone server (ws or wss), or `handleUpgrade` on an HTTP server.
+ * - `connect`: the client; `WebSocket`: the browser API on top of it.
+ * - `prepare`: frame a message once for many connections.
+ * - `./core` (also re-exported here): the sans-I/O protocol engine.
+ *
  * @module
  */
 export * from './core/index.js';
+export {
+  acceptKey,
+  acceptResponse,
+  checkUpgradeRequest,
+  checkUpgradeResponse,
+  generateKey,
+  httpResponse,
+  isRefusal,
+  isValidKey,
+  statusText,
+  upgradeRequest,
+  WEBSOCKET_GUID,
+  type HttpRefusal,
+  type UpgradeCheckOptions,
+  type UpgradeRequest,
+  type UpgradeRequestOptions,
+  type UpgradeResponse,
+} from './core/handshake.js';
+export { HEAD_DEFAULTS, HeadError, HeadParser, parseHead, type HeadLimits, type HttpHead } from './core/http1.js';
+export { formatExtensions, parseExtensions, parseProtocols, type ExtensionOffer } from './core/tokens.js';
+export {
+  CONNECTION_DEFAULTS,
+  WebSocketConnection,
+  type ConnectionEvents,
+  type ConnectionOptions,
+  type Message,
+  type SendOptions,
+} from './transport/connection.js';
+export {
+  createServer,
+  SERVER_DEFAULTS,
+  WebSocketServer,
+  type AuthAcceptance,
+  type AuthRejection,
+  type HttpAnswer,
+  type IncomingUpgrade,
+  type ServerEvents,
+  type ServerOptions,
+  type ShutdownOptions,
+} from './transport/server.js';
+export { CLIENT_DEFAULTS, connect, HandshakeError, type ClientOptions } from './transport/client.js';
+export { CloseEvent, WebSocket } from './transport/websocket.js';
+export { prepare, type PreparedMessage } from './transport/prepared.js';
+export { Heartbeat, HEARTBEAT_DEFAULTS, type HeartbeatOptions } from './transport/heartbeat.js';

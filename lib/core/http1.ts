@@ -1,0 +1,231 @@
+/**
+ * A bounded HTTP/1.1 head parser for the opening handshake (RFC 9112 §2–5), sans-I/O.
+ *
+ * It gathers bytes until the blank line that ends the head, refusing (431) a head over `maxHeadSize` bytes or with
+ * more than `maxHeaders` header lines, then splits it in one linear pass — no regular expressions. Header names are
+ * lower-cased and kept in a `Map` (never in a plain object, so names like `__proto__` are just names). Obsolete line
+ * folding and malformed lines are refused (400).
+ *
+ * @module
+ */
+
+/** Defaults of {@link HeadLimits}. */
+export const HEAD_DEFAULTS = {
+  /** 16 KiB. */
+  maxHeadSize: 16 * 1024,
+  /** 100 header lines. */
+  maxHeaders: 100,
+} as const;
+
+/** Limits of {@link HeadParser}. */
+export interface HeadLimits {
+  /** Largest head in bytes, request or status line included. Default: 16,384. */
+  maxHeadSize?: number;
+  /** Most header lines. Default: 100. */
+  maxHeaders?: number;
+}
+
+/** A parsed request or response head. */
+export interface HttpHead {
+  /** Request: method (`GET`). Response: empty. */
+  method: string;
+  /** Request: the request target (`/chat?x=1`). Response: empty. */
+  target: string;
+  /** `HTTP/1.1`. */
+  version: string;
+  /** Response: the status code. Request: 0. */
+  status: number;
+  /** Response: the reason phrase. */
+  statusText: string;
+  /** Header values by lower-case name, in arrival order; a name sent twice has two values. */
+  headers: Map<string, string[]>;
+}
+
+/** Why a head was refused: 400 malformed, 431 too large. */
+export class HeadError extends Error {
+  readonly status: 400 | 431;
+  constructor(status: 400 | 431, message: string) {
+    super(message);
+    this.name = 'HeadError';
+    this.status = status;
+  }
+}
+
+const CR = 13;
+const LF = 10;
+
+/** RFC 9110 §5.6.2 tchar. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
+for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
+
+function isDigits(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/** Whether the character code `c` may appear in an RFC 9110 token. */
+export function isTokenChar(c: number): boolean {
+  return c < 128 && TCHAR[c] === 1;
+}
+
+/** Whether `s` is a non-empty RFC 9110 token. */
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Incremental head parser: `push` chunks until it returns the head; the bytes after the head (the first frames,
+ * if the peer sent them early) are in {@link HeadParser.rest}. Throws {@link HeadError} on a malformed or oversize
+ * head (the caller answers with its status).
+ */
+export class HeadParser {
+  /** Bytes received after the head. */
+  rest: Buffer = Buffer.alloc(0);
+  private readonly maxHeadSize: number;
+  private readonly maxHeaders: number;
+  private readonly kind: 'request' | 'response';
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** How many bytes of CR LF CR LF the bytes so far end with (0–3). */
+  private matched = 0;
+
+  constructor(kind: 'request' | 'response', limits: HeadLimits = {}) {
+    this.kind = kind;
+    this.maxHeadSize = limits.maxHeadSize ?? HEAD_DEFAULTS.maxHeadSize;
+    this.maxHeaders = limits.maxHeaders ?? HEAD_DEFAULTS.maxHeaders;
+  }
+
+  /** Adds bytes; returns the head once complete, else null. Linear in the bytes pushed, however they are split. */
+  push(chunk: Buffer): HttpHead | null {
+    // Where in `chunk` the head ends (index just past CR LF CR LF), or -1.
+    let end = -1;
+    let i = 0;
+    // Finish a terminator begun in earlier chunks.
+    while (this.matched > 0 && i < chunk.length) {
+      if (chunk[i] === (this.matched & 1 ? LF : CR)) {
+        i++;
+        if (++this.matched === 4) {
+          end = i;
+          break;
+        }
+      } else {
+        this.matched = 0;
+      }
+    }
+    if (end === -1 && this.matched === 0) {
+      const found = chunk.indexOf(TERMINATOR, i);
+      if (found !== -1) end = found + 4;
+      else {
+        // Remember a partial terminator at the end of the chunk.
+        let k = chunk.length;
+        while (k > i && k > chunk.length - 3 && (chunk[k - 1] === CR || chunk[k - 1] === LF)) k--;
+        for (let j = k; j < chunk.length; j++) this.matched = chunk[j] === (this.matched & 1 ? LF : CR) ? this.matched + 1 : chunk[j] === CR ? 1 : 0;
+      }
+    }
+    const headBytes = this.size + (end === -1 ? chunk.length : end);
+    if (headBytes > this.maxHeadSize) throw new HeadError(431, `${this.kind} head over ${this.maxHeadSize} bytes`);
+    if (end === -1) {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+      return null;
+    }
+    this.chunks.push(chunk.subarray(0, end));
+    this.rest = chunk.subarray(end);
+    const all = Buffer.concat(this.chunks, headBytes);
+    this.chunks = [];
+    this.size = 0;
+    this.matched = 0;
+    return parseHead(all.subarray(0, headBytes - 2), this.kind, this.maxHeaders);
+  }
+}
+
+const TERMINATOR = Buffer.from('\r\n\r\n', 'latin1');
+
+/** Parses a complete head (start line and header lines, each ending in CRLF, without the final blank line). */
+export function parseHead(bytes: Buffer, kind: 'request' | 'response', maxHeaders: number = HEAD_DEFAULTS.maxHeaders): HttpHead {
+  const text = bytes.toString('latin1');
+  let lineEnd = text.indexOf('\r\n');
+  const start = text.slice(0, lineEnd);
+  const head: HttpHead = { method: '', target: '', version: '', status: 0, statusText: '', headers: new Map() };
+  const sp1 = start.indexOf(' ');
+  const sp2 = sp1 === -1 ? -1 : start.indexOf(' ', sp1 + 1);
+  if (kind === 'request') {
+    if (sp1 <= 0 || sp2 === -1 || start.indexOf(' ', sp2 + 1) !== -1) throw new HeadError(400, 'malformed request line');
+    head.method = start.slice(0, sp1);
+    head.target = start.slice(sp1 + 1, sp2);
+    head.version = start.slice(sp2 + 1);
+    if (!isToken(head.method) || head.target.length === 0) throw new HeadError(400, 'malformed request line');
+  } else {
+    if (sp1 <= 0) throw new HeadError(400, 'malformed status line');
+    head.version = start.slice(0, sp1);
+    const code = start.slice(sp1 + 1, sp2 === -1 ? undefined : sp2);
+    head.statusText = sp2 === -1 ? '' : start.slice(sp2 + 1);
+    if (code.length !== 3 || !isDigits(code) || code < '100') throw new HeadError(400, 'malformed status code');
+    head.status = Number(code);
+  }
+  if (!head.version.startsWith('HTTP/1.')) throw new HeadError(400, `unsupported HTTP version ${JSON.stringify(head.version.slice(0, 16))}`);
+  let count = 0;
+  let at = lineEnd + 2;
+  while (at < text.length) {
+    lineEnd = text.indexOf('\r\n', at);
+    if (++count > maxHeaders) throw new HeadError(431, `more than ${maxHeaders} header lines`);
+    const first = text.charCodeAt(at);
+    if (first === 32 || first === 9) throw new HeadError(400, 'obsolete header line folding');
+    const colon = text.indexOf(':', at);
+    if (colon === -1 || colon > lineEnd) throw new HeadError(400, 'header line without a colon');
+    const name = text.slice(at, colon);
+    if (!isToken(name)) throw new HeadError(400, 'invalid header name');
+    let vs = colon + 1;
+    let ve = lineEnd;
+    while (vs < ve && (text.charCodeAt(vs) === 32 || text.charCodeAt(vs) === 9)) vs++;
+    while (ve > vs && (text.charCodeAt(ve - 1) === 32 || text.charCodeAt(ve - 1) === 9)) ve--;
+    for (let i = vs; i < ve; i++) {
+      const c = text.charCodeAt(i);
+      if ((c < 32 && c !== 9) || c === 127) throw new HeadError(400, 'control character in a header value');
+    }
+    const key = name.toLowerCase();
+    const value = text.slice(vs, ve);
+    const list = head.headers.get(key);
+    if (list === undefined) head.headers.set(key, [value]);
+    else list.push(value);
+    at = lineEnd + 2;
+  }
+  return head;
+}
+
+/** The one value of a header, `undefined` when absent, `null` when sent more than once. */
+export function singleHeader(head: HttpHead, name: string): string | undefined | null {
+  const values = head.headers.get(name);
+  if (values === undefined) return undefined;
+  return values.length === 1 ? values[0] : null;
+}
+
+/** All values of a header joined as one comma-separated list (RFC 9110 §5.3), or undefined when absent. */
+export function listHeader(head: HttpHead, name: string): string | undefined {
+  return head.headers.get(name)?.join(', ');
+}
+
+/** Whether a comma-separated header value contains `token`, compared case-insensitively. */
+export function hasToken(value: string | undefined | null, token: string): boolean {
+  if (!value) return false;
+  const want = token.toLowerCase();
+  let at = 0;
+  while (at <= value.length) {
+    let end = value.indexOf(',', at);
+    if (end === -1) end = value.length;
+    if (value.slice(at, end).trim().toLowerCase() === want) return true;
+    at = end + 1;
+  }
+  return false;
+}

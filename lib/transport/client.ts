@@ -1,0 +1,199 @@
+/**
+ * The WebSocket client on `node:net` / `node:tls`: `connect(url)` resolves with an open {@link WebSocketConnection}.
+ *
+ * Redirects are not followed unless `followRedirects` is set; when they are, `Authorization`, `Cookie` and
+ * `Proxy-Authorization` headers are dropped whenever a redirect changes origin or goes from wss to ws, so
+ * credentials never leak to another host or onto an unencrypted connection.
+ *
+ * @module
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import { checkUpgradeResponse, generateKey, upgradeRequest } from '../core/handshake.js';
+import { HeadParser, type HeadLimits, singleHeader } from '../core/http1.js';
+import { formatExtensions } from '../core/tokens.js';
+import { type ConnectionOptions, WebSocketConnection } from './connection.js';
+
+/** Defaults of {@link ClientOptions}. */
+export const CLIENT_DEFAULTS = {
+  /** 10 s for TCP, TLS and the HTTP upgrade together. */
+  handshakeTimeout: 10_000,
+  /** 5 redirects at most, when following them. */
+  maxRedirects: 5,
+} as const;
+
+/** Options of {@link connect}. */
+export interface ClientOptions extends ConnectionOptions, HeadLimits {
+  /** Subprotocols to offer, in preference order. Default: none. */
+  protocols?: string | readonly string[];
+  /** Extra request headers (`Authorization`, `Cookie`, …). */
+  headers?: Record<string, string | readonly string[]>;
+  /** `Origin` header. Default: none (browsers always send one; servers with an allow-list require it). */
+  origin?: string;
+  /** Milliseconds for TCP connect, TLS and the upgrade response together. Default: 10,000. */
+  handshakeTimeout?: number;
+  /** Options for `tls.connect` on wss (ca, cert, key, rejectUnauthorized, servername, …). */
+  tls?: TlsConnectionOptions;
+  /** Follow 301/302/303/307/308 redirects. Default: false. */
+  followRedirects?: boolean;
+  /** Most redirects followed. Default: 5. */
+  maxRedirects?: number;
+  /** Aborts the handshake. */
+  signal?: AbortSignal;
+}
+
+/** A handshake failure, with the HTTP status when the server answered one. */
+export class HandshakeError extends Error {
+  /** HTTP status of the refusal, or 0 when the failure came before or outside one. */
+  readonly status: number;
+  constructor(message: string, status = 0) {
+    super(message);
+    this.name = 'HandshakeError';
+    this.status = status;
+  }
+}
+
+const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+
+function normalizeUrl(input: string | URL): URL {
+  let url: URL;
+  try {
+    url = new URL(String(input));
+  } catch {
+    throw new SyntaxError(`invalid WebSocket URL: ${String(input)}`);
+  }
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  else if (url.protocol === 'https:') url.protocol = 'wss:';
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new SyntaxError(`WebSocket URLs use ws: or wss:, got ${url.protocol}`);
+  if (url.hash) throw new SyntaxError('WebSocket URLs cannot have a fragment');
+  return url;
+}
+
+function validateProtocols(protocols: string | readonly string[] | undefined): string[] {
+  const list = protocols === undefined ? [] : typeof protocols === 'string' ? [protocols] : [...protocols];
+  const seen = new Set<string>();
+  for (const p of list) {
+    if (typeof p !== 'string' || p.length === 0 || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p)) {
+      throw new SyntaxError(`invalid subprotocol ${JSON.stringify(p)}: subprotocols are HTTP tokens`);
+    }
+    if (seen.has(p)) throw new SyntaxError(`subprotocol ${JSON.stringify(p)} offered twice`);
+    seen.add(p);
+  }
+  return list;
+}
+
+/**
+ * Opens a WebSocket connection to a `ws://` or `wss://` URL (`http(s)://` is accepted as its ws equivalent).
+ * Resolves once the server accepted the upgrade; rejects with a {@link HandshakeError} when it refused or the
+ * handshake failed, and with a SyntaxError for an invalid URL or subprotocol.
+ */
+export async function connect(url: string | URL, options: ClientOptions = {}): Promise<WebSocketConnection> {
+  let target = normalizeUrl(url);
+  const protocols = validateProtocols(options.protocols);
+  let headers = { ...(options.headers ?? {}) };
+  const maxRedirects = options.maxRedirects ?? CLIENT_DEFAULTS.maxRedirects;
+  for (let redirects = 0; ; redirects++) {
+    const result = await attempt(target, protocols, headers, options);
+    if (result instanceof WebSocketConnection) return result;
+    // A redirect.
+    if (!options.followRedirects) throw new HandshakeError(`server redirected (${result.status}) to ${result.location}; set followRedirects to follow`, result.status);
+    if (redirects >= maxRedirects) throw new HandshakeError(`more than ${maxRedirects} redirects`, result.status);
+    const next = normalizeUrl(new URL(result.location, target.href.replace(/^ws/, 'http')));
+    const sameOrigin = next.host === target.host && next.protocol === target.protocol;
+    const downgrade = target.protocol === 'wss:' && next.protocol === 'ws:';
+    if (!sameOrigin || downgrade) {
+      headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !CREDENTIAL_HEADERS.has(k.toLowerCase())));
+    }
+    target = next;
+  }
+}
+
+interface Redirect {
+  status: number;
+  location: string;
+}
+
+function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'], options: ClientOptions): Promise<WebSocketConnection | Redirect> {
+  return new Promise((resolve, reject) => {
+    const secure = url.protocol === 'wss:';
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    const port = Number(url.port) || (secure ? 443 : 80);
+    const socket: Socket = secure
+      ? tlsConnect({ servername: isIp(host) ? undefined : host, ALPNProtocols: ['http/1.1'], ...options.tls, host, port })
+      : netConnect({ host, port });
+    const key = generateKey();
+    const parser = new HeadParser('response', options);
+    let settled = false;
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new HandshakeError('opening handshake timed out')), options.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout);
+    const onAbort = (): void => fail(new HandshakeError('opening handshake aborted'));
+    if (options.signal) {
+      if (options.signal.aborted) return onAbort();
+      options.signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
+    const onError = (error: Error): void => fail(new HandshakeError(`connection failed: ${error.message}`));
+    const onClose = (): void => fail(new HandshakeError('connection closed during the opening handshake'));
+    const onData = (chunk: Buffer): void => {
+      let head;
+      try {
+        head = parser.push(chunk);
+      } catch (error) {
+        return fail(new HandshakeError(`invalid upgrade response: ${(error as Error).message}`));
+      }
+      if (head === null) return;
+      if (head.status >= 300 && head.status < 400 && head.status !== 304) {
+        const location = singleHeader(head, 'location');
+        if (!location) return fail(new HandshakeError(`redirect (${head.status}) without a Location`, head.status));
+        settled = true;
+        cleanup();
+        socket.destroy();
+        return resolve({ status: head.status, location });
+      }
+      const checked = checkUpgradeResponse(head, key, protocols, []);
+      if (typeof checked === 'string') return fail(new HandshakeError(checked, head.status === 101 ? 0 : head.status));
+      settled = true;
+      cleanup();
+      socket.pause();
+      const connection = new WebSocketConnection(socket, 'client', {
+        ...options,
+        protocol: checked.protocol,
+        extensions: formatExtensions(checked.extensions),
+        remoteAddress: socket.remoteAddress,
+      });
+      resolve(connection);
+      // Frames that came with the response wait until the caller's `await` has run and attached its listeners.
+      const rest = parser.rest;
+      setImmediate(() => {
+        if (rest.length > 0) connection.receive(Buffer.from(rest));
+        socket.resume();
+      });
+    };
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      try {
+        socket.write(upgradeRequest(url, key, { protocols, origin: options.origin, headers }));
+      } catch (error) {
+        fail(error as Error);
+      }
+    });
+  });
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}

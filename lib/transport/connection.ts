@@ -1,0 +1,403 @@
+/**
+ * A WebSocket connection over a `node:net`/`node:tls` socket: the sans-I/O {@link Protocol} wired to the socket,
+ * with backpressure, corked writes, close timers and async iteration. Both the server and the client hand these
+ * out.
+ *
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import type { Data } from '../core/bytes.js';
+import { CloseCode } from '../core/errors.js';
+import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState } from '../core/protocol.js';
+import type { PreparedMessage } from './prepared.js';
+
+/** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
+export const CONNECTION_DEFAULTS = {
+  /** 10 s to wait for the peer's close frame (or its TCP close) before destroying the socket. */
+  closeTimeout: 10_000,
+  /** 1 MiB of unsent data above which a peer's ping, instead of a pong, cuts the connection. */
+  maxPongBacklog: 1024 * 1024,
+  /** Messages queued for a `for await` loop before the socket is paused. */
+  iteratorHighWaterMark: 64,
+} as const;
+
+/** Options shared by every connection, server or client side. */
+export interface ConnectionOptions {
+  /** Largest message accepted, in bytes (1009 above it). Default: 64 MiB. */
+  maxMessageSize?: number;
+  /** Largest frame accepted, in bytes (1009 above it). Default: `maxMessageSize`. */
+  maxFrameSize?: number;
+  /** Bytes charged per fragment after the first toward `maxMessageSize`. Default: 16. */
+  fragmentOverhead?: number;
+  /** Answer pings automatically. Default: true. */
+  autoPong?: boolean;
+  /** Reject non-minimal frame length encodings with 1002. Default: false. */
+  strictLengths?: boolean;
+  /** Milliseconds to wait for the closing handshake to finish before destroying the socket. Default: 10,000. */
+  closeTimeout?: number;
+  /**
+   * Bytes of unsent data above which an incoming ping cuts the connection instead of queueing a pong: a peer that
+   * floods pings and never reads cannot make the server buffer without bound. Default: 1 MiB.
+   */
+  maxPongBacklog?: number;
+  /** Messages queued for async iteration before reading pauses (backpressure to the peer). Default: 64. */
+  iteratorHighWaterMark?: number;
+}
+
+/** Options of one `send`. */
+export interface SendOptions {
+  /** Send as binary (true) or text (false). Default: false for strings, true for bytes. */
+  binary?: boolean;
+  /** Compress when permessage-deflate is negotiated. Default: true (subject to the threshold). */
+  compress?: boolean;
+}
+
+/** A received message, as yielded by async iteration. */
+export interface Message {
+  data: Buffer;
+  isBinary: boolean;
+}
+
+/** Events of a {@link WebSocketConnection}. */
+export interface ConnectionEvents {
+  /** A complete message: text arrives as its UTF-8 bytes (already validated; `data.toString()` decodes it). */
+  message: (data: Buffer, isBinary: boolean) => void;
+  ping: (data: Buffer) => void;
+  pong: (data: Buffer) => void;
+  /** Always fires once, last: the peer's close code (1005 without one, 1006 with no close frame) and reason. */
+  close: (code: number, reason: string) => void;
+  /** A protocol violation by the peer or a socket error. Never emitted without a listener. */
+  error: (error: Error) => void;
+  /** The socket's write buffer has drained below its high-water mark. */
+  drain: () => void;
+}
+
+/** Internal hooks for the layers above (server registry, heartbeat, deflate). */
+export interface ConnectionInternals {
+  onClosed?: (connection: WebSocketConnection) => void;
+}
+
+type Waiter = { resolve: (r: IteratorResult<Message>) => void; reject: (e: Error) => void };
+
+/**
+ * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
+ * `connect()`; not constructed by applications.
+ */
+export class WebSocketConnection extends EventEmitter {
+  /** The negotiated subprotocol ('' when none). */
+  readonly protocol: string;
+  /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
+  readonly extensions: string;
+  /** Remote IP address, when known. */
+  readonly remoteAddress: string | undefined;
+  /** What the server's `authenticate` hook attached (undefined on the client or without the hook). */
+  principal: unknown;
+  /** A free slot for the application's own per-connection state. */
+  data: unknown;
+
+  /** @internal heartbeat: a ping was sent and no pong has come since. */
+  pingPending = false;
+
+  private readonly socket: Duplex;
+  private readonly core: Protocol;
+  private readonly closeTimeout: number;
+  private readonly maxPongBacklog: number;
+  private readonly autoPong: boolean;
+  private readonly iteratorHighWaterMark: number;
+  private readonly internals: ConnectionInternals;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private writeOk = true;
+  private corked = false;
+  private receiving = false;
+  private queue: Message[] | null = null;
+  private waiters: Waiter[] = [];
+
+  /** @internal Use a server or `connect()`. */
+  constructor(
+    socket: Duplex,
+    role: 'server' | 'client',
+    options: ConnectionOptions & { protocol?: string; extensions?: string; remoteAddress?: string; rsv1?: boolean },
+    internals: ConnectionInternals = {},
+  ) {
+    super();
+    this.socket = socket;
+    this.protocol = options.protocol ?? '';
+    this.extensions = options.extensions ?? '';
+    this.remoteAddress = options.remoteAddress;
+    this.closeTimeout = options.closeTimeout ?? CONNECTION_DEFAULTS.closeTimeout;
+    this.maxPongBacklog = options.maxPongBacklog ?? CONNECTION_DEFAULTS.maxPongBacklog;
+    this.autoPong = options.autoPong !== false;
+    this.iteratorHighWaterMark = options.iteratorHighWaterMark ?? CONNECTION_DEFAULTS.iteratorHighWaterMark;
+    this.internals = internals;
+    const handler: ProtocolHandler = {
+      onMessage: (data, isBinary) => this.onMessage(data, isBinary),
+      onPing: (data) => this.onPing(data),
+      onPong: (data) => {
+        this.pingPending = false;
+        this.emit('pong', data);
+      },
+      onClose: (code, reason) => this.onPeerClose(code, reason),
+      onError: (error) => this.onProtocolError(error),
+      onWrite: (data) => this.write(data),
+      onEnd: () => this.endSocket(),
+    };
+    this.core = new Protocol(
+      {
+        role,
+        maxMessageSize: options.maxMessageSize,
+        maxFrameSize: options.maxFrameSize,
+        fragmentOverhead: options.fragmentOverhead,
+        strictLengths: options.strictLengths,
+        rsv1: options.rsv1,
+        autoPong: false,
+      },
+      handler,
+    );
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('drain', () => {
+      this.writeOk = true;
+      this.emit('drain');
+    });
+    socket.on('error', (error: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+    });
+    socket.on('close', () => this.finish());
+    if ('setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
+  }
+
+  /** {@link ReadyState}: 1 OPEN, 2 CLOSING, 3 CLOSED. */
+  get readyState(): number {
+    return this.closed ? ReadyState.CLOSED : this.core.readyState === ReadyState.CLOSED ? ReadyState.CLOSING : this.core.readyState;
+  }
+
+  /** Bytes accepted by `send` and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  /** @internal Feeds bytes that arrived with the handshake, before the socket's own data events. */
+  receive(chunk: Buffer): void {
+    // Writes made while handling this chunk (echoes, pongs) leave in one writev.
+    this.receiving = true;
+    const cork = !this.corked;
+    if (cork) this.socket.cork();
+    try {
+      this.core.receive(chunk);
+    } finally {
+      this.receiving = false;
+      if (cork) this.socket.uncork();
+    }
+  }
+
+  private write(data: Buffer | [Buffer, Uint8Array]): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (!this.receiving && !this.corked) {
+      // Coalesce the writes of this tick (a burst of small sends) into one syscall.
+      this.corked = true;
+      socket.cork();
+      process.nextTick(uncork, this);
+    }
+    if (Array.isArray(data)) {
+      socket.write(data[0]);
+      this.writeOk = socket.write(data[1]);
+    } else {
+      this.writeOk = socket.write(data);
+    }
+  }
+
+  /** @internal */
+  uncorkNow(): void {
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  /**
+   * Sends a message: a string as text; a Buffer, ArrayBuffer or any view as binary (or as text with
+   * `{ binary: false }` when the bytes are UTF-8). Returns false when the socket's buffer is over its high-water
+   * mark (wait for `drain`, or use {@link sendAsync}), or when the connection is closing/closed (the data is
+   * dropped, as browsers do). Anything else as `data` throws a TypeError.
+   */
+  send(data: Data, options?: SendOptions): boolean {
+    const binary = options?.binary ?? typeof data !== 'string';
+    if (!this.core.send(data, binary)) return false;
+    return this.writeOk;
+  }
+
+  /**
+   * Sends a message and resolves once the socket can take more (at once when its buffer is below the high-water
+   * mark, else on `drain`). Rejects when the connection is not open or closes first.
+   */
+  sendAsync(data: Data, options?: SendOptions): Promise<void> {
+    const binary = options?.binary ?? typeof data !== 'string';
+    if (!this.core.send(data, binary)) return Promise.reject(new Error(`WebSocket is not open (readyState ${this.readyState})`));
+    return this.writeOk ? Promise.resolve() : this.drained();
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onDrain = (): void => {
+        this.off('close', onClose);
+        resolve();
+      };
+      const onClose = (): void => {
+        this.off('drain', onDrain);
+        reject(new Error('WebSocket closed before its buffer drained'));
+      };
+      this.once('drain', onDrain);
+      this.once('close', onClose);
+    });
+  }
+
+  /**
+   * Sends one fragment of a message being streamed (RFC 6455 §5.4): the first call fixes the type, `fin` ends
+   * it. Pings and pongs may go between fragments; other messages may not. Returns as {@link send}.
+   */
+  sendFragment(data: Data, fin: boolean, options?: SendOptions): boolean {
+    const binary = options?.binary ?? typeof data !== 'string';
+    if (!this.core.sendFragment(data, fin, binary)) return false;
+    return this.writeOk;
+  }
+
+  /**
+   * Sends a message framed once by `prepare()`: the same bytes go to every connection (broadcast). Client
+   * connections mask every frame, so they frame the payload themselves.
+   */
+  sendPrepared(message: PreparedMessage): boolean {
+    if (this.core.closeSent) return false;
+    if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary });
+    this.write(message.frame);
+    return this.writeOk;
+  }
+
+  /** Sends a ping (at most 125 bytes of payload; RangeError above). Returns false when not open. */
+  ping(data: Data = ''): boolean {
+    return this.core.ping(data) && this.writeOk;
+  }
+
+  /** Sends a pong (at most 125 bytes). Returns false when not open. */
+  pong(data: Data = ''): boolean {
+    return this.core.pong(data) && this.writeOk;
+  }
+
+  /**
+   * Starts the closing handshake: sends a close frame (`code` 1000, 3000–4999 or 1001–1003/1007–1014; `reason` at
+   * most 123 UTF-8 bytes) and destroys the socket if the peer has not finished the handshake within
+   * `closeTimeout`. RangeError/TypeError for an invalid code or reason. Does nothing when already closing.
+   */
+  close(code?: number, reason?: string): void {
+    this.core.close(code, reason);
+    if (!this.closed && this.closeTimer === null) this.armCloseTimer();
+  }
+
+  /** Destroys the socket at once, without a closing handshake. The `close` event reports 1006. */
+  terminate(): void {
+    this.socket.destroy();
+  }
+
+  /** Pauses reading from the peer (TCP backpressure). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /** Resumes reading. */
+  resume(): void {
+    this.socket.resume();
+  }
+
+  private armCloseTimer(): void {
+    this.closeTimer = setTimeout(() => this.socket.destroy(), this.closeTimeout);
+    this.closeTimer.unref?.();
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.queue !== null) {
+      const waiter = this.waiters.shift();
+      if (waiter) waiter.resolve({ value: { data, isBinary }, done: false });
+      else {
+        this.queue.push({ data, isBinary });
+        if (this.queue.length >= this.iteratorHighWaterMark) this.socket.pause();
+      }
+    }
+    this.emit('message', data, isBinary);
+  }
+
+  private onPing(data: Buffer): void {
+    if (this.autoPong && !this.core.closeSent) {
+      // RFC 6455 §5.5.3 lets an endpoint answer only the latest ping; a peer that floods pings while not reading
+      // our data gets cut off rather than buffered without bound.
+      if (this.socket.writableLength > this.maxPongBacklog) {
+        if (this.listenerCount('error') > 0) this.emit('error', new Error('ping flood while the peer is not reading: connection cut'));
+        this.socket.destroy();
+        return;
+      }
+      this.core.pong(data);
+    }
+    this.emit('ping', data);
+  }
+
+  private onPeerClose(_code: number, _reason: string): void {
+    // The reply is written; the server's core asks to end TCP itself. A client waits for the server to close.
+    if (this.closeTimer === null) this.armCloseTimer();
+  }
+
+  private onProtocolError(error: ProtocolError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  private endSocket(): void {
+    this.socket.end();
+    if (this.closeTimer === null) this.armCloseTimer();
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    const code = this.core.transportClosed();
+    const reason = code === CloseCode.ABNORMAL ? '' : this.core.closeReason;
+    this.internals.onClosed?.(this);
+    if (this.queue !== null) {
+      for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
+    }
+    this.emit('close', code, reason);
+  }
+
+  /**
+   * Async iteration over incoming messages: `for await (const { data, isBinary } of connection)`. Ends when the
+   * connection closes. Reading pauses while `iteratorHighWaterMark` messages wait, so a slow loop slows the peer.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    if (this.queue === null) this.queue = [];
+    const queue = this.queue;
+    return {
+      next: () => {
+        const value = queue.shift();
+        if (value !== undefined) {
+          if (queue.length < this.iteratorHighWaterMark / 2 && !this.closed) this.socket.resume();
+          return Promise.resolve({ value, done: false });
+        }
+        if (this.closed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+      },
+      return: () => {
+        this.queue = null;
+        this.socket.resume();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}
+
+function uncork(connection: WebSocketConnection): void {
+  connection.uncorkNow();
+}
+
+export interface WebSocketConnection {
+  on<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
+  once<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
+  off<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
+  emit<K extends keyof ConnectionEvents>(event: K, ...args: Parameters<ConnectionEvents[K]>): boolean;
+}

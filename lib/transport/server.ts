@@ -1,0 +1,467 @@
+/**
+ * The WebSocket server: standalone on `node:net` (or `node:tls` for wss), reading the upgrade head itself with no
+ * `node:http`, or attached to an existing `node:http`/`node:https` server through {@link WebSocketServer.handleUpgrade}.
+ *
+ * The handshake runs in this order, each step answering with its own status: head limits (431), request validation
+ * (400/405/426), path (404), origin allow-list (403), connection limit (503), the application's `authenticate` hook
+ * (its status, 401 by default), subprotocol selection, then the 101. A handshake not complete within
+ * `handshakeTimeout` is dropped.
+ *
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import {
+  acceptResponse,
+  checkUpgradeRequest,
+  httpResponse,
+  isRefusal,
+  type HttpRefusal,
+  type UpgradeRequest,
+} from '../core/handshake.js';
+import { HeadError, HeadParser, type HttpHead, type HeadLimits } from '../core/http1.js';
+import type { ExtensionOffer } from '../core/tokens.js';
+import { type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
+
+/** Defaults of {@link ServerOptions}. */
+export const SERVER_DEFAULTS = {
+  /** 10 s for the whole opening handshake, authentication included. */
+  handshakeTimeout: 10_000,
+  /** 5 s for connections to finish their closing handshake on `close()` before they are destroyed. */
+  shutdownTimeout: 5_000,
+} as const;
+
+/** An upgrade request as the application's hooks see it. */
+export interface IncomingUpgrade {
+  /** The request target: path and query (`/chat?room=1`). */
+  url: string;
+  /** The path alone (`/chat`). */
+  path: string;
+  /** The parsed query string. */
+  query: URLSearchParams;
+  /** Request headers by lower-case name; a header sent twice has two values. */
+  headers: Map<string, string[]>;
+  /** The first value of a header (name in any case), or undefined. */
+  header(name: string): string | undefined;
+  /** Offered subprotocols, in the client's order. */
+  protocols: string[];
+  /** Offered extensions. */
+  extensions: ExtensionOffer[];
+  /** `Origin`, when sent. */
+  origin: string | undefined;
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+  /** Whether the connection is TLS (wss). */
+  secure: boolean;
+}
+
+/** What `authenticate` returns to refuse: an HTTP status (default 401), headers and a message body. */
+export interface AuthRejection {
+  reject: true;
+  status?: number;
+  headers?: Record<string, string>;
+  message?: string;
+}
+
+/** What `authenticate` returns to accept: the principal attached to the connection, and extra 101 headers. */
+export interface AuthAcceptance {
+  principal?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** A plain HTTP response for a non-upgrade request on the standalone server. */
+export interface HttpAnswer {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+}
+
+/** Options of {@link createServer} / {@link WebSocketServer}. */
+export interface ServerOptions extends ConnectionOptions, HeadLimits {
+  /** Port to listen on at once; omit it to call `listen()` yourself, or with `noServer`. */
+  port?: number;
+  /** Host to listen on. Default: all interfaces (as `net.Server.listen`). */
+  host?: string;
+  /** TLS options (key, cert, …): the server speaks wss. Default: none (ws). */
+  tls?: TlsOptions;
+  /** Only handle `handleUpgrade` calls, never listen (attach to an existing HTTP server). Default: false. */
+  noServer?: boolean;
+  /** Accept upgrades only on this path (others get 404). Default: any path. */
+  path?: string;
+  /** Allowed `Origin` values; others, and a missing or `null` origin, get 403. Default: any origin. */
+  origins?: readonly string[];
+  /** Most open connections; further upgrades get 503. Default: unlimited. */
+  maxConnections?: number;
+  /** Milliseconds for the opening handshake, authentication included. Default: 10,000. */
+  handshakeTimeout?: number;
+  /**
+   * Chooses the subprotocol among those offered (in the client's order). Return one of them, or undefined for none.
+   * Returning a value the client did not offer is an error (500): the server never echoes an unoffered value.
+   * Default: none selected.
+   */
+  selectProtocol?: (offered: string[], request: IncomingUpgrade) => string | undefined;
+  /**
+   * Decides, before the 101, whether the request may connect: return (or resolve) an {@link AuthAcceptance} to accept,
+   * with the principal to attach, or an {@link AuthRejection} (or `false`, a 401) to refuse. A throw is a 500.
+   */
+  authenticate?: (request: IncomingUpgrade) => AuthAcceptance | AuthRejection | false | Promise<AuthAcceptance | AuthRejection | false>;
+  /**
+   * Answers non-upgrade HTTP requests on the standalone server (health checks, a page). Default: 426 Upgrade
+   * Required.
+   */
+  httpHandler?: (request: IncomingUpgrade & { method: string }) => HttpAnswer | Promise<HttpAnswer>;
+  /** Protocol pings and dead-peer detection; `false` to disable. Default: every 30 s, 30 s to answer. */
+  heartbeat?: HeartbeatOptions | false;
+}
+
+/** Events of {@link WebSocketServer}. */
+export interface ServerEvents {
+  /** A connection completed its handshake. */
+  connection: (connection: WebSocketConnection, request: IncomingUpgrade) => void;
+  /** The server is listening. */
+  listening: (address: AddressInfo) => void;
+  /** A handshake was refused (for logs and metrics): status and why. */
+  rejected: (status: number, message: string, remoteAddress: string | undefined) => void;
+  /** A server-level error (listen failure). Never emitted without a listener, except listen errors via `listen()`. */
+  error: (error: Error) => void;
+  /** `close()` finished: every connection is closed. */
+  close: () => void;
+}
+
+/** Options of {@link WebSocketServer.close}. */
+export interface ShutdownOptions {
+  /** Close code sent to every connection: 1001 going away, or 1012 service restart. Default: 1001. */
+  code?: number;
+  /** Close reason. Default: ''. */
+  reason?: string;
+  /** Milliseconds to wait for closing handshakes before destroying what is left. Default: 5,000. */
+  timeout?: number;
+}
+
+/** A WebSocket server. Create it with {@link createServer}. */
+export class WebSocketServer extends EventEmitter {
+  /** Open connections. */
+  readonly clients = new Set<WebSocketConnection>();
+  readonly options: ServerOptions;
+  private readonly net: NetServer | null;
+  private readonly heartbeat: Heartbeat | null;
+  private readonly handshaking = new Set<Duplex>();
+  private closing = false;
+  private closedPromise: Promise<void> | null = null;
+
+  constructor(options: ServerOptions = {}, onConnection?: (connection: WebSocketConnection, request: IncomingUpgrade) => void) {
+    super();
+    if (typeof options !== 'object' || options === null) throw new TypeError('server options must be an object');
+    for (const name of ['handshakeTimeout', 'maxConnections', 'closeTimeout'] as const) {
+      const v = options[name];
+      if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new RangeError(`options.${name} must be a non-negative number, got ${String(v)}`);
+    }
+    for (const name of ['selectProtocol', 'authenticate', 'httpHandler'] as const) {
+      if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`options.${name} must be a function`);
+    }
+    this.options = options;
+    this.heartbeat = options.heartbeat === false ? null : new Heartbeat(options.heartbeat ?? {});
+    if (onConnection) this.on('connection', onConnection);
+    if (options.noServer) {
+      this.net = null;
+    } else {
+      this.net = options.tls ? createTlsServer(options.tls) : createNetServer();
+      this.net.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.accept(socket));
+      if (options.tls) this.net.on('tlsClientError', (_e: Error, socket: Duplex) => socket.destroy());
+      if (options.port !== undefined) {
+        this.listen(options.port, options.host).catch((error: Error) => {
+          if (this.listenerCount('error') > 0) this.emit('error', error);
+          else throw error;
+        });
+      }
+    }
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  listen(port = 0, host?: string): Promise<AddressInfo> {
+    const net = this.net;
+    if (net === null) return Promise.reject(new Error('a noServer WebSocketServer does not listen: attach handleUpgrade to your HTTP server'));
+    return new Promise((resolve, reject) => {
+      net.once('error', reject);
+      net.listen(port, host, () => {
+        net.off('error', reject);
+        const address = net.address() as AddressInfo;
+        this.emit('listening', address);
+        resolve(address);
+      });
+    });
+  }
+
+  /** The bound address, once listening. */
+  address(): AddressInfo | null {
+    return (this.net?.address() as AddressInfo | null) ?? null;
+  }
+
+  private accept(socket: Duplex): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const parser = new HeadParser('request', this.options);
+    const timer = this.handshakeTimer(socket);
+    this.handshaking.add(socket);
+    const onData = (chunk: Buffer): void => {
+      let head: HttpHead | null;
+      try {
+        head = parser.push(chunk);
+      } catch (error) {
+        const status = error instanceof HeadError ? error.status : 400;
+        this.refuse(socket, { status, message: (error as Error).message, headers: {} });
+        return;
+      }
+      if (head === null) return;
+      socket.off('data', onData);
+      socket.pause();
+      void this.upgrade(socket, head, parser.rest, timer);
+    };
+    socket.on('data', onData);
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.handshaking.delete(socket);
+    });
+  }
+
+  private handshakeTimer(socket: Duplex): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.emit('rejected', 408, 'handshake timeout', remote(socket).address);
+      socket.destroy();
+    }, this.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout);
+    timer.unref();
+    return timer;
+  }
+
+  /**
+   * Completes an upgrade received by a `node:http`/`node:https` server: call it from the server's `'upgrade'` event
+   * (`httpServer.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head))`). Refusals are written
+   * as HTTP responses on the socket. `callback`, when given, receives the connection as well as the
+   * `connection` event.
+   */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, callback?: (connection: WebSocketConnection, request: IncomingUpgrade) => void): void {
+    const headers = new Map<string, string[]>();
+    const raw = request.rawHeaders;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i].toLowerCase();
+      const list = headers.get(name);
+      if (list) list.push(raw[i + 1]);
+      else headers.set(name, [raw[i + 1]]);
+    }
+    const parsed: HttpHead = {
+      method: request.method ?? '',
+      target: request.url ?? '/',
+      version: `HTTP/${request.httpVersion}`,
+      status: 0,
+      statusText: '',
+      headers,
+    };
+    if (this.closing) {
+      this.refuse(socket, { status: 503, message: 'server shutting down', headers: {} });
+      return;
+    }
+    const timer = this.handshakeTimer(socket);
+    this.handshaking.add(socket);
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.handshaking.delete(socket);
+    });
+    void this.upgrade(socket, parsed, head, timer, callback);
+  }
+
+  private async upgrade(
+    socket: Duplex,
+    head: HttpHead,
+    rest: Buffer,
+    timer: NodeJS.Timeout,
+    callback?: (connection: WebSocketConnection, request: IncomingUpgrade) => void,
+  ): Promise<void> {
+    const options = this.options;
+    const { address, port } = remote(socket);
+    const secure = 'encrypted' in socket && (socket as { encrypted?: boolean }).encrypted === true;
+    const isUpgrade = head.headers.has('upgrade');
+    if (!isUpgrade && this.net !== null) {
+      return this.answerHttp(socket, head, address, port, secure);
+    }
+    const checked = checkUpgradeRequest(head, { origins: options.origins });
+    if (isRefusal(checked)) return this.refuse(socket, checked);
+    const request = incoming(checked, address, port, secure);
+    if (options.path !== undefined && request.path !== options.path) return this.refuse(socket, { status: 404, message: 'no WebSocket endpoint at this path', headers: {} });
+    if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) {
+      return this.refuse(socket, { status: 503, message: 'too many connections', headers: { 'Retry-After': '5' } });
+    }
+    let principal: unknown;
+    let extraHeaders: Record<string, string> = {};
+    if (options.authenticate) {
+      let verdict: AuthAcceptance | AuthRejection | false;
+      try {
+        verdict = await options.authenticate(request);
+      } catch (error) {
+        return this.refuse(socket, { status: 500, message: 'authentication failed', headers: {} }, error as Error);
+      }
+      if (socket.destroyed) return;
+      if (verdict === false) return this.refuse(socket, { status: 401, message: 'unauthorized', headers: {} });
+      if ((verdict as AuthRejection).reject === true) {
+        const r = verdict as AuthRejection;
+        return this.refuse(socket, { status: r.status ?? 401, message: r.message ?? 'unauthorized', headers: r.headers ?? {} });
+      }
+      principal = (verdict as AuthAcceptance).principal;
+      extraHeaders = (verdict as AuthAcceptance).headers ?? {};
+    }
+    let protocol: string | undefined;
+    if (options.selectProtocol && request.protocols.length > 0) {
+      try {
+        protocol = options.selectProtocol(request.protocols, request);
+      } catch (error) {
+        return this.refuse(socket, { status: 500, message: 'subprotocol selection failed', headers: {} }, error as Error);
+      }
+      if (protocol !== undefined && !request.protocols.includes(protocol)) {
+        return this.refuse(socket, { status: 500, message: 'selectProtocol returned a subprotocol the client did not offer', headers: {} });
+      }
+    }
+    if (this.closing) return this.refuse(socket, { status: 503, message: 'server shutting down', headers: {} });
+    clearTimeout(timer);
+    this.handshaking.delete(socket);
+    let response: string;
+    try {
+      response = acceptResponse(checked.key, protocol, undefined, extraHeaders);
+    } catch (error) {
+      return this.refuse(socket, { status: 500, message: 'invalid response headers', headers: {} }, error as Error);
+    }
+    socket.write(response);
+    const connection = new WebSocketConnection(
+      socket,
+      'server',
+      { ...options, protocol, remoteAddress: address },
+      {
+        onClosed: (c) => {
+          this.clients.delete(c);
+          this.heartbeat?.delete(c);
+        },
+      },
+    );
+    connection.principal = principal;
+    this.clients.add(connection);
+    this.heartbeat?.add(connection);
+    callback?.(connection, request);
+    this.emit('connection', connection, request);
+    // Frames sent right behind the request are read once the application's listeners are in place.
+    if (rest.length > 0) connection.receive(Buffer.from(rest));
+    socket.resume();
+  }
+
+  private async answerHttp(socket: Duplex, head: HttpHead, address: string | undefined, port: number | undefined, secure: boolean): Promise<void> {
+    const handler = this.options.httpHandler;
+    if (!handler) {
+      return this.refuse(socket, { status: 426, message: 'this endpoint speaks WebSocket', headers: { Upgrade: 'websocket', 'Sec-WebSocket-Version': '13' } }, undefined, false);
+    }
+    const request = {
+      ...incoming({ head, target: head.target, key: '', protocols: [], extensions: [], origin: head.headers.get('origin')?.[0] }, address, port, secure),
+      method: head.method,
+    };
+    let answer: HttpAnswer;
+    try {
+      answer = await handler(request);
+    } catch {
+      answer = { status: 500, body: 'internal error' };
+    }
+    let response: Buffer;
+    try {
+      response = httpResponse(answer.status, answer.body ?? '', answer.headers ?? {});
+    } catch {
+      response = httpResponse(500, 'invalid response headers');
+    }
+    socket.end(response);
+  }
+
+  private refuse(socket: Duplex, refusal: HttpRefusal, cause?: Error, report = true): void {
+    if (report) this.emit('rejected', refusal.status, cause ? `${refusal.message}: ${cause.message}` : refusal.message, remote(socket).address);
+    if (socket.destroyed) return;
+    socket.end(httpResponse(refusal.status, refusal.message, refusal.headers));
+    // Do not wait on a peer that never reads its answer.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /**
+   * Graceful shutdown: stops accepting, drops handshakes in progress, sends every connection a close frame (1001
+   * by default, or 1012 for a restart), waits up to `timeout` ms for the closing handshakes, then destroys what is
+   * left. Resolves when every connection's `close` event has fired. Calling it again returns the same promise.
+   */
+  close(options: ShutdownOptions = {}): Promise<void> {
+    if (this.closedPromise) return this.closedPromise;
+    this.closing = true;
+    const code = options.code ?? 1001;
+    const timeout = options.timeout ?? SERVER_DEFAULTS.shutdownTimeout;
+    this.closedPromise = new Promise<void>((resolve) => {
+      this.net?.close();
+      for (const socket of this.handshaking) socket.destroy();
+      const pending = [...this.clients].map(
+        (c) =>
+          new Promise<void>((done) => {
+            if (c.readyState === 3) return done();
+            c.once('close', () => done());
+            c.close(code, options.reason ?? '');
+          }),
+      );
+      const killer = setTimeout(() => {
+        for (const c of this.clients) c.terminate();
+      }, timeout);
+      killer.unref();
+      void Promise.all(pending).then(() => {
+        clearTimeout(killer);
+        this.heartbeat?.stop();
+        this.emit('close');
+        resolve();
+      });
+    });
+    return this.closedPromise;
+  }
+}
+
+export interface WebSocketServer {
+  on<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;
+  once<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;
+  off<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;
+  emit<K extends keyof ServerEvents>(event: K, ...args: Parameters<ServerEvents[K]>): boolean;
+}
+
+/**
+ * Creates a WebSocket server. With `port` it listens at once; otherwise call `listen()`, or use `noServer: true`
+ * and `handleUpgrade` with an existing HTTP server. `onConnection` is added as a `connection` listener.
+ */
+export function createServer(options: ServerOptions = {}, onConnection?: (connection: WebSocketConnection, request: IncomingUpgrade) => void): WebSocketServer {
+  return new WebSocketServer(options, onConnection);
+}
+
+function remote(socket: Duplex): { address: string | undefined; port: number | undefined } {
+  const s = socket as Partial<Socket>;
+  return { address: s.remoteAddress, port: s.remotePort };
+}
+
+function incoming(req: UpgradeRequest, address: string | undefined, port: number | undefined, secure: boolean): IncomingUpgrade {
+  const target = req.target;
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const headers = req.head.headers;
+  return {
+    url: target,
+    path,
+    query: new URLSearchParams(q === -1 ? '' : target.slice(q + 1)),
+    headers,
+    header: (name: string) => headers.get(name.toLowerCase())?.[0],
+    protocols: req.protocols,
+    extensions: req.extensions,
+    origin: req.origin,
+    remoteAddress: address,
+    remotePort: port,
+    secure,
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * A WHATWG-compatible `WebSocket` for Node (https://websockets.spec.whatwg.org/): the browser's API on top of
+ * {@link connect}, so browser-style code runs unchanged. `binaryType` also accepts `'nodebuffer'` (Buffers), an
+ * extension for Node code; the default is `'blob'` as in browsers.
+ *
+ * @module
+ */
+import { isValidCloseCode } from '../core/errors.js';
+import { type Data } from '../core/bytes.js';
+import { type ClientOptions, connect } from './client.js';
+import type { WebSocketConnection } from './connection.js';
+
+/** The `close` event of {@link WebSocket}. */
+export class CloseEvent extends Event {
+  readonly code: number;
+  readonly reason: string;
+  readonly wasClean: boolean;
+  constructor(type: string, init: { code?: number; reason?: string; wasClean?: boolean } = {}) {
+    super(type);
+    this.code = init.code ?? 0;
+    this.reason = init.reason ?? '';
+    this.wasClean = init.wasClean ?? false;
+  }
+}
+
+type BinaryType = 'blob' | 'arraybuffer' | 'nodebuffer';
+type Handler<E extends Event> = ((this: WebSocket, event: E) => unknown) | null;
+
+/** Browser-compatible WebSocket client. */
+export class WebSocket extends EventTarget {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+  readonly CONNECTING = 0;
+  readonly OPEN = 1;
+  readonly CLOSING = 2;
+  readonly CLOSED = 3;
+
+  /** The URL as resolved. */
+  readonly url: string;
+  private state = 0;
+  private connection: WebSocketConnection | null = null;
+  private type: BinaryType = 'blob';
+  private pendingClose: { code?: number; reason?: string } | null = null;
+  private readonly handlers = new Map<string, (event: Event) => void>();
+
+  /**
+   * Connects at once, like the browser's constructor. `options` (not in the browser API) takes the
+   * {@link ClientOptions} of `connect`: headers, TLS, limits.
+   */
+  constructor(url: string | URL, protocols?: string | string[], options: ClientOptions = {}) {
+    super();
+    const resolved = new URL(String(url));
+    if (resolved.protocol === 'http:') resolved.protocol = 'ws:';
+    if (resolved.protocol === 'https:') resolved.protocol = 'wss:';
+    if (resolved.protocol !== 'ws:' && resolved.protocol !== 'wss:') throw new DOMException(`invalid URL scheme ${resolved.protocol}`, 'SyntaxError');
+    if (resolved.hash) throw new DOMException('WebSocket URLs cannot have a fragment', 'SyntaxError');
+    this.url = resolved.href;
+    const abort = new AbortController();
+    connect(resolved, { ...options, protocols: protocols ?? options.protocols, signal: abort.signal }).then(
+      (connection) => this.opened(connection),
+      () => {
+        this.state = 3;
+        this.dispatchEvent(new Event('error'));
+        this.dispatchEvent(new CloseEvent('close', { code: 1006, reason: '', wasClean: false }));
+      },
+    );
+    this.abort = abort;
+  }
+
+  private readonly abort: AbortController;
+
+  private opened(connection: WebSocketConnection): void {
+    this.connection = connection;
+    connection.on('message', (data, isBinary) => {
+      let value: unknown;
+      if (!isBinary) value = data.toString('utf8');
+      else if (this.type === 'arraybuffer') value = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+      else if (this.type === 'nodebuffer') value = data;
+      else value = new Blob([data]);
+      this.dispatchEvent(new MessageEvent('message', { data: value, origin: new URL(this.url).origin }));
+    });
+    connection.on('error', () => {
+      // Reported through the close event; the spec fires 'error' before a close that was not clean.
+    });
+    connection.on('close', (code, reason) => {
+      const wasClean = code !== 1006;
+      this.state = 3;
+      if (!wasClean) this.dispatchEvent(new Event('error'));
+      this.dispatchEvent(new CloseEvent('close', { code, reason, wasClean }));
+    });
+    if (this.pendingClose) {
+      this.state = 2;
+      connection.close(this.pendingClose.code ?? 1000, this.pendingClose.reason);
+      return;
+    }
+    this.state = 1;
+    this.dispatchEvent(new Event('open'));
+  }
+
+  /** 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED. */
+  get readyState(): number {
+    if (this.connection && this.state !== 3) return this.connection.readyState === 3 ? 2 : Math.max(this.state, this.connection.readyState);
+    return this.state;
+  }
+
+  /** The subprotocol the server selected ('' before open or when none). */
+  get protocol(): string {
+    return this.connection?.protocol ?? '';
+  }
+
+  /** The negotiated extensions. */
+  get extensions(): string {
+    return this.connection?.extensions ?? '';
+  }
+
+  /** Bytes queued and not yet sent. */
+  get bufferedAmount(): number {
+    return this.connection?.bufferedAmount ?? 0;
+  }
+
+  /** `'blob'` (default), `'arraybuffer'`, or `'nodebuffer'`. Other values are ignored, as in browsers. */
+  get binaryType(): BinaryType {
+    return this.type;
+  }
+  set binaryType(value: BinaryType) {
+    if (value === 'blob' || value === 'arraybuffer' || value === 'nodebuffer') this.type = value;
+  }
+
+  /** Sends text (string) or binary data (ArrayBuffer, views, Blob). InvalidStateError while connecting. */
+  send(data: Data | Blob): void {
+    if (this.state === 0) throw new DOMException('WebSocket is still connecting', 'InvalidStateError');
+    const connection = this.connection;
+    if (connection === null || this.readyState !== 1) return;
+    if (data instanceof Blob) {
+      void data.arrayBuffer().then((bytes) => connection.send(bytes));
+      return;
+    }
+    connection.send(data);
+  }
+
+  /** Closes: `code` 1000 or 3000–4999 (InvalidAccessError otherwise), `reason` at most 123 bytes (SyntaxError). */
+  close(code?: number, reason?: string): void {
+    if (code !== undefined && (code !== 1000 && (code < 3000 || code > 4999) || !Number.isInteger(code) || !isValidCloseCode(code))) {
+      throw new DOMException(`close code must be 1000 or 3000–4999, got ${code}`, 'InvalidAccessError');
+    }
+    if (reason !== undefined && Buffer.byteLength(reason) > 123) throw new DOMException('close reason over 123 bytes', 'SyntaxError');
+    if (this.state === 2 || this.state === 3) return;
+    if (this.connection === null) {
+      // Still connecting: fail the connection as the spec says, closing it once it opens.
+      this.state = 2;
+      this.pendingClose = { code, reason };
+      return;
+    }
+    this.state = 2;
+    this.connection.close(code ?? (reason ? 1000 : undefined), reason ?? '');
+  }
+
+  private handlerProperty<E extends Event>(type: string): Handler<E> {
+    return (this.handlers.get(type) as unknown as { fn: Handler<E> } | undefined)?.fn ?? null;
+  }
+
+  private setHandlerProperty<E extends Event>(type: string, fn: Handler<E>): void {
+    const old = this.handlers.get(type);
+    if (old) this.removeEventListener(type, old);
+    if (typeof fn !== 'function') {
+      this.handlers.delete(type);
+      return;
+    }
+    const listener = Object.assign((event: Event) => fn.call(this, event as E), { fn });
+    this.handlers.set(type, listener);
+    this.addEventListener(type, listener);
+  }
+
+  get onopen(): Handler<Event> {
+    return this.handlerProperty('open');
+  }
+  set onopen(fn: Handler<Event>) {
+    this.setHandlerProperty('open', fn);
+  }
+  get onmessage(): Handler<MessageEvent> {
+    return this.handlerProperty('message');
+  }
+  set onmessage(fn: Handler<MessageEvent>) {
+    this.setHandlerProperty('message', fn);
+  }
+  get onerror(): Handler<Event> {
+    return this.handlerProperty('error');
+  }
+  set onerror(fn: Handler<Event>) {
+    this.setHandlerProperty('error', fn);
+  }
+  get onclose(): Handler<CloseEvent> {
+    return this.handlerProperty('close');
+  }
+  set onclose(fn: Handler<CloseEvent>) {
+    this.setHandlerProperty('close', fn);
+  }
+}
