@@ -49,7 +49,7 @@ export {
   type ServerOptions,
   type ShutdownOptions,
 } from './transport/server.js';
-export { CLIENT_DEFAULTS, connect, HandshakeError, type ClientOptions } from './transport/client.js';
+export { CLIENT_DEFAULTS, connect, HandshakeError, redirectHeaders, type ClientOptions } from './transport/client.js';
 export { CloseEvent, WebSocket } from './transport/websocket.js';
 export { prepare, type PreparedMessage } from './transport/prepared.js';
 export { Heartbeat, HEARTBEAT_DEFAULTS, type HeartbeatOptions } from './transport/heartbeat.js';

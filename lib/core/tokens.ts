@@ -20,6 +20,7 @@ export interface ExtensionOffer {
  */
 export function parseProtocols(value: string): string[] | null {
   const out: string[] = [];
+  const seen = new Set<string>();
   let at = 0;
   while (at <= value.length) {
     let end = value.indexOf(',', at);
@@ -30,7 +31,8 @@ export function parseProtocols(value: string): string[] | null {
     while (e > s && isWhite(value.charCodeAt(e - 1))) e--;
     if (s < e) {
       const name = value.slice(s, e);
-      if (!isToken(name) || out.includes(name)) return null;
+      if (!isToken(name) || seen.has(name)) return null;
+      seen.add(name);
       out.push(name);
     }
     at = end + 1;
@@ -42,9 +44,14 @@ function isWhite(c: number): boolean {
   return c === 32 || c === 9;
 }
 
+/** Most extension offers in one header, and most parameters in one offer: more is refused as malformed. */
+export const MAX_EXTENSION_OFFERS = 32;
+export const MAX_EXTENSION_PARAMS = 16;
+
 /**
  * Parses a `Sec-WebSocket-Extensions` value: `ext *( ";" param ) *( "," ext … )`, where a parameter is a token with
- * an optional `= token` or `= quoted-string` value (RFC 6455 §9.1). Returns null on any syntax error.
+ * an optional `= token` or `= quoted-string` value (RFC 6455 §9.1). Returns null on any syntax error, and beyond
+ * {@link MAX_EXTENSION_OFFERS} offers or {@link MAX_EXTENSION_PARAMS} parameters in one offer (bounded memory).
  */
 export function parseExtensions(value: string): ExtensionOffer[] | null {
   const out: ExtensionOffer[] = [];
@@ -81,25 +88,30 @@ export function parseExtensions(value: string): ExtensionOffer[] | null {
         i++;
         skipWhite();
         if (i < n && value.charCodeAt(i) === 34) {
-          // quoted-string; RFC 6455 §9.1: its unescaped content must itself be a token.
+          // quoted-string; RFC 6455 §9.1: its unescaped content must itself be a token, so any other character
+          // ends the parse at once. Escapes are rare: the value is sliced, not built a character at a time.
           i++;
           let text = '';
+          let segment = i;
           let closed = false;
           while (i < n) {
             const c = value.charCodeAt(i);
             if (c === 34) {
+              text += value.slice(segment, i);
               closed = true;
               i++;
               break;
             }
             if (c === 92) {
+              text += value.slice(segment, i);
               i++;
+              segment = i;
               if (i >= n) return null;
             }
-            text += value[i];
+            if (!isTchar(value.charCodeAt(i))) return null;
             i++;
           }
-          if (!closed || !isToken(text)) return null;
+          if (!closed || text.length === 0) return null;
           paramValue = text;
         } else {
           const v = token();
@@ -108,8 +120,10 @@ export function parseExtensions(value: string): ExtensionOffer[] | null {
         }
         skipWhite();
       }
+      if (offer.params.length === MAX_EXTENSION_PARAMS) return null;
       offer.params.push([param.toLowerCase(), paramValue]);
     }
+    if (out.length === MAX_EXTENSION_OFFERS) return null;
     out.push(offer);
     if (i >= n) break;
     if (value.charCodeAt(i) !== 44) return null;

@@ -55,6 +55,21 @@ export class HandshakeError extends Error {
 
 const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
 
+/**
+ * The request headers to send after a redirect from `from` to `to`: all of them within one origin, none of the
+ * credentials (`Authorization`, `Cookie`, `Proxy-Authorization`) when the origin changes or wss becomes ws.
+ */
+export function redirectHeaders(from: URL, to: URL, headers: Record<string, string | readonly string[]>): Record<string, string | readonly string[]> {
+  const secureOf = (u: URL): boolean => u.protocol === 'wss:' || u.protocol === 'https:';
+  const sameOrigin = from.hostname === to.hostname && effectivePort(from) === effectivePort(to) && secureOf(from) === secureOf(to);
+  if (sameOrigin) return headers;
+  return Object.fromEntries(Object.entries(headers).filter(([k]) => !CREDENTIAL_HEADERS.has(k.toLowerCase())));
+}
+
+function effectivePort(u: URL): string {
+  return u.port || (u.protocol === 'wss:' || u.protocol === 'https:' ? '443' : '80');
+}
+
 function normalizeUrl(input: string | URL): URL {
   let url: URL;
   try {
@@ -99,11 +114,7 @@ export async function connect(url: string | URL, options: ClientOptions = {}): P
     if (!options.followRedirects) throw new HandshakeError(`server redirected (${result.status}) to ${result.location}; set followRedirects to follow`, result.status);
     if (redirects >= maxRedirects) throw new HandshakeError(`more than ${maxRedirects} redirects`, result.status);
     const next = normalizeUrl(new URL(result.location, target.href.replace(/^ws/, 'http')));
-    const sameOrigin = next.host === target.host && next.protocol === target.protocol;
-    const downgrade = target.protocol === 'wss:' && next.protocol === 'ws:';
-    if (!sameOrigin || downgrade) {
-      headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !CREDENTIAL_HEADERS.has(k.toLowerCase())));
-    }
+    headers = redirectHeaders(target, next, headers);
     target = next;
   }
 }

@@ -1,0 +1,176 @@
+import t from 'tap';
+import {
+  acceptKey,
+  checkUpgradeRequest,
+  checkUpgradeResponse,
+  HeadError,
+  HeadParser,
+  isRefusal,
+  isValidKey,
+  parseExtensions,
+  parseHead,
+  parseProtocols,
+  redirectHeaders,
+  upgradeRequest,
+  type HttpHead,
+} from '../lib/index.js';
+
+const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+
+function request(lines: string[], start = 'GET /chat HTTP/1.1'): HttpHead {
+  return parseHead(Buffer.from([start, ...lines].join('\r\n') + '\r\n', 'latin1'), 'request');
+}
+
+const GOOD = ['Host: example.com', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Key: ${KEY}`, 'Sec-WebSocket-Version: 13'];
+
+t.test('Sec-WebSocket-Accept matches RFC 6455 §1.3', async (t) => {
+  t.equal(acceptKey(KEY), 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
+});
+
+t.test('a valid request is accepted with its protocols, extensions and origin', async (t) => {
+  const r = checkUpgradeRequest(
+    request([...GOOD, 'Origin: https://app.example', 'Sec-WebSocket-Protocol: chat, superchat', 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, x-foo']),
+  );
+  t.notOk(isRefusal(r));
+  if (isRefusal(r)) return;
+  t.same(r.protocols, ['chat', 'superchat']);
+  t.same(r.extensions, [{ name: 'permessage-deflate', params: [['client_max_window_bits', true]] }, { name: 'x-foo', params: [] }]);
+  t.equal(r.origin, 'https://app.example');
+  t.equal(r.key, KEY);
+});
+
+t.test('refusals carry the right status (attack cases 16, 21)', async (t) => {
+  const without = (name: string): string[] => GOOD.filter((l) => !l.toLowerCase().startsWith(name.toLowerCase()));
+  const cases: Array<[string, HttpHead, number]> = [
+    ['POST', request(GOOD, 'POST /chat HTTP/1.1'), 405],
+    ['HTTP/1.0', request(GOOD, 'GET /chat HTTP/1.0'), 400],
+    ['no Host', request(without('Host')), 400],
+    ['two Hosts', request([...GOOD, 'Host: other']), 400],
+    ['no Upgrade', request(without('Upgrade')), 400],
+    ['Upgrade: h2c', request([...without('Upgrade'), 'Upgrade: h2c']), 400],
+    ['duplicated Upgrade', request([...GOOD, 'Upgrade: websocket']), 400],
+    ['no Connection', request(without('Connection')), 400],
+    ['Connection: keep-alive', request([...without('Connection'), 'Connection: keep-alive']), 400],
+    ['no key', request(without('Sec-WebSocket-Key')), 400],
+    ['duplicated key', request([...GOOD, `Sec-WebSocket-Key: ${KEY}`]), 400],
+    ['key of 15 bytes', request([...without('Sec-WebSocket-Key'), `Sec-WebSocket-Key: ${Buffer.alloc(15).toString('base64')}`]), 400],
+    ['key of 17 bytes', request([...without('Sec-WebSocket-Key'), `Sec-WebSocket-Key: ${Buffer.alloc(17).toString('base64')}`]), 400],
+    ['key not base64', request([...without('Sec-WebSocket-Key'), 'Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==']), 400],
+    ['no version', request(without('Sec-WebSocket-Version')), 400],
+    ['version 8', request([...without('Sec-WebSocket-Version'), 'Sec-WebSocket-Version: 8']), 426],
+    ['duplicated version', request([...GOOD, 'Sec-WebSocket-Version: 13']), 400],
+    ['bad protocol list', request([...GOOD, 'Sec-WebSocket-Protocol: a b']), 400],
+    ['duplicated protocol', request([...GOOD, 'Sec-WebSocket-Protocol: a, a']), 400],
+    ['bad extensions', request([...GOOD, 'Sec-WebSocket-Extensions: permessage-deflate; ="x"']), 400],
+  ];
+  for (const [name, head, status] of cases) {
+    const r = checkUpgradeRequest(head);
+    t.equal(isRefusal(r) ? r.status : 101, status, name);
+    if (status === 426 && isRefusal(r)) t.equal(r.headers['Sec-WebSocket-Version'], '13', '426 names version 13');
+  }
+  t.ok(isValidKey(KEY));
+  t.notOk(isValidKey(KEY.slice(0, 23)));
+});
+
+t.test('origin allow-list: missing, null and foreign origins get 403 (attack case 26)', async (t) => {
+  const origins = ['https://app.example'];
+  t.notOk(isRefusal(checkUpgradeRequest(request([...GOOD, 'Origin: https://APP.example']), { origins })), 'case-insensitive match');
+  for (const lines of [GOOD, [...GOOD, 'Origin: null'], [...GOOD, 'Origin: https://evil.example']]) {
+    const r = checkUpgradeRequest(request(lines), { origins });
+    t.equal(isRefusal(r) && r.status, 403);
+  }
+});
+
+t.test('head parser: any chunking, limits, malformed heads', async (t) => {
+  const raw = Buffer.from(['GET /a?b=1 HTTP/1.1', ...GOOD, '', 'EXTRA'].join('\r\n'), 'latin1');
+  for (let size = 1; size <= raw.length; size++) {
+    const p = new HeadParser('request');
+    let head: HttpHead | null = null;
+    for (let at = 0; at < raw.length && head === null; at += size) head = p.push(raw.subarray(at, at + size));
+    if (head === null || head.target !== '/a?b=1' || head.headers.get('upgrade')?.[0] !== 'websocket') {
+      t.fail(`chunks of ${size}`);
+      break;
+    }
+    // Bytes after the head are kept for the protocol, whatever the split.
+    const rest = Buffer.concat([p.rest, raw.subarray(Math.ceil((raw.indexOf('\r\n\r\n') + 4) / size) * size)]);
+    if (rest.toString() !== 'EXTRA') t.fail(`rest with chunks of ${size}: ${JSON.stringify(rest.toString())}`);
+  }
+  t.pass('every chunk size parses the same head');
+  const big = new HeadParser('request', { maxHeadSize: 1024 });
+  t.throws(() => big.push(Buffer.alloc(1025, 0x61)), new HeadError(431, 'request head over 1024 bytes'));
+  const many = ['GET / HTTP/1.1', ...Array.from({ length: 2001 }, (_, i) => `X-${i}: y`), '', ''].join('\r\n');
+  t.throws(() => new HeadParser('request', { maxHeadSize: 1 << 20 }).push(Buffer.from(many)), { status: 431 }, '2,001 header lines → 431');
+  const bad = ['GET / HTTP/1.1\r\n folded: x\r\n\r\n', 'GET / HTTP/1.1\r\nno colon\r\n\r\n', 'GET  HTTP/1.1\r\n\r\n', 'GET / HTTP/2.0\r\n\r\n', 'GET / HTTP/1.1\r\nBad Name: x\r\n\r\n', 'GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n'];
+  for (const b of bad) t.throws(() => new HeadParser('request').push(Buffer.from(b)), { name: 'HeadError', status: 400 }, JSON.stringify(b));
+});
+
+t.test('tokenizers: linear time on hostile 64 KB values (attack case 17)', async (t) => {
+  const patterns = [' ', ',', '\\', '"', ';', 'a;', 'a=', 'a="\\', ', ;'];
+  for (const p of patterns) {
+    const small = p.repeat(Math.ceil(65536 / p.length));
+    const large = p.repeat(Math.ceil(655360 / p.length));
+    const time = (s: string): number => {
+      const start = process.hrtime.bigint();
+      parseExtensions(s);
+      parseProtocols(s);
+      parseExtensions('x; a="' + s);
+      return Number(process.hrtime.bigint() - start) + 1e5;
+    };
+    time(small);
+    const ratio = time(large) / time(small);
+    // 10× the input: linear is ~10×, quadratic would be ~100×. The bound is loose for a shared machine.
+    t.ok(ratio < 40, `${JSON.stringify(p)}: 10× input took ${ratio.toFixed(1)}× the time`);
+  }
+});
+
+t.test('tokenizers: names like __proto__ stay plain data (attack case 18)', async (t) => {
+  const parsed = parseExtensions('__proto__; constructor=1; toString, constructor; __proto__="x"');
+  t.same(parsed, [
+    { name: '__proto__', params: [['constructor', '1'], ['tostring', true]] },
+    { name: 'constructor', params: [['__proto__', 'x']] },
+  ]);
+  t.equal(({} as Record<string, unknown>).constructor, Object, 'Object.prototype untouched');
+  const head = request([...GOOD, '__proto__: polluted', 'constructor: x']);
+  t.same(head.headers.get('__proto__'), ['polluted']);
+  t.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+t.test('extension and protocol syntax', async (t) => {
+  t.same(parseExtensions('a; b="c", d'), [{ name: 'a', params: [['b', 'c']] }, { name: 'd', params: [] }]);
+  t.same(parseExtensions('a; b="c\\d"'), [{ name: 'a', params: [['b', 'cd']] }], 'quoted-pair');
+  t.same(parseExtensions(' , a , '), [{ name: 'a', params: [] }], 'empty list elements ignored');
+  for (const bad of ['a;', 'a; b="x', 'a; b="a b"', 'a b', ';a', 'a; b=', 'a,,b c']) t.equal(parseExtensions(bad), null, JSON.stringify(bad));
+  t.same(parseProtocols(' chat ,superchat'), ['chat', 'superchat']);
+  t.equal(parseProtocols('a/b'), null);
+  t.equal(parseProtocols(' , '), null);
+});
+
+t.test('client side: the request, and every check of the 101', async (t) => {
+  const req = upgradeRequest(new URL('wss://example.com:8443/p?q=1'), KEY, { protocols: ['a', 'b'], origin: 'https://o', headers: { Authorization: 'Bearer x' } });
+  t.match(req, /^GET \/p\?q=1 HTTP\/1\.1\r\nHost: example\.com:8443\r\n/);
+  t.match(req, /Sec-WebSocket-Protocol: a, b\r\n/);
+  t.match(req, /Authorization: Bearer x\r\n\r\n$/);
+  t.throws(() => upgradeRequest(new URL('ws://h/'), KEY, { headers: { X: 'a\r\nInjected: 1' } }), TypeError, 'header injection refused');
+  const response = (lines: string[], status = 'HTTP/1.1 101 Switching Protocols'): HttpHead => parseHead(Buffer.from([status, ...lines].join('\r\n') + '\r\n'), 'response');
+  const ok = ['Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(KEY)}`];
+  t.same((checkUpgradeResponse(response(ok), KEY, [], []) as { protocol: string }).protocol, '');
+  t.equal((checkUpgradeResponse(response([...ok, 'Sec-WebSocket-Protocol: b']), KEY, ['a', 'b'], []) as { protocol: string }).protocol, 'b');
+  const failures: Array<[string, HttpHead, string[]]> = [
+    ['status 200', response(ok, 'HTTP/1.1 200 OK'), []],
+    ['no upgrade', response(ok.slice(1)), []],
+    ['no connection', response([ok[0], ok[2]]), []],
+    ['wrong accept', response([...ok.slice(0, 2), 'Sec-WebSocket-Accept: x']), []],
+    ['protocol not offered', response([...ok, 'Sec-WebSocket-Protocol: c']), ['a']],
+    ['protocol when none offered', response([...ok, 'Sec-WebSocket-Protocol: a']), []],
+    ['extension not offered', response([...ok, 'Sec-WebSocket-Extensions: permessage-deflate']), []],
+  ];
+  for (const [name, head, offered] of failures) t.type(checkUpgradeResponse(head, KEY, offered, []), 'string', name);
+});
+
+t.test('redirects drop credentials across origins and on wss → ws (attack case 31)', async (t) => {
+  const headers = { Authorization: 'Bearer secret', cookie: 'a=b', 'X-Trace': '1' };
+  t.same(redirectHeaders(new URL('wss://a.example/x'), new URL('wss://a.example:443/y'), headers), headers, 'same origin keeps them');
+  t.same(redirectHeaders(new URL('wss://a.example/x'), new URL('wss://b.example/x'), headers), { 'X-Trace': '1' }, 'other host');
+  t.same(redirectHeaders(new URL('wss://a.example/x'), new URL('ws://a.example/x'), headers), { 'X-Trace': '1' }, 'wss → ws');
+  t.same(redirectHeaders(new URL('ws://a.example:1/x'), new URL('ws://a.example:2/x'), headers), { 'X-Trace': '1' }, 'other port');
+});
