@@ -162,6 +162,10 @@ export class Protocol {
   private readonly utf8 = new Utf8Validator();
   private validateText = false;
 
+  // Input held while paused.
+  private paused = false;
+  private pending: Buffer[] = [];
+
   // Outgoing fragmentation: 0 when no fragmented message is open, else its opcode.
   private sendingOpcode = 0;
 
@@ -190,15 +194,55 @@ export class Protocol {
    * and delivered as views of it. Input after a close frame or a violation is ignored.
    */
   receive(chunk: Buffer): void {
+    if (this.paused) {
+      this.pending.push(chunk);
+      return;
+    }
     const length = chunk.length;
     let offset = 0;
     while (offset < length && this.state !== DONE) {
+      if (this.paused) {
+        this.pending.push(chunk.subarray(offset));
+        return;
+      }
       if (this.state === HEADER) {
         offset = this.readHeader(chunk, offset);
       } else {
         offset = this.readPayload(chunk, offset);
       }
     }
+  }
+
+  /**
+   * Stops processing input after the current frame; later input is kept, in order, until {@link resume}. An
+   * asynchronous stage (decompression) calls it from `onMessage` so that what follows a message — other messages,
+   * the close frame — is handled only once that message is delivered.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Processes the input kept since {@link pause}, then continues normally. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    while (!this.paused && this.pending.length > 0) this.receive(this.pending.shift()!);
+  }
+
+  /** Whether input is held by {@link pause}. */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /**
+   * Fails the connection for a violation found outside the parser (an extension's decoding error, or its size
+   * limit): writes the close frame with `error.closeCode`, ignores further input, reports `onError`, then `onEnd`.
+   */
+  failWith(error: ProtocolError): void {
+    if (this.state === DONE && this.closeReceived) return;
+    this.paused = false;
+    this.pending = [];
+    this.failed(error);
   }
 
   private readHeader(chunk: Buffer, offset: number): number {
@@ -449,7 +493,11 @@ export class Protocol {
   }
 
   private fail(code: ProtocolErrorCode, message: string): void {
-    const error = protocolError(code, message);
+    this.failed(protocolError(code, message));
+  }
+
+  private failed(error: ProtocolError): void {
+    const message = error.message;
     this.state = DONE;
     this.releaseMessage();
     if (!this.closeSent) this.writeClose(error.closeCode, truncateReason(message));
@@ -534,14 +582,7 @@ export class Protocol {
    * only with a code. Does nothing when a close frame was already sent.
    */
   close(code?: number, reason = ''): void {
-    if (code !== undefined && (typeof code !== 'number' || !Number.isInteger(code) || !isValidCloseCode(code))) {
-      throw new RangeError(`close code ${String(code)} cannot be sent: use 1000, 3000–4999, or 1001–1003/1007–1014`);
-    }
-    if (typeof reason !== 'string') throw new TypeError('close reason must be a string');
-    if (Buffer.byteLength(reason) > MAX_CLOSE_REASON) {
-      throw new RangeError(`close reason is ${Buffer.byteLength(reason)} bytes; at most 123 are allowed (RFC 6455 §5.5)`);
-    }
-    if (code === undefined && reason !== '') throw new TypeError('a close reason needs a close code');
+    validateClose(code, reason);
     if (this.closeSent) return;
     this.writeClose(code, reason);
     if (this.readyState === ReadyState.OPEN) this.readyState = ReadyState.CLOSING;
@@ -559,6 +600,8 @@ export class Protocol {
   transportClosed(): number {
     this.readyState = ReadyState.CLOSED;
     this.state = DONE;
+    this.paused = false;
+    this.pending = [];
     this.releaseMessage();
     return this.closeReceived ? this.closeCode : CloseCode.ABNORMAL;
   }
@@ -567,6 +610,22 @@ export class Protocol {
   get bufferedMessageBytes(): number {
     return this.partsLength + this.blockLength;
   }
+}
+
+/**
+ * Checks the arguments of a close the application asks for: `code` 1000, 3000–4999 or a registered code that may be
+ * sent (1001–1003, 1007–1014), `reason` a string of at most 123 UTF-8 bytes and only with a code. RangeError or
+ * TypeError otherwise.
+ */
+export function validateClose(code: number | undefined, reason = ''): void {
+  if (code !== undefined && (typeof code !== 'number' || !Number.isInteger(code) || !isValidCloseCode(code))) {
+    throw new RangeError(`close code ${String(code)} cannot be sent: use 1000, 3000–4999, or 1001–1003/1007–1014`);
+  }
+  if (typeof reason !== 'string') throw new TypeError('close reason must be a string');
+  if (Buffer.byteLength(reason) > MAX_CLOSE_REASON) {
+    throw new RangeError(`close reason is ${Buffer.byteLength(reason)} bytes; at most 123 are allowed (RFC 6455 §5.5)`);
+  }
+  if (code === undefined && reason !== '') throw new TypeError('a close reason needs a close code');
 }
 
 /** Header length announced by the second header byte. */

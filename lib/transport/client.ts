@@ -13,6 +13,12 @@ import { checkUpgradeResponse, generateKey, upgradeRequest } from '../core/hands
 import { HeadParser, type HeadLimits, singleHeader } from '../core/http1.js';
 import { formatExtensions } from '../core/tokens.js';
 import { type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { DeflateCodec, Limiter } from '../deflate/codec.js';
+import { acceptServerResponse, clientOffer, type DeflateOptions, resolveDeflateOptions } from '../deflate/negotiate.js';
+import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
+
+/** One limiter per options object, so all connections made with the same options share the zlib bound. */
+const limiters = new WeakMap<object, Limiter>();
 
 /** Defaults of {@link ClientOptions}. */
 export const CLIENT_DEFAULTS = {
@@ -134,6 +140,13 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
       : netConnect({ host, port });
     const key = generateKey();
     const parser = new HeadParser('response', options);
+    let deflate: Required<DeflateOptions> | null = null;
+    try {
+      deflate = options.perMessageDeflate ? resolveDeflateOptions(options.perMessageDeflate) : null;
+    } catch (error) {
+      socket.destroy();
+      return reject(error);
+    }
     let settled = false;
     const fail = (error: Error): void => {
       if (settled) return;
@@ -173,8 +186,18 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
         socket.destroy();
         return resolve({ status: head.status, location });
       }
-      const checked = checkUpgradeResponse(head, key, protocols, []);
+      const checked = checkUpgradeResponse(head, key, protocols, deflate ? ['permessage-deflate'] : []);
       if (typeof checked === 'string') return fail(new HandshakeError(checked, head.status === 101 ? 0 : head.status));
+      let codec: DeflateCodec | null = null;
+      if (deflate !== null && checked.extensions.length > 0) {
+        if (checked.extensions.length > 1) return fail(new HandshakeError('server accepted permessage-deflate more than once'));
+        const params = acceptServerResponse(checked.extensions[0], deflate);
+        if (typeof params === 'string') return fail(new HandshakeError(params));
+        const limiterKey = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : options;
+        let limiter = limiters.get(limiterKey);
+        if (!limiter) limiters.set(limiterKey, (limiter = new Limiter(deflate.concurrency)));
+        codec = new DeflateCodec('client', params, deflate, limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
+      }
       settled = true;
       cleanup();
       socket.pause();
@@ -183,6 +206,8 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
         protocol: checked.protocol,
         extensions: formatExtensions(checked.extensions),
         remoteAddress: socket.remoteAddress,
+        codec,
+        threshold: deflate?.threshold,
       });
       resolve(connection);
       // Frames that came with the response wait until the caller's `await` has run and attached its listeners.
@@ -197,7 +222,7 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
     socket.on('close', onClose);
     socket.once(secure ? 'secureConnect' : 'connect', () => {
       try {
-        socket.write(upgradeRequest(url, key, { protocols, origin: options.origin, headers }));
+        socket.write(upgradeRequest(url, key, { protocols, origin: options.origin, headers, extensions: deflate ? clientOffer(deflate) : undefined }));
       } catch (error) {
         fail(error as Error);
       }

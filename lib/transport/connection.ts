@@ -7,9 +7,13 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import type { Data } from '../core/bytes.js';
+import { type Data, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
-import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState } from '../core/protocol.js';
+import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
+import { isValidUtf8 } from '../core/utf8.js';
+import type { DeflateCodec } from '../deflate/codec.js';
+import type { DeflateOptions } from '../deflate/negotiate.js';
+import { protocolError } from '../core/errors.js';
 import type { PreparedMessage } from './prepared.js';
 
 /** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
@@ -43,6 +47,11 @@ export interface ConnectionOptions {
   maxPongBacklog?: number;
   /** Messages queued for async iteration before reading pauses (backpressure to the peer). Default: 64. */
   iteratorHighWaterMark?: number;
+  /**
+   * permessage-deflate (RFC 7692): `true` for the defaults, or options. Default: false (off). See the README for
+   * when it pays and what it costs in memory.
+   */
+  perMessageDeflate?: boolean | DeflateOptions;
 }
 
 /** Options of one `send`. */
@@ -80,6 +89,15 @@ export interface ConnectionInternals {
 
 type Waiter = { resolve: (r: IteratorResult<Message>) => void; reject: (e: Error) => void };
 
+/** Outgoing work held behind a compression in progress, to keep frames in order. */
+type Job =
+  | { kind: 'compress'; data: Uint8Array; binary: boolean; started: boolean; done?: (ok: boolean) => void }
+  | { kind: 'send'; data: Data; binary: boolean; done?: (ok: boolean) => void }
+  | { kind: 'fragment'; data: Data; binary: boolean; fin: boolean }
+  | { kind: 'write'; data: Buffer | [Buffer, Uint8Array] }
+  | { kind: 'close'; code?: number; reason?: string }
+  | { kind: 'end' };
+
 /**
  * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
  * `connect()`; not constructed by applications.
@@ -113,12 +131,19 @@ export class WebSocketConnection extends EventEmitter {
   private receiving = false;
   private queue: Message[] | null = null;
   private waiters: Waiter[] = [];
+  private readonly codec: DeflateCodec | null;
+  private readonly threshold: number;
+  private jobs: Job[] = [];
+  private queuedBytes = 0;
+  /** Writes go straight to the socket while a queued job runs. */
+  private direct = false;
+  private closeRequested = false;
 
   /** @internal Use a server or `connect()`. */
   constructor(
     socket: Duplex,
     role: 'server' | 'client',
-    options: ConnectionOptions & { protocol?: string; extensions?: string; remoteAddress?: string; rsv1?: boolean },
+    options: ConnectionOptions & { protocol?: string; extensions?: string; remoteAddress?: string; codec?: DeflateCodec | null; threshold?: number },
     internals: ConnectionInternals = {},
   ) {
     super();
@@ -131,8 +156,10 @@ export class WebSocketConnection extends EventEmitter {
     this.autoPong = options.autoPong !== false;
     this.iteratorHighWaterMark = options.iteratorHighWaterMark ?? CONNECTION_DEFAULTS.iteratorHighWaterMark;
     this.internals = internals;
+    this.codec = options.codec ?? null;
+    this.threshold = options.threshold ?? 0;
     const handler: ProtocolHandler = {
-      onMessage: (data, isBinary) => this.onMessage(data, isBinary),
+      onMessage: (data, isBinary, compressed) => (compressed ? this.inflate(data, isBinary) : this.onMessage(data, isBinary)),
       onPing: (data) => this.onPing(data),
       onPong: (data) => {
         this.pingPending = false;
@@ -150,7 +177,7 @@ export class WebSocketConnection extends EventEmitter {
         maxFrameSize: options.maxFrameSize,
         fragmentOverhead: options.fragmentOverhead,
         strictLengths: options.strictLengths,
-        rsv1: options.rsv1,
+        rsv1: this.codec !== null,
         autoPong: false,
       },
       handler,
@@ -169,12 +196,14 @@ export class WebSocketConnection extends EventEmitter {
 
   /** {@link ReadyState}: 1 OPEN, 2 CLOSING, 3 CLOSED. */
   get readyState(): number {
-    return this.closed ? ReadyState.CLOSED : this.core.readyState === ReadyState.CLOSED ? ReadyState.CLOSING : this.core.readyState;
+    if (this.closed) return ReadyState.CLOSED;
+    if (this.core.readyState === ReadyState.CLOSED || this.closeRequested) return ReadyState.CLOSING;
+    return this.core.readyState;
   }
 
   /** Bytes accepted by `send` and not yet handed to the kernel. */
   get bufferedAmount(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.queuedBytes;
   }
 
   /** @internal Feeds bytes that arrived with the handshake, before the socket's own data events. */
@@ -192,6 +221,10 @@ export class WebSocketConnection extends EventEmitter {
   }
 
   private write(data: Buffer | [Buffer, Uint8Array]): void {
+    if (this.jobs.length > 0 && !this.direct) {
+      this.jobs.push({ kind: 'write', data });
+      return;
+    }
     const socket = this.socket;
     if (socket.destroyed) return;
     if (!this.receiving && !this.corked) {
@@ -222,6 +255,24 @@ export class WebSocketConnection extends EventEmitter {
    */
   send(data: Data, options?: SendOptions): boolean {
     const binary = options?.binary ?? typeof data !== 'string';
+    if (this.closeRequested) {
+      if (typeof data !== 'string') toBytes(data);
+      return false;
+    }
+    if (this.codec !== null && options?.compress !== false) {
+      const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data);
+      if (bytes.length >= this.threshold) {
+        if (this.core.closeSent) return false;
+        this.enqueue({ kind: 'compress', data: bytes, binary, started: false });
+        return this.writeOk && this.queuedBytes < this.socket.writableHighWaterMark;
+      }
+      data = bytes;
+    }
+    if (this.jobs.length > 0) {
+      if (typeof data !== 'string') data = toBytes(data);
+      this.enqueue({ kind: 'send', data, binary });
+      return this.writeOk && this.queuedBytes < this.socket.writableHighWaterMark;
+    }
     if (!this.core.send(data, binary)) return false;
     return this.writeOk;
   }
@@ -231,9 +282,16 @@ export class WebSocketConnection extends EventEmitter {
    * mark, else on `drain`). Rejects when the connection is not open or closes first.
    */
   sendAsync(data: Data, options?: SendOptions): Promise<void> {
-    const binary = options?.binary ?? typeof data !== 'string';
-    if (!this.core.send(data, binary)) return Promise.reject(new Error(`WebSocket is not open (readyState ${this.readyState})`));
-    return this.writeOk ? Promise.resolve() : this.drained();
+    const before = this.jobs.length;
+    const ok = this.send(data, options);
+    if (this.jobs.length > before) {
+      const job = this.jobs[this.jobs.length - 1] as Job & { done?: (ok: boolean) => void };
+      return new Promise((resolve, reject) => {
+        job.done = (sent) => (sent ? (this.writeOk ? resolve() : this.drained().then(resolve, reject)) : reject(new Error('WebSocket closed before the message was sent')));
+      });
+    }
+    if (this.readyState !== ReadyState.OPEN) return Promise.reject(new Error(`WebSocket is not open (readyState ${this.readyState})`));
+    return ok ? Promise.resolve() : this.drained();
   }
 
   private drained(): Promise<void> {
@@ -253,22 +311,35 @@ export class WebSocketConnection extends EventEmitter {
 
   /**
    * Sends one fragment of a message being streamed (RFC 6455 §5.4): the first call fixes the type, `fin` ends
-   * it. Pings and pongs may go between fragments; other messages may not. Returns as {@link send}.
+   * it. Pings and pongs may go between fragments; other messages may not. Fragments are never compressed.
+   * Returns as {@link send}.
    */
   sendFragment(data: Data, fin: boolean, options?: SendOptions): boolean {
     const binary = options?.binary ?? typeof data !== 'string';
+    if (this.closeRequested) return false;
+    if (this.jobs.length > 0) {
+      this.enqueue({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin });
+      return this.writeOk;
+    }
     if (!this.core.sendFragment(data, fin, binary)) return false;
     return this.writeOk;
   }
 
   /**
-   * Sends a message framed once by `prepare()`: the same bytes go to every connection (broadcast). Client
-   * connections mask every frame, so they frame the payload themselves.
+   * Sends a message framed once by `prepare()`: the same bytes go to every connection (broadcast). A compressed
+   * prepared message goes compressed to connections whose negotiation allows it (server_no_context_takeover and a
+   * large enough window), uncompressed to the others. Client connections mask every frame, so they frame the
+   * payload themselves.
    */
   sendPrepared(message: PreparedMessage): boolean {
-    if (this.core.closeSent) return false;
-    if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary });
-    this.write(message.frame);
+    if (this.core.closeSent || this.closeRequested) return false;
+    if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary, compress: false });
+    const c = this.codec;
+    const frame =
+      message.compressed && c !== null && c.params.serverNoContextTakeover && c.params.serverMaxWindowBits >= message.compressed.windowBits
+        ? message.compressed.frame
+        : message.frame;
+    this.write(frame);
     return this.writeOk;
   }
 
@@ -288,8 +359,59 @@ export class WebSocketConnection extends EventEmitter {
    * `closeTimeout`. RangeError/TypeError for an invalid code or reason. Does nothing when already closing.
    */
   close(code?: number, reason?: string): void {
-    this.core.close(code, reason);
+    if (this.jobs.length > 0 && !this.closeRequested && !this.core.closeSent) {
+      // Validate now, send once the messages queued before it are out.
+      validateClose(code, reason);
+      this.closeRequested = true;
+      this.enqueue({ kind: 'close', code, reason });
+    } else {
+      this.core.close(code, reason);
+    }
     if (!this.closed && this.closeTimer === null) this.armCloseTimer();
+  }
+
+  private enqueue(job: Job): void {
+    if (job.kind === 'compress' || job.kind === 'send') this.queuedBytes += typeof job.data === 'string' ? job.data.length : (job.data as Uint8Array).byteLength;
+    this.jobs.push(job);
+    if (this.jobs.length === 1) this.runJobs();
+  }
+
+  /** Runs queued jobs in order; a compression suspends the queue until zlib answers. */
+  private runJobs(): void {
+    while (this.jobs.length > 0) {
+      const job = this.jobs[0];
+      if (job.kind === 'compress') {
+        if (job.started) return;
+        job.started = true;
+        this.codec!.compress(job.data, (error, payload) => {
+          this.jobs.shift();
+          this.queuedBytes -= job.data.byteLength;
+          let ok = false;
+          if (error === null && !this.socket.destroyed) {
+            this.direct = true;
+            ok = this.core.send(payload!, job.binary, true);
+            this.direct = false;
+          }
+          job.done?.(ok);
+          this.runJobs();
+        });
+        return;
+      }
+      this.jobs.shift();
+      this.direct = true;
+      try {
+        if (job.kind === 'send') {
+          this.queuedBytes -= typeof job.data === 'string' ? job.data.length : (job.data as Uint8Array).byteLength;
+          const ok = this.core.send(job.data, job.binary);
+          job.done?.(ok);
+        } else if (job.kind === 'fragment') this.core.sendFragment(job.data, job.fin, job.binary);
+        else if (job.kind === 'write') this.write(job.data);
+        else if (job.kind === 'close') this.core.close(job.code, job.reason);
+        else this.endSocket();
+      } finally {
+        this.direct = false;
+      }
+    }
   }
 
   /** Destroys the socket at once, without a closing handshake. The `close` event reports 1006. */
@@ -310,6 +432,27 @@ export class WebSocketConnection extends EventEmitter {
   private armCloseTimer(): void {
     this.closeTimer = setTimeout(() => this.socket.destroy(), this.closeTimeout);
     this.closeTimer.unref?.();
+  }
+
+  /** A compressed message: hold further input (so order and the close frame wait), inflate, then deliver. */
+  private inflate(data: Buffer, isBinary: boolean): void {
+    const codec = this.codec!;
+    this.core.pause();
+    codec.decompress(data, (error, out) => {
+      if (this.closed) return;
+      if (error) return this.core.failWith(error);
+      if (!isBinary && !isValidUtf8(out!)) return this.core.failWith(protocolError('INVALID_UTF8', 'invalid UTF-8 in a compressed text message'));
+      this.onMessage(out!, isBinary);
+      const cork = !this.corked;
+      if (cork) this.socket.cork();
+      this.receiving = true;
+      try {
+        this.core.resume();
+      } finally {
+        this.receiving = false;
+        if (cork) this.socket.uncork();
+      }
+    });
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
@@ -348,6 +491,10 @@ export class WebSocketConnection extends EventEmitter {
   }
 
   private endSocket(): void {
+    if (this.jobs.length > 0 && !this.direct) {
+      this.jobs.push({ kind: 'end' });
+      return;
+    }
     this.socket.end();
     if (this.closeTimer === null) this.armCloseTimer();
   }
@@ -358,6 +505,9 @@ export class WebSocketConnection extends EventEmitter {
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const code = this.core.transportClosed();
     const reason = code === CloseCode.ABNORMAL ? '' : this.core.closeReason;
+    this.codec?.close();
+    for (const job of this.jobs.splice(0)) if ('done' in job) job.done?.(false);
+    this.queuedBytes = 0;
     this.internals.onClosed?.(this);
     if (this.queue !== null) {
       for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });

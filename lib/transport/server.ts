@@ -26,6 +26,9 @@ import { HeadError, HeadParser, type HttpHead, type HeadLimits } from '../core/h
 import type { ExtensionOffer } from '../core/tokens.js';
 import { type ConnectionOptions, WebSocketConnection } from './connection.js';
 import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
+import { DeflateCodec, Limiter } from '../deflate/codec.js';
+import { type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../deflate/negotiate.js';
+import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -152,6 +155,7 @@ export class WebSocketServer extends EventEmitter {
   private readonly handshaking = new Set<Duplex>();
   private closing = false;
   private closedPromise: Promise<void> | null = null;
+  private readonly deflate: { options: Required<DeflateOptions>; limiter: Limiter } | null;
 
   constructor(options: ServerOptions = {}, onConnection?: (connection: WebSocketConnection, request: IncomingUpgrade) => void) {
     super();
@@ -164,6 +168,12 @@ export class WebSocketServer extends EventEmitter {
       if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`options.${name} must be a function`);
     }
     this.options = options;
+    if (options.perMessageDeflate) {
+      const resolved = resolveDeflateOptions(options.perMessageDeflate);
+      this.deflate = { options: resolved, limiter: new Limiter(resolved.concurrency) };
+    } else {
+      this.deflate = null;
+    }
     this.heartbeat = options.heartbeat === false ? null : new Heartbeat(options.heartbeat ?? {});
     if (onConnection) this.on('connection', onConnection);
     if (options.noServer) {
@@ -330,9 +340,18 @@ export class WebSocketServer extends EventEmitter {
     if (this.closing) return this.refuse(socket, { status: 503, message: 'server shutting down', headers: {} });
     clearTimeout(timer);
     this.handshaking.delete(socket);
+    let codec: DeflateCodec | null = null;
+    let extensionHeader: string | undefined;
+    if (this.deflate !== null) {
+      const agreed = negotiateServer(request.extensions, this.deflate.options);
+      if (agreed !== null) {
+        extensionHeader = agreed.header;
+        codec = new DeflateCodec('server', agreed.params, this.deflate.options, this.deflate.limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
+      }
+    }
     let response: string;
     try {
-      response = acceptResponse(checked.key, protocol, undefined, extraHeaders);
+      response = acceptResponse(checked.key, protocol, extensionHeader, extraHeaders);
     } catch (error) {
       return this.refuse(socket, { status: 500, message: 'invalid response headers', headers: {} }, error as Error);
     }
@@ -340,7 +359,7 @@ export class WebSocketServer extends EventEmitter {
     const connection = new WebSocketConnection(
       socket,
       'server',
-      { ...options, protocol, remoteAddress: address },
+      { ...options, protocol, remoteAddress: address, codec, extensions: extensionHeader, threshold: this.deflate?.options.threshold },
       {
         onClosed: (c) => {
           this.clients.delete(c);

@@ -1,0 +1,219 @@
+/**
+ * permessage-deflate compression and decompression (RFC 7692 §7.2) on `node:zlib` raw deflate.
+ *
+ * - **Bombs**: inflated output is counted as zlib produces it (16 KiB at a time); past `maxMessageSize` the inflater is
+ *   destroyed and the message fails with 1009, so a 1 KB → 1 GB bomb never allocates the gigabyte.
+ * - **Errors**: every zlib stream keeps an error listener for its whole life; malformed data fails the message with
+ *   1007, and an error arriving after a limit already fired is ignored, not thrown.
+ * - **Memory**: contexts are created on first use, not per connection. A side without context takeover destroys its
+ *   context after every message, so an idle connection holds no zlib memory; with context takeover the context must
+ *   live as long as the connection (its window is the state both ends share). See the README for figures.
+ * - **Concurrency**: zlib work runs on libuv's thread pool; a per-configuration {@link Limiter} bounds operations in
+ *   flight, queueing the rest in order.
+ *
+ * @module
+ */
+import { constants, createDeflateRaw, createInflateRaw, deflateRawSync, type DeflateRaw, type InflateRaw } from 'node:zlib';
+import { protocolError, type ProtocolError } from '../core/errors.js';
+import type { DeflateOptions, DeflateParams } from './negotiate.js';
+
+/** The 4 bytes a sync flush ends with; removed from each compressed message and put back before inflating. */
+const TRAILER = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+
+/** Runs at most `limit` jobs at once, the rest in arrival order. */
+export class Limiter {
+  private running = 0;
+  private readonly queue: Array<() => void> = [];
+  constructor(readonly limit: number) {}
+
+  /** Runs `job` when a slot is free; `job` calls `done` when finished. */
+  run(job: (done: () => void) => void): void {
+    if (this.running < this.limit) {
+      this.running++;
+      job(() => this.release());
+    } else {
+      this.queue.push(() => job(() => this.release()));
+    }
+  }
+
+  private release(): void {
+    const next = this.queue.shift();
+    if (next) next();
+    else this.running--;
+  }
+
+  /** Jobs waiting for a slot. */
+  get waiting(): number {
+    return this.queue.length;
+  }
+}
+
+type Stream = (DeflateRaw | InflateRaw) & { chunks: Buffer[]; total: number };
+
+function once<T extends unknown[]>(fn: (...args: T) => void): (...args: T) => void {
+  let called = false;
+  return (...args: T) => {
+    if (called) return;
+    called = true;
+    fn(...args);
+  };
+}
+
+/** One connection's compressor and decompressor, for its role and the negotiated parameters. */
+export class DeflateCodec {
+  private deflater: Stream | null = null;
+  private inflater: Stream | null = null;
+  private readonly deflateBits: number;
+  private readonly inflateBits: number;
+  private readonly deflateReset: boolean;
+  private readonly inflateReset: boolean;
+  private closed = false;
+
+  constructor(
+    role: 'server' | 'client',
+    readonly params: DeflateParams,
+    private readonly options: Required<DeflateOptions>,
+    private readonly limiter: Limiter,
+    private readonly maxMessageSize: number,
+  ) {
+    const server = role === 'server';
+    this.deflateBits = server ? params.serverMaxWindowBits : params.clientMaxWindowBits;
+    this.deflateReset = server ? params.serverNoContextTakeover : params.clientNoContextTakeover;
+    // zlib compresses with 9 bits when told 8: inflate with at least 9 so such a peer is still understood.
+    this.inflateBits = Math.max(9, server ? params.clientMaxWindowBits : params.serverMaxWindowBits);
+    this.inflateReset = server ? params.clientNoContextTakeover : params.serverNoContextTakeover;
+  }
+
+  /** Bytes of zlib state this codec holds now (estimate from zlib's documented formulas), for memory reports. */
+  get memory(): number {
+    let bytes = 0;
+    if (this.deflater) bytes += (1 << (this.deflateBits + 2)) + (1 << (this.options.memLevel + 9));
+    if (this.inflater) bytes += (1 << this.inflateBits) + 7168;
+    return bytes;
+  }
+
+  /** Compresses one whole message; `callback(error, payload)` with the trailer removed (RFC 7692 §7.2.1). */
+  compress(data: Uint8Array, callback: (error: Error | null, payload?: Buffer) => void): void {
+    this.limiter.run((done) => {
+      if (this.closed) {
+        done();
+        return callback(new Error('connection closed'));
+      }
+      const z = (this.deflater ??= this.stream(createDeflateRaw({ level: this.options.level, memLevel: this.options.memLevel, windowBits: this.deflateBits })));
+      const finish = once((error: Error | null) => {
+        done();
+        if (error) {
+          this.dropDeflater();
+          return callback(error);
+        }
+        let out = concat(z.chunks, z.total);
+        z.chunks = [];
+        z.total = 0;
+        // A sync flush ends in 00 00 ff ff; an empty message compresses to a lone 00 (RFC 7692 §7.2.3.6).
+        if (out.length >= 4 && out[out.length - 4] === 0 && out[out.length - 3] === 0 && out[out.length - 2] === 0xff && out[out.length - 1] === 0xff) {
+          out = out.subarray(0, out.length - 4);
+        }
+        if (this.deflateReset) this.dropDeflater();
+        callback(null, out.length === 0 ? Buffer.from([0]) : out);
+      });
+      z.once('error', finish);
+      z.write(data);
+      z.flush(constants.Z_SYNC_FLUSH, () => {
+        z.off('error', finish);
+        finish(null);
+      });
+    });
+  }
+
+  /**
+   * Inflates one whole message (RFC 7692 §7.2.2); `callback(error, data)`. Errors are {@link ProtocolError}s: 1009
+   * when the output passes `maxMessageSize`, 1007 for malformed data.
+   */
+  decompress(data: Uint8Array, callback: (error: ProtocolError | null, data?: Buffer) => void): void {
+    this.limiter.run((done) => {
+      if (this.closed) {
+        done();
+        return callback(protocolError('EXTENSION_ERROR', 'connection closed'));
+      }
+      const z = (this.inflater ??= this.stream(createInflateRaw({ windowBits: this.inflateBits })));
+      const finish = once((error: ProtocolError | null) => {
+        z.off('data', onData);
+        done();
+        if (error) {
+          this.dropInflater();
+          return callback(error);
+        }
+        const out = concat(z.chunks, z.total);
+        z.chunks = [];
+        z.total = 0;
+        if (this.inflateReset) this.dropInflater();
+        callback(null, out);
+      });
+      const onData = (): void => {
+        if (z.total > this.maxMessageSize) {
+          finish(protocolError('MESSAGE_TOO_BIG', `inflated message over the ${this.maxMessageSize}-byte limit`, 1009));
+        }
+      };
+      const onError = (error: Error): void => finish(protocolError('EXTENSION_ERROR', `invalid compressed data: ${error.message}`, 1007));
+      z.on('data', onData);
+      z.once('error', onError);
+      z.write(data);
+      z.write(TRAILER);
+      z.flush(constants.Z_SYNC_FLUSH, () => {
+        z.off('error', onError);
+        finish(null);
+      });
+    });
+  }
+
+  /** Releases both contexts; later calls fail. */
+  close(): void {
+    this.closed = true;
+    this.dropDeflater();
+    this.dropInflater();
+  }
+
+  private stream<T extends DeflateRaw | InflateRaw>(z: T): T & Stream {
+    const s = z as T & Stream;
+    s.chunks = [];
+    s.total = 0;
+    s.on('data', (chunk: Buffer) => {
+      s.chunks.push(chunk);
+      s.total += chunk.length;
+    });
+    // For the stream's whole life: an error after we stopped listening for one must not crash the process.
+    s.on('error', () => {});
+    return s;
+  }
+
+  private dropDeflater(): void {
+    const z = this.deflater;
+    this.deflater = null;
+    if (z) {
+      z.chunks = [];
+      z.close();
+    }
+  }
+
+  private dropInflater(): void {
+    const z = this.inflater;
+    this.inflater = null;
+    if (z) {
+      z.chunks = [];
+      z.close();
+    }
+  }
+}
+
+function concat(chunks: Buffer[], total: number): Buffer {
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+}
+
+/**
+ * Compresses a whole message once, synchronously, without context: the payload of a frame any connection that
+ * negotiated `server_no_context_takeover` with a window of at least `windowBits` can inflate (a broadcast).
+ */
+export function compressOnce(data: Uint8Array, windowBits = 15, level = 6): Buffer {
+  const out = deflateRawSync(data, { windowBits, level, finishFlush: constants.Z_SYNC_FLUSH });
+  return out.length >= 4 && out.subarray(out.length - 4).equals(TRAILER) ? out.subarray(0, out.length - 4) : out;
+}
