@@ -1,5 +1,5 @@
 import t from 'tap';
-import { CloseCode, Opcode, type ProtocolOptions } from '../lib/core/index.js';
+import { CloseCode, Opcode, ProtocolError, type ProtocolOptions } from '../lib/core/index.js';
 import { closeHex, feedSplit, fixedMask, peerFrame, rawFrame, recorder, type Event, MASK } from './helpers/core.js';
 
 const ROLES = ['server', 'client'] as const;
@@ -333,4 +333,38 @@ t.test('a failure queues exactly one close frame and stops reading', async (t) =
   r.protocol.receive(peerFrame('server', { opcode: 1, payload: 'ignored' }));
   t.notOk(r.events.some((e) => e[0] === 'message'));
   t.equal(Opcode.TEXT, 1);
+});
+
+t.test('pause() holds input at a message boundary and resume() replays it in order', async (t) => {
+  const r = recorder({ role: 'server' });
+  const frames = ['a', 'b', 'c', 'd', 'e'].map((p) => peerFrame('server', { opcode: 1, payload: p }));
+  const delivered: string[] = [];
+  const p = r.protocol;
+  (p as unknown as { handler: { onMessage: (d: Buffer) => void } }).handler.onMessage = (d) => {
+    delivered.push(d.toString());
+    if (d.toString() === 'b' || d.toString() === 'd') p.pause();
+  };
+  p.receive(Buffer.concat(frames.slice(0, 3)));
+  t.same(delivered, ['a', 'b'], 'paused after b');
+  t.ok(p.isPaused);
+  p.receive(Buffer.concat(frames.slice(3)));
+  t.same(delivered, ['a', 'b'], 'later input is held');
+  p.resume();
+  t.same(delivered, ['a', 'b', 'c', 'd'], 'paused again after d, mid-replay');
+  p.receive(peerFrame('server', { opcode: 8, payload: Buffer.from([0x03, 0xe8]) }));
+  t.notOk(r.events.some((e) => e[0] === 'close'), 'the close frame waits behind e');
+  p.resume();
+  t.same(delivered, ['a', 'b', 'c', 'd', 'e']);
+  t.ok(r.events.some((e) => e[0] === 'close'), 'then the close');
+});
+
+t.test('failWith() fails the connection from outside the parser (an extension error)', async (t) => {
+  const r = recorder({ role: 'server', rsv1: true });
+  r.protocol.receive(peerFrame('server', { opcode: 2, rsv1: true, payload: 'zz' }));
+  r.protocol.pause();
+  r.protocol.failWith(new ProtocolError('EXTENSION_ERROR', 'bad deflate data', 1007));
+  const f = failureTail(r.events);
+  t.same(f.error, ['EXTENSION_ERROR', 1007]);
+  t.equal(f.closeCode, 1007);
+  t.ok(f.ended);
 });

@@ -202,7 +202,8 @@ export class Protocol {
     let offset = 0;
     while (offset < length && this.state !== DONE) {
       if (this.paused) {
-        this.pending.push(chunk.subarray(offset));
+        // This chunk was the oldest input not yet processed: its rest goes before anything that arrived since.
+        this.pending.unshift(chunk.subarray(offset));
         return;
       }
       if (this.state === HEADER) {
