@@ -9,8 +9,8 @@
  *   is gathered in a 14-byte scratch buffer; nothing else is buffered per read.
  * - **Zero copy where possible.** A message whose single frame lies inside one read is delivered as a view of
  *   that read, unmasked in place (`receive` owns the buffers it is given). Fragments and payloads spread over reads
- *   are kept as views when they cover at least a quarter of the read that holds them, and otherwise copied into
- *   16 KiB blocks, so a peer dribbling one byte per read costs memory in proportion to its bytes, not its reads.
+ *   are kept as views when they are at least 1 KiB and a quarter of the read that holds them, and otherwise copied
+ *   into 16 KiB blocks, so a peer dribbling one byte per read costs memory in proportion to its bytes, not its reads.
  * - **Limits are counted in bytes, checked on the header, before any payload is held.** A message may not cost more
  *   than `maxMessageSize`, where each fragment after the first costs `fragmentOverhead` bytes on top of its
  *   payload. A 4 MiB message in 65,536 fragments of 64 bytes is accepted (Autobahn 9.3.1), while an endless run
@@ -102,8 +102,10 @@ const HEADER = 0;
 const PAYLOAD = 1;
 const DONE = 2;
 
-/** Pieces shorter than a quarter of the read that holds them are copied into blocks of this size. */
+/** Pieces under 1 KiB, or under a quarter of the read that holds them, are copied into blocks of this size. */
 const BLOCK_SIZE = 16 * 1024;
+/** Smallest piece kept as a view: below it a Buffer object's own overhead (~200 bytes) would dominate. */
+const MIN_VIEW = 1024;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -137,7 +139,8 @@ export class Protocol {
 
   // Parser state.
   private state = HEADER;
-  private readonly scratch = Buffer.allocUnsafe(14);
+  /** Allocated on the first header split across reads. */
+  private scratch: Buffer | null = null;
   private scratchLength = 0;
   private fin = false;
   private rsv1 = false;
@@ -159,7 +162,8 @@ export class Protocol {
   private partsLength = 0;
   private block: Buffer | null = null;
   private blockLength = 0;
-  private readonly utf8 = new Utf8Validator();
+  /** Allocated on the first text message that arrives in pieces. */
+  private utf8Validator: Utf8Validator | null = null;
   private validateText = false;
 
   // Input held while paused.
@@ -256,7 +260,7 @@ export class Protocol {
       }
     }
     // Header split across reads: gather it in the scratch buffer.
-    const scratch = this.scratch;
+    const scratch = (this.scratch ??= Buffer.allocUnsafe(14));
     let need = this.scratchLength < 2 ? 2 : headerLength(scratch[1]);
     while (offset < chunk.length && this.scratchLength < need) {
       scratch[this.scratchLength++] = chunk[offset++];
@@ -388,7 +392,7 @@ export class Protocol {
     if (this.validateText && !this.utf8.push(piece)) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
     this.hold(piece);
     if (!last || !this.fin) return;
-    if (this.validateText && !this.utf8.end()) return this.fail('INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
+    if (this.validateText && !this.utf8.end()) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
     this.deliver(this.takeHeld());
   }
 
@@ -405,7 +409,7 @@ export class Protocol {
   private hold(piece: Buffer): void {
     const n = piece.length;
     if (n === 0) return;
-    if (n * 4 >= piece.buffer.byteLength) {
+    if (n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength) {
       this.flushBlock();
       this.parts.push(piece);
       this.partsLength += n;
@@ -507,13 +511,17 @@ export class Protocol {
     this.handler.onEnd();
   }
 
+  private get utf8(): Utf8Validator {
+    return (this.utf8Validator ??= new Utf8Validator());
+  }
+
   private releaseMessage(): void {
     this.parts = [];
     this.partsLength = 0;
     this.block = null;
     this.blockLength = 0;
     this.messageOpcode = 0;
-    this.utf8.reset();
+    this.utf8Validator?.reset();
   }
 
   // ───────────────────────────── sending ─────────────────────────────

@@ -158,18 +158,7 @@ export class WebSocketConnection extends EventEmitter {
     this.internals = internals;
     this.codec = options.codec ?? null;
     this.threshold = options.threshold ?? 0;
-    const handler: ProtocolHandler = {
-      onMessage: (data, isBinary, compressed) => (compressed ? this.inflate(data, isBinary) : this.onMessage(data, isBinary)),
-      onPing: (data) => this.onPing(data),
-      onPong: (data) => {
-        this.pingPending = false;
-        this.emit('pong', data);
-      },
-      onClose: (code, reason) => this.onPeerClose(code, reason),
-      onError: (error) => this.onProtocolError(error),
-      onWrite: (data) => this.write(data),
-      onEnd: () => this.endSocket(),
-    };
+    const handler = new CoreHandler(this);
     this.core = new Protocol(
       {
         role,
@@ -182,15 +171,12 @@ export class WebSocketConnection extends EventEmitter {
       },
       handler,
     );
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('drain', () => {
-      this.writeOk = true;
-      this.emit('drain');
-    });
-    socket.on('error', (error: Error) => {
-      if (this.listenerCount('error') > 0) this.emit('error', error);
-    });
-    socket.on('close', () => this.finish());
+    // Module-level listeners with a back-reference: no closures per connection.
+    (socket as SocketWithConnection)[kConnection] = this;
+    socket.on('data', onSocketData);
+    socket.on('drain', onSocketDrain);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
     if ('setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
   }
 
@@ -220,7 +206,8 @@ export class WebSocketConnection extends EventEmitter {
     }
   }
 
-  private write(data: Buffer | [Buffer, Uint8Array]): void {
+  /** @internal */
+  write(data: Buffer | [Buffer, Uint8Array]): void {
     if (this.jobs.length > 0 && !this.direct) {
       this.jobs.push({ kind: 'write', data });
       return;
@@ -239,6 +226,23 @@ export class WebSocketConnection extends EventEmitter {
     } else {
       this.writeOk = socket.write(data);
     }
+  }
+
+  /** @internal */
+  onDrain(): void {
+    this.writeOk = true;
+    this.emit('drain');
+  }
+
+  /** @internal */
+  onSocketError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  /** @internal */
+  onPong(data: Buffer): void {
+    this.pingPending = false;
+    this.emit('pong', data);
   }
 
   /** @internal */
@@ -435,7 +439,8 @@ export class WebSocketConnection extends EventEmitter {
   }
 
   /** A compressed message: hold further input (so order and the close frame wait), inflate, then deliver. */
-  private inflate(data: Buffer, isBinary: boolean): void {
+  /** @internal */
+  inflate(data: Buffer, isBinary: boolean): void {
     const codec = this.codec!;
     this.core.pause();
     codec.decompress(data, (error, out) => {
@@ -455,7 +460,8 @@ export class WebSocketConnection extends EventEmitter {
     });
   }
 
-  private onMessage(data: Buffer, isBinary: boolean): void {
+  /** @internal */
+  onMessage(data: Buffer, isBinary: boolean): void {
     if (this.queue !== null) {
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve({ value: { data, isBinary }, done: false });
@@ -467,7 +473,8 @@ export class WebSocketConnection extends EventEmitter {
     this.emit('message', data, isBinary);
   }
 
-  private onPing(data: Buffer): void {
+  /** @internal */
+  onPing(data: Buffer): void {
     if (this.autoPong && !this.core.closeSent) {
       // RFC 6455 §5.5.3 lets an endpoint answer only the latest ping; a peer that floods pings while not reading
       // our data gets cut off rather than buffered without bound.
@@ -481,16 +488,19 @@ export class WebSocketConnection extends EventEmitter {
     this.emit('ping', data);
   }
 
-  private onPeerClose(_code: number, _reason: string): void {
+  /** @internal */
+  onPeerClose(_code: number, _reason: string): void {
     // The reply is written; the server's core asks to end TCP itself. A client waits for the server to close.
     if (this.closeTimer === null) this.armCloseTimer();
   }
 
-  private onProtocolError(error: ProtocolError): void {
+  /** @internal */
+  onProtocolError(error: ProtocolError): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
-  private endSocket(): void {
+  /** @internal */
+  endSocket(): void {
     if (this.jobs.length > 0 && !this.direct) {
       this.jobs.push({ kind: 'end' });
       return;
@@ -499,7 +509,8 @@ export class WebSocketConnection extends EventEmitter {
     if (this.closeTimer === null) this.armCloseTimer();
   }
 
-  private finish(): void {
+  /** @internal */
+  finish(): void {
     if (this.closed) return;
     this.closed = true;
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
@@ -538,6 +549,49 @@ export class WebSocketConnection extends EventEmitter {
         return Promise.resolve({ value: undefined, done: true });
       },
     };
+  }
+}
+
+const kConnection = Symbol('wsengine.connection');
+type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection };
+
+function onSocketData(this: SocketWithConnection, chunk: Buffer): void {
+  this[kConnection].receive(chunk);
+}
+function onSocketDrain(this: SocketWithConnection): void {
+  this[kConnection].onDrain();
+}
+function onSocketError(this: SocketWithConnection, error: Error): void {
+  this[kConnection].onSocketError(error);
+}
+function onSocketClose(this: SocketWithConnection): void {
+  this[kConnection].finish();
+}
+
+/** Routes the core's callbacks to the connection: one object per connection, methods on the prototype. */
+class CoreHandler implements ProtocolHandler {
+  constructor(private readonly c: WebSocketConnection) {}
+  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
+    if (compressed) this.c.inflate(data, isBinary);
+    else this.c.onMessage(data, isBinary);
+  }
+  onPing(data: Buffer): void {
+    this.c.onPing(data);
+  }
+  onPong(data: Buffer): void {
+    this.c.onPong(data);
+  }
+  onClose(code: number, reason: string): void {
+    this.c.onPeerClose(code, reason);
+  }
+  onError(error: ProtocolError): void {
+    this.c.onProtocolError(error);
+  }
+  onWrite(data: Buffer | [Buffer, Uint8Array]): void {
+    this.c.write(data);
+  }
+  onEnd(): void {
+    this.c.endSocket();
   }
 }
 

@@ -152,7 +152,8 @@ export class WebSocketServer extends EventEmitter {
   readonly options: ServerOptions;
   private readonly net: NetServer | null;
   private readonly heartbeat: Heartbeat | null;
-  private readonly handshaking = new Set<Duplex>();
+  /** Sockets whose opening handshake is in progress, with their timers. */
+  private readonly handshaking = new Map<Duplex, NodeJS.Timeout>();
   private closing = false;
   private closedPromise: Promise<void> | null = null;
   private readonly deflate: { options: Required<DeflateOptions>; limiter: Limiter } | null;
@@ -217,8 +218,7 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
     const parser = new HeadParser('request', this.options);
-    const timer = this.handshakeTimer(socket);
-    this.handshaking.add(socket);
+    this.beginHandshake(socket);
     const onData = (chunk: Buffer): void => {
       let head: HttpHead | null;
       try {
@@ -231,23 +231,32 @@ export class WebSocketServer extends EventEmitter {
       if (head === null) return;
       socket.off('data', onData);
       socket.pause();
-      void this.upgrade(socket, head, parser.rest, timer);
+      void this.upgrade(socket, head, parser.rest);
     };
     socket.on('data', onData);
-    socket.on('error', () => socket.destroy());
-    socket.once('close', () => {
-      clearTimeout(timer);
-      this.handshaking.delete(socket);
-    });
   }
 
-  private handshakeTimer(socket: Duplex): NodeJS.Timeout {
+  /** Arms the handshake timeout and the listeners that clean up if the socket dies first. */
+  private beginHandshake(socket: Duplex): void {
     const timer = setTimeout(() => {
       this.emit('rejected', 408, 'handshake timeout', remote(socket).address);
       socket.destroy();
     }, this.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout);
     timer.unref();
-    return timer;
+    this.handshaking.set(socket, timer);
+    (socket as HandshakeSocket)[kServer] = this;
+    socket.on('error', onHandshakeError);
+    socket.once('close', onHandshakeClose);
+  }
+
+  /** @internal The handshake is over (upgraded, refused or the socket closed): drop its timer and listeners. */
+  endHandshake(socket: Duplex): void {
+    const timer = this.handshaking.get(socket);
+    if (timer !== undefined) clearTimeout(timer);
+    this.handshaking.delete(socket);
+    socket.off('error', onHandshakeError);
+    socket.off('close', onHandshakeClose);
+    delete (socket as HandshakeSocket)[kServer];
   }
 
   /**
@@ -277,21 +286,14 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(socket, { status: 503, message: 'server shutting down', headers: {} });
       return;
     }
-    const timer = this.handshakeTimer(socket);
-    this.handshaking.add(socket);
-    socket.on('error', () => socket.destroy());
-    socket.once('close', () => {
-      clearTimeout(timer);
-      this.handshaking.delete(socket);
-    });
-    void this.upgrade(socket, parsed, head, timer, callback);
+    this.beginHandshake(socket);
+    void this.upgrade(socket, parsed, head, callback);
   }
 
   private async upgrade(
     socket: Duplex,
     head: HttpHead,
     rest: Buffer,
-    timer: NodeJS.Timeout,
     callback?: (connection: WebSocketConnection, request: IncomingUpgrade) => void,
   ): Promise<void> {
     const options = this.options;
@@ -338,8 +340,7 @@ export class WebSocketServer extends EventEmitter {
       }
     }
     if (this.closing) return this.refuse(socket, { status: 503, message: 'server shutting down', headers: {} });
-    clearTimeout(timer);
-    this.handshaking.delete(socket);
+    this.endHandshake(socket);
     let codec: DeflateCodec | null = null;
     let extensionHeader: string | undefined;
     if (this.deflate !== null) {
@@ -421,7 +422,7 @@ export class WebSocketServer extends EventEmitter {
     const timeout = options.timeout ?? SERVER_DEFAULTS.shutdownTimeout;
     this.closedPromise = new Promise<void>((resolve) => {
       this.net?.close();
-      for (const socket of this.handshaking) socket.destroy();
+      for (const socket of this.handshaking.keys()) socket.destroy();
       const pending = [...this.clients].map(
         (c) =>
           new Promise<void>((done) => {
@@ -458,6 +459,17 @@ export interface WebSocketServer {
  */
 export function createServer(options: ServerOptions = {}, onConnection?: (connection: WebSocketConnection, request: IncomingUpgrade) => void): WebSocketServer {
   return new WebSocketServer(options, onConnection);
+}
+
+const kServer = Symbol('wsengine.handshake');
+type HandshakeSocket = Duplex & { [kServer]?: WebSocketServer };
+
+function onHandshakeError(this: Duplex): void {
+  this.destroy();
+}
+
+function onHandshakeClose(this: HandshakeSocket): void {
+  this[kServer]?.endHandshake(this);
 }
 
 function remote(socket: Duplex): { address: string | undefined; port: number | undefined } {
