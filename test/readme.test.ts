@@ -1,0 +1,83 @@
+/**
+ * The README's examples run as written, from plain JavaScript, in a consumer project that imports the built package
+ * by its name (`import … from 'wsengine'` resolves through package.json's `exports` to dist/). `npm test` builds
+ * dist first.
+ */
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+
+function snippet(heading: string): string {
+  const at = readme.indexOf(`## ${heading}`);
+  const start = readme.indexOf('```ts\n', at) + 6;
+  return readme.slice(start, readme.indexOf('```', start));
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** A consumer project outside the repository, with this package linked in as node_modules/wsengine. */
+const consumer = mkdtempSync(join(tmpdir(), 'wsengine-consumer-'));
+mkdirSync(join(consumer, 'node_modules'));
+symlinkSync(root, join(consumer, 'node_modules', 'wsengine'), 'dir');
+t.teardown(() => rmSync(consumer, { recursive: true, force: true }));
+
+function runModule(name: string, source: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const file = join(consumer, name);
+  writeFileSync(file, source);
+  return new Promise((resolve) => {
+    execFile(process.execPath, [file], { cwd: consumer, timeout: 20_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+t.test('the package builds to ESM with declarations and an exports map', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, any>;
+  t.same(pkg.dependencies ?? {}, {}, 'no runtime dependencies');
+  t.equal(pkg.type, 'module');
+  for (const entry of ['.', './core']) {
+    const target = pkg.exports[entry];
+    t.ok(existsSync(join(root, target.import)), `${entry} → ${target.import} built`);
+    t.ok(existsSync(join(root, target.types)), `${entry} → ${target.types} built`);
+  }
+});
+
+t.test('"Echo in a dozen lines" runs from plain JavaScript', async (t) => {
+  const port = await freePort();
+  const code = snippet('Echo in a dozen lines').replaceAll('8080', String(port));
+  const { code: exit, stdout, stderr } = await runModule('echo.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.equal(stdout.trim(), 'echo: hello');
+});
+
+t.test('"Attaching to an existing HTTP server" serves both endpoints', async (t) => {
+  const port = await freePort();
+  const code =
+    readme.slice(readme.indexOf('```ts\n', readme.indexOf('### Attaching to an existing HTTP server')) + 6).split('```')[0].replaceAll('8080', String(port)) +
+    `
+import { connect } from 'wsengine';
+for (const path of ['/chat', '/feed']) {
+  const c = await connect('ws://127.0.0.1:${port}' + path);
+  const [data] = await new Promise((r) => c.once('message', (...a) => r(a)));
+  console.log(path, data.toString());
+  c.close();
+}
+process.exit(0);
+`;
+  const { code: exit, stdout, stderr } = await runModule('attach.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.same(stdout.trim().split('\n'), ['/chat welcome to chat', '/feed welcome to the feed']);
+});
