@@ -3,7 +3,7 @@ import { connect, type WebSocketConnection } from '../lib/index.js';
 
 const base = process.argv[2] ?? 'ws://127.0.0.1:9001';
 const agent = 'wsengine';
-const options = { maxMessageSize: 64 * 1024 * 1024 };
+const options = { maxMessageSize: 64 * 1024 * 1024, perMessageDeflate: true };
 
 type OnMessage = (conn: WebSocketConnection, data: Buffer, isBinary: boolean) => void;
 

@@ -5,7 +5,7 @@ const port = Number(process.argv[2] ?? 9001);
 
 createServer(
   // No heartbeat: an unsolicited ping in the middle of a case would be an unexpected frame for the suite.
-  { port, host: '127.0.0.1', maxMessageSize: 64 * 1024 * 1024, heartbeat: false },
+  { port, host: '127.0.0.1', maxMessageSize: 64 * 1024 * 1024, heartbeat: false, perMessageDeflate: true },
   (conn) => {
     conn.on('message', (data, isBinary) => conn.send(data, { binary: isBinary }));
   },

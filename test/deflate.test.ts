@@ -53,14 +53,15 @@ t.test('server negotiation: every parameter alone and combined', async (t) => {
 });
 
 t.test('server negotiation: the first acceptable of several offers is chosen', async (t) => {
-  const r = offer('permessage-deflate; server_max_window_bits=8, permessage-deflate; unknown_param, permessage-deflate; server_max_window_bits=11, permessage-deflate');
-  t.equal(r?.params.serverMaxWindowBits, 11, 'offers with 8 and an unknown parameter were declined');
+  const r = offer('permessage-deflate; server_max_window_bits=16, permessage-deflate; unknown_param, permessage-deflate; server_max_window_bits=11, permessage-deflate');
+  t.equal(r?.params.serverMaxWindowBits, 11, 'offers with 16 and an unknown parameter were declined');
+  const eight = offer('permessage-deflate; server_max_window_bits=8; client_max_window_bits=8');
+  t.equal(eight?.header, 'permessage-deflate; server_max_window_bits=8; client_max_window_bits=8', '8-bit windows are accepted');
   t.equal(offer('x-webkit-deflate-frame, permessage-deflate')?.header, 'permessage-deflate');
 });
 
 t.test('server negotiation: invalid offers are declined, never a crash (attack case 14)', async (t) => {
   const bad = [
-    'permessage-deflate; server_max_window_bits=8',
     'permessage-deflate; server_max_window_bits=16',
     'permessage-deflate; server_max_window_bits=abc',
     'permessage-deflate; server_max_window_bits',
@@ -86,7 +87,7 @@ t.test('client: offer and checks of the response', async (t) => {
   t.same(check('permessage-deflate; client_max_window_bits=10'), { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 10 });
   t.type(check('permessage-deflate; client_max_window_bits'), 'string', 'a response needs a value');
   t.type(check('permessage-deflate; foo'), 'string');
-  t.type(check('permessage-deflate; client_max_window_bits=8'), 'string', 'zlib cannot honour 8');
+  t.equal((check('permessage-deflate; client_max_window_bits=8') as { clientMaxWindowBits: number }).clientMaxWindowBits, 8, 'accepted; this side then sends uncompressed');
   t.type(check('permessage-deflate', opts), 'string', 'server ignored server_no_context_takeover');
   t.type(check('permessage-deflate; server_no_context_takeover; server_max_window_bits=13', opts), 'string', 'window above the offer');
   t.throws(() => resolveDeflateOptions({ serverMaxWindowBits: 8 }), RangeError);
@@ -132,6 +133,19 @@ t.test('round trips for every window size and context mode, both directions', as
       await once(c, 'close');
     }
   }
+});
+
+t.test('an 8-bit server window: compressed input is inflated, the echo goes uncompressed', async (t) => {
+  const { port } = await deflateServer(t);
+  const raw = await rawUpgrade(port, '/', ['Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8']);
+  t.equal(raw.head.headers.get('sec-websocket-extensions')?.[0], 'permessage-deflate; server_max_window_bits=8');
+  const text = 'eight bit window '.repeat(40);
+  raw.socket.write(rawFrame({ opcode: 1, rsv1: true, payload: compressOnce(Buffer.from(text), 9), mask: MASK }));
+  await until(() => decodeFrames(raw.received()).length === 1);
+  const bytes = raw.received();
+  t.equal(bytes[0] & 0x40, 0, 'the echo is not compressed');
+  t.equal(decodeFrames(bytes)[0][1].toString(), text);
+  raw.socket.destroy();
 });
 
 t.test('small messages and opted-out ones go uncompressed; control frames never are', async (t) => {

@@ -68,6 +68,11 @@ export class DeflateCodec {
   private readonly deflateReset: boolean;
   private readonly inflateReset: boolean;
   private closed = false;
+  /**
+   * Whether this side compresses at all: not when bound to an 8-bit window, which zlib cannot honour (it would use
+   * 9 bits); messages then go uncompressed, as RFC 7692 allows.
+   */
+  readonly compresses: boolean;
 
   constructor(
     role: 'server' | 'client',
@@ -82,6 +87,7 @@ export class DeflateCodec {
     // zlib compresses with 9 bits when told 8: inflate with at least 9 so such a peer is still understood.
     this.inflateBits = Math.max(9, server ? params.clientMaxWindowBits : params.serverMaxWindowBits);
     this.inflateReset = server ? params.clientNoContextTakeover : params.serverNoContextTakeover;
+    this.compresses = this.deflateBits >= 9;
   }
 
   /** Bytes of zlib state this codec holds now (estimate from zlib's documented formulas), for memory reports. */

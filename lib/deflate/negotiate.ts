@@ -3,9 +3,11 @@
  *
  * The server walks the client's offers in order and accepts the first one it can honour; an offer with an unknown
  * parameter, a duplicated one, or a bad value (window bits outside 8–15, "abc", empty) is declined and the next one
- * tried — never a crash, and never a 400 for a well-formed header (RFC 7692 §5.1: decline). An offer asking the
- * server for an 8-bit window is declined too: zlib silently compresses with 9 bits when asked for 8, which a peer
- * that really uses an 8-bit window could not inflate.
+ * tried — never a crash, and never a 400 for a well-formed header (RFC 7692 §5.1: decline).
+ *
+ * An 8-bit window is accepted but never compressed with: zlib silently uses 9 bits when asked for 8, which a peer
+ * that really keeps a 256-byte window could not inflate. The side bound to 8 bits sends its messages uncompressed,
+ * which RFC 7692 allows (RSV1 is per message); it still inflates what the other side compresses.
  *
  * @module
  */
@@ -113,9 +115,7 @@ export function negotiateServer(offers: ExtensionOffer[], options: Required<Defl
     };
     const requestedServerBits = p.get('server_max_window_bits');
     if (typeof requestedServerBits === 'string') {
-      const n = Number(requestedServerBits);
-      if (n < 9) continue; // zlib cannot really compress with an 8-bit window
-      params.serverMaxWindowBits = Math.min(n, options.serverMaxWindowBits);
+      params.serverMaxWindowBits = Math.min(Number(requestedServerBits), options.serverMaxWindowBits);
     }
     const clientBits = p.get('client_max_window_bits');
     let header = 'permessage-deflate';
@@ -158,6 +158,5 @@ export function acceptServerResponse(response: ExtensionOffer, options: Required
   if (options.serverNoContextTakeover && !params.serverNoContextTakeover) return 'server ignored server_no_context_takeover';
   if (params.serverMaxWindowBits > options.serverMaxWindowBits) return 'server_max_window_bits above what was offered';
   if (params.clientMaxWindowBits > options.clientMaxWindowBits) return 'client_max_window_bits above what was offered';
-  if (params.clientMaxWindowBits < 9) return 'client_max_window_bits=8 cannot be honoured by zlib';
   return params;
 }

@@ -263,7 +263,7 @@ export class WebSocketConnection extends EventEmitter {
       if (typeof data !== 'string') toBytes(data);
       return false;
     }
-    if (this.codec !== null && options?.compress !== false) {
+    if (this.codec !== null && this.codec.compresses && options?.compress !== false) {
       const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data);
       if (bytes.length >= this.threshold) {
         if (this.core.closeSent) return false;
@@ -340,7 +340,7 @@ export class WebSocketConnection extends EventEmitter {
     if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary, compress: false });
     const c = this.codec;
     const frame =
-      message.compressed && c !== null && c.params.serverNoContextTakeover && c.params.serverMaxWindowBits >= message.compressed.windowBits
+      message.compressed && c !== null && c.compresses && c.params.serverNoContextTakeover && c.params.serverMaxWindowBits >= message.compressed.windowBits
         ? message.compressed.frame
         : message.frame;
     this.write(frame);
