@@ -468,3 +468,24 @@ t.test('a ping flood from a peer that never reads is cut at the pong backlog cap
   t.equal(String(pong), 'still there?', 'another connection is unaffected');
   other.close();
 });
+
+t.test('client heartbeat: a server that stops answering pings is detected', async (t) => {
+  // A raw "server" that completes the handshake and then never answers anything.
+  const { createServer: createNet } = await import('node:net');
+  const { acceptKey } = await import('../lib/index.js');
+  const silent = createNet((socket) => {
+    socket.once('data', (head) => {
+      const key = /Sec-WebSocket-Key: (\S+)/i.exec(head.toString())![1];
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.teardown(() => silent.close());
+  const port = (silent.address() as { port: number }).port;
+  const c = await connect(`ws://127.0.0.1:${port}`, { heartbeat: { interval: 100, timeout: 100 } });
+  const start = Date.now();
+  const [code] = await once<[number]>(c, 'close', 5000);
+  t.equal(code, 1006);
+  t.ok(Date.now() - start < 3000, `detected after ${Date.now() - start} ms`);
+});

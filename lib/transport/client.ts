@@ -13,6 +13,7 @@ import { checkUpgradeResponse, generateKey, upgradeRequest } from '../core/hands
 import { HeadParser, type HeadLimits, singleHeader } from '../core/http1.js';
 import { formatExtensions } from '../core/tokens.js';
 import { type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { acceptServerResponse, clientOffer, type DeflateOptions, resolveDeflateOptions } from '../deflate/negotiate.js';
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
@@ -46,6 +47,22 @@ export interface ClientOptions extends ConnectionOptions, HeadLimits {
   maxRedirects?: number;
   /** Aborts the handshake. */
   signal?: AbortSignal;
+  /**
+   * Protocol pings from the client and dead-server detection (no pong within `timeout` destroys the connection).
+   * Connections with the same timing share two timers. Default: off.
+   */
+  heartbeat?: HeartbeatOptions | false;
+}
+
+/** Heartbeats shared by client connections, by timing. */
+const heartbeats = new Map<string, Heartbeat>();
+
+function heartbeatFor(options: HeartbeatOptions): Heartbeat {
+  const probe = new Heartbeat(options);
+  const key = `${probe.interval}/${probe.timeout}`;
+  let shared = heartbeats.get(key);
+  if (!shared) heartbeats.set(key, (shared = probe));
+  return shared;
 }
 
 /** A handshake failure, with the HTTP status when the server answered one. */
@@ -201,6 +218,7 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
       settled = true;
       cleanup();
       socket.pause();
+      const heartbeat = options.heartbeat ? heartbeatFor(options.heartbeat) : null;
       const connection = new WebSocketConnection(socket, 'client', {
         ...options,
         protocol: checked.protocol,
@@ -208,7 +226,8 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
         remoteAddress: socket.remoteAddress,
         codec,
         threshold: deflate?.threshold,
-      });
+      }, heartbeat ? { onClosed: (c) => heartbeat.delete(c) } : {});
+      heartbeat?.add(connection);
       resolve(connection);
       // Frames that came with the response wait until the caller's `await` has run and attached its listeners.
       const rest = parser.rest;
