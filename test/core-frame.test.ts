@@ -212,3 +212,36 @@ t.test('application misuse throws TypeError/RangeError at once (attack case 30)'
   t.same(server.events.map((e) => e[1]), ['22334455', '66']);
   t.same(toBytes(new Float64Array([1])).length, 8);
 });
+
+t.test('UTF-8: the short JavaScript path agrees with isUtf8 (every 2-byte input, random inputs under 24 bytes)', async (t) => {
+  let mismatches = 0;
+  const b2 = Buffer.alloc(2);
+  for (let x = 0; x < 65536; x++) {
+    b2[0] = x >> 8;
+    b2[1] = x & 0xff;
+    if (isValidUtf8(b2) !== isUtf8(b2)) mismatches++;
+  }
+  let seed = 99;
+  const rand = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) >> 8) & 0xff;
+  const alphabet = [0x41, 0x7f, 0x80, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xa0, 0x9f, 0xed, 0xee, 0xef, 0xf0, 0x90, 0x8f, 0xf4, 0xf5, 0xff];
+  for (let iter = 0; iter < 200000; iter++) {
+    const n = 1 + (rand() % 23);
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = rand() < 128 ? alphabet[rand() % alphabet.length] : rand();
+    if (isValidUtf8(b) !== isUtf8(b)) mismatches++;
+  }
+  t.equal(mismatches, 0);
+});
+
+t.test('short ASCII text takes the fast path and falls back for anything else', async (t) => {
+  const server = recorder({ role: 'server' });
+  for (const s of ['', 'a', 'x'.repeat(125), 'é', 'aé', 'x'.repeat(124) + '€', '\u0000\u007f']) {
+    const frame = encodeTextFrame(s);
+    const c = recorder({ role: 'client' });
+    c.protocol.receive(frame);
+    t.same(c.events, [['message', s, false, false]], JSON.stringify(s).slice(0, 20));
+    const masked = encodeTextFrame(s, true, false, fixedMask);
+    server.protocol.receive(masked);
+  }
+  t.equal(server.messages.length, 7);
+});

@@ -112,6 +112,23 @@ export function encodeTextFrame(
   mask: MaskSource | null = null,
   opcode: number = Opcode.TEXT,
 ): Buffer {
+  if (text.length < 126) {
+    // Short ASCII (most chat and JSON traffic): copy the characters as bytes; no encoder call, no length pass.
+    const n = text.length;
+    const at = mask === null ? 2 : 6;
+    const out = Buffer.allocUnsafe(at + n);
+    let i = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) break;
+      out[at + i] = c;
+    }
+    if (i === n) {
+      writeHeader(out, 0, opcode, n, fin, rsv1, mask);
+      if (mask !== null) xorMask(out, 6, 6 + n, out[2], out[3], out[4], out[5]);
+      return out;
+    }
+  }
   const length = Buffer.byteLength(text);
   const hs = headerSize(length, mask !== null);
   const out = Buffer.allocUnsafe(hs + length);

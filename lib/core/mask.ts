@@ -15,8 +15,11 @@
  */
 import { randomFillSync } from 'node:crypto';
 
-/** Sizes (bytes) from which the `Uint32Array` loop replaces the byte loop. */
-export const WORD_LOOP_MIN = 32;
+/**
+ * Size (bytes) from which the `Uint32Array` loop replaces the byte loop: below it, creating the view costs more
+ * than it saves (measured: the byte loop wins up to ~150 bytes).
+ */
+export const WORD_LOOP_MIN = 160;
 /** Size (bytes) from which the WebAssembly SIMD kernel is used, when available. */
 export const SIMD_MIN = 1024;
 
@@ -126,16 +129,19 @@ function byteLoop(data: Uint8Array, start: number, end: number, k0: number, k1: 
 function wordLoop(data: Uint8Array, start: number, end: number, k0: number, k1: number, k2: number, k3: number): void {
   // Bytes up to the first 4-byte aligned address, then whole words, then the tail.
   const head = (4 - ((data.byteOffset + start) & 3)) & 3;
-  const key = [k0, k1, k2, k3];
-  for (let j = 0; j < head; j++) data[start + j] ^= key[j];
+  byteLoop(data, start, start + head, k0, k1, k2, k3);
   const from = start + head;
   const words = (end - from) >>> 2;
-  const r = head; // key rotation at `from`
-  const w = word(key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]);
+  // The key rotated to the phase at `from`.
+  const w = head === 0 ? word(k0, k1, k2, k3) : head === 1 ? word(k1, k2, k3, k0) : head === 2 ? word(k2, k3, k0, k1) : word(k3, k0, k1, k2);
   const view = new Uint32Array(data.buffer, data.byteOffset + from, words);
   for (let j = 0; j < words; j++) view[j] ^= w;
+  // `tail - from` is a multiple of 4, so the phase at `tail` is the phase at `from`.
   const tail = from + words * 4;
-  for (let i = tail; i < end; i++) data[i] ^= key[(i - start) & 3];
+  if (head === 0) byteLoop(data, tail, end, k0, k1, k2, k3);
+  else if (head === 1) byteLoop(data, tail, end, k1, k2, k3, k0);
+  else if (head === 2) byteLoop(data, tail, end, k2, k3, k0, k1);
+  else byteLoop(data, tail, end, k3, k0, k1, k2);
 }
 
 /**

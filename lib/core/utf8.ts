@@ -16,11 +16,7 @@ const SHORT = 24;
 
 /** Whether `data[start, end)` is valid UTF-8. */
 export function isValidUtf8(data: Uint8Array, start = 0, end = data.length): boolean {
-  if (end - start < SHORT) {
-    let i = start;
-    while (i < end && data[i] < 0x80) i++;
-    if (i === end) return true;
-  }
+  if (end - start < SHORT) return shortUtf8(data, start, end);
   if (start === 0 && end === data.length) return nativeIsUtf8(data);
   return nativeIsUtf8(data.subarray(start, end));
 }
@@ -33,6 +29,24 @@ function continuationCount(lead: number): number {
   if (lead < 0xf0) return 2;
   if (lead < 0xf5) return 3;
   return -1; // F5..FF: beyond U+10FFFF
+}
+
+/** Validates a short range in JavaScript: cheaper than crossing into native code for a few bytes. */
+function shortUtf8(data: Uint8Array, start: number, end: number): boolean {
+  let i = start;
+  while (i < end) {
+    const c = data[i++];
+    if (c < 0x80) continue;
+    const count = continuationCount(c);
+    if (count < 0 || i + count > end) return false;
+    // The first continuation byte's range is narrowed after E0, ED, F0 and F4 (overlongs, surrogates, > U+10FFFF).
+    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
+    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
+    const c1 = data[i++];
+    if (c1 < lo || c1 > hi) return false;
+    for (let k = 1; k < count; k++) if ((data[i++] & 0xc0) !== 0x80) return false;
+  }
+  return true;
 }
 
 /**

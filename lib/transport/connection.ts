@@ -215,10 +215,12 @@ export class WebSocketConnection extends EventEmitter {
     const socket = this.socket;
     if (socket.destroyed) return;
     if (!this.receiving && !this.corked) {
-      // Coalesce the writes of this tick (a burst of small sends) into one syscall.
+      // Coalesce the writes of this tick (a burst of small sends) into one syscall. Every connection corked in a
+      // tick is uncorked by one shared callback: a broadcast to 10,000 connections schedules one, not 10,000.
       this.corked = true;
       socket.cork();
-      process.nextTick(uncork, this);
+      corkedThisTick.push(this);
+      if (corkedThisTick.length === 1) process.nextTick(uncorkAll);
     }
     if (Array.isArray(data)) {
       socket.write(data[0]);
@@ -595,8 +597,13 @@ class CoreHandler implements ProtocolHandler {
   }
 }
 
-function uncork(connection: WebSocketConnection): void {
-  connection.uncorkNow();
+/** Connections corked during the current tick, uncorked together at its end. */
+let corkedThisTick: WebSocketConnection[] = [];
+
+function uncorkAll(): void {
+  const list = corkedThisTick;
+  corkedThisTick = [];
+  for (let i = 0; i < list.length; i++) list[i].uncorkNow();
 }
 
 export interface WebSocketConnection {
