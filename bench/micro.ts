@@ -12,6 +12,9 @@
  *   UTF-8 of 24 bytes and more, even with `WS_NO_UTF_8_VALIDATE`).
  * - `addons`: the native addons called directly: bufferutil's `mask`/`unmask` and utf-8-validate.
  *
+ * The sequence of four processes runs `passes` times (engines alternating), and the batches are merged; see
+ * `bench/README.md` for the timing method and how to read the tables.
+ *
  * The same file is the worker: `node --import tsx bench/micro.ts --worker ENGINE [--quick] [--only PATTERN]`
  * prints one JSON object on stdout (progress goes to stderr).
  *
@@ -629,23 +632,35 @@ function loadAddons(): Engine {
 // ───────────────────────────── timing (worker side) ─────────────────────────────
 
 interface Config {
+  /** Whole sequences of engine processes (ours, ws-native, ws-js, addons, then again), merged batch by batch. */
+  passes: number;
   warmupMs: number;
+  /** Timed batches per scenario in each pass. */
   batches: number;
+  /** Timed duration of one batch (clock time inside the timed rounds only). */
   batchMs: number;
   /** Target duration of one timed round (the span between two clock reads). */
   roundMs: number;
+  /** A batch during which the process had less than this share of a CPU was disturbed, and is run again (kept apart). */
+  minCpuShare: number;
+  /** Extra batches allowed per scenario and pass to replace disturbed ones. */
+  maxRetries: number;
 }
 
-const FULL: Config = { warmupMs: 250, batches: 7, batchMs: 150, roundMs: 1 };
-const QUICK: Config = { warmupMs: 15, batches: 3, batchMs: 12, roundMs: 0.25 };
+const FULL: Config = { passes: 2, warmupMs: 150, batches: 4, batchMs: 125, roundMs: 1, minCpuShare: 0.9, maxRetries: 4 };
+const QUICK: Config = { passes: 1, warmupMs: 15, batches: 3, batchMs: 12, roundMs: 0.25, minCpuShare: 0.9, maxRetries: 1 };
 
 export interface Measurement {
-  /** ops/s: median, min and max over the batches. */
+  /** ops/s: median, min and max over the batches used. */
   median: number;
   min: number;
   max: number;
-  /** ops/s of each batch. */
+  /** ops/s of each undisturbed batch. */
   batches: number[];
+  /** ops/s of each disturbed batch: the process had less than `minCpuShare` of a CPU (another process ran). */
+  disturbedBatches: number[];
+  /** True when too few batches were undisturbed and the figures include disturbed ones. */
+  noisy: boolean;
   /** Operations per timed round. */
   round: number;
 }
@@ -653,6 +668,26 @@ export interface Measurement {
 let checksum = 0;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function median(sorted: number[]): number {
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Median/min/max over the undisturbed batches, or over all of them when fewer than `minClean` were undisturbed. */
+function summarize(clean: number[], disturbed: number[], round: number, minClean: number): Measurement {
+  const noisy = clean.length < minClean;
+  const used = [...(noisy ? [...clean, ...disturbed] : clean)].sort((a, b) => a - b);
+  return {
+    median: median(used),
+    min: used[0],
+    max: used[used.length - 1],
+    batches: clean,
+    disturbedBatches: disturbed,
+    noisy,
+    round,
+  };
+}
 
 async function measure(c: Case, config: Config): Promise<Measurement> {
   const now = process.hrtime.bigint;
@@ -669,9 +704,12 @@ async function measure(c: Case, config: Config): Promise<Measurement> {
     if (dt < roundNs && n < max) n = Math.min(max, n * 2);
   } while (now() < warmEnd);
   const batchNs = config.batchMs * 1e6;
-  const rates: number[] = [];
-  for (let b = 0; b < config.batches; b++) {
+  const clean: number[] = [];
+  const disturbed: number[] = [];
+  while (clean.length < config.batches && clean.length + disturbed.length < config.batches + config.maxRetries) {
     await nextTurn(); // let pending ticks (ws's Writable bookkeeping) and timers run between batches
+    const cpu0 = process.cpuUsage();
+    const wall0 = now();
     let ops = 0;
     let ns = 0;
     while (ns < batchNs) {
@@ -681,10 +719,11 @@ async function measure(c: Case, config: Config): Promise<Measurement> {
       ns += Number(now() - t0);
       ops += n;
     }
-    rates.push((ops / ns) * 1e9);
+    const cpu = process.cpuUsage(cpu0);
+    const share = ((cpu.user + cpu.system) * 1e3) / Number(now() - wall0);
+    (share < config.minCpuShare ? disturbed : clean).push((ops / ns) * 1e9);
   }
-  const sorted = [...rates].sort((a, b) => a - b);
-  return { median: sorted[sorted.length >> 1], min: sorted[0], max: sorted[sorted.length - 1], batches: rates, round: n };
+  return summarize(clean, disturbed, n, Math.ceil(config.batches / 2));
 }
 
 export function formatRate(x: number): string {
@@ -723,7 +762,8 @@ async function workerMain(engine: EngineName, quick: boolean, only: string[] | n
     const m = await measure(c, config);
     results[s.id] = m;
     process.stderr.write(
-      `  ${engine.padEnd(9)} ${s.id.padEnd(28)} ${formatRate(m.median).padStart(9)} ops/s  (${formatRate(m.min)}–${formatRate(m.max)})\n`,
+      `  ${engine.padEnd(9)} ${s.id.padEnd(28)} ${formatRate(m.median).padStart(9)} ops/s  (${formatRate(m.min)}–${formatRate(m.max)})` +
+        `${m.disturbedBatches.length > 0 ? `  [${m.disturbedBatches.length} disturbed batch(es) set aside]` : ''}\n`,
     );
   }
   const out: WorkerOutput = { engine, meta: { node: process.version, v8: process.versions.v8, ...impl.meta }, config, results, checksum };
@@ -824,7 +864,8 @@ const GROUP_TITLE: Record<Group, string> = {
 };
 
 function cell(m: Measurement | undefined): string {
-  return m === undefined ? '–' : `${formatRate(m.median)} (${formatRate(m.min)}–${formatRate(m.max)})`;
+  if (m === undefined) return '–';
+  return `${formatRate(m.median)} (${formatRate(m.min)}–${formatRate(m.max)})${m.noisy ? ' !' : ''}`;
 }
 
 function ratioCell(r: number | undefined): string {
@@ -833,6 +874,7 @@ function ratioCell(r: number | undefined): string {
 
 function mbCell(x: number | undefined): string {
   if (x === undefined) return '–';
+  if (x >= 1e6) return x.toExponential(1); // unmasked large frames: the payload is not touched
   return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
 
@@ -864,13 +906,30 @@ export function formatTables(report: MicroReport): string {
     for (const r of body) out.push(row(r));
     out.push('');
   }
+  if (report.scenarios.some((s) => Object.values(s.results).some((m) => m.noisy))) {
+    out.push('`!`: fewer than half of the batches ran with a whole CPU (another process competed); the figure includes disturbed batches.', '');
+  }
   return out.join('\n');
+}
+
+/** One line per engine: what was measured (versions, which implementations ws picked). */
+export function formatEngines(report: MicroReport): string {
+  const out = ['### engines', ''];
+  for (const [engine, meta] of Object.entries(report.engines)) {
+    const details = Object.entries(meta)
+      .filter(([key]) => key !== 'node' && key !== 'v8' && key !== 'checksums')
+      .map(([key, value]) => `${key}=${String(value)}`)
+      .join(', ');
+    out.push(`- ${engine}: ${details}`);
+  }
+  return out.join('\n') + '\n';
 }
 
 export function formatTargets(report: MicroReport): string {
   const out = ['### targets', ''];
   for (const t of report.targets) {
-    const verdict = t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED';
+    if (t.met === null) continue; // scenario filtered out with --only
+    const verdict = t.met ? 'met' : 'MISSED';
     const ratio = t.ratio === null ? '–' : `${t.ratio.toFixed(2)}×`;
     out.push(`- ${verdict.padEnd(6)} ${t.target}: ${t.scenario} ours/${COLUMN[t.versus]} = ${ratio} (needs ≥ ${t.threshold}×)`);
   }
@@ -880,10 +939,14 @@ export function formatTargets(report: MicroReport): string {
 /** Runs every engine's worker in turn and merges their results. */
 export async function runMicro(options: MicroOptions): Promise<MicroReport> {
   const started = process.hrtime.bigint();
-  const outputs: Partial<Record<EngineName, WorkerOutput>> = {};
-  for (const engine of ENGINE_NAMES) {
-    options.log(`micro: measuring ${engine} in its own process…`);
-    outputs[engine] = await runWorker(engine, options);
+  const config = options.quick ? QUICK : FULL;
+  // Engines alternate pass after pass, so that a slow spell of the machine does not land on one engine only.
+  const outputs: Partial<Record<EngineName, WorkerOutput[]>> = {};
+  for (let pass = 1; pass <= config.passes; pass++) {
+    for (const engine of ENGINE_NAMES) {
+      options.log(`micro: pass ${pass}/${config.passes}: measuring ${engine} in its own process…`);
+      (outputs[engine] ??= []).push(await runWorker(engine, options));
+    }
   }
   const only = options.only.length > 0 ? options.only : null;
   const scenarios: ScenarioReport[] = [];
@@ -891,8 +954,15 @@ export async function runMicro(options: MicroOptions): Promise<MicroReport> {
     if (!matches(s, only)) continue;
     const results: ScenarioReport['results'] = {};
     for (const engine of ENGINE_NAMES) {
-      const m = outputs[engine]?.results[s.id];
-      if (m !== undefined) results[engine] = { ...m, mbps: (m.median * s.bytes) / 1e6 };
+      const parts = (outputs[engine] ?? []).map((o) => o.results[s.id]).filter((m) => m !== undefined);
+      if (parts.length === 0) continue;
+      const m = summarize(
+        parts.flatMap((p) => p.batches),
+        parts.flatMap((p) => p.disturbedBatches),
+        Math.max(...parts.map((p) => p.round)),
+        Math.ceil((config.passes * config.batches) / 2),
+      );
+      results[engine] = { ...m, mbps: (m.median * s.bytes) / 1e6 };
     }
     const ratios: ScenarioReport['ratios'] = {};
     const ours = results.ours?.median;
@@ -908,9 +978,12 @@ export async function runMicro(options: MicroOptions): Promise<MicroReport> {
     return { target, scenario, versus, ratio, threshold, met: ratio === null ? null : ratio >= threshold };
   });
   const engines: MicroReport['engines'] = {};
-  for (const engine of ENGINE_NAMES) if (outputs[engine]) engines[engine] = outputs[engine].meta;
+  for (const engine of ENGINE_NAMES) {
+    const first = outputs[engine]?.[0];
+    if (first !== undefined) engines[engine] = { ...first.meta, checksums: outputs[engine]!.map((o) => o.checksum) };
+  }
   const report: MicroReport = {
-    config: options.quick ? QUICK : FULL,
+    config,
     engines,
     scenarios,
     targets,

@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatTables, formatTargets, runMicro } from './micro.js';
+import { formatEngines, formatTables, formatTargets, runMicro } from './micro.js';
 
 interface BenchOptions {
   /** Shorter warm-up and batches, for smoke tests (about 10 s for `micro`). */
@@ -33,6 +33,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     async run(options) {
       const report = await runMicro(options);
       options.log('');
+      options.log(formatEngines(report));
       options.log(formatTables(report));
       options.log(formatTargets(report));
       options.log(`micro: ${report.wallSeconds.toFixed(1)} s`);
