@@ -44,8 +44,9 @@ function isWhite(c: number): boolean {
   return c === 32 || c === 9;
 }
 
-/** Most extension offers in one header, and most parameters in one offer: more is refused as malformed. */
+/** Most extension offers in one header (32): more is refused as malformed. */
 export const MAX_EXTENSION_OFFERS = 32;
+/** Most parameters in one extension offer (16): more is refused as malformed. */
 export const MAX_EXTENSION_PARAMS = 16;
 
 /**

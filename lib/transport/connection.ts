@@ -606,6 +606,7 @@ function uncorkAll(): void {
   for (let i = 0; i < list.length; i++) list[i].uncorkNow();
 }
 
+/** Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}). */
 export interface WebSocketConnection {
   on<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   once<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;

@@ -446,6 +446,7 @@ export class WebSocketServer extends EventEmitter {
   }
 }
 
+/** Typed event methods of {@link WebSocketServer} (see {@link ServerEvents}). */
 export interface WebSocketServer {
   on<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;
   once<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;

@@ -12,8 +12,11 @@ import type { WebSocketConnection } from './connection.js';
 
 /** The `close` event of {@link WebSocket}. */
 export class CloseEvent extends Event {
+  /** The close code: the peer's, 1005 when its close frame had none, 1006 when the connection dropped. */
   readonly code: number;
+  /** The close reason ('' when none). */
   readonly reason: string;
+  /** Whether the closing handshake completed. */
   readonly wasClean: boolean;
   constructor(type: string, init: { code?: number; reason?: string; wasClean?: boolean } = {}) {
     super(type);
@@ -28,13 +31,21 @@ type Handler<E extends Event> = ((this: WebSocket, event: E) => unknown) | null;
 
 /** Browser-compatible WebSocket client. */
 export class WebSocket extends EventTarget {
+  /** readyState: connecting. */
   static readonly CONNECTING = 0;
+  /** readyState: open. */
   static readonly OPEN = 1;
+  /** readyState: closing handshake in progress. */
   static readonly CLOSING = 2;
+  /** readyState: closed. */
   static readonly CLOSED = 3;
+  /** readyState: connecting. */
   readonly CONNECTING = 0;
+  /** readyState: open. */
   readonly OPEN = 1;
+  /** readyState: closing. */
   readonly CLOSING = 2;
+  /** readyState: closed. */
   readonly CLOSED = 3;
 
   /** The URL as resolved. */
@@ -173,24 +184,28 @@ export class WebSocket extends EventTarget {
     this.addEventListener(type, listener);
   }
 
+  /** The `open` handler (the connection is established); null when unset. */
   get onopen(): Handler<Event> {
     return this.handlerProperty('open');
   }
   set onopen(fn: Handler<Event>) {
     this.setHandlerProperty('open', fn);
   }
+  /** The `message` handler: `event.data` is a string for text, else per `binaryType`; null when unset. */
   get onmessage(): Handler<MessageEvent> {
     return this.handlerProperty('message');
   }
   set onmessage(fn: Handler<MessageEvent>) {
     this.setHandlerProperty('message', fn);
   }
+  /** The `error` handler (fires before a `close` that was not clean); null when unset. */
   get onerror(): Handler<Event> {
     return this.handlerProperty('error');
   }
   set onerror(fn: Handler<Event>) {
     this.setHandlerProperty('error', fn);
   }
+  /** The `close` handler: a {@link CloseEvent}; null when unset. */
   get onclose(): Handler<CloseEvent> {
     return this.handlerProperty('close');
   }
