@@ -95,7 +95,8 @@ export class HeadParser {
   private readonly maxHeadSize: number;
   private readonly maxHeaders: number;
   private readonly kind: 'request' | 'response';
-  private chunks: Buffer[] = [];
+  /** The head so far, copied: reads are not kept, so a head sent a byte at a time costs its bytes, not its reads. */
+  private buffer: Buffer | null = null;
   private size = 0;
   /** How many bytes of CR LF CR LF the bytes so far end with (0–3). */
   private matched = 0;
@@ -108,6 +109,7 @@ export class HeadParser {
 
   /** Adds bytes; returns the head once complete, else null. Linear in the bytes pushed, however they are split. */
   push(chunk: Buffer): HttpHead | null {
+    if (chunk.length === 0) return null;
     // Where in `chunk` the head ends (index just past CR LF CR LF), or -1.
     let end = -1;
     let i = 0;
@@ -136,17 +138,33 @@ export class HeadParser {
     const headBytes = this.size + (end === -1 ? chunk.length : end);
     if (headBytes > this.maxHeadSize) throw new HeadError(431, `${this.kind} head over ${this.maxHeadSize} bytes`);
     if (end === -1) {
-      this.chunks.push(chunk);
-      this.size += chunk.length;
+      this.append(chunk);
       return null;
     }
-    this.chunks.push(chunk.subarray(0, end));
+    let all: Buffer;
+    if (this.size === 0) {
+      all = chunk.subarray(0, end);
+    } else {
+      this.append(chunk.subarray(0, end));
+      all = this.buffer!.subarray(0, this.size);
+    }
     this.rest = chunk.subarray(end);
-    const all = Buffer.concat(this.chunks, headBytes);
-    this.chunks = [];
+    this.buffer = null;
     this.size = 0;
     this.matched = 0;
     return parseHead(all.subarray(0, headBytes - 2), this.kind, this.maxHeaders);
+  }
+
+  /** Copies bytes into the growing head buffer (doubling, at most the head limit). */
+  private append(bytes: Buffer): void {
+    const need = this.size + bytes.length;
+    if (this.buffer === null || need > this.buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.min(Math.max(need, (this.buffer?.length ?? 512) * 2), this.maxHeadSize + 4));
+      if (this.buffer !== null) this.buffer.copy(grown, 0, 0, this.size);
+      this.buffer = grown;
+    }
+    bytes.copy(this.buffer, this.size);
+    this.size = need;
   }
 }
 
@@ -160,6 +178,12 @@ export function parseHead(bytes: Buffer, kind: 'request' | 'response', maxHeader
   const head: HttpHead = { method: '', target: '', version: '', status: 0, statusText: '', headers: new Map() };
   const sp1 = start.indexOf(' ');
   const sp2 = sp1 === -1 ? -1 : start.indexOf(' ', sp1 + 1);
+  // The start line holds visible ASCII and single spaces only (reason phrases may hold tabs and obs-text).
+  for (let i = 0; i < start.length; i++) {
+    const c = start.charCodeAt(i);
+    if ((c < 0x20 && c !== 9) || c === 0x7f || (c === 9 && kind === 'request')) throw new HeadError(400, `control character in the ${kind === 'request' ? 'request' : 'status'} line`);
+    if (c > 0x7e && kind === 'request') throw new HeadError(400, 'non-ASCII byte in the request line');
+  }
   if (kind === 'request') {
     if (sp1 <= 0 || sp2 === -1 || start.indexOf(' ', sp2 + 1) !== -1) throw new HeadError(400, 'malformed request line');
     head.method = start.slice(0, sp1);
@@ -174,7 +198,7 @@ export function parseHead(bytes: Buffer, kind: 'request' | 'response', maxHeader
     if (code.length !== 3 || !isDigits(code) || code < '100') throw new HeadError(400, 'malformed status code');
     head.status = Number(code);
   }
-  if (!head.version.startsWith('HTTP/1.')) throw new HeadError(400, `unsupported HTTP version ${JSON.stringify(head.version.slice(0, 16))}`);
+  if (head.version !== 'HTTP/1.1' && head.version !== 'HTTP/1.0') throw new HeadError(400, `unsupported HTTP version ${JSON.stringify(head.version.slice(0, 16))}`);
   let count = 0;
   let at = lineEnd + 2;
   while (at < text.length) {
