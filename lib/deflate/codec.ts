@@ -112,14 +112,9 @@ export class DeflateCodec {
           this.dropDeflater();
           return callback(error);
         }
-        let out = concat(z.chunks, z.total);
-        z.chunks = [];
-        z.total = 0;
-        // A sync flush ends in 00 00 ff ff; an empty message compresses to a lone 00 (RFC 7692 §7.2.3.6).
-        if (out.length >= 4 && out[out.length - 4] === 0 && out[out.length - 3] === 0 && out[out.length - 2] === 0xff && out[out.length - 1] === 0xff) {
-          out = out.subarray(0, out.length - 4);
-        }
+        const out = stripTrailer(take(z));
         if (this.deflateReset) this.dropDeflater();
+        // An empty message compresses to a lone 00 (RFC 7692 §7.2.3.6).
         callback(null, out.length === 0 ? Buffer.from([0]) : out);
       });
       z.once('error', finish);
@@ -149,9 +144,7 @@ export class DeflateCodec {
           this.dropInflater();
           return callback(error);
         }
-        const out = concat(z.chunks, z.total);
-        z.chunks = [];
-        z.total = 0;
+        const out = take(z);
         if (this.inflateReset) this.dropInflater();
         callback(null, out);
       });
@@ -193,22 +186,35 @@ export class DeflateCodec {
   }
 
   private dropDeflater(): void {
-    const z = this.deflater;
+    release(this.deflater);
     this.deflater = null;
-    if (z) {
-      z.chunks = [];
-      z.close();
-    }
   }
 
   private dropInflater(): void {
-    const z = this.inflater;
+    release(this.inflater);
     this.inflater = null;
-    if (z) {
-      z.chunks = [];
-      z.close();
-    }
   }
+}
+
+/** Frees a zlib context (its error listener stays: a late error is ignored, not thrown). */
+function release(z: Stream | null): void {
+  if (z === null) return;
+  z.chunks = [];
+  z.close();
+}
+
+/** The output gathered since the last call. */
+function take(z: Stream): Buffer {
+  const out = concat(z.chunks, z.total);
+  z.chunks = [];
+  z.total = 0;
+  return out;
+}
+
+/** Removes the 00 00 ff ff a sync flush ends with (RFC 7692 §7.2.1). */
+function stripTrailer(out: Buffer): Buffer {
+  const n = out.length;
+  return n >= 4 && out[n - 4] === 0 && out[n - 3] === 0 && out[n - 2] === 0xff && out[n - 1] === 0xff ? out.subarray(0, n - 4) : out;
 }
 
 function concat(chunks: Buffer[], total: number): Buffer {
@@ -220,6 +226,6 @@ function concat(chunks: Buffer[], total: number): Buffer {
  * negotiated `server_no_context_takeover` with a window of at least `windowBits` can inflate (a broadcast).
  */
 export function compressOnce(data: Uint8Array, windowBits = 15, level = 6): Buffer {
-  const out = deflateRawSync(data, { windowBits, level, finishFlush: constants.Z_SYNC_FLUSH });
-  return out.length >= 4 && out.subarray(out.length - 4).equals(TRAILER) ? out.subarray(0, out.length - 4) : out;
+  const out = stripTrailer(deflateRawSync(data, { windowBits, level, finishFlush: constants.Z_SYNC_FLUSH }));
+  return out.length === 0 ? Buffer.from([0]) : out;
 }
