@@ -1,0 +1,86 @@
+/**
+ * UTF-8 payloads for section 6, as hex, grouped the way the suite groups them (boundary cases, malformed
+ * sequences, overlong forms, surrogates, noncharacters). Each entry: [case id, what it is, hex bytes].
+ */
+export type Sample = [id: string, what: string, hex: string];
+
+/** Valid UTF-8 (RFC 3629): echoed as sent. Noncharacters such as U+FFFE are valid UTF-8. */
+export const VALID: Sample[] = [
+  ['6.5.1', 'κόσμε', 'cebae1bdb9cf83cebcceb5'],
+  ['6.5.2', 'Latin-1 supplement mix', Buffer.from('Hello-µ@ßöäüàá-UTF-8!!').toString('hex')],
+  ['6.6.2', 'prefix of κόσμε ending on a boundary', 'ceba'],
+  ['6.6.5', 'longer prefix of κόσμε ending on a boundary', 'cebae1bdb9'],
+  ['6.7.1', 'first 1-byte sequence U+0000', '00'],
+  ['6.7.2', 'first 2-byte sequence U+0080', 'c280'],
+  ['6.7.3', 'first 3-byte sequence U+0800', 'e0a080'],
+  ['6.7.4', 'first 4-byte sequence U+10000', 'f0908080'],
+  ['6.9.1', 'last 1-byte sequence U+007F', '7f'],
+  ['6.9.2', 'last 2-byte sequence U+07FF', 'dfbf'],
+  ['6.9.3', 'last 3-byte sequence U+FFFF', 'efbfbf'],
+  ['6.9.4', 'last 4-byte sequence U+10FFFF', 'f48fbfbf'],
+  ['6.11.1', 'U+D7FF', 'ed9fbf'],
+  ['6.11.2', 'U+E000', 'ee8080'],
+  ['6.11.3', 'U+FFFD', 'efbfbd'],
+  ['6.22.1', 'noncharacter U+FFFE', 'efbfbe'],
+  ['6.22.3', 'noncharacter U+1FFFE', 'f09fbfbe'],
+  ['6.22.10', 'noncharacter U+4FFFF', 'f18fbfbf'],
+  ['6.22.33', 'noncharacter U+10FFFE', 'f48fbfbe'],
+];
+
+/** Invalid UTF-8: the connection fails with 1007. */
+export const INVALID: Sample[] = [
+  ['6.3.1', 'κόσμε + a surrogate + "edited"', 'cebae1bdb9cf83cebcceb5eda080656469746564'],
+  ['6.6.1', 'prefix of κόσμε cut inside a 2-byte sequence', 'ce'],
+  ['6.6.4', 'prefix of κόσμε cut inside a 3-byte sequence', 'cebae1bd'],
+  ['6.8.1', '5-byte sequence', 'f888808080'],
+  ['6.8.2', '6-byte sequence', 'fc8480808080'],
+  ['6.10.1', 'above U+10FFFF as 4 bytes (F7)', 'f7bfbfbf'],
+  ['6.10.2', '5-byte form of a large value', 'fbbfbfbfbf'],
+  ['6.10.3', '6-byte form of a large value', 'fdbfbfbfbfbf'],
+  ['6.11.5', 'U+110000', 'f4908080'],
+  ['6.12.1', 'lone continuation 0x80', '80'],
+  ['6.12.2', 'lone continuation 0xBF', 'bf'],
+  ['6.12.3', 'two continuation bytes', '80bf'],
+  ['6.12.4', 'three continuation bytes', '80bf80'],
+  ['6.12.8', 'all 64 continuation bytes', Buffer.from(Array.from({ length: 64 }, (_, i) => 0x80 + i)).toString('hex')],
+  ['6.13.1', '2-byte lead followed by a space', 'c020'],
+  ['6.13.2', '3-byte lead followed by a space', 'e020'],
+  ['6.13.3', '4-byte lead followed by a space', 'f020'],
+  ['6.13.4', '5-byte lead followed by a space', 'f820'],
+  ['6.13.5', '6-byte lead followed by a space', 'fc20'],
+  ['6.14.1', '2-byte sequence missing its last byte (C0)', 'c0'],
+  ['6.14.2', '3-byte sequence missing its last byte', 'e080'],
+  ['6.14.3', '4-byte sequence missing its last byte', 'f08080'],
+  ['6.14.6', 'U+07FF missing its last byte', 'df'],
+  ['6.14.7', 'U+FFFF missing its last byte', 'efbf'],
+  ['6.14.8', '4-byte F7 sequence missing its last byte', 'f7bfbf'],
+  ['6.15.1', 'concatenated incomplete sequences', 'c0e080f08080f8808080fc80808080dfefbff7bfbffbbfbfbffdbfbfbfbf'],
+  ['6.16.1', 'impossible byte FE', 'fe'],
+  ['6.16.2', 'impossible byte FF', 'ff'],
+  ['6.16.3', 'FE FE FF FF', 'fefeffff'],
+  ['6.17.1', 'overlong "/" in 2 bytes', 'c0af'],
+  ['6.17.2', 'overlong "/" in 3 bytes', 'e080af'],
+  ['6.17.3', 'overlong "/" in 4 bytes', 'f08080af'],
+  ['6.17.4', 'overlong "/" in 5 bytes', 'f8808080af'],
+  ['6.17.5', 'overlong "/" in 6 bytes', 'fc80808080af'],
+  ['6.18.1', 'maximum overlong 2-byte', 'c1bf'],
+  ['6.18.2', 'maximum overlong 3-byte', 'e09fbf'],
+  ['6.18.3', 'maximum overlong 4-byte', 'f08fbfbf'],
+  ['6.19.1', 'overlong NUL in 2 bytes', 'c080'],
+  ['6.19.2', 'overlong NUL in 3 bytes', 'e08080'],
+  ['6.19.3', 'overlong NUL in 4 bytes', 'f0808080'],
+  ['6.20.1', 'surrogate U+D800', 'eda080'],
+  ['6.20.2', 'surrogate U+DB7F', 'edadbf'],
+  ['6.20.3', 'surrogate U+DB80', 'edae80'],
+  ['6.20.4', 'surrogate U+DBFF', 'edafbf'],
+  ['6.20.5', 'surrogate U+DC00', 'edb080'],
+  ['6.20.6', 'surrogate U+DF80', 'edbe80'],
+  ['6.20.7', 'surrogate U+DFFF', 'edbfbf'],
+  ['6.21.1', 'surrogate pair U+D800 U+DC00', 'eda080edb080'],
+  ['6.21.2', 'surrogate pair U+D800 U+DFFF', 'eda080edbfbf'],
+  ['6.21.5', 'surrogate pair U+DB80 U+DC00', 'edae80edb080'],
+  ['6.21.8', 'surrogate pair U+DBFF U+DFFF', 'edafbfedbfbf'],
+];
+
+/** Longer valid text for splitting at every byte position (ASCII, 2-, 3- and 4-byte sequences). */
+export const MIXED = 'Hello-µ@ßöäüàá-UTF-8!! κόσμε — 世界 𝄞 🎉 ok';
