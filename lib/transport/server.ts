@@ -256,7 +256,7 @@ export class WebSocketServer extends EventEmitter {
     this.handshaking.delete(socket);
     socket.off('error', onHandshakeError);
     socket.off('close', onHandshakeClose);
-    delete (socket as HandshakeSocket)[kServer];
+    (socket as HandshakeSocket)[kServer] = undefined; // not `delete`: that would turn the socket into a slow dictionary-mode object
   }
 
   /**
