@@ -14,7 +14,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, sta
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { isMainModule, parseCasePatterns, runSummaryCli, SummaryInputError } from './summary.js';
+import { ArgReader, isMainModule, parseCasePatterns, runSummaryCli, SummaryInputError } from './summary.js';
 
 /**
  * The testsuite's Docker image, pinned by tag so that runs are reproducible. To move to another release,
@@ -91,17 +91,10 @@ Exit codes: 0 fine, 1 failing cases, differences from the expected results or a 
 /** Parses the runner's arguments (without node/script); throws {@link UsageError} on bad input. */
 export function parseRunArgs(argv: readonly string[]): RunOptions {
   const options: RunOptions = { modes: ['server', 'client'], port: DEFAULT_PORT, summary: true, help: false };
-  const rest = [...argv];
-  const value = (name: string, inline: string | undefined): string => {
-    const v = inline ?? rest.shift();
-    if (v === undefined || v === '' || (inline === undefined && v.startsWith('--'))) throw new UsageError(`${name} needs a value`);
-    return v;
-  };
-  while (rest.length > 0) {
-    const arg = rest.shift()!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    const inline = eq === -1 ? undefined : arg.slice(eq + 1);
+  const reader = new ArgReader(argv, (message) => new UsageError(message));
+  for (let flag = reader.next(); flag !== undefined; flag = reader.next()) {
+    const { arg, name, inline } = flag;
+    const value = (n: string, i: string | undefined): string => reader.value(n, i);
     switch (name) {
       case '--mode': {
         const mode = value(name, inline);

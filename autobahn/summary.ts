@@ -501,22 +501,42 @@ Options:
 Exit codes: 0 clean, 1 failing cases or differences from --expected, 2 unusable input.
 `;
 
+/**
+ * Reads command-line arguments one by one: `--name value`, `--name=value`, flags and positionals. Shared by the
+ * summary and the runner.
+ */
+export class ArgReader {
+  private readonly rest: string[];
+  constructor(
+    argv: readonly string[],
+    private readonly error: (message: string) => Error,
+  ) {
+    this.rest = [...argv];
+  }
+
+  /** The next argument split into its name and inline value, or undefined at the end. */
+  next(): { arg: string; name: string; inline: string | undefined } | undefined {
+    const arg = this.rest.shift();
+    if (arg === undefined) return undefined;
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    return { arg, name: eq === -1 ? arg : arg.slice(0, eq), inline: eq === -1 ? undefined : arg.slice(eq + 1) };
+  }
+
+  /** The value of option `name`: inline, or the next argument (which must not be another option). */
+  value(name: string, inline: string | undefined): string {
+    const v = inline ?? this.rest.shift();
+    if (v === undefined || v === '' || (inline === undefined && v.startsWith('--'))) throw this.error(`${name} needs a value`);
+    return v;
+  }
+}
+
 /** Parses the summary CLI's arguments; throws {@link SummaryInputError} on unknown or incomplete options. */
 export function parseSummaryArgs(argv: readonly string[]): SummaryArgs {
   const args: SummaryArgs = { json: false, help: false };
-  const rest = [...argv];
-  const value = (name: string, inline: string | undefined): string => {
-    const v = inline ?? rest.shift();
-    if (v === undefined || v === '' || (inline === undefined && v.startsWith('--'))) {
-      throw new SummaryInputError(`${name} needs a value`);
-    }
-    return v;
-  };
-  while (rest.length > 0) {
-    const arg = rest.shift()!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    const inline = eq === -1 ? undefined : arg.slice(eq + 1);
+  const reader = new ArgReader(argv, (message) => new SummaryInputError(message));
+  for (let flag = reader.next(); flag !== undefined; flag = reader.next()) {
+    const { arg, name, inline } = flag;
+    const value = (n: string, i: string | undefined): string => reader.value(n, i);
     switch (name) {
       case '--agent':
         args.agent = value(name, inline);
