@@ -223,7 +223,6 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
         ...options,
         protocol: checked.protocol,
         extensions: formatExtensions(checked.extensions),
-        remoteAddress: socket.remoteAddress,
         codec,
         threshold: deflate?.threshold,
       }, heartbeat ? { onClosed: (c) => heartbeat.delete(c) } : {});

@@ -6,6 +6,7 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Data, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
@@ -108,7 +109,9 @@ export class WebSocketConnection extends EventEmitter {
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
   readonly extensions: string;
   /** Remote IP address, when known. */
-  readonly remoteAddress: string | undefined;
+  get remoteAddress(): string | undefined {
+    return (this.socket as Partial<Socket>).remoteAddress;
+  }
   /** What the server's `authenticate` hook attached (undefined on the client or without the hook). */
   principal: unknown;
   /** A free slot for the application's own per-connection state. */
@@ -143,14 +146,13 @@ export class WebSocketConnection extends EventEmitter {
   constructor(
     socket: Duplex,
     role: 'server' | 'client',
-    options: ConnectionOptions & { protocol?: string; extensions?: string; remoteAddress?: string; codec?: DeflateCodec | null; threshold?: number },
+    options: ConnectionOptions & { protocol?: string; extensions?: string; codec?: DeflateCodec | null; threshold?: number; noDelay?: boolean },
     internals: ConnectionInternals = {},
   ) {
     super();
     this.socket = socket;
     this.protocol = options.protocol ?? '';
     this.extensions = options.extensions ?? '';
-    this.remoteAddress = options.remoteAddress;
     this.closeTimeout = options.closeTimeout ?? CONNECTION_DEFAULTS.closeTimeout;
     this.maxPongBacklog = options.maxPongBacklog ?? CONNECTION_DEFAULTS.maxPongBacklog;
     this.autoPong = options.autoPong !== false;
@@ -177,7 +179,8 @@ export class WebSocketConnection extends EventEmitter {
     socket.on('drain', onSocketDrain);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
-    if ('setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
+    // Small frames leave at once (no Nagle delay); a server that set it at accept time says so.
+    if (options.noDelay !== false && 'setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
   }
 
   /** {@link ReadyState}: 1 OPEN, 2 CLOSING, 3 CLOSED. */

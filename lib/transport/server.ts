@@ -180,7 +180,8 @@ export class WebSocketServer extends EventEmitter {
     if (options.noServer) {
       this.net = null;
     } else {
-      this.net = options.tls ? createTlsServer(options.tls) : createNetServer();
+      // TCP_NODELAY set at accept time by the server, not with a system call per socket afterwards.
+      this.net = options.tls ? createTlsServer({ noDelay: true, ...options.tls }) : createNetServer({ noDelay: true });
       this.net.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.accept(socket));
       if (options.tls) this.net.on('tlsClientError', (_e: Error, socket: Duplex) => socket.destroy());
       if (options.port !== undefined) {
@@ -297,15 +298,14 @@ export class WebSocketServer extends EventEmitter {
     callback?: (connection: WebSocketConnection, request: IncomingUpgrade) => void,
   ): Promise<void> {
     const options = this.options;
-    const { address, port } = remote(socket);
     const secure = 'encrypted' in socket && (socket as { encrypted?: boolean }).encrypted === true;
     const isUpgrade = head.headers.has('upgrade');
     if (!isUpgrade && this.net !== null) {
-      return this.answerHttp(socket, head, address, port, secure);
+      return this.answerHttp(socket, head, secure);
     }
     const checked = checkUpgradeRequest(head, { origins: options.origins });
     if (isRefusal(checked)) return this.refuse(socket, checked);
-    const request = incoming(checked, address, port, secure);
+    const request = incoming(checked, socket, secure);
     if (options.path !== undefined && request.path !== options.path) return this.refuse(socket, { status: 404, message: 'no WebSocket endpoint at this path', headers: {} });
     if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) {
       return this.refuse(socket, { status: 503, message: 'too many connections', headers: { 'Retry-After': '5' } });
@@ -360,7 +360,7 @@ export class WebSocketServer extends EventEmitter {
     const connection = new WebSocketConnection(
       socket,
       'server',
-      { ...options, protocol, remoteAddress: address, codec, extensions: extensionHeader, threshold: this.deflate?.options.threshold },
+      { ...options, protocol, codec, extensions: extensionHeader, threshold: this.deflate?.options.threshold, noDelay: this.net === null },
       {
         onClosed: (c) => {
           this.clients.delete(c);
@@ -378,13 +378,13 @@ export class WebSocketServer extends EventEmitter {
     socket.resume();
   }
 
-  private async answerHttp(socket: Duplex, head: HttpHead, address: string | undefined, port: number | undefined, secure: boolean): Promise<void> {
+  private async answerHttp(socket: Duplex, head: HttpHead, secure: boolean): Promise<void> {
     const handler = this.options.httpHandler;
     if (!handler) {
       return this.refuse(socket, { status: 426, message: 'this endpoint speaks WebSocket', headers: { Upgrade: 'websocket', 'Sec-WebSocket-Version': '13' } }, undefined, false);
     }
     const request = {
-      ...incoming({ head, target: head.target, key: '', protocols: [], extensions: [], origin: head.headers.get('origin')?.[0] }, address, port, secure),
+      ...incoming({ head, target: head.target, key: '', protocols: [], extensions: [], origin: head.headers.get('origin')?.[0] }, socket, secure),
       method: head.method,
     };
     let answer: HttpAnswer;
@@ -478,22 +478,31 @@ function remote(socket: Duplex): { address: string | undefined; port: number | u
   return { address: s.remoteAddress, port: s.remotePort };
 }
 
-function incoming(req: UpgradeRequest, address: string | undefined, port: number | undefined, secure: boolean): IncomingUpgrade {
+function incoming(req: UpgradeRequest, socket: Duplex, secure: boolean): IncomingUpgrade {
   const target = req.target;
   const q = target.indexOf('?');
   const path = q === -1 ? target : target.slice(0, q);
   const headers = req.head.headers;
+  let query: URLSearchParams | undefined;
   return {
     url: target,
     path,
-    query: new URLSearchParams(q === -1 ? '' : target.slice(q + 1)),
+    // Parsed on first use: most handshakes never look at the query.
+    get query() {
+      return (query ??= new URLSearchParams(q === -1 ? '' : target.slice(q + 1)));
+    },
     headers,
     header: (name: string) => headers.get(name.toLowerCase())?.[0],
     protocols: req.protocols,
     extensions: req.extensions,
     origin: req.origin,
-    remoteAddress: address,
-    remotePort: port,
+    // Read from the socket on first use (a getpeername system call), not for every handshake.
+    get remoteAddress() {
+      return remote(socket).address;
+    },
+    get remotePort() {
+      return remote(socket).port;
+    },
     secure,
   };
 }
