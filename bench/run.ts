@@ -1,20 +1,25 @@
 /**
- * Benchmark dispatcher: `npm run bench -- [name ...] [--quick] [--json FILE] [--only PATTERN[,PATTERN]]`.
+ * Benchmark dispatcher: `npm run bench -- [name ...] [--quick] [--json FILE] [--only PATTERN[,PATTERN]] [e2e options]`.
  *
  * Runs the named benchmarks (all registered ones when none is named), prints the machine and each benchmark's
  * tables, and writes JSON: to `--json FILE` (every benchmark in one file), else to `bench/results/NAME.json`.
+ * After end-to-end benchmarks it also draws `bench/results/chart.svg` (their ratios, from this run and the latest
+ * results of the others), copied to `bench/chart.svg` after a full default run.
  * Add a benchmark by adding an entry to {@link BENCHMARKS}.
  *
  * @module
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderChart, type ChartRow } from './e2e/chart.js';
+import { ENGINE_NAMES, type EngineName, parseSize } from './e2e/common.js';
+import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETargets, runE2E, type TargetReport } from './e2e/e2e.js';
 import { formatEngines, formatTables, formatTargets, runMicro } from './micro.js';
 
-interface BenchOptions {
-  /** Shorter warm-up and batches, for smoke tests (about 10 s for `micro`). */
+interface BenchOptions extends E2EOptions {
+  /** Shorter warm-up and batches, for smoke tests (about 10 s for `micro`, about a minute for everything). */
   quick: boolean;
   /** Substrings of scenario ids to keep (all when empty). */
   only: string[];
@@ -40,9 +45,24 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return report;
     },
   },
+  ...Object.fromEntries(
+    Object.entries(E2E).map(([name, def]): [string, Benchmark] => [
+      name,
+      {
+        description: def.description,
+        async run(options) {
+          const report = await runE2E(name, options);
+          options.log('');
+          options.log(formatE2E(report));
+          options.log(`${name}: ${report.wallSeconds.toFixed(1)} s`);
+          return report;
+        },
+      },
+    ]),
+  ),
 };
 
-const DEFAULT_BENCHMARKS = ['micro'];
+const DEFAULT_BENCHMARKS = ['micro', ...Object.keys(E2E)];
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
@@ -63,33 +83,86 @@ function machine(): Record<string, unknown> {
 
 function usage(): string {
   const names = Object.entries(BENCHMARKS)
-    .map(([name, b]) => `  ${name.padEnd(8)} ${b.description}`)
+    .map(([name, b]) => `  ${name.padEnd(12)} ${b.description}`)
     .join('\n');
   return [
-    'usage: npm run bench -- [name ...] [--quick] [--json FILE] [--only PATTERN[,PATTERN]]',
+    'usage: npm run bench -- [name ...] [--quick] [--json FILE] [--only PATTERN[,PATTERN]] [end-to-end options]',
     '',
     names,
     '',
     `  (no name: ${DEFAULT_BENCHMARKS.join(', ')})`,
-    '  --quick   short warm-up and batches (smoke test)',
-    '  --json    write all results to FILE instead of bench/results/NAME.json',
-    '  --only    keep scenarios whose id contains a pattern, e.g. --only parse/,unmask/64k',
+    '  --quick          short warm-up and batches (smoke test)',
+    '  --json FILE      write all results to FILE instead of bench/results/NAME.json',
+    '  --only P[,P]     keep scenarios whose id contains a pattern, e.g. --only parse/,unmask/64k or echo/100x',
+    '',
+    'end-to-end options (echo, latency, fanout, memory, handshake, compression):',
+    '  --duration S     seconds per measured round (default 1; latency 2)',
+    '  --rounds N       measured rounds per engine and scenario (default 3)',
+    '  --connections L  echo connection counts, e.g. 1,100,1000',
+    '  --sizes L        echo message sizes, e.g. 20,1k,16k,64k',
+    '  --subscribers L  fan-out subscriber counts, e.g. 1000,10000',
+    '  --rate N         latency: offered messages per second (default 20000)',
+    '  --concurrency N  handshake: connections in flight (default 32)',
+    '  --generators N   load-generator processes (default 2)',
+    '  --engines L      subset of ours,ws-native,ws-js',
+    '  --no-pin, --pin  let the OS place processes, or pin them (default: servers on CPU 0, generators on the',
+    '                   others with taskset, except compression, whose zlib thread pool needs the cores)',
+    '  --profile        run the server children under node --cpu-prof and summarize the profiles',
   ].join('\n');
 }
 
-function parseArgs(argv: string[]): { names: string[]; quick: boolean; json: string | null; only: string[] } {
+interface Args {
+  names: string[];
+  quick: boolean;
+  json: string | null;
+  only: string[];
+  e2e: Omit<E2EOptions, 'quick' | 'only' | 'log'>;
+}
+
+function positiveNumber(flag: string, text: string): number {
+  const n = Number(text);
+  if (!(n > 0) || !Number.isFinite(n)) throw new Error(`${flag} needs a positive number, got ${text}`);
+  return n;
+}
+
+function integerList(flag: string, text: string): number[] {
+  return text.split(',').filter(Boolean).map((t) => {
+    const n = positiveNumber(flag, t.replace(/_/g, ''));
+    if (!Number.isInteger(n)) throw new Error(`${flag} needs integers, got ${t}`);
+    return n;
+  });
+}
+
+function parseArgs(argv: string[]): Args {
   const names: string[] = [];
   let quick = false;
   let json: string | null = null;
   const only: string[] = [];
+  const e2e: Args['e2e'] = {};
+  const valued = new Set(['--json', '--only', '--duration', '--rounds', '--connections', '--sizes', '--subscribers', '--rate', '--generators', '--concurrency', '--engines']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--quick') quick = true;
-    else if (arg === '--json' || arg === '--only') {
+    else if (arg === '--profile') e2e.profile = true;
+    else if (arg === '--pin' || arg === '--no-pin') e2e.pin = arg === '--pin';
+    else if (valued.has(arg)) {
       const value = argv[++i];
       if (value === undefined) throw new Error(`${arg} needs a value`);
       if (arg === '--json') json = value;
-      else only.push(...value.split(',').filter(Boolean));
+      else if (arg === '--only') only.push(...value.split(',').filter(Boolean));
+      else if (arg === '--duration') e2e.duration = positiveNumber(arg, value);
+      else if (arg === '--rounds') e2e.rounds = integerList(arg, value)[0];
+      else if (arg === '--connections') e2e.connections = integerList(arg, value);
+      else if (arg === '--subscribers') e2e.subscribers = integerList(arg, value);
+      else if (arg === '--rate') e2e.rate = positiveNumber(arg, value);
+      else if (arg === '--generators') e2e.generators = integerList(arg, value)[0];
+      else if (arg === '--concurrency') e2e.concurrency = integerList(arg, value)[0];
+      else if (arg === '--sizes') e2e.sizes = value.split(',').filter(Boolean).map(parseSize);
+      else {
+        const engines = value.split(',').filter(Boolean);
+        for (const e of engines) if (!(ENGINE_NAMES as readonly string[]).includes(e)) throw new Error(`unknown engine ${e} (known: ${ENGINE_NAMES.join(', ')})`);
+        e2e.engines = ENGINE_NAMES.filter((e) => engines.includes(e)) as EngineName[];
+      }
     } else if (arg === '--help' || arg === '-h') {
       console.log(usage());
       process.exit(0);
@@ -101,7 +174,7 @@ function parseArgs(argv: string[]): { names: string[]; quick: boolean; json: str
       names.push(arg);
     }
   }
-  return { names: names.length > 0 ? names : DEFAULT_BENCHMARKS, quick, json, only };
+  return { names: names.length > 0 ? names : DEFAULT_BENCHMARKS, quick, json, only, e2e };
 }
 
 function writeJson(path: string, value: unknown): void {
@@ -109,8 +182,47 @@ function writeJson(path: string, value: unknown): void {
   writeFileSync(path, JSON.stringify(value, null, 2) + '\n');
 }
 
+/**
+ * Draws the ratios of the end-to-end benchmarks into bench/results/chart.svg: this run's reports, plus the latest
+ * JSON in bench/results of those not run now. Returns the chart's path.
+ */
+function writeChart(fresh: Record<string, unknown>, info: Record<string, unknown>, quick: boolean): string | null {
+  const reports: E2EReport[] = [];
+  const dates: string[] = [];
+  for (const name of Object.keys(E2E)) {
+    if (fresh[name] !== undefined) {
+      reports.push(fresh[name] as E2EReport);
+      dates.push(String(info.date));
+      continue;
+    }
+    const path = resolve(RESULTS_DIR, `${name}.json`);
+    if (!existsSync(path)) continue;
+    try {
+      const saved = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> & { machine?: { date?: string } };
+      const report = saved[name] as E2EReport | undefined;
+      if (report?.rows !== undefined) {
+        reports.push(report);
+        dates.push(String(saved.machine?.date ?? '?'));
+      }
+    } catch {
+      // an unreadable old result is left out of the chart
+    }
+  }
+  const rows: ChartRow[] = reports.flatMap(chartRows);
+  if (rows.length === 0) return null;
+  const days = [...new Set(dates.map((d) => d.slice(0, 10)))].join(', ');
+  const svg = renderChart(rows, {
+    title: 'wsengine vs ws 8, end to end on loopback',
+    subtitle: `${info.logicalCpus} CPUs · Node ${info.node} · ${days}${quick ? ' · QUICK (smoke-test figures)' : ''} · >1× = ours better (rate ratio, or inverse cost ratio)`,
+  });
+  const path = resolve(RESULTS_DIR, 'chart.svg');
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, svg);
+  return path;
+}
+
 async function main(): Promise<void> {
-  let args: ReturnType<typeof parseArgs>;
+  let args: Args;
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (error) {
@@ -124,8 +236,9 @@ async function main(): Promise<void> {
   log(`mode:    ${args.quick ? 'quick (smoke test: figures are rough)' : 'full'}${args.only.length ? ` · only ${args.only.join(',')}` : ''}`);
   log('');
   const all: Record<string, unknown> = {};
+  const started = process.hrtime.bigint();
   for (const name of args.names) {
-    const result = await BENCHMARKS[name].run({ quick: args.quick, only: args.only, log });
+    const result = await BENCHMARKS[name].run({ ...args.e2e, quick: args.quick, only: args.only, log });
     all[name] = result;
     if (args.json === null) {
       const path = resolve(RESULTS_DIR, `${name}.json`);
@@ -138,6 +251,26 @@ async function main(): Promise<void> {
     writeJson(path, { machine: info, quick: args.quick, only: args.only, benchmarks: all });
     log(`wrote ${path}`);
   }
+  const ranE2E = args.names.filter((n) => Object.hasOwn(E2E, n));
+  if (ranE2E.length > 0) {
+    const chart = writeChart(all, info, args.quick);
+    if (chart !== null) {
+      log(`wrote ${chart}`);
+      // A full default run (every benchmark, default options) refreshes the committed copy the README shows.
+      const full = !args.quick && args.only.length === 0 && Object.keys(args.e2e).length === 0 && DEFAULT_BENCHMARKS.every((n) => args.names.includes(n));
+      if (full) {
+        const committed = fileURLToPath(new URL('./chart.svg', import.meta.url));
+        copyFileSync(chart, committed);
+        log(`wrote ${committed}`);
+      }
+    }
+  }
+  if (args.names.length > 1) {
+    const targets: TargetReport[] = [];
+    for (const name of ranE2E) targets.push(...(all[name] as E2EReport).targets);
+    if (targets.length > 0) log(`\n${formatE2ETargets(targets).replace('#### targets', '### end-to-end targets (all benchmarks of this run)')}`);
+  }
+  log(`total: ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(0)} s`);
 }
 
 await main();
