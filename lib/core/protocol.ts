@@ -108,6 +108,8 @@ const BLOCK_SIZE = 16 * 1024;
 const MIN_VIEW = 1024;
 
 const EMPTY = Buffer.alloc(0);
+/** A shared empty list: a connection allocates its own only once it holds something (never pushed to). */
+const NONE: Buffer[] = [];
 
 /**
  * One WebSocket connection's protocol state, for either role. Create it once the opening handshake is done
@@ -158,7 +160,7 @@ export class Protocol {
   private messageOpcode = 0;
   private messageCompressed = false;
   private messageCost = 0;
-  private parts: Buffer[] = [];
+  private parts: Buffer[] = NONE;
   private partsLength = 0;
   private block: Buffer | null = null;
   private blockLength = 0;
@@ -168,7 +170,7 @@ export class Protocol {
 
   // Input held while paused.
   private paused = false;
-  private pending: Buffer[] = [];
+  private pending: Buffer[] = NONE;
 
   // Outgoing fragmentation: 0 when no fragmented message is open, else its opcode.
   private sendingOpcode = 0;
@@ -199,6 +201,7 @@ export class Protocol {
    */
   receive(chunk: Buffer): void {
     if (this.paused) {
+      if (this.pending === NONE) this.pending = [];
       this.pending.push(chunk);
       return;
     }
@@ -207,6 +210,7 @@ export class Protocol {
     while (offset < length && this.state !== DONE) {
       if (this.paused) {
         // This chunk was the oldest input not yet processed: its rest goes before anything that arrived since.
+        if (this.pending === NONE) this.pending = [];
         this.pending.unshift(chunk.subarray(offset));
         return;
       }
@@ -246,7 +250,7 @@ export class Protocol {
   failWith(error: ProtocolError): void {
     if (this.state === DONE && this.closeReceived) return;
     this.paused = false;
-    this.pending = [];
+    this.pending = NONE;
     this.failed(error);
   }
 
@@ -411,6 +415,7 @@ export class Protocol {
     if (n === 0) return;
     if (n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength) {
       this.flushBlock();
+      if (this.parts === NONE) this.parts = [];
       this.parts.push(piece);
       this.partsLength += n;
       return;
@@ -430,6 +435,7 @@ export class Protocol {
   private flushBlock(): void {
     if (this.blockLength === 0) return;
     const block = this.block!;
+    if (this.parts === NONE) this.parts = [];
     this.parts.push(block.subarray(0, this.blockLength));
     this.partsLength += this.blockLength;
     this.block = this.blockLength === block.length ? null : block.subarray(this.blockLength);
@@ -442,7 +448,7 @@ export class Protocol {
     this.block = null;
     const parts = this.parts;
     const total = this.partsLength;
-    this.parts = [];
+    this.parts = NONE;
     this.partsLength = 0;
     if (parts.length === 0) return EMPTY;
     if (parts.length === 1 && parts[0].length * 2 >= parts[0].buffer.byteLength) return parts[0];
@@ -516,7 +522,7 @@ export class Protocol {
   }
 
   private releaseMessage(): void {
-    this.parts = [];
+    this.parts = NONE;
     this.partsLength = 0;
     this.block = null;
     this.blockLength = 0;
@@ -610,7 +616,7 @@ export class Protocol {
     this.readyState = ReadyState.CLOSED;
     this.state = DONE;
     this.paused = false;
-    this.pending = [];
+    this.pending = NONE;
     this.releaseMessage();
     return this.closeReceived ? this.closeCode : CloseCode.ABNORMAL;
   }

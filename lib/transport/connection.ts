@@ -103,7 +103,7 @@ type Job =
  * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
  * `connect()`; not constructed by applications.
  */
-export class WebSocketConnection extends EventEmitter {
+export class WebSocketConnection extends EventEmitter implements ProtocolHandler {
   /** The negotiated subprotocol ('' when none). */
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
@@ -130,13 +130,16 @@ export class WebSocketConnection extends EventEmitter {
   private closeTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private writeOk = true;
-  private corked = false;
   private receiving = false;
+  /** Frames written since the last flush: handed to the socket together, at the end of a read or of the tick. */
+  private out: Array<Buffer | Uint8Array> = NO_BYTES;
+  private outBytes = 0;
+  private flushScheduled = false;
   private queue: Message[] | null = null;
-  private waiters: Waiter[] = [];
+  private waiters: Waiter[] = NO_WAITERS;
   private readonly codec: DeflateCodec | null;
   private readonly threshold: number;
-  private jobs: Job[] = [];
+  private jobs: Job[] = NO_JOBS;
   private queuedBytes = 0;
   /** Writes go straight to the socket while a queued job runs. */
   private direct = false;
@@ -160,7 +163,6 @@ export class WebSocketConnection extends EventEmitter {
     this.internals = internals;
     this.codec = options.codec ?? null;
     this.threshold = options.threshold ?? 0;
-    const handler = new CoreHandler(this);
     this.core = new Protocol(
       {
         role,
@@ -171,7 +173,7 @@ export class WebSocketConnection extends EventEmitter {
         rsv1: this.codec !== null,
         autoPong: false,
       },
-      handler,
+      this,
     );
     // Module-level listeners with a back-reference: no closures per connection.
     (socket as SocketWithConnection)[kConnection] = this;
@@ -192,45 +194,74 @@ export class WebSocketConnection extends EventEmitter {
 
   /** Bytes accepted by `send` and not yet handed to the kernel. */
   get bufferedAmount(): number {
-    return this.socket.writableLength + this.queuedBytes;
+    return this.socket.writableLength + this.outBytes + this.queuedBytes;
   }
 
-  /** @internal Feeds bytes that arrived with the handshake, before the socket's own data events. */
+  /** @internal Feeds bytes from the peer (the socket's data events, and bytes that arrived with the handshake). */
   receive(chunk: Buffer): void {
-    // Writes made while handling this chunk (echoes, pongs) leave in one writev.
     this.receiving = true;
-    const cork = !this.corked;
-    if (cork) this.socket.cork();
     try {
       this.core.receive(chunk);
     } finally {
       this.receiving = false;
-      if (cork) this.socket.uncork();
     }
+    // Whatever handling this read produced (echoes, pongs) leaves now, in one write.
+    if (this.outBytes > 0) this.flush();
   }
 
-  /** @internal */
-  write(data: Buffer | [Buffer, Uint8Array]): void {
+  /** @internal The core's output. */
+  onWrite(data: Buffer | [Buffer, Uint8Array]): void {
     if (this.jobs.length > 0 && !this.direct) {
       this.jobs.push({ kind: 'write', data });
       return;
     }
-    const socket = this.socket;
-    if (socket.destroyed) return;
-    if (!this.receiving && !this.corked) {
-      // Coalesce the writes of this tick (a burst of small sends) into one syscall. Every connection corked in a
-      // tick is uncorked by one shared callback: a broadcast to 10,000 connections schedules one, not 10,000.
-      this.corked = true;
-      socket.cork();
-      corkedThisTick.push(this);
-      if (corkedThisTick.length === 1) process.nextTick(uncorkAll);
-    }
+    if (this.socket.destroyed) return;
+    if (this.out === NO_BYTES) this.out = [];
     if (Array.isArray(data)) {
-      socket.write(data[0]);
-      this.writeOk = socket.write(data[1]);
+      this.out.push(data[0], data[1]);
+      this.outBytes += data[0].length + data[1].length;
     } else {
-      this.writeOk = socket.write(data);
+      this.out.push(data);
+      this.outBytes += data.length;
     }
+    // At the high-water mark, write now: the socket then reports the backpressure itself and `drain` follows.
+    if (this.outBytes + this.socket.writableLength >= this.socket.writableHighWaterMark) return this.flush();
+    if (!this.receiving && !this.flushScheduled) {
+      // Writes outside a read (a burst of sends, a broadcast) leave at the end of the tick; every connection with
+      // output is flushed by one shared callback, not one per connection.
+      this.flushScheduled = true;
+      toFlush.push(this);
+      if (toFlush.length === 1) process.nextTick(flushAll);
+    }
+  }
+
+  /** @internal The end of the tick in which output was gathered outside a read. */
+  flushTick(): void {
+    this.flushScheduled = false;
+    this.flush();
+  }
+
+  /** @internal Hands the gathered frames to the socket: one write, or one corked batch. */
+  flush(): void {
+    const out = this.out;
+    const n = out.length;
+    if (n === 0) return;
+    this.outBytes = 0;
+    const socket = this.socket;
+    if (socket.destroyed) {
+      out.length = 0;
+      return;
+    }
+    if (n === 1) {
+      this.writeOk = socket.write(out[0]);
+    } else {
+      socket.cork();
+      for (let i = 0; i < n; i++) socket.write(out[i]);
+      socket.uncork();
+      // Judge by what is left once the batch went out (a corked write reports the whole batch as pending).
+      this.writeOk = socket.writableLength < socket.writableHighWaterMark;
+    }
+    out.length = 0;
   }
 
   /** @internal */
@@ -248,12 +279,6 @@ export class WebSocketConnection extends EventEmitter {
   onPong(data: Buffer): void {
     this.pingPending = false;
     this.emit('pong', data);
-  }
-
-  /** @internal */
-  uncorkNow(): void {
-    this.corked = false;
-    this.socket.uncork();
   }
 
   /**
@@ -348,7 +373,7 @@ export class WebSocketConnection extends EventEmitter {
       message.compressed && c !== null && c.compresses && c.params.serverNoContextTakeover && c.params.serverMaxWindowBits >= message.compressed.windowBits
         ? message.compressed.frame
         : message.frame;
-    this.write(frame);
+    this.onWrite(frame);
     return this.writeOk;
   }
 
@@ -381,6 +406,7 @@ export class WebSocketConnection extends EventEmitter {
 
   private enqueue(job: Job): void {
     if (job.kind === 'compress' || job.kind === 'send') this.queuedBytes += typeof job.data === 'string' ? job.data.length : (job.data as Uint8Array).byteLength;
+    if (this.jobs === NO_JOBS) this.jobs = [];
     this.jobs.push(job);
     if (this.jobs.length === 1) this.runJobs();
   }
@@ -414,9 +440,9 @@ export class WebSocketConnection extends EventEmitter {
           const ok = this.core.send(job.data, job.binary);
           job.done?.(ok);
         } else if (job.kind === 'fragment') this.core.sendFragment(job.data, job.fin, job.binary);
-        else if (job.kind === 'write') this.write(job.data);
+        else if (job.kind === 'write') this.onWrite(job.data);
         else if (job.kind === 'close') this.core.close(job.code, job.reason);
-        else this.endSocket();
+        else this.onEnd();
       } finally {
         this.direct = false;
       }
@@ -452,21 +478,24 @@ export class WebSocketConnection extends EventEmitter {
       if (this.closed) return;
       if (error) return this.core.failWith(error);
       if (!isBinary && !isValidUtf8(out!)) return this.core.failWith(protocolError('INVALID_UTF8', 'invalid UTF-8 in a compressed text message'));
-      this.onMessage(out!, isBinary);
-      const cork = !this.corked;
-      if (cork) this.socket.cork();
+      this.deliver(out!, isBinary);
       this.receiving = true;
       try {
         this.core.resume();
       } finally {
         this.receiving = false;
-        if (cork) this.socket.uncork();
       }
+      if (this.outBytes > 0) this.flush();
     });
   }
 
-  /** @internal */
-  onMessage(data: Buffer, isBinary: boolean): void {
+  /** @internal A message from the core: compressed ones go through the inflater first. */
+  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
+    if (compressed) this.inflate(data, isBinary);
+    else this.deliver(data, isBinary);
+  }
+
+  private deliver(data: Buffer, isBinary: boolean): void {
     if (this.queue !== null) {
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve({ value: { data, isBinary }, done: false });
@@ -493,23 +522,24 @@ export class WebSocketConnection extends EventEmitter {
     this.emit('ping', data);
   }
 
-  /** @internal */
-  onPeerClose(_code: number, _reason: string): void {
+  /** @internal The peer's close frame (the reply is already written). */
+  onClose(_code: number, _reason: string): void {
     // The reply is written; the server's core asks to end TCP itself. A client waits for the server to close.
     if (this.closeTimer === null) this.armCloseTimer();
   }
 
   /** @internal */
-  onProtocolError(error: ProtocolError): void {
+  onError(error: ProtocolError): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
-  /** @internal */
-  endSocket(): void {
+  /** @internal The core asks for TCP to be closed once written data is out. */
+  onEnd(): void {
     if (this.jobs.length > 0 && !this.direct) {
       this.jobs.push({ kind: 'end' });
       return;
     }
+    this.flush();
     this.socket.end();
     if (this.closeTimer === null) this.armCloseTimer();
   }
@@ -524,6 +554,8 @@ export class WebSocketConnection extends EventEmitter {
     this.codec?.close();
     for (const job of this.jobs.splice(0)) if ('done' in job) job.done?.(false);
     this.queuedBytes = 0;
+    this.out.length = 0;
+    this.outBytes = 0;
     this.internals.onClosed?.(this);
     if (this.queue !== null) {
       for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
@@ -537,6 +569,7 @@ export class WebSocketConnection extends EventEmitter {
    */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
     if (this.queue === null) this.queue = [];
+    if (this.waiters === NO_WAITERS) this.waiters = [];
     const queue = this.queue;
     return {
       next: () => {
@@ -573,41 +606,19 @@ function onSocketClose(this: SocketWithConnection): void {
   this[kConnection].finish();
 }
 
-/** Routes the core's callbacks to the connection: one object per connection, methods on the prototype. */
-class CoreHandler implements ProtocolHandler {
-  constructor(private readonly c: WebSocketConnection) {}
-  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
-    if (compressed) this.c.inflate(data, isBinary);
-    else this.c.onMessage(data, isBinary);
-  }
-  onPing(data: Buffer): void {
-    this.c.onPing(data);
-  }
-  onPong(data: Buffer): void {
-    this.c.onPong(data);
-  }
-  onClose(code: number, reason: string): void {
-    this.c.onPeerClose(code, reason);
-  }
-  onError(error: ProtocolError): void {
-    this.c.onProtocolError(error);
-  }
-  onWrite(data: Buffer | [Buffer, Uint8Array]): void {
-    this.c.write(data);
-  }
-  onEnd(): void {
-    this.c.endSocket();
-  }
+/** Connections with output gathered during the current tick, flushed together at its end. */
+let toFlush: WebSocketConnection[] = [];
+
+function flushAll(): void {
+  const list = toFlush;
+  toFlush = [];
+  for (let i = 0; i < list.length; i++) list[i].flushTick();
 }
 
-/** Connections corked during the current tick, uncorked together at its end. */
-let corkedThisTick: WebSocketConnection[] = [];
-
-function uncorkAll(): void {
-  const list = corkedThisTick;
-  corkedThisTick = [];
-  for (let i = 0; i < list.length; i++) list[i].uncorkNow();
-}
+/** Shared empty arrays: a connection allocates its own only once it needs one. */
+const NO_BYTES: Array<Buffer | Uint8Array> = [];
+const NO_JOBS: Job[] = [];
+const NO_WAITERS: Waiter[] = [];
 
 /** Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}). */
 export interface WebSocketConnection {
