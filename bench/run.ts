@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { renderChart, type ChartRow } from './e2e/chart.js';
 import { ENGINE_NAMES, type EngineName, parseSize } from './e2e/common.js';
 import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETargets, runE2E, type TargetReport } from './e2e/e2e.js';
+import { formatDeflate, runDeflate } from './deflate.js';
 import { formatEngines, formatTables, formatTargets, runMicro } from './micro.js';
 
 interface BenchOptions extends E2EOptions {
@@ -45,6 +46,15 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return report;
     },
   },
+  deflate: {
+    description: 'permessage-deflate codec throughput (compress, decompress; 1, 16, 64 KiB) vs ws',
+    async run(options) {
+      const rows = await runDeflate(options);
+      options.log('');
+      options.log(formatDeflate(rows));
+      return rows;
+    },
+  },
   ...Object.fromEntries(
     Object.entries(E2E).map(([name, def]): [string, Benchmark] => [
       name,
@@ -62,7 +72,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   ),
 };
 
-const DEFAULT_BENCHMARKS = ['micro', ...Object.keys(E2E)];
+const DEFAULT_BENCHMARKS = ['micro', 'deflate', ...Object.keys(E2E)];
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
