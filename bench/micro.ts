@@ -24,6 +24,7 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { engineEnv, pseudoRandom } from './e2e/common.js';
 
 // ───────────────────────────── scenarios ─────────────────────────────
 
@@ -118,20 +119,6 @@ const KEY = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
 const POOL_BYTES = 4 * MiB;
 const POOL_MAX_FRAMES = 8192;
 
-/** Deterministic bytes (xorshift32), so that every engine gets identical inputs. */
-function pseudoRandom(size: number, seed = 0x9e3779b9): Buffer {
-  const out = Buffer.allocUnsafeSlow(size);
-  let x = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 function asciiText(size: number): string {
   const alphabet = 'The quick brown fox jumps over the lazy dog 0123456789. ';
@@ -783,13 +770,7 @@ const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 
 function runWorker(engine: EngineName, options: MicroOptions): Promise<WorkerOutput> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.WS_NO_BUFFER_UTIL;
-  delete env.WS_NO_UTF_8_VALIDATE;
-  if (engine === 'ws-js') {
-    env.WS_NO_BUFFER_UTIL = '1';
-    env.WS_NO_UTF_8_VALIDATE = '1';
-  }
+  const env = engineEnv(engine);
   const args = ['--expose-gc', '--import', 'tsx', SELF, '--worker', engine];
   if (options.quick) args.push('--quick');
   if (options.only.length > 0) args.push('--only', options.only.join(','));

@@ -65,9 +65,9 @@ export function closeFrame(): Buffer {
   return maskedFrame(0x8, Uint8Array.of(0x03, 0xe8));
 }
 
-/** Deterministic bytes (xorshift32), so that every engine gets identical inputs. */
+/** Deterministic bytes (xorshift32), so that every engine gets identical inputs. In an ArrayBuffer of their own. */
 export function pseudoRandom(size: number, seed = 0x9e3779b9): Buffer {
-  const out = Buffer.allocUnsafe(size);
+  const out = Buffer.allocUnsafeSlow(size);
   let x = seed >>> 0;
   for (let i = 0; i < size; i++) {
     x ^= x << 13;
@@ -229,3 +229,18 @@ export function nowMicros(): number {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The environment of an engine's child process: ws in pure-JS mode gets `WS_NO_BUFFER_UTIL=1` and
+ * `WS_NO_UTF_8_VALIDATE=1`; every other engine runs without them.
+ */
+export function engineEnv(engine: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.WS_NO_BUFFER_UTIL;
+  delete env.WS_NO_UTF_8_VALIDATE;
+  if (engine === 'ws-js') {
+    env.WS_NO_BUFFER_UTIL = '1';
+    env.WS_NO_UTF_8_VALIDATE = '1';
+  }
+  return env;
+}

@@ -36,6 +36,7 @@ import {
   markdownTable,
   maskedFrame,
   pseudoRandom,
+  engineEnv,
   quantile,
   ratio,
   sizeId,
@@ -242,16 +243,6 @@ function makeRow(row: Omit<Row, 'ratios'>): Row {
 
 // ───────────────────────────── processes ─────────────────────────────
 
-function engineEnv(engine: EngineName): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.WS_NO_BUFFER_UTIL;
-  delete env.WS_NO_UTF_8_VALIDATE;
-  if (engine === 'ws-js') {
-    env.WS_NO_BUFFER_UTIL = '1';
-    env.WS_NO_UTF_8_VALIDATE = '1';
-  }
-  return env;
-}
 
 /** The open-files limit a child needing `needed` descriptors must be given (undefined: the inherited one will do). */
 function fdLimitFor(needed: number, limits: { soft: number; hard: number }): number | undefined {
