@@ -489,3 +489,30 @@ t.test('client heartbeat: a server that stops answering pings is detected', asyn
   t.equal(code, 1006);
   t.ok(Date.now() - start < 3000, `detected after ${Date.now() - start} ms`);
 });
+
+t.test('connect/disconnect cycles leave nothing behind: clients, heartbeat, handshakes, timers, handles (attack case 29)', async (t) => {
+  const server = createServer({ heartbeat: { interval: 60_000, timeout: 60_000 } }, (c) => c.on('message', (d) => c.send(d)));
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close({ timeout: 100 }));
+  const resources = (): number => process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap').length;
+  const cycle = async (i: number): Promise<void> => {
+    const c = await connect(`ws://127.0.0.1:${port}`);
+    if (i % 3 === 0) {
+      c.send('x');
+      await once(c, 'message');
+    }
+    if (i % 5 === 0) c.terminate();
+    else c.close(1000);
+    await once(c, 'close');
+  };
+  for (let i = 0; i < 50; i++) await cycle(i); // warm-up
+  await until(() => server.clients.size === 0);
+  const before = resources();
+  for (let round = 0; round < 20; round++) await Promise.all(Array.from({ length: 25 }, (_, i) => cycle(round * 25 + i)));
+  await until(() => server.clients.size === 0, 5000, 'every server-side connection to close');
+  const internals = server as unknown as { handshaking: Map<unknown, unknown>; heartbeat: { size: number } };
+  t.equal(internals.handshaking.size, 0, 'no handshake state left');
+  t.equal(internals.heartbeat.size, 0, 'the heartbeat watches nothing');
+  await until(() => resources() <= before, 5000, 'handles and timers to settle');
+  t.ok(resources() <= before, `active resources: ${before} before, ${resources()} after 500 cycles`);
+});
