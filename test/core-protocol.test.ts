@@ -368,3 +368,33 @@ t.test('failWith() fails the connection from outside the parser (an extension er
   t.equal(f.closeCode, 1007);
   t.ok(f.ended);
 });
+
+t.test('a frame spanning reads with most of it in the first read is unmasked straight into its own buffer', async (t) => {
+  for (const role of ROLES) {
+    const text = 'ünïcödé '.repeat(1000); // 10 KiB of 2-byte characters
+    const bin = Buffer.from(Array.from({ length: 20000 }, (_, i) => (i * 31) & 0xff));
+    const input = Buffer.concat([
+      peerFrame(role, { opcode: 1, payload: text }),
+      peerFrame(role, { opcode: 2, fin: false, payload: bin.subarray(0, 9000) }),
+      peerFrame(role, { opcode: 9, payload: 'mid' }),
+      peerFrame(role, { opcode: 0, payload: bin.subarray(9000) }),
+    ]);
+    // Cut inside each large payload, after more than a quarter of it, and at odd offsets for the mask phase.
+    for (const cuts of [[7001], [7001, 10003], [4000, 12001, 15002, 21003], [3, 9000, 9001, 19999]]) {
+      const events = feedSplit({ role }, input, cuts);
+      const messages = events.filter((e) => e[0] === 'message');
+      t.equal(messages.length, 2, `${role} ${cuts}: two messages`);
+      t.equal(messages[0][1], text, 'the text, intact');
+      t.equal(messages[1][1], bin.toString('hex'), 'the fragmented binary, intact');
+    }
+    // Invalid UTF-8 in the second piece of such a frame fails at that piece, before the frame ends.
+    const bad = Buffer.from('a'.repeat(4000) + 'b'.repeat(4000));
+    bad[5000] = 0xff;
+    const frame = peerFrame(role, { opcode: 1, payload: bad });
+    const r = recorder({ role, maskSource: fixedMask });
+    r.protocol.receive(Buffer.from(frame.subarray(0, 3000)));
+    t.equal(r.events.length, 0, 'the valid first piece is accepted');
+    r.protocol.receive(Buffer.from(frame.subarray(3000, 6000)));
+    t.same(failureTail(r.events).error, ['INVALID_UTF8', 1007], `${role}: fails at the piece holding the bad byte`);
+  }
+});
