@@ -4,6 +4,7 @@
  * - `createServer` / `WebSocketServer`: a standalone server (ws or wss), or `handleUpgrade` on an HTTP server.
  * - `connect`: the client; `WebSocket`: the browser API on top of it.
  * - `prepare`: frame a message once for many connections.
+ * - `perMessageDeflate` (RFC 7692) on servers and clients: `DeflateOptions`, `DEFLATE_DEFAULTS`.
  * - `./core` (also re-exported here): the sans-I/O protocol engine.
  *
  * @module
@@ -51,5 +52,6 @@ export {
 } from './transport/server.js';
 export { CLIENT_DEFAULTS, connect, HandshakeError, redirectHeaders, type ClientOptions } from './transport/client.js';
 export { CloseEvent, WebSocket } from './transport/websocket.js';
-export { prepare, type PreparedMessage } from './transport/prepared.js';
+export { prepare, type PreparedMessage, type PrepareOptions } from './transport/prepared.js';
+export { DEFLATE_DEFAULTS, type DeflateOptions, type DeflateParams } from './deflate/negotiate.js';
 export { Heartbeat, HEARTBEAT_DEFAULTS, type HeartbeatOptions } from './transport/heartbeat.js';

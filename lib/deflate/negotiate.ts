@@ -27,9 +27,13 @@ export interface DeflateParams {
 
 /** Defaults of {@link DeflateOptions}. */
 export const DEFLATE_DEFAULTS = {
+  /** The server keeps its compression context between messages (better ratio, ~256 KiB per connection). */
   serverNoContextTakeover: false,
+  /** The client may keep its compression context between messages. */
   clientNoContextTakeover: false,
+  /** 15: a 32 KiB LZ77 window for the server's compressor (log2 bytes). */
   serverMaxWindowBits: 15,
+  /** 15: a 32 KiB window for the client's compressor (log2 bytes). */
   clientMaxWindowBits: 15,
   /** zlib's default compression level. */
   level: 6,
@@ -37,7 +41,7 @@ export const DEFLATE_DEFAULTS = {
   memLevel: 8,
   /** Messages under 1 KiB go uncompressed: deflating them costs more than it saves. */
   threshold: 1024,
-  /** At most 10 zlib operations in flight per process. */
+  /** At most 10 zlib operations in flight per server (or per client options object). */
   concurrency: 10,
 } as const;
 
@@ -57,7 +61,7 @@ export interface DeflateOptions {
   memLevel?: number;
   /** Messages shorter than this many bytes are sent uncompressed. Default: 1024. */
   threshold?: number;
-  /** Most zlib operations in flight at once in this process (shared by all connections). Default: 10. */
+  /** Most zlib operations in flight at once, shared by a server's connections (or by client connections made with the same options object). Default: 10. */
   concurrency?: number;
 }
 
