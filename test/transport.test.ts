@@ -516,3 +516,12 @@ t.test('connect/disconnect cycles leave nothing behind: clients, heartbeat, hand
   await until(() => resources() <= before, 5000, 'handles and timers to settle');
   t.ok(resources() <= before, `active resources: ${before} before, ${resources()} after 500 cycles`);
 });
+
+t.test('maxConnections holds while handshakes authenticate concurrently', async (t) => {
+  const server = createServer({ heartbeat: false, maxConnections: 2, authenticate: async () => (await new Promise((r) => setTimeout(r, 50)), {}) });
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close({ timeout: 100 }));
+  const results = await Promise.all(Array.from({ length: 5 }, () => rawUpgrade(port).then((r) => r.head.status)));
+  t.same(results.sort(), [101, 101, 503, 503, 503], 'two accepted, three refused although all passed the first check');
+  t.equal(server.clients.size, 2);
+});

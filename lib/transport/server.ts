@@ -288,6 +288,8 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
     this.beginHandshake(socket);
+    // Nothing may be read (and lost) while the handshake is checked; the connection resumes reading.
+    socket.pause();
     void this.upgrade(socket, parsed, head, callback);
   }
 
@@ -340,6 +342,10 @@ export class WebSocketServer extends EventEmitter {
       }
     }
     if (this.closing) return this.refuse(socket, { status: 503, message: 'server shutting down', headers: {} });
+    // Checked again: other handshakes may have completed while this one was authenticating.
+    if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) {
+      return this.refuse(socket, { status: 503, message: 'too many connections', headers: { 'Retry-After': '5' } });
+    }
     this.endHandshake(socket);
     let codec: DeflateCodec | null = null;
     let extensionHeader: string | undefined;
