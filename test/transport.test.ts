@@ -525,3 +525,8 @@ t.test('maxConnections holds while handshakes authenticate concurrently', async 
   t.same(results.sort(), [101, 101, 503, 503, 503], 'two accepted, three refused although all passed the first check');
   t.equal(server.clients.size, 2);
 });
+
+t.test('client options are checked before connecting', async (t) => {
+  await t.rejects(connect('ws://127.0.0.1:1/', { heartbeat: { interval: -1 } }), RangeError);
+  await t.rejects(connect('ws://127.0.0.1:1/', { perMessageDeflate: { level: 42 } }), RangeError);
+});

@@ -128,10 +128,13 @@ function validateProtocols(protocols: string | readonly string[] | undefined): s
 export async function connect(url: string | URL, options: ClientOptions = {}): Promise<WebSocketConnection> {
   let target = normalizeUrl(url);
   const protocols = validateProtocols(options.protocols);
+  // Options are checked before any socket opens: a TypeError/RangeError, not a failure inside a socket callback.
+  const deflate = options.perMessageDeflate ? resolveDeflateOptions(options.perMessageDeflate) : null;
+  const heartbeat = options.heartbeat ? heartbeatFor(options.heartbeat) : null;
   let headers = { ...(options.headers ?? {}) };
   const maxRedirects = options.maxRedirects ?? CLIENT_DEFAULTS.maxRedirects;
   for (let redirects = 0; ; redirects++) {
-    const result = await attempt(target, protocols, headers, options);
+    const result = await attempt(target, protocols, headers, options, deflate, heartbeat);
     if (result instanceof WebSocketConnection) return result;
     // A redirect.
     if (!options.followRedirects) throw new HandshakeError(`server redirected (${result.status}) to ${result.location}; set followRedirects to follow`, result.status);
@@ -147,7 +150,14 @@ interface Redirect {
   location: string;
 }
 
-function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'], options: ClientOptions): Promise<WebSocketConnection | Redirect> {
+function attempt(
+  url: URL,
+  protocols: string[],
+  headers: ClientOptions['headers'],
+  options: ClientOptions,
+  deflate: Required<DeflateOptions> | null,
+  heartbeat: Heartbeat | null,
+): Promise<WebSocketConnection | Redirect> {
   return new Promise((resolve, reject) => {
     const secure = url.protocol === 'wss:';
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
@@ -157,13 +167,6 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
       : netConnect({ host, port });
     const key = generateKey();
     const parser = new HeadParser('response', options);
-    let deflate: Required<DeflateOptions> | null = null;
-    try {
-      deflate = options.perMessageDeflate ? resolveDeflateOptions(options.perMessageDeflate) : null;
-    } catch (error) {
-      socket.destroy();
-      return reject(error);
-    }
     let settled = false;
     const fail = (error: Error): void => {
       if (settled) return;
@@ -218,7 +221,6 @@ function attempt(url: URL, protocols: string[], headers: ClientOptions['headers'
       settled = true;
       cleanup();
       socket.pause();
-      const heartbeat = options.heartbeat ? heartbeatFor(options.heartbeat) : null;
       const connection = new WebSocketConnection(socket, 'client', {
         ...options,
         protocol: checked.protocol,
