@@ -369,11 +369,7 @@ export class Protocol {
     if (this.opcode < 0x8 && (this.target !== null || (this.payloadRead === 0 && n >= MIN_VIEW && n * 4 >= this.payloadLength))) {
       return this.directPiece(chunk, offset, end);
     }
-    if (this.masked) {
-      const r = this.payloadRead & 3;
-      const k = [this.k0, this.k1, this.k2, this.k3];
-      xorMask(chunk, offset, end, k[r], k[(r + 1) & 3], k[(r + 2) & 3], k[(r + 3) & 3]);
-    }
+    if (this.masked) this.unmaskPiece(chunk, offset, end, null);
     this.payloadRead += n;
     const last = this.payloadRead === this.payloadLength;
     if (last) this.state = HEADER;
@@ -392,22 +388,11 @@ export class Protocol {
    * what a peer that announces a large frame and then dribbles can make us allocate: 4× the bytes it sent.)
    */
   private directPiece(chunk: Buffer, offset: number, end: number): number {
-    const target = (this.target ??= Buffer.allocUnsafe(this.payloadLength));
+    // Its own ArrayBuffer (not the shared pool), so holding it keeps a view and assembly does not copy it.
+    const target = (this.target ??= Buffer.allocUnsafeSlow(this.payloadLength));
     const at = this.payloadRead;
-    const piece = chunk.subarray(offset, end);
-    if (this.masked) {
-      const r = at & 3;
-      const k0 = this.k0;
-      const k1 = this.k1;
-      const k2 = this.k2;
-      const k3 = this.k3;
-      if (r === 0) xorMaskCopy(piece, target, at, k0, k1, k2, k3);
-      else if (r === 1) xorMaskCopy(piece, target, at, k1, k2, k3, k0);
-      else if (r === 2) xorMaskCopy(piece, target, at, k2, k3, k0, k1);
-      else xorMaskCopy(piece, target, at, k3, k0, k1, k2);
-    } else {
-      target.set(piece, at);
-    }
+    if (this.masked) this.unmaskPiece(chunk, offset, end, target);
+    else chunk.copy(target, at, offset, end);
     this.payloadRead += end - offset;
     if (this.validateText && !this.utf8.push(target, at, this.payloadRead)) {
       this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
@@ -416,24 +401,23 @@ export class Protocol {
     if (this.payloadRead < this.payloadLength) return end;
     this.state = HEADER;
     this.target = null;
-    if (this.fin && this.partsLength === 0 && this.blockLength === 0) {
-      if (this.validateText && !this.utf8.end()) {
-        this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
-        return end;
-      }
-      this.deliver(target);
-      return end;
-    }
-    // Part of a fragmented message: held like any other piece (already validated).
     this.hold(target);
-    if (this.fin) {
-      if (this.validateText && !this.utf8.end()) {
-        this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
-        return end;
-      }
-      this.deliver(this.takeHeld());
-    }
+    this.frameEnd();
     return end;
+  }
+
+  /**
+   * Unmasks `chunk[start, end)`, the next piece of the payload, with the key rotated to the payload offset: in place,
+   * or into `target` at that offset.
+   */
+  private unmaskPiece(chunk: Buffer, start: number, end: number, target: Buffer | null): void {
+    const r = this.payloadRead & 3;
+    const a = r === 0 ? this.k0 : r === 1 ? this.k1 : r === 2 ? this.k2 : this.k3;
+    const b = r === 0 ? this.k1 : r === 1 ? this.k2 : r === 2 ? this.k3 : this.k0;
+    const c = r === 0 ? this.k2 : r === 1 ? this.k3 : r === 2 ? this.k0 : this.k1;
+    const d = r === 0 ? this.k3 : r === 1 ? this.k0 : r === 2 ? this.k1 : this.k2;
+    if (target === null) xorMask(chunk, start, end, a, b, c, d);
+    else xorMaskCopy(chunk.subarray(start, end), target, this.payloadRead, a, b, c, d);
   }
 
   /** A complete frame whose payload arrived in one piece, or is empty. */
@@ -451,7 +435,12 @@ export class Protocol {
   private dataPiece(piece: Buffer, last: boolean): void {
     if (this.validateText && !this.utf8.push(piece)) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
     this.hold(piece);
-    if (!last || !this.fin) return;
+    if (last) this.frameEnd();
+  }
+
+  /** A data frame's last piece is held: on the message's final frame, check UTF-8 is complete and deliver. */
+  private frameEnd(): void {
+    if (!this.fin) return;
     if (this.validateText && !this.utf8.end()) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
     this.deliver(this.takeHeld());
   }
