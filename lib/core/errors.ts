@@ -92,7 +92,8 @@ const CLOSE_CODE_OF: Record<ProtocolErrorCode, number> = {
   INVALID_CLOSE_PAYLOAD: CloseCode.PROTOCOL_ERROR,
   INVALID_CLOSE_CODE: CloseCode.PROTOCOL_ERROR,
   INVALID_CLOSE_REASON: CloseCode.INVALID_PAYLOAD,
-  EXTENSION_ERROR: CloseCode.PROTOCOL_ERROR,
+  // An extension could not decode a message's data (malformed DEFLATE data): data inconsistent with its type.
+  EXTENSION_ERROR: CloseCode.INVALID_PAYLOAD,
 };
 
 /** A violation of RFC 6455 (or of a configured limit) by the peer. Never thrown at the application. */
@@ -110,8 +111,9 @@ export class ProtocolError extends Error {
 }
 
 /**
- * Creates the error for a violation, with the close code mapped from its identifier. The one place where
- * violations meet close codes; `closeCode` overrides the mapping (an extension may report 1009, say).
+ * Creates the error for a violation, with the close code mapped from its identifier in the table above: the one
+ * place where violations meet close codes (the engine's layers, permessage-deflate included, never pass
+ * `closeCode`; it exists for third-party extensions with codes of their own).
  */
 export function protocolError(code: ProtocolErrorCode, message: string, closeCode?: number): ProtocolError {
   return new ProtocolError(code, message, closeCode);

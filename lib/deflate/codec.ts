@@ -68,6 +68,8 @@ export class DeflateCodec {
   private readonly deflateReset: boolean;
   private readonly inflateReset: boolean;
   private closed = false;
+  /** The last 2^windowBits bytes inflated (context takeover only): the dictionary of a stream restarted after a final block. */
+  private window: Window | null = null;
   /**
    * Whether this side compresses at all: not when bound to an 8-bit window, which zlib cannot honour (it would use
    * 9 bits); messages then go uncompressed, as RFC 7692 allows.
@@ -95,6 +97,7 @@ export class DeflateCodec {
     let bytes = 0;
     if (this.deflater) bytes += (1 << (this.deflateBits + 2)) + (1 << (this.options.memLevel + 9));
     if (this.inflater) bytes += (1 << this.inflateBits) + 7168;
+    if (this.window) bytes += this.window.size;
     return bytes;
   }
 
@@ -129,6 +132,11 @@ export class DeflateCodec {
   /**
    * Inflates one whole message (RFC 7692 §7.2.2); `callback(error, data)`. Errors are {@link ProtocolError}s: 1009
    * when the output passes `maxMessageSize`, 1007 for malformed data.
+   *
+   * A peer may end a message with a final block (BFINAL = 1, RFC 7692 §7.2.3.4), which ends zlib's stream. The
+   * next input then goes to a new raw inflate stream, primed — with context takeover — with the last window of
+   * output as its dictionary, so later messages (and data after the final block in the same message) inflate as
+   * the peer meant. Should that ever be impossible, the message fails with 1007: never wrong or empty data.
    */
   decompress(data: Uint8Array, callback: (error: ProtocolError | null, data?: Buffer) => void): void {
     this.limiter.run((done) => {
@@ -136,33 +144,80 @@ export class DeflateCodec {
         done();
         return callback(protocolError('EXTENSION_ERROR', 'connection closed'));
       }
-      const z = (this.inflater ??= this.stream(createInflateRaw({ windowBits: this.inflateBits })));
+      let z = this.inflaterStream();
+      /** Input bytes the stream had consumed before this message's current part. */
+      let base = z.bytesWritten;
+      /** This part's input: the message (or what followed a final block in it), then the trailer. */
+      let input: Uint8Array = data;
+      /** Output of earlier streams of this message (after a final block). */
+      const before: Buffer[] = [];
+      let beforeBytes = 0;
       const finish = once((error: ProtocolError | null) => {
         z.off('data', onData);
+        z.off('error', onError);
         done();
         if (error) {
           this.dropInflater();
           return callback(error);
         }
-        const out = take(z);
-        if (this.inflateReset) this.dropInflater();
+        const last = take(z);
+        const out = beforeBytes > 0 ? Buffer.concat([...before, last], beforeBytes + last.length) : last;
+        if (this.inflateReset) {
+          this.dropInflater();
+          this.window = null;
+        } else {
+          this.remember(last);
+          if (ended(z)) this.dropInflater();
+        }
         callback(null, out);
       });
       const onData = (): void => {
-        if (z.total > this.maxMessageSize) {
-          finish(protocolError('MESSAGE_TOO_BIG', `inflated message over the ${this.maxMessageSize}-byte limit`, 1009));
+        if (beforeBytes + z.total > this.maxMessageSize) {
+          finish(protocolError('MESSAGE_TOO_BIG', `inflated message over the ${this.maxMessageSize}-byte limit`));
         }
       };
-      const onError = (error: Error): void => finish(protocolError('EXTENSION_ERROR', `invalid compressed data: ${error.message}`, 1007));
-      z.on('data', onData);
-      z.once('error', onError);
-      z.write(data);
-      z.write(TRAILER);
-      z.flush(constants.Z_SYNC_FLUSH, () => {
-        z.off('error', onError);
-        finish(null);
-      });
+      const onError = (error: Error): void => finish(protocolError('EXTENSION_ERROR', `invalid compressed data: ${error.message}`));
+      const feed = (): void => {
+        z.on('data', onData);
+        z.once('error', onError);
+        z.write(input);
+        z.write(TRAILER);
+        z.flush(constants.Z_SYNC_FLUSH, () => {
+          // zlib stops taking input once a final block ended its stream (a sync flush takes it all otherwise).
+          const consumed = z.bytesWritten - base;
+          if (consumed >= input.length + TRAILER.length && !ended(z)) return finish(null);
+          // Bytes after the final block, other than our trailer, start a new stream.
+          if (consumed >= input.length) return finish(null);
+          const rest = input.subarray(consumed);
+          const part = take(z);
+          before.push(part);
+          beforeBytes += part.length;
+          // Within a message the window always carries over (also without context takeover).
+          this.remember(part);
+          z.off('data', onData);
+          z.off('error', onError);
+          this.dropInflater();
+          z = this.inflaterStream();
+          base = 0;
+          input = rest;
+          feed();
+        });
+      };
+      feed();
     });
+  }
+
+  /** The inflater, created on first use: with context takeover after a final block, primed with the last window. */
+  private inflaterStream(): Stream {
+    if (this.inflater !== null) return this.inflater;
+    const window = this.window?.contents();
+    return (this.inflater = this.stream(createInflateRaw(window ? { windowBits: this.inflateBits, dictionary: window } : { windowBits: this.inflateBits })));
+  }
+
+  /** Keeps the tail of the output as the LZ77 window a restarted stream needs (context takeover only). */
+  private remember(out: Buffer): void {
+    if (out.length === 0) return;
+    (this.window ??= new Window(1 << this.inflateBits)).push(out);
   }
 
   /** Releases both contexts; later calls fail. */
@@ -170,6 +225,7 @@ export class DeflateCodec {
     this.closed = true;
     this.dropDeflater();
     this.dropInflater();
+    this.window = null;
   }
 
   private stream<T extends DeflateRaw | InflateRaw>(z: T): T & Stream {
@@ -196,11 +252,45 @@ export class DeflateCodec {
   }
 }
 
+/** A ring of the last `size` bytes pushed through it. */
+class Window {
+  private readonly ring: Buffer;
+  private at = 0;
+  private filled = 0;
+  constructor(readonly size: number) {
+    this.ring = Buffer.allocUnsafe(size);
+  }
+
+  push(bytes: Buffer): void {
+    const size = this.size;
+    let src = bytes.length > size ? bytes.subarray(bytes.length - size) : bytes;
+    while (src.length > 0) {
+      const n = Math.min(src.length, size - this.at);
+      src.copy(this.ring, this.at, 0, n);
+      this.at = (this.at + n) % size;
+      src = src.subarray(n);
+      this.filled = Math.min(size, this.filled + n);
+    }
+  }
+
+  /** The bytes held, oldest first (a copy), or null when empty. */
+  contents(): Buffer | null {
+    if (this.filled === 0) return null;
+    if (this.filled < this.size) return Buffer.from(this.ring.subarray(0, this.filled));
+    return Buffer.concat([this.ring.subarray(this.at), this.ring.subarray(0, this.at)], this.size);
+  }
+}
+
 /** Frees a zlib context (its error listener stays: a late error is ignored, not thrown). */
 function release(z: Stream | null): void {
   if (z === null) return;
   z.chunks = [];
   z.close();
+}
+
+/** Whether a final block ended the stream (it takes no more input). */
+function ended(z: Stream): boolean {
+  return z.readableEnded || (z as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true;
 }
 
 /** The output gathered since the last call. */

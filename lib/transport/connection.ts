@@ -11,10 +11,9 @@ import type { Duplex } from 'node:stream';
 import { type Data, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
 import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
-import { isValidUtf8 } from '../core/utf8.js';
 import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
-import { protocolError } from '../core/errors.js';
+import { DeflatePipeline, type HeldJob, type Job, type PipelineHost } from '../deflate/pipeline.js';
 import type { PreparedMessage } from './prepared.js';
 
 /** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
@@ -90,20 +89,11 @@ export interface ConnectionInternals {
 
 type Waiter = { resolve: (r: IteratorResult<Message>) => void; reject: (e: Error) => void };
 
-/** Outgoing work held behind a compression in progress, to keep frames in order. */
-type Job =
-  | { kind: 'compress'; data: Uint8Array; binary: boolean; started: boolean; done?: (ok: boolean) => void }
-  | { kind: 'send'; data: Data; binary: boolean; done?: (ok: boolean) => void }
-  | { kind: 'fragment'; data: Data; binary: boolean; fin: boolean }
-  | { kind: 'write'; data: Buffer | [Buffer, Uint8Array] }
-  | { kind: 'close'; code?: number; reason?: string }
-  | { kind: 'end' };
-
 /**
  * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
  * `connect()`; not constructed by applications.
  */
-export class WebSocketConnection extends EventEmitter implements ProtocolHandler {
+export class WebSocketConnection extends EventEmitter implements ProtocolHandler, PipelineHost {
   /** The negotiated subprotocol ('' when none). */
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
@@ -137,12 +127,12 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
   private flushScheduled = false;
   private queue: Message[] | null = null;
   private waiters: Waiter[] = NO_WAITERS;
-  private readonly codec: DeflateCodec | null;
   private readonly threshold: number;
-  private jobs: Job[] = NO_JOBS;
-  private queuedBytes = 0;
-  /** Writes go straight to the socket while a queued job runs. */
-  private direct = false;
+  /** permessage-deflate's job queues and inflate stage (null without compression). */
+  private readonly pipeline: DeflatePipeline | null;
+  /** Reading paused by the application (`pause()`) or by a full iterator queue. */
+  private userPaused = false;
+  private iteratorPaused = false;
   private closeRequested = false;
 
   /** @internal Use a server or `connect()`. */
@@ -161,8 +151,8 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
     this.autoPong = options.autoPong !== false;
     this.iteratorHighWaterMark = options.iteratorHighWaterMark ?? CONNECTION_DEFAULTS.iteratorHighWaterMark;
     this.internals = internals;
-    this.codec = options.codec ?? null;
     this.threshold = options.threshold ?? 0;
+    this.pipeline = options.codec ? new DeflatePipeline(options.codec, this) : null;
     this.core = new Protocol(
       {
         role,
@@ -170,7 +160,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
         maxFrameSize: options.maxFrameSize,
         fragmentOverhead: options.fragmentOverhead,
         strictLengths: options.strictLengths,
-        rsv1: this.codec !== null,
+        rsv1: this.pipeline !== null,
         autoPong: false,
       },
       this,
@@ -194,7 +184,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 
   /** Bytes accepted by `send` and not yet handed to the kernel. */
   get bufferedAmount(): number {
-    return this.socket.writableLength + this.outBytes + this.queuedBytes;
+    return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0);
   }
 
   /** @internal Feeds bytes from the peer (the socket's data events, and bytes that arrived with the handshake). */
@@ -211,8 +201,8 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 
   /** @internal The core's output. */
   onWrite(data: Buffer | [Buffer, Uint8Array]): void {
-    if (this.jobs.length > 0 && !this.direct) {
-      this.jobs.push({ kind: 'write', data });
+    if (this.pipeline?.holding) {
+      this.pipeline.hold({ kind: 'write', data });
       return;
     }
     if (this.socket.destroyed) return;
@@ -293,19 +283,20 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
       if (typeof data !== 'string') toBytes(data);
       return false;
     }
-    if (this.codec !== null && this.codec.compresses && options?.compress !== false) {
+    const pipeline = this.pipeline;
+    if (pipeline !== null && pipeline.codec.compresses && options?.compress !== false) {
       const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data);
       if (bytes.length >= this.threshold) {
         if (this.core.closeSent) return false;
-        this.enqueue({ kind: 'compress', data: bytes, binary, started: false });
-        return this.writeOk && this.queuedBytes < this.socket.writableHighWaterMark;
+        pipeline.compress(bytes, binary);
+        return this.writeOk && pipeline.queuedBytes < this.socket.writableHighWaterMark;
       }
       data = bytes;
     }
-    if (this.jobs.length > 0) {
+    if (pipeline?.holding) {
       if (typeof data !== 'string') data = toBytes(data);
-      this.enqueue({ kind: 'send', data, binary });
-      return this.writeOk && this.queuedBytes < this.socket.writableHighWaterMark;
+      pipeline.hold({ kind: 'send', data, binary });
+      return this.writeOk && pipeline.queuedBytes < this.socket.writableHighWaterMark;
     }
     if (!this.core.send(data, binary)) return false;
     return this.writeOk;
@@ -316,10 +307,11 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
    * mark, else on `drain`). Rejects when the connection is not open or closes first.
    */
   sendAsync(data: Data, options?: SendOptions): Promise<void> {
-    const before = this.jobs.length;
+    const pipeline = this.pipeline;
+    const before = pipeline?.lastJob;
     const ok = this.send(data, options);
-    if (this.jobs.length > before) {
-      const job = this.jobs[this.jobs.length - 1] as Job & { done?: (ok: boolean) => void };
+    if (pipeline !== null && pipeline.lastJob !== before) {
+      const job = pipeline.lastJob as Job & { done?: (ok: boolean) => void };
       return new Promise((resolve, reject) => {
         job.done = (sent) => (sent ? (this.writeOk ? resolve() : this.drained().then(resolve, reject)) : reject(new Error('WebSocket closed before the message was sent')));
       });
@@ -351,8 +343,8 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
   sendFragment(data: Data, fin: boolean, options?: SendOptions): boolean {
     const binary = options?.binary ?? typeof data !== 'string';
     if (this.closeRequested) return false;
-    if (this.jobs.length > 0) {
-      this.enqueue({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin });
+    if (this.pipeline?.holding) {
+      this.pipeline.hold({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin });
       return this.writeOk;
     }
     if (!this.core.sendFragment(data, fin, binary)) return false;
@@ -368,7 +360,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
   sendPrepared(message: PreparedMessage): boolean {
     if (this.core.closeSent || this.closeRequested) return false;
     if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary, compress: false });
-    const c = this.codec;
+    const c = this.pipeline?.codec ?? null;
     const frame =
       message.compressed && c !== null && c.compresses && c.params.serverNoContextTakeover && c.params.serverMaxWindowBits >= message.compressed.windowBits
         ? message.compressed.frame
@@ -393,60 +385,68 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
    * `closeTimeout`. RangeError/TypeError for an invalid code or reason. Does nothing when already closing.
    */
   close(code?: number, reason?: string): void {
-    if (this.jobs.length > 0 && !this.closeRequested && !this.core.closeSent) {
+    if (this.pipeline?.holding && !this.closeRequested && !this.core.closeSent) {
       // Validate now, send once the messages queued before it are out.
       validateClose(code, reason);
       this.closeRequested = true;
-      this.enqueue({ kind: 'close', code, reason });
+      this.pipeline.hold({ kind: 'close', code, reason });
     } else {
       this.core.close(code, reason);
     }
     if (!this.closed && this.closeTimer === null) this.armCloseTimer();
   }
 
-  private enqueue(job: Job): void {
-    if (job.kind === 'compress' || job.kind === 'send') this.queuedBytes += typeof job.data === 'string' ? job.data.length : (job.data as Uint8Array).byteLength;
-    if (this.jobs === NO_JOBS) this.jobs = [];
-    this.jobs.push(job);
-    if (this.jobs.length === 1) this.runJobs();
+  /** @internal {@link PipelineHost}: a compressed message, written now (RSV1 set). */
+  sendCompressed(payload: Buffer, binary: boolean): boolean {
+    return this.core.send(payload, binary, true);
   }
 
-  /** Runs queued jobs in order; a compression suspends the queue until zlib answers. */
-  private runJobs(): void {
-    while (this.jobs.length > 0) {
-      const job = this.jobs[0];
-      if (job.kind === 'compress') {
-        if (job.started) return;
-        job.started = true;
-        this.codec!.compress(job.data, (error, payload) => {
-          this.jobs.shift();
-          this.queuedBytes -= job.data.byteLength;
-          let ok = false;
-          if (error === null && !this.socket.destroyed) {
-            this.direct = true;
-            ok = this.core.send(payload!, job.binary, true);
-            this.direct = false;
-          }
-          job.done?.(ok);
-          this.runJobs();
-        });
-        return;
-      }
-      this.jobs.shift();
-      this.direct = true;
-      try {
-        if (job.kind === 'send') {
-          this.queuedBytes -= typeof job.data === 'string' ? job.data.length : (job.data as Uint8Array).byteLength;
-          const ok = this.core.send(job.data, job.binary);
-          job.done?.(ok);
-        } else if (job.kind === 'fragment') this.core.sendFragment(job.data, job.fin, job.binary);
-        else if (job.kind === 'write') this.onWrite(job.data);
-        else if (job.kind === 'close') this.core.close(job.code, job.reason);
-        else this.onEnd();
-      } finally {
-        this.direct = false;
-      }
+  /** @internal {@link PipelineHost}: work that waited behind a compression, in order. */
+  runHeld(job: HeldJob): void {
+    if (job.kind === 'send') {
+      const sent = this.core.send(job.data, job.binary);
+      job.done?.(sent);
     }
+    else if (job.kind === 'fragment') this.core.sendFragment(job.data, job.fin, job.binary);
+    else if (job.kind === 'write') this.onWrite(job.data);
+    else if (job.kind === 'close') this.core.close(job.code, job.reason);
+    else this.onEnd();
+  }
+
+  /** @internal {@link PipelineHost} */
+  get gone(): boolean {
+    return this.closed || this.socket.destroyed;
+  }
+
+  /** @internal {@link PipelineHost}: hold input while a message inflates (or the compressor is behind). */
+  pauseInput(): void {
+    this.core.pause();
+    this.updateFlow();
+  }
+
+  /** @internal {@link PipelineHost}: process what the core kept, then read again — unless still held. */
+  resumeInput(): void {
+    if (this.closed || this.pipeline?.pausesInput) return;
+    this.receiving = true;
+    try {
+      this.core.resume();
+    } finally {
+      this.receiving = false;
+    }
+    if (this.outBytes > 0) this.flush();
+    this.updateFlow();
+  }
+
+  /** Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline. */
+  private updateFlow(): void {
+    if (this.closed) return;
+    if (this.userPaused || this.iteratorPaused || this.core.isPaused) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /** @internal {@link PipelineHost}: the message could not be inflated. */
+  fail(error: ProtocolError): void {
+    this.core.failWith(error);
   }
 
   /** Destroys the socket at once, without a closing handshake. The `close` event reports 1006. */
@@ -456,12 +456,14 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 
   /** Pauses reading from the peer (TCP backpressure). */
   pause(): void {
-    this.socket.pause();
+    this.userPaused = true;
+    this.updateFlow();
   }
 
-  /** Resumes reading. */
+  /** Resumes reading (unless a compressed message is still being inflated: reading then resumes after it). */
   resume(): void {
-    this.socket.resume();
+    this.userPaused = false;
+    this.updateFlow();
   }
 
   private armCloseTimer(): void {
@@ -469,39 +471,23 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
     this.closeTimer.unref?.();
   }
 
-  /** A compressed message: hold further input (so order and the close frame wait), inflate, then deliver. */
-  /** @internal */
-  inflate(data: Buffer, isBinary: boolean): void {
-    const codec = this.codec!;
-    this.core.pause();
-    codec.decompress(data, (error, out) => {
-      if (this.closed) return;
-      if (error) return this.core.failWith(error);
-      if (!isBinary && !isValidUtf8(out!)) return this.core.failWith(protocolError('INVALID_UTF8', 'invalid UTF-8 in a compressed text message'));
-      this.deliver(out!, isBinary);
-      this.receiving = true;
-      try {
-        this.core.resume();
-      } finally {
-        this.receiving = false;
-      }
-      if (this.outBytes > 0) this.flush();
-    });
-  }
-
   /** @internal A message from the core: compressed ones go through the inflater first. */
   onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
-    if (compressed) this.inflate(data, isBinary);
+    if (compressed) this.pipeline!.inflate(data, isBinary);
     else this.deliver(data, isBinary);
   }
 
-  private deliver(data: Buffer, isBinary: boolean): void {
+  /** @internal {@link PipelineHost}: a message for the application. */
+  deliver(data: Buffer, isBinary: boolean): void {
     if (this.queue !== null) {
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve({ value: { data, isBinary }, done: false });
       else {
         this.queue.push({ data, isBinary });
-        if (this.queue.length >= this.iteratorHighWaterMark) this.socket.pause();
+        if (this.queue.length >= this.iteratorHighWaterMark && !this.iteratorPaused) {
+          this.iteratorPaused = true;
+          this.updateFlow();
+        }
       }
     }
     this.emit('message', data, isBinary);
@@ -535,8 +521,8 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 
   /** @internal The core asks for TCP to be closed once written data is out. */
   onEnd(): void {
-    if (this.jobs.length > 0 && !this.direct) {
-      this.jobs.push({ kind: 'end' });
+    if (this.pipeline?.holding) {
+      this.pipeline.hold({ kind: 'end' });
       return;
     }
     this.flush();
@@ -551,9 +537,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const code = this.core.transportClosed();
     const reason = code === CloseCode.ABNORMAL ? '' : this.core.closeReason;
-    this.codec?.close();
-    for (const job of this.jobs.splice(0)) if ('done' in job) job.done?.(false);
-    this.queuedBytes = 0;
+    this.pipeline?.close();
     this.out.length = 0;
     this.outBytes = 0;
     this.internals.onClosed?.(this);
@@ -575,7 +559,10 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
       next: () => {
         const value = queue.shift();
         if (value !== undefined) {
-          if (queue.length < this.iteratorHighWaterMark / 2 && !this.closed) this.socket.resume();
+          if (this.iteratorPaused && queue.length < this.iteratorHighWaterMark / 2) {
+            this.iteratorPaused = false;
+            this.updateFlow();
+          }
           return Promise.resolve({ value, done: false });
         }
         if (this.closed) return Promise.resolve({ value: undefined, done: true });
@@ -583,7 +570,8 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
       },
       return: () => {
         this.queue = null;
-        this.socket.resume();
+        this.iteratorPaused = false;
+        this.updateFlow();
         return Promise.resolve({ value: undefined, done: true });
       },
     };
@@ -617,7 +605,6 @@ function flushAll(): void {
 
 /** Shared empty arrays: a connection allocates its own only once it needs one. */
 const NO_BYTES: Array<Buffer | Uint8Array> = [];
-const NO_JOBS: Job[] = [];
 const NO_WAITERS: Waiter[] = [];
 
 /** Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}). */
@@ -627,3 +614,4 @@ export interface WebSocketConnection {
   off<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   emit<K extends keyof ConnectionEvents>(event: K, ...args: Parameters<ConnectionEvents[K]>): boolean;
 }
+
