@@ -398,3 +398,46 @@ t.test('a frame spanning reads with most of it in the first read is unmasked str
     t.same(failureTail(r.events).error, ['INVALID_UTF8', 1007], `${role}: fails at the piece holding the bad byte`);
   }
 });
+
+t.test('limits: an unfinished message padded with pongs holds no more than the limit (views count their whole read)', async (t) => {
+  const limit = 1024 * 1024;
+  const r = recorder({ role: 'server', maxMessageSize: limit });
+  // Each read: a 1,100-byte fragment (a quarter of the read, so it would be kept as a view) and 3,300 bytes of pongs.
+  const pong = peerFrame('server', { opcode: 10, payload: Buffer.alloc(125) });
+  const pongs = Buffer.concat(Array(25).fill(pong));
+  let first = true;
+  let maxHeld = 0;
+  // What stays alive, counted independently of the getter: every distinct memory block the held parts point into.
+  const reallyHeld = (): number => {
+    const p = r.protocol as unknown as { parts: Buffer[]; block: Buffer | null };
+    const seen = new Set<ArrayBufferLike>();
+    let bytes = 0;
+    for (const part of p.block ? [...p.parts, p.block] : p.parts) {
+      if (seen.has(part.buffer)) continue;
+      seen.add(part.buffer);
+      bytes += part.buffer.byteLength;
+    }
+    return bytes;
+  };
+  let accepted = 0;
+  let cost = 0;
+  while (cost + 1100 + 16 + 10 + 16 <= limit) {
+    const fragment = peerFrame('server', { opcode: first ? 2 : 0, fin: false, payload: Buffer.alloc(1100, 7) });
+    // A read of its own (not a slice of a shared pool), as a socket hands over.
+    const read = Buffer.allocUnsafeSlow(fragment.length + pongs.length);
+    fragment.copy(read);
+    pongs.copy(read, fragment.length);
+    r.protocol.receive(read);
+    accepted += 1100;
+    cost += first ? 1100 : 1116;
+    first = false;
+    maxHeld = Math.max(maxHeld, reallyHeld(), r.protocol.bufferedMessageBytes);
+  }
+  t.notOk(r.events.some((e) => e[0] === 'error'), 'no error: every fragment was within the limit');
+  t.ok(maxHeld <= limit + 16 * 1024, `held at most ${maxHeld} bytes for ${accepted} accepted (limit ${limit})`);
+  // The message still completes intact.
+  r.protocol.receive(peerFrame('server', { opcode: 0, payload: Buffer.alloc(10, 7) }));
+  t.equal(r.messages.length, 1);
+  t.equal(r.messages[0].length, accepted + 10);
+  t.ok(r.messages[0].every((b) => b === 7), 'the message is intact');
+});

@@ -187,3 +187,59 @@ t.test('redirects drop credentials across origins and on wss → ws (attack case
   t.same(redirectHeaders(new URL('wss://a.example/x'), new URL('ws://a.example/x'), headers), { 'X-Trace': '1' }, 'wss → ws');
   t.same(redirectHeaders(new URL('ws://a.example:1/x'), new URL('ws://a.example:2/x'), headers), { 'X-Trace': '1' }, 'other port');
 });
+
+t.test('head parser: a line ending in a bare LF is refused at once (400), in any chunking', async (t) => {
+  const heads = ['GET / HTTP/1.1\nHost: x\n\n', 'GET / HTTP/1.1\r\nHost: x\nUpgrade: websocket\r\n\r\n', 'GET / HTTP/1.1\r\nHost: x\r\n\n'];
+  for (const text of heads) {
+    const bytes = Buffer.from(text, 'latin1');
+    for (const size of [1, 2, 5, bytes.length]) {
+      const p = new HeadParser('request');
+      let status: number | string = 'no throw';
+      try {
+        for (let at = 0; at < bytes.length; at += size) p.push(bytes.subarray(at, at + size));
+      } catch (e) {
+        status = e instanceof HeadError ? e.status : String(e);
+      }
+      t.equal(status, 400, `${JSON.stringify(text)} in chunks of ${size}`);
+    }
+  }
+  // CR LF split between chunks is no bare LF.
+  const ok = new HeadParser('request');
+  t.equal(ok.push(Buffer.from('GET / HTTP/1.1\r')), null);
+  t.equal(ok.push(Buffer.from('\nHost: x\r')), null);
+  t.equal(ok.push(Buffer.from('\n\r\n'))?.headers.get('host')?.[0], 'x');
+});
+
+t.test('server: a bare-LF header line gets its 400 promptly, not after the handshake timeout', async (t) => {
+  const { createServer } = await import('../lib/index.js');
+  const { rawConnect } = await import('./helpers/net.js');
+  const server = createServer({ heartbeat: false, handshakeTimeout: 30_000 }, () => {});
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close({ timeout: 100 }));
+  // No blank CR LF CR LF ever comes: before, the server waited for the handshake timeout.
+  const raw = await rawConnect(port, `GET / HTTP/1.1\nHost: x\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: ${KEY}\nSec-WebSocket-Version: 13\n\n`);
+  const took = await raw.closed;
+  t.match(raw.all().toString('latin1'), /^HTTP\/1\.1 400 /, 'answered 400');
+  t.ok(took < 20_000, `closed after ${took} ms (the handshake timeout is 30 s)`);
+});
+
+t.test('more than 32 extension offers: ignored by a server with compression off, 400 with it on', async (t) => {
+  const offers = Array.from({ length: 40 }, (_, i) => `x-ext-${i}`).join(', ');
+  const head = request([...GOOD, `Sec-WebSocket-Extensions: ${offers}`]);
+  const off = checkUpgradeRequest(head, { negotiatesExtensions: false });
+  t.notOk(isRefusal(off), 'accepted when extensions are not negotiated');
+  t.same(isRefusal(off) ? null : off.extensions, [], 'the header is ignored');
+  const on = checkUpgradeRequest(head);
+  t.equal(isRefusal(on) ? on.status : 101, 400, 'refused when they would be negotiated');
+  const { createServer } = await import('../lib/index.js');
+  const { rawUpgrade } = await import('./helpers/net.js');
+  for (const deflate of [false, true]) {
+    const server = createServer({ heartbeat: false, perMessageDeflate: deflate }, () => {});
+    const { port } = await server.listen(0, '127.0.0.1');
+    t.teardown(() => server.close({ timeout: 100 }));
+    const raw = await rawUpgrade(port, '/', [`Sec-WebSocket-Extensions: ${offers}`]);
+    t.equal(raw.head.status, deflate ? 400 : 101, `server with perMessageDeflate ${deflate}: ${raw.head.status}`);
+    t.equal(raw.head.headers.get('sec-websocket-extensions'), undefined, 'no extension accepted');
+    raw.socket.destroy();
+  }
+});

@@ -57,6 +57,12 @@ export interface UpgradeCheckOptions {
    * including none).
    */
   origins?: readonly string[];
+  /**
+   * Whether the server negotiates extensions. When false (a server with compression off), a malformed or oversized
+   * `Sec-WebSocket-Extensions` header (over 32 offers, say) is ignored rather than refused with 400: the server
+   * accepts no extension anyway (RFC 6455 §9.1). Offers that parse are still reported. Default: true.
+   */
+  negotiatesExtensions?: boolean;
 }
 
 function refuse(status: number, message: string, headers: Record<string, string> = {}): HttpRefusal {
@@ -116,8 +122,8 @@ export function checkUpgradeRequest(head: HttpHead, options: UpgradeCheckOptions
   const extensionHeader = listHeader(head, 'sec-websocket-extensions');
   if (extensionHeader !== undefined) {
     const parsed = parseExtensions(extensionHeader);
-    if (parsed === null) return refuse(400, 'malformed Sec-WebSocket-Extensions');
-    extensions = parsed;
+    if (parsed === null && options.negotiatesExtensions !== false) return refuse(400, 'malformed Sec-WebSocket-Extensions');
+    extensions = parsed ?? [];
   }
   return { head, target: head.target, key, protocols, extensions, origin };
 }

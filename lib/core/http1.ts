@@ -4,7 +4,7 @@
  * It gathers bytes until the blank line that ends the head, refusing (431) a head over `maxHeadSize` bytes or with
  * more than `maxHeaders` header lines, then splits it in one linear pass — no regular expressions. Header names are
  * lower-cased and kept in a `Map` (never in a plain object, so names like `__proto__` are just names). Obsolete line
- * folding and malformed lines are refused (400).
+ * folding, lines ending in a bare LF and malformed lines are refused (400).
  *
  * @module
  */
@@ -100,6 +100,8 @@ export class HeadParser {
   private size = 0;
   /** How many bytes of CR LF CR LF the bytes so far end with (0–3). */
   private matched = 0;
+  /** The last byte of the head so far (-1 before any), to tell CR LF from a bare LF across chunks. */
+  private lastByte = -1;
 
   constructor(kind: 'request' | 'response', limits: HeadLimits = {}) {
     this.kind = kind;
@@ -135,7 +137,14 @@ export class HeadParser {
         for (let j = k; j < chunk.length; j++) this.matched = chunk[j] === (this.matched & 1 ? LF : CR) ? this.matched + 1 : chunk[j] === CR ? 1 : 0;
       }
     }
-    const headBytes = this.size + (end === -1 ? chunk.length : end);
+    // A line must end in CR LF (RFC 9112 §2.2): a bare LF is refused at once, not left to wait for a terminator
+    // that will never come.
+    const scanEnd = end === -1 ? chunk.length : end;
+    for (let lf = chunk.indexOf(LF); lf !== -1 && lf < scanEnd; lf = chunk.indexOf(LF, lf + 1)) {
+      if ((lf > 0 ? chunk[lf - 1] : this.lastByte) !== CR) throw new HeadError(400, 'a header line ends in a bare LF (CR LF is required)');
+    }
+    if (scanEnd > 0) this.lastByte = chunk[scanEnd - 1];
+    const headBytes = this.size + scanEnd;
     if (headBytes > this.maxHeadSize) throw new HeadError(431, `${this.kind} head over ${this.maxHeadSize} bytes`);
     if (end === -1) {
       this.append(chunk);
@@ -152,6 +161,7 @@ export class HeadParser {
     this.buffer = null;
     this.size = 0;
     this.matched = 0;
+    this.lastByte = -1;
     return parseHead(all.subarray(0, headBytes - 2), this.kind, this.maxHeaders);
   }
 

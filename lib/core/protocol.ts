@@ -11,6 +11,9 @@
  *   that read, unmasked in place (`receive` owns the buffers it is given). Fragments and payloads spread over reads
  *   are kept as views when they are at least 1 KiB and a quarter of the read that holds them, and otherwise copied
  *   into 16 KiB blocks, so a peer dribbling one byte per read costs memory in proportion to its bytes, not its reads.
+ *   A view keeps its whole read alive, so what views hold beyond their bytes counts toward `maxMessageSize` too:
+ *   past it, pieces are copied (and views already held are compacted into one copy) — a peer padding its fragments
+ *   with pongs cannot make a message hold more than the limit.
  * - **Limits are counted in bytes, checked on the header, before any payload is held.** A message may not cost more
  *   than `maxMessageSize`, where each fragment after the first costs `fragmentOverhead` bytes on top of its
  *   payload. A 4 MiB message in 65,536 fragments of 64 bytes is accepted (Autobahn 9.3.1), while an endless run
@@ -164,6 +167,10 @@ export class Protocol {
   private messageCost = 0;
   private parts: Buffer[] = NONE;
   private partsLength = 0;
+  /** Bytes of the reads that parts kept as views belong to (each read once), and the bytes of those views. */
+  private viewBytes = 0;
+  private viewedLength = 0;
+  private lastView: ArrayBufferLike | null = null;
   private block: Buffer | null = null;
   private blockLength = 0;
   /** Allocated on the first text message that arrives in pieces. */
@@ -337,6 +344,8 @@ export class Protocol {
       if (length > this.maxFrameSize) return this.fail('FRAME_TOO_BIG', `frame of ${length} bytes over the ${this.maxFrameSize}-byte limit`);
       if (cost > this.maxMessageSize) return this.fail('MESSAGE_TOO_BIG', `message over the ${this.maxMessageSize}-byte limit`);
       this.messageCost = cost;
+      // What is held counts too: views keep whole reads alive. Copy them out rather than hold more than the limit.
+      if (cost + this.viewBytes - this.viewedLength > this.maxMessageSize) this.compact();
     } else if (opcode === Opcode.TEXT || opcode === Opcode.BINARY) {
       if (this.messageOpcode !== 0) return this.fail('EXPECTED_CONTINUATION', 'new data frame inside a fragmented message');
       if (length > this.maxFrameSize) return this.fail('FRAME_TOO_BIG', `frame of ${length} bytes over the ${this.maxFrameSize}-byte limit`);
@@ -458,7 +467,13 @@ export class Protocol {
   private hold(piece: Buffer): void {
     const n = piece.length;
     if (n === 0) return;
-    if (n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength) {
+    // A view keeps its whole read alive: allowed while the message's cost plus what views hold beyond their own
+    // bytes stays within the limit (a peer padding its fragments with pongs pays for the padding).
+    const extra = piece.buffer === this.lastView ? 0 : piece.buffer.byteLength;
+    if (n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength && this.messageCost + this.viewBytes + extra - this.viewedLength - n <= this.maxMessageSize) {
+      this.viewBytes += extra;
+      this.viewedLength += n;
+      this.lastView = piece.buffer;
       this.flushBlock();
       if (this.parts === NONE) this.parts = [];
       this.parts.push(piece);
@@ -487,6 +502,20 @@ export class Protocol {
     this.blockLength = 0;
   }
 
+  /** Copies the parts held so far into one buffer of their size, releasing the reads views kept alive. */
+  private compact(): void {
+    this.flushBlock();
+    const whole = Buffer.allocUnsafeSlow(this.partsLength);
+    let at = 0;
+    for (const part of this.parts) {
+      whole.set(part, at);
+      at += part.length;
+    }
+    this.parts = [whole];
+    this.viewBytes = this.viewedLength = 0;
+    this.lastView = null;
+  }
+
   /** The assembled message: a view when it is one part, else one exact-size copy. */
   private takeHeld(): Buffer {
     this.flushBlock();
@@ -495,6 +524,8 @@ export class Protocol {
     const total = this.partsLength;
     this.parts = NONE;
     this.partsLength = 0;
+    this.viewBytes = this.viewedLength = 0;
+    this.lastView = null;
     if (parts.length === 0) return EMPTY;
     if (parts.length === 1 && parts[0].length * 2 >= parts[0].buffer.byteLength) return parts[0];
     const out = Buffer.allocUnsafe(total);
@@ -570,6 +601,8 @@ export class Protocol {
     this.target = null;
     this.parts = NONE;
     this.partsLength = 0;
+    this.viewBytes = this.viewedLength = 0;
+    this.lastView = null;
     this.block = null;
     this.blockLength = 0;
     this.messageOpcode = 0;
@@ -667,9 +700,12 @@ export class Protocol {
     return this.closeReceived ? this.closeCode : CloseCode.ABNORMAL;
   }
 
-  /** Bytes currently held for a message being assembled (for memory accounting and tests). */
+  /**
+   * Bytes currently held for a message being assembled (for memory accounting and tests): what is held, not only
+   * what was accepted — a part kept as a view of a read counts that whole read.
+   */
   get bufferedMessageBytes(): number {
-    return this.partsLength + this.blockLength + (this.target === null ? 0 : this.payloadRead);
+    return this.partsLength + this.viewBytes - this.viewedLength + this.blockLength + (this.target === null ? 0 : this.target.length);
   }
 }
 

@@ -305,7 +305,7 @@ export class WebSocketServer extends EventEmitter {
     if (!isUpgrade && this.net !== null) {
       return this.answerHttp(socket, head, secure);
     }
-    const checked = checkUpgradeRequest(head, { origins: options.origins });
+    const checked = checkUpgradeRequest(head, { origins: options.origins, negotiatesExtensions: this.deflate !== null });
     if (isRefusal(checked)) return this.refuse(socket, checked);
     const request = incoming(checked, socket, secure);
     if (options.path !== undefined && request.path !== options.path) return this.refuse(socket, { status: 404, message: 'no WebSocket endpoint at this path', headers: {} });
