@@ -17,6 +17,7 @@ import { renderChart, type ChartRow } from './e2e/chart.js';
 import { ENGINE_NAMES, type EngineName, parseSize } from './e2e/common.js';
 import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETargets, runE2E, type TargetReport } from './e2e/e2e.js';
 import { formatDeflate, runDeflate } from './deflate.js';
+import { formatDeflateEcho, runDeflateEcho } from './deflate-echo.js';
 import { formatEngines, formatTables, formatTargets, runMicro } from './micro.js';
 
 interface BenchOptions extends E2EOptions {
@@ -52,6 +53,15 @@ const BENCHMARKS: Record<string, Benchmark> = {
       const rows = await runDeflate(options);
       options.log('');
       options.log(formatDeflate(rows));
+      return rows;
+    },
+  },
+  'deflate-echo': {
+    description: 'compressed echo, one message at a time (Autobahn 12/13-like: 1,000 messages of 16–128 KiB) vs ws',
+    async run(options) {
+      const rows = await runDeflateEcho(options);
+      options.log('');
+      options.log(formatDeflateEcho(rows));
       return rows;
     },
   },
