@@ -13,7 +13,7 @@ import { signJwt } from '../hub/jwt.js';
 import { createApi, type Api } from './api.js';
 import { createBackplane } from './broker.js';
 import { configSummary, type ServiceConfig } from './config.js';
-import { DEMO_HTML } from './demo-page.js';
+import { DEMO_HTML, DEMO_SCRIPT } from './demo-page.js';
 import { checkBearer, HttpError, readJsonObject, sendError, sendJson } from './http.js';
 import type { Logger } from './log.js';
 import { createServiceHub, type ServiceHub } from './hub-adapter.js';
@@ -49,6 +49,11 @@ export interface StartOptions {
 }
 
 const CLIENT_DIR = new URL('../hub-client/', import.meta.url);
+
+/** The demo page's script may only come from this origin, and it may only connect back to it. */
+const DEMO_CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const DEMO_PAGE = { body: Buffer.from(DEMO_HTML), headers: { 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': DEMO_CSP, 'X-Content-Type-Options': 'nosniff' } };
+const DEMO_JS = { body: Buffer.from(DEMO_SCRIPT), headers: { 'Content-Type': 'text/javascript; charset=utf-8', 'X-Content-Type-Options': 'nosniff' } };
 
 /** Starts the service and resolves once it listens. Throws on a listen failure (port in use, …). */
 export async function startService(input: ServiceConfig, { log }: StartOptions): Promise<RunningService> {
@@ -88,9 +93,10 @@ export async function startService(input: ServiceConfig, { log }: StartOptions):
       await api.handle(req, res, method, path, url.searchParams);
       return;
     }
-    if (path === '/' && (method === 'GET' || method === 'HEAD')) {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(DEMO_HTML)) });
-      res.end(method === 'HEAD' ? undefined : DEMO_HTML);
+    const page = path === '/' ? DEMO_PAGE : path === '/demo.js' ? DEMO_JS : undefined;
+    if (page && (method === 'GET' || method === 'HEAD')) {
+      res.writeHead(200, { ...page.headers, 'Cache-Control': 'no-store', 'Content-Length': String(page.body.length) });
+      res.end(method === 'HEAD' ? undefined : page.body);
       return;
     }
     const client = /^\/hub-client\/([a-z0-9-]+\.js)$/.exec(path);
