@@ -128,7 +128,14 @@ export function createApi(hub: ServiceHub, config: ServiceConfig, log: Logger): 
         res.setHeader('Allow', allowed);
         throw new HttpError(405, 'method_not_allowed', `use ${allowed} ${path}`);
       }
-      const result = await route(req, query);
+      let result: unknown;
+      try {
+        result = await route(req, query);
+      } catch (error) {
+        // The hub checks names, types and codes with TypeError / RangeError: the caller's input was wrong.
+        if (error instanceof TypeError || error instanceof RangeError) throw new HttpError(400, 'bad_request', error.message);
+        throw error;
+      }
       sendJson(res, 200, result);
     },
     metricsText: () => renderMetrics(hub.metrics()),

@@ -86,12 +86,31 @@ export function hubOptions(config: ServiceConfig, backplane: Backplane | undefin
 /** Creates the hub for a configuration and wires logs and metrics. */
 export function createServiceHub(config: ServiceConfig, backplane: Backplane | undefined, log: Logger): ServiceHub {
   const refusals = new LabelledCounter();
+  // Refused tokens are logged with the verifier's reason; tickets and missed auth deadlines have no hook in the
+  // hub, so they are recognised by a 4401 close of a connection the hub never admitted (see below).
+  let unmatchedTokenRefusals = 0;
   const hub = createHub(
     hubOptions(config, backplane, (reason) => {
+      unmatchedTokenRefusals++;
       refusals.inc(`token_${reason}`);
       log('warn', 'handshake_refused', { reason: `token_${reason}` });
     }),
   );
+  const admitted = new WeakSet<object>();
+  hub.on('connection', (client) => admitted.add(client.connection));
+  hub.server.on('connection', (connection, request) => {
+    const ticket = request.query.has('ticket');
+    connection.once('close', (code: number) => {
+      if (code !== 4401 || admitted.has(connection)) return;
+      if (unmatchedTokenRefusals > 0) {
+        unmatchedTokenRefusals--;
+        return;
+      }
+      const reason = ticket ? 'ticket' : 'auth_deadline';
+      refusals.inc(reason);
+      log('warn', 'handshake_refused', { reason, remote: request.remoteAddress });
+    });
+  });
   hub.server.on('rejected', (status: number, message: string, remote: string | undefined) => {
     refusals.inc(`http_${status}`);
     log('warn', 'handshake_refused', { status, reason: message, remote });
@@ -144,7 +163,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
       return {
         tenant,
         topic,
-        epoch: answer.position?.epoch ?? null,
+        epoch: answer.position?.epoch || null,
         seq: answer.position?.seq ?? 0,
         messages: answer.messages.map(toMessage),
         gaps: answer.gaps.map((g) => ({ epoch: g.epoch, from: g.from, to: g.to })),

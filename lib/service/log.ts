@@ -13,7 +13,7 @@ export type LogLevel = 'info' | 'warn' | 'error';
 export type Logger = (level: LogLevel, event: string, fields?: Readonly<Record<string, string | number | boolean | undefined>>) => void;
 
 function formatValue(value: string | number | boolean): string {
-  const text = String(value).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
+  const text = String(value).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 4000);
   return /^[\w.:/@+-]+$/.test(text) ? text : JSON.stringify(text);
 }
 

@@ -72,8 +72,10 @@ export async function startService(input: ServiceConfig, { log }: StartOptions):
   const mintDevToken = (user: string): string => signJwt({ sub: user }, config.jwtSecret!, { expiresIn: DEV_TOKEN_TTL });
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://service.invalid');
-    const path = url.pathname;
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const path = q === -1 ? target : target.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
     const method = req.method ?? 'GET';
     if (path === '/health') {
       if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', 'use GET /health');
@@ -90,7 +92,7 @@ export async function startService(input: ServiceConfig, { log }: StartOptions):
     }
     if (path.startsWith('/api/')) {
       requireKey(req, config);
-      await api.handle(req, res, method, path, url.searchParams);
+      await api.handle(req, res, method, path, query);
       return;
     }
     const page = path === '/' ? DEMO_PAGE : path === '/demo.js' ? DEMO_JS : undefined;
