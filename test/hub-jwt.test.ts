@@ -209,6 +209,7 @@ t.test('alg none in every spelling, and algorithm confusion', async (t) => {
   t.throws(() => verifyJwt(confused, { secret: publicPem }), { name: 'TypeError', message: /PEM/ }, 'PEM as HMAC secret refused');
   t.throws(() => verifyJwt(confused, { secret: Buffer.from(publicPem) }), TypeError, 'PEM bytes as HMAC secret refused');
   t.throws(() => verifyJwt(confused, { secret: rsa.publicKey as unknown as string }), TypeError, 'public KeyObject as secret refused');
+  t.throws(() => verifyJwt(confused, { secret: createSecretKey(Buffer.from(publicPem)) }), TypeError, 'PEM in a secret KeyObject refused');
   t.throws(() => signJwt({}, publicPem), TypeError, 'cannot sign with a public PEM');
   t.throws(() => signJwt({}, rsa.publicKey), TypeError, 'cannot sign with a public KeyObject');
   t.throws(() => verifyJwt(confused, { publicKey: SECRET }), TypeError, 'an HMAC secret as publicKey refused');

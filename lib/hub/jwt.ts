@@ -232,6 +232,9 @@ function toSecretKey(secret: unknown, what: string): KeyObject {
       throw new TypeError(`${what} must be a secret KeyObject, got ${describeKey(secret)}; pass asymmetric keys as publicKey`);
     }
     if (secret.symmetricKeySize === 0) throw new TypeError(`${what} must not be empty`);
+    if (PEM_BLOCK.test(secret.export().toString('latin1'))) {
+      throw new TypeError(`${what} holds a PEM key; an asymmetric key must be passed as publicKey, never as an HMAC secret`);
+    }
     return secret;
   }
   let bytes: Buffer;
