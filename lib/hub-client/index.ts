@@ -1231,8 +1231,9 @@ function toGap(v: unknown, source: 'report' | 'resume', topic?: string, tenant?:
   return gap;
 }
 
-function checkSince(since: unknown, pattern: boolean): void {
-  checkObject('since', since);
+function checkSince(value: unknown, pattern: boolean): void {
+  if (!isObject(value)) throw new TypeError('since must be an object');
+  const since = value;
   const isPosition = (p: unknown): boolean => isObject(p) && typeof p.epoch === 'string' && typeof p.seq === 'number' && Number.isInteger(p.seq) && p.seq >= 0;
   if (!pattern) {
     if (!isPosition(since)) throw new TypeError('since for a topic must be { epoch: string, seq: non-negative integer }');
