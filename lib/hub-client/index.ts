@@ -592,11 +592,15 @@ export class HubClient {
   /**
    * Starts connecting (when closed) and resolves once the connection is open (at once when it is). Rejects with a
    * `closed` {@link HubError} if the client stops before that (close code that stops it, `close()`, attempts
-   * exhausted). Reconnection continues in the background after failed attempts: the promise waits for it.
+   * exhausted). Reconnection continues in the background after failed attempts: the promise waits for it. Not
+   * awaiting it is fine: a rejection of this promise alone is never reported as unhandled.
    */
   connect(): Promise<void> {
     if (this.currentState === 'open') return Promise.resolve();
     const promise = new Promise<void>((resolve, reject) => this.openWaiters.push({ resolve, reject }));
+    // `client.connect()` without await is common: its rejection is also reported by events, so it must not
+    // become an unhandled rejection. Awaiting callers still receive it.
+    promise.catch(() => {});
     if (this.currentState === 'closed') {
       this.attempt = 0;
       this.setState('connecting');
@@ -881,7 +885,7 @@ export class HubClient {
     }
     if (generation !== this.generation) return;
     if (token === null || token === undefined) {
-      this.stop(new HubError('unauthorized', `the hub refused the token (${info.code}) and no new token was given`));
+      this.fail(new HubError('unauthorized', `the hub refused the token (${info.code}) and no new token was given`));
       return;
     }
     if (typeof token !== 'string' || token.length === 0) {
@@ -933,7 +937,7 @@ export class HubClient {
       }
     }
     this.setState('closed');
-    for (const w of this.openWaiters.splice(0)) w.reject(new HubError('closed', reason.message));
+    for (const w of this.openWaiters.splice(0)) w.reject(reason);
     if (ws !== null && ws.readyState < 2) {
       try {
         ws.close(code, closeReason);
@@ -962,7 +966,9 @@ export class HubClient {
       // Silent for a whole idle period: probe, and give up if nothing at all comes back.
       this.write('{"type":"ping","request_id":null}');
       this.timers.probe = setTimeout(() => {
-        if (this.ws === ws && !this.heardFrom) this.abandon(ws, `no frame from the hub for ${hb.idle + hb.timeout} ms`);
+        if (this.ws !== ws) return;
+        if (this.heardFrom) this.armIdle();
+        else this.abandon(ws, `no frame from the hub for ${hb.idle + hb.timeout} ms`);
       }, hb.timeout);
     }, hb.idle);
   }
@@ -1137,7 +1143,6 @@ export class HubClient {
 
   private receive(raw: unknown): void {
     this.heardFrom = true;
-    clearTimeout(this.timers.probe);
     if (typeof raw !== 'string') {
       if (raw instanceof ArrayBuffer) this.emit('binary', raw);
       return;
