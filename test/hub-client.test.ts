@@ -143,6 +143,9 @@ t.test('connects, subscribes, publishes, receives; answers the hub ping', async 
   t.match(ev.messages[0], { type: 'say', data: { text: 'hi' }, topic: 'chat.lobby', seq: 1, tenant: 'default' });
   t.type(ev.messages[0].ts, 'number');
   t.same(c.position('chat.lobby', 'default'), { epoch: published.epoch, seq: 1 });
+  t.same(c.position('chat.lobby'), { epoch: published.epoch, seq: 1 }, 'the hub named the tenant; the single match is found');
+  t.same(await c.subscribe('chat.lobby'), ack, 'subscribing again resolves with the last ack at once');
+  t.equal(hub.history[0].frames.filter((f) => f.type === 'subscribe').length, 1, 'without a second subscribe frame');
 
   hub.sendAll({ type: 'ping', data: {}, request_id: null });
   await until(() => hub.history[0].frames.some((f) => f.type === 'pong'));

@@ -343,6 +343,8 @@ interface Subscription {
   /** Position given by the application for the first subscribe. */
   since: StreamPosition | PatternSince | undefined;
   acked: boolean;
+  /** The last ack, for a repeated subscribe() of a held subscription. */
+  last: SubscribeResult | undefined;
   waiters: Array<{ resolve: (r: SubscribeResult) => void; reject: (e: HubError) => void }>;
 }
 
@@ -535,7 +537,10 @@ export class HubClient {
     return this.currentState;
   }
 
-  /** Counters: messages delivered, duplicates dropped, reconnects made, connections opened, calls queued. */
+  /**
+   * Counters: topic messages delivered, duplicates dropped, connections opened (`connections`) and those after the
+   * first (`reconnects`), calls waiting in the offline queue (`queued`) and requests awaiting a reply (`pending`).
+   */
   get stats(): { delivered: number; duplicates: number; reconnects: number; connections: number; queued: number; pending: number } {
     return { ...this.counters, queued: this.queue.length, pending: this.pending.size };
   }
@@ -548,11 +553,21 @@ export class HubClient {
   /** The last position delivered for a topic (to persist and pass as `since` later), or undefined. */
   position(topic: string, tenant?: string): StreamPosition | undefined {
     checkTopic(topic);
-    const p = this.positions.get(positionKey(tenant, topic));
+    checkTenant(tenant);
+    let p = this.positions.get(positionKey(tenant, topic));
+    if (p === undefined && tenant === undefined) {
+      // The hub names the tenant in its messages even when the subscription did not: accept a single match.
+      const found = [...this.positions].filter(([key]) => key.endsWith(`\u0000${topic}`));
+      if (found.length === 1) p = found[0][1];
+    }
     return p === undefined ? undefined : { ...p };
   }
 
-  /** Adds a listener. Returns a function that removes it. */
+  /**
+   * Adds a listener; returns a function that removes it. Listeners run synchronously in the order added; one that
+   * throws does not disturb the client or the other listeners, and its exception is reported like an uncaught one
+   * (`reportError` in browsers; in Node it is rethrown from a timer, which ends the process unless handled).
+   */
   on<K extends keyof HubClientEvents>(event: K, listener: HubClientEvents[K]): () => void {
     if (typeof listener !== 'function') throw new TypeError(`listener for "${String(event)}" must be a function`);
     if (!EVENTS.has(event)) throw new TypeError(`unknown event "${String(event)}"; events: ${[...EVENTS].join(', ')}`);
@@ -624,7 +639,7 @@ export class HubClient {
    * Subscribes to a topic or a pattern (`*` one segment, `#` zero or more). Resolves with the hub's ack; rejects
    * with the hub's error (the subscription is then dropped), on timeout, or when the client is closed. While
    * disconnected the subscription is recorded and sent on the next connection (the request timeout starts when it
-   * is sent). Subscribing again to a held subscription resolves with the next ack of it.
+   * is sent). Subscribing again to a held subscription resolves with its last ack (or its first, when pending).
    * `since` starts from a stored position (see {@link HubClient.position}); later reconnects use the last position
    * delivered.
    */
@@ -638,10 +653,12 @@ export class HubClient {
     let sub = this.subs.get(key);
     const promise = new Promise<SubscribeResult>((resolve, reject) => {
       if (sub === undefined) {
-        sub = { key, topic, tenant: options.tenant, pattern, ackTenant: undefined, offset: undefined, since: options.since, acked: false, waiters: [] };
+        sub = { key, topic, tenant: options.tenant, pattern, ackTenant: undefined, offset: undefined, since: options.since, acked: false, last: undefined, waiters: [] };
         this.subs.set(key, sub);
         sub.waiters.push({ resolve, reject });
         if (this.currentState === 'open') this.sendSubscribe(sub);
+      } else if (sub.last !== undefined) {
+        resolve(sub.last);
       } else {
         sub.waiters.push({ resolve, reject });
       }
@@ -1107,6 +1124,7 @@ export class HubClient {
     if (epoch !== undefined) result.epoch = epoch;
     if (seq !== undefined) result.seq = seq;
     if (offset !== undefined) result.offset = offset;
+    sub.last = result;
     for (const w of sub.waiters.splice(0)) w.resolve(result);
     this.emit('subscribed', result);
     for (const gap of gaps) this.emit('gap', gap);
