@@ -343,6 +343,8 @@ interface Subscription {
   /** Position given by the application for the first subscribe. */
   since: StreamPosition | PatternSince | undefined;
   acked: boolean;
+  /** The last ack, for a repeated subscribe() of a held subscription. */
+  last: SubscribeResult | undefined;
   waiters: Array<{ resolve: (r: SubscribeResult) => void; reject: (e: HubError) => void }>;
 }
 
@@ -535,7 +537,10 @@ export class HubClient {
     return this.currentState;
   }
 
-  /** Counters: messages delivered, duplicates dropped, reconnects made, connections opened, calls queued. */
+  /**
+   * Counters: topic messages delivered, duplicates dropped, connections opened (`connections`) and those after the
+   * first (`reconnects`), calls waiting in the offline queue (`queued`) and requests awaiting a reply (`pending`).
+   */
   get stats(): { delivered: number; duplicates: number; reconnects: number; connections: number; queued: number; pending: number } {
     return { ...this.counters, queued: this.queue.length, pending: this.pending.size };
   }
@@ -548,11 +553,21 @@ export class HubClient {
   /** The last position delivered for a topic (to persist and pass as `since` later), or undefined. */
   position(topic: string, tenant?: string): StreamPosition | undefined {
     checkTopic(topic);
-    const p = this.positions.get(positionKey(tenant, topic));
+    checkTenant(tenant);
+    let p = this.positions.get(positionKey(tenant, topic));
+    if (p === undefined && tenant === undefined) {
+      // The hub names the tenant in its messages even when the subscription did not: accept a single match.
+      const found = [...this.positions].filter(([key]) => key.endsWith(`\u0000${topic}`));
+      if (found.length === 1) p = found[0][1];
+    }
     return p === undefined ? undefined : { ...p };
   }
 
-  /** Adds a listener. Returns a function that removes it. */
+  /**
+   * Adds a listener; returns a function that removes it. Listeners run synchronously in the order added; one that
+   * throws does not disturb the client or the other listeners, and its exception is reported like an uncaught one
+   * (`reportError` in browsers; in Node it is rethrown from a timer, which ends the process unless handled).
+   */
   on<K extends keyof HubClientEvents>(event: K, listener: HubClientEvents[K]): () => void {
     if (typeof listener !== 'function') throw new TypeError(`listener for "${String(event)}" must be a function`);
     if (!EVENTS.has(event)) throw new TypeError(`unknown event "${String(event)}"; events: ${[...EVENTS].join(', ')}`);
@@ -592,11 +607,15 @@ export class HubClient {
   /**
    * Starts connecting (when closed) and resolves once the connection is open (at once when it is). Rejects with a
    * `closed` {@link HubError} if the client stops before that (close code that stops it, `close()`, attempts
-   * exhausted). Reconnection continues in the background after failed attempts: the promise waits for it.
+   * exhausted). Reconnection continues in the background after failed attempts: the promise waits for it. Not
+   * awaiting it is fine: a rejection of this promise alone is never reported as unhandled.
    */
   connect(): Promise<void> {
     if (this.currentState === 'open') return Promise.resolve();
     const promise = new Promise<void>((resolve, reject) => this.openWaiters.push({ resolve, reject }));
+    // `client.connect()` without await is common: its rejection is also reported by events, so it must not
+    // become an unhandled rejection. Awaiting callers still receive it.
+    promise.catch(() => {});
     if (this.currentState === 'closed') {
       this.attempt = 0;
       this.setState('connecting');
@@ -620,7 +639,7 @@ export class HubClient {
    * Subscribes to a topic or a pattern (`*` one segment, `#` zero or more). Resolves with the hub's ack; rejects
    * with the hub's error (the subscription is then dropped), on timeout, or when the client is closed. While
    * disconnected the subscription is recorded and sent on the next connection (the request timeout starts when it
-   * is sent). Subscribing again to a held subscription resolves with the next ack of it.
+   * is sent). Subscribing again to a held subscription resolves with its last ack (or its first, when pending).
    * `since` starts from a stored position (see {@link HubClient.position}); later reconnects use the last position
    * delivered.
    */
@@ -634,10 +653,12 @@ export class HubClient {
     let sub = this.subs.get(key);
     const promise = new Promise<SubscribeResult>((resolve, reject) => {
       if (sub === undefined) {
-        sub = { key, topic, tenant: options.tenant, pattern, ackTenant: undefined, offset: undefined, since: options.since, acked: false, waiters: [] };
+        sub = { key, topic, tenant: options.tenant, pattern, ackTenant: undefined, offset: undefined, since: options.since, acked: false, last: undefined, waiters: [] };
         this.subs.set(key, sub);
         sub.waiters.push({ resolve, reject });
         if (this.currentState === 'open') this.sendSubscribe(sub);
+      } else if (sub.last !== undefined) {
+        resolve(sub.last);
       } else {
         sub.waiters.push({ resolve, reject });
       }
@@ -881,7 +902,7 @@ export class HubClient {
     }
     if (generation !== this.generation) return;
     if (token === null || token === undefined) {
-      this.stop(new HubError('unauthorized', `the hub refused the token (${info.code}) and no new token was given`));
+      this.fail(new HubError('unauthorized', `the hub refused the token (${info.code}) and no new token was given`));
       return;
     }
     if (typeof token !== 'string' || token.length === 0) {
@@ -933,7 +954,7 @@ export class HubClient {
       }
     }
     this.setState('closed');
-    for (const w of this.openWaiters.splice(0)) w.reject(new HubError('closed', reason.message));
+    for (const w of this.openWaiters.splice(0)) w.reject(reason);
     if (ws !== null && ws.readyState < 2) {
       try {
         ws.close(code, closeReason);
@@ -962,7 +983,9 @@ export class HubClient {
       // Silent for a whole idle period: probe, and give up if nothing at all comes back.
       this.write('{"type":"ping","request_id":null}');
       this.timers.probe = setTimeout(() => {
-        if (this.ws === ws && !this.heardFrom) this.abandon(ws, `no frame from the hub for ${hb.idle + hb.timeout} ms`);
+        if (this.ws !== ws) return;
+        if (this.heardFrom) this.armIdle();
+        else this.abandon(ws, `no frame from the hub for ${hb.idle + hb.timeout} ms`);
       }, hb.timeout);
     }, hb.idle);
   }
@@ -1101,6 +1124,7 @@ export class HubClient {
     if (epoch !== undefined) result.epoch = epoch;
     if (seq !== undefined) result.seq = seq;
     if (offset !== undefined) result.offset = offset;
+    sub.last = result;
     for (const w of sub.waiters.splice(0)) w.resolve(result);
     this.emit('subscribed', result);
     for (const gap of gaps) this.emit('gap', gap);
@@ -1137,7 +1161,6 @@ export class HubClient {
 
   private receive(raw: unknown): void {
     this.heardFrom = true;
-    clearTimeout(this.timers.probe);
     if (typeof raw !== 'string') {
       if (raw instanceof ArrayBuffer) this.emit('binary', raw);
       return;
