@@ -17,6 +17,7 @@ import { renderChart, type ChartRow } from './e2e/chart.js';
 import { ENGINE_NAMES, type EngineName, parseSize } from './e2e/common.js';
 import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETargets, runE2E, type TargetReport } from './e2e/e2e.js';
 import { formatDeflate, runDeflate } from './deflate.js';
+import { runHubBench } from './hub.js';
 import { formatEngines, formatTables, formatTargets, runMicro } from './micro.js';
 
 interface BenchOptions extends E2EOptions {
@@ -53,6 +54,12 @@ const BENCHMARKS: Record<string, Benchmark> = {
       options.log('');
       options.log(formatDeflate(rows));
       return rows;
+    },
+  },
+  hub: {
+    description: 'pub/sub hub: publish cost with 100,000 subscriptions (wildcards), fan-out vs a bare sendPrepared loop, memory per connection',
+    async run(options) {
+      return runHubBench(options);
     },
   },
   ...Object.fromEntries(
