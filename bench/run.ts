@@ -75,6 +75,13 @@ const BENCHMARKS: Record<string, Benchmark> = {
 
 const DEFAULT_BENCHMARKS = ['micro', 'deflate', ...Object.keys(E2E)];
 
+/**
+ * What `--quick` alone runs: the headline ratios (20 B parse and serialize, echo of 20 B over 100 connections,
+ * fan-out to 1,000 subscribers) with quick settings, in about a minute on an idle 2-core machine. Name benchmarks
+ * (`npm run bench -- echo --quick`) or pass `--only` to choose otherwise.
+ */
+const QUICK_SET = { names: ['micro', 'echo', 'fanout'], only: ['parse/text-20', 'serialize/text-20', 'echo/100x20', 'fanout/1000'] } as const;
+
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
 function machine(): Record<string, unknown> {
@@ -102,7 +109,8 @@ function usage(): string {
     names,
     '',
     `  (no name: ${DEFAULT_BENCHMARKS.join(', ')})`,
-    '  --quick          short warm-up and batches (smoke test)',
+    '  --quick          short warm-up and batches; alone, only the headline ratios (parse/serialize 20 B, echo',
+    '                   100 x 20 B, fan-out 1,000) in about a minute',
     '  --json FILE      write all results to FILE instead of bench/results/NAME.json',
     '  --update-chart   also copy bench/results/chart.svg to the committed bench/chart.svg (maintainers, after a',
     '                   full default run)',
@@ -190,6 +198,10 @@ function parseArgs(argv: string[]): Args {
     } else if (!names.includes(arg)) {
       names.push(arg);
     }
+  }
+  if (quick && names.length === 0) {
+    // The headline ratios in about a minute: small-frame parse and serialize, one echo, one fan-out.
+    return { names: [...QUICK_SET.names], quick, updateChart, json, only: only.length > 0 ? only : [...QUICK_SET.only], e2e };
   }
   return { names: names.length > 0 ? names : DEFAULT_BENCHMARKS, quick, updateChart, json, only, e2e };
 }
