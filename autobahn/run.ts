@@ -651,8 +651,12 @@ class Session {
     for (let i = 0; ; i++) {
       const name = i === 0 ? base : `${base}-${i}`;
       const dir = path.join(REPORTS_DIR, name);
-      if (existsSync(dir)) continue;
-      mkdirSync(dir, { recursive: true });
+      try {
+        mkdirSync(dir); // not recursive: fails if another run took the name first (runs may start in the same second)
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw error;
+      }
       this.line(`autobahn: this run's reports: ${path.relative(PROJECT_DIR, dir)}/`);
       return name;
     }

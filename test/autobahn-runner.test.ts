@@ -470,7 +470,8 @@ t.test('spawned with a fake suite: hung, crashed, failing or incomplete runs fai
 
   t.equal(hang.code, 1, 'a hung suite is stopped at the time limit');
   t.ok(Date.now() - started < 55_000, 'and does not make the runner wait forever (the spawn helper gives up at 60 s)');
-  t.equal(hang.lastErr, 'autobahn: FAILED RUN (server): the suite did not finish within the 3 s time limit (--timeout)');
+  // On a busy machine the fake may not have written index.json within 3 s; then that is named too, after the limit.
+  t.match(hang.lastErr, /^autobahn: FAILED RUN \(server\): the suite did not finish within the 3 s time limit \(--timeout\)(; no usable index\.json .*)?$/);
 
   t.ok(existsSync(path.join(REPORTS_DIR, ok.name!, 'index.json')), "later runs never delete an earlier run's index.json");
   t.equal(new Set([ok.name, omit.name, exit.name, signal.name, hang.name]).size, 5, 'five runs, five folders');
