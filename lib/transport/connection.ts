@@ -79,8 +79,11 @@ export interface ConnectionEvents {
   close: (code: number, reason: string) => void;
   /** A protocol violation by the peer or a socket error. Never emitted without a listener. */
   error: (error: Error) => void;
-  /** The socket's write buffer has drained below its high-water mark. */
-  drain: () => void;
+  /**
+   * The socket's write buffer has drained below its high-water mark. Called with no argument; the optional `void`
+   * parameter only lets a Promise's `resolve` be the listener: `new Promise((resolve) => conn.once('drain', resolve))`.
+   */
+  drain: (nothing?: void) => void;
 }
 
 /** Internal hooks for the layers above (server registry, heartbeat, deflate). */
@@ -103,7 +106,7 @@ type Job =
  * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
  * `connect()`; not constructed by applications.
  */
-export class WebSocketConnection extends EventEmitter implements ProtocolHandler {
+export class WebSocketConnection extends EventEmitter {
   /** The negotiated subprotocol ('' when none). */
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
@@ -619,6 +622,11 @@ function flushAll(): void {
 const NO_BYTES: Array<Buffer | Uint8Array> = [];
 const NO_JOBS: Job[] = [];
 const NO_WAITERS: Waiter[] = [];
+
+// The class is the core's ProtocolHandler, checked here rather than with `implements`: `stripInternal` removes the
+// handler methods from the published class, and an `implements` clause would then fail in a user's project (TS2420).
+type IsProtocolHandler<T extends ProtocolHandler> = T;
+type _ConnectionIsProtocolHandler = IsProtocolHandler<WebSocketConnection>;
 
 /** Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}). */
 export interface WebSocketConnection {
