@@ -361,7 +361,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       if (typeof options === 'function') options = undefined;
     }
     const binary = (options as SendOptions | undefined)?.binary ?? typeof data !== 'string';
-    if (this.closeRequested || this.core.closeSent) {
+    if (this.closeRequested || this.closed || this.core.closeSent) {
       if (typeof data !== 'string') toBytes(data);
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
@@ -469,7 +469,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (typeof fin !== 'boolean') throw new TypeError(`sendFragment(data, fin): fin must be a boolean, got ${typeof fin}`);
     callback = sendArgs(options, callback, 'sendFragment');
     const binary = (typeof options === 'object' ? options.binary : undefined) ?? typeof data !== 'string';
-    if (this.closeRequested || this.core.closeSent) {
+    if (this.closeRequested || this.closed || this.core.closeSent) {
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
@@ -498,7 +498,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    */
   sendPrepared(message: PreparedMessage, callback?: SendCallback): boolean {
     if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`sendPrepared callback must be a function, got ${typeof callback}`);
-    if (this.closeRequested || this.core.closeSent) {
+    if (this.closeRequested || this.closed || this.core.closeSent) {
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
@@ -545,6 +545,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   private control(isPing: boolean, data: Payload | SendCallback | undefined, mask: boolean | SendCallback | undefined, callback: SendCallback | undefined): boolean {
     const [payload, cb] = controlArgs(isPing ? 'ping' : 'pong', this.core.role, data, mask, callback);
+    if (this.closed) {
+      if (cb !== undefined) failLater(cb, this.notOpen());
+      return false;
+    }
     this.cb = cb ?? null;
     try {
       const ok = isPing ? this.core.ping(payload) : this.core.pong(payload);
@@ -587,6 +591,8 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
         if (job.started) return;
         job.started = true;
         this.codec!.compress(job.data, (error, payload) => {
+          // The connection closed meanwhile: `finish` already settled this job.
+          if (this.jobs[0] !== job) return;
           this.jobs.shift();
           this.queuedBytes -= job.data.byteLength;
           let ok = false;
