@@ -377,14 +377,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     }
     if (job !== null) return this.enqueueWhole(job);
     if (callback === undefined) this.core.send(data, binary);
-    else {
-      this.cb = callback;
-      try {
-        this.settle(this.core.send(data, binary));
-      } finally {
-        this.cb = null;
-      }
-    }
+    else this.withCallback(callback, () => this.core.send(data, binary));
     return this.writeOk;
   }
 
@@ -406,9 +399,16 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     const held = this.held;
     this.held = NO_HELD;
     this.heldBytes = 0;
-    for (let i = 0; i < held.length; i++) {
-      this.enqueue(held[i]);
-      // A message may reopen nothing, but a close may come in between: the rest is then dropped by `finish`.
+    for (let i = 0; i < held.length; i++) this.enqueue(held[i]);
+  }
+
+  /** Runs a core write that carries `callback` (picked up by `onWrite`); a write that did not happen calls back with an error. */
+  private withCallback(callback: SendCallback | undefined, write: () => boolean): void {
+    this.cb = callback ?? null;
+    try {
+      this.settle(write());
+    } finally {
+      this.cb = null;
     }
   }
 
@@ -476,12 +476,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (this.jobs.length > 0) {
       this.enqueue({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin, cb: callback });
     } else {
-      this.cb = callback ?? null;
-      try {
-        this.settle(this.core.sendFragment(data, fin, binary));
-      } finally {
-        this.cb = null;
-      }
+      this.withCallback(callback, () => this.core.sendFragment(data, fin, binary));
     }
     this.streaming = !fin;
     if (fin && this.held.length > 0) this.release();
@@ -517,12 +512,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       if (!this.core.sendingFragments) this.onWrite(frame);
       else this.core.sendFrame(frame);
     } else {
-      this.cb = callback;
-      try {
-        this.settle(this.core.sendFrame(frame));
-      } finally {
-        this.cb = null;
-      }
+      this.withCallback(callback, () => this.core.sendFrame(frame));
     }
     return this.writeOk;
   }
