@@ -85,10 +85,10 @@ export async function runHubCampaign(options: { seconds: number; seed: number })
   connection.principal = { user: 'fuzzer' };
   const replies: string[] = [];
   const realSend = connection.send.bind(connection);
-  connection.send = (data, opts) => {
+  connection.send = ((data: Parameters<typeof realSend>[0], ...rest: never[]) => {
     if (typeof data === 'string') replies.push(data);
-    return realSend(data, opts);
-  };
+    return realSend(data, ...rest);
+  }) as typeof connection.send;
   hub.server.emit('connection', connection, { url: '/', path: '/', protocols: [] } as never);
   const violations: string[] = [];
   let iterations = 0;

@@ -453,7 +453,8 @@ interface Interest {
  */
 export class Hub extends EventEmitter {
   /** The engine server (for its `rejected` event, address, …). */
-  readonly server: WebSocketServer;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the principal slot carries the hub's handshake verdict
+  readonly server: WebSocketServer<any, any>;
   /** The backplane in use. */
   readonly backplane: Backplane;
   /** One-time tickets for `?ticket=` authentication: `hub.tickets.issue(principal)` (or {@link Hub.issueTicket}). */
