@@ -271,8 +271,11 @@ export abstract class BrokerBackplane implements Backplane {
   private readonly tracked = new Map<string, Map<string, Tracked>>();
   private trackedCount = 0;
   protected closed = false;
-  /** Gaps reported to the hub (for tests and stats). */
-  gapsReported = 0;
+  /**
+   * Counters since start: topic messages received from the broker (`received`, every copy), duplicates dropped,
+   * messages fetched from the stream to fill a skipped seq (`filled`), gaps reported.
+   */
+  readonly counters = { received: 0, duplicates: 0, filled: 0, gaps: 0 };
 
   constructor(options: BrokerBackplaneOptions) {
     this.opts = checkBrokerOptions(options);
@@ -468,6 +471,7 @@ export abstract class BrokerBackplane implements Backplane {
    */
   protected incoming(m: PublishedMessage): void {
     if (this.sink === null) return;
+    this.counters.received++;
     let byTopic = this.tracked.get(m.tenant);
     if (byTopic === undefined) this.tracked.set(m.tenant, (byTopic = new Map()));
     const t = byTopic.get(m.topic);
@@ -483,7 +487,10 @@ export abstract class BrokerBackplane implements Backplane {
       return;
     }
     if (t.epoch === m.epoch) {
-      if (m.seq <= t.seq) return; // a duplicate (overlapping broker subscriptions, or a replay we already did)
+      if (m.seq <= t.seq) {
+        this.counters.duplicates++; // overlapping broker subscriptions, or a message already replayed from the stream
+        return;
+      } 
       if (m.seq === t.seq + 1) {
         t.seq = m.seq;
         this.sink.message(m);
@@ -507,7 +514,7 @@ export abstract class BrokerBackplane implements Backplane {
   }
 
   protected reportGap(gap: Gap): void {
-    this.gapsReported++;
+    this.counters.gaps++;
     const sink = this.sink as (BackplaneSink & { gap?: (g: Gap) => void }) | null;
     if (sink?.gap !== undefined) sink.gap(gap);
   }
@@ -530,6 +537,7 @@ export abstract class BrokerBackplane implements Backplane {
         this.epochEnded(tenant, topic, t);
         after = 0;
         t.epoch = view.epoch;
+        t.seq = 0;
       }
       const r = replayView(tenant, topic, view, after, false);
       for (const g of r.gaps) this.reportGap(g);
@@ -538,6 +546,7 @@ export abstract class BrokerBackplane implements Backplane {
       for (const m of r.messages) {
         if (m.seq <= t.seq) continue;
         t.seq = m.seq;
+        this.counters.filled++;
         sink.message(m);
       }
     }

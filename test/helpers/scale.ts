@@ -22,12 +22,14 @@ export interface HubNode {
 
 /** Starts one hub process on a free port and waits until it listens. */
 export async function startNode(broker: 'redis' | 'nats', url: string, prefix: string, maxPerUser = 5): Promise<HubNode> {
-  const proc = spawn(process.execPath, ['--import=tsx', NODE_SCRIPT, broker, url, prefix, String(maxPerUser)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import=tsx', NODE_SCRIPT, broker, url, prefix, String(maxPerUser)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // The hub process exits when our end of its stdin closes: it never outlives the test process.
+  proc.stdin!.on('error', () => {});
   const stderr: string[] = [];
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
   const line = await new Promise<string>((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => reject(new Error(`hub process did not start: ${stderr.join('')}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`hub process did not start within 90 s: ${stderr.join('')}`)), 90_000);
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');
@@ -181,7 +183,22 @@ export class OwnBroker {
       this.kind === 'redis'
         ? ['redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir]]
         : ['nats-server', ['-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort), '-js', '-sd', this.dir]];
-    this.proc = spawn(args[0] as string, args[1] as string[], { stdio: 'ignore' });
+    const proc = spawn(args[0] as string, args[1] as string[], { stdio: 'ignore' });
+    this.proc = proc;
+    // Never outlive the test process, whatever path it ends by.
+    const kill = (): void => void proc.kill('SIGKILL');
+    const onSignal = (): void => {
+      kill();
+      process.exit(1);
+    };
+    process.once('exit', kill);
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    proc.once('exit', () => {
+      process.removeListener('exit', kill);
+      process.removeListener('SIGTERM', onSignal);
+      process.removeListener('SIGINT', onSignal);
+    });
     const deadline = Date.now() + 15_000;
     for (;;) {
       const ok = await new Promise<boolean>((r) => {
@@ -221,3 +238,70 @@ export function runPrefix(name: string): string {
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+
+/** Removes every key (Redis) or stream and bucket (NATS) of a test run's prefix. */
+export async function cleanupBroker(broker: 'redis' | 'nats', url: string, prefix: string): Promise<void> {
+  if (broker === 'redis') {
+    const { createClient } = await import('redis');
+    const c = createClient({ url });
+    await c.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await c.sendCommand<[string, string[]]>(['SCAN', cursor, 'MATCH', `${prefix}:*`, 'COUNT', '1000']);
+      cursor = next;
+      if (keys.length > 0) await c.sendCommand(['DEL', ...keys]);
+    } while (cursor !== '0');
+    await c.close();
+    return;
+  }
+  const { connect } = await import('nats');
+  const nc = await connect({ servers: url });
+  const jsm = await nc.jetstreamManager();
+  for (const name of [`${prefix}_hub`, `KV_${prefix}_users`, `KV_${prefix}_presence`, `KV_${prefix}_nodes`]) await jsm.streams.delete(name).catch(() => {});
+  await nc.close();
+}
+
+/** Raw Redis command against a server (for PUBSUB checks). */
+export async function redisCommand<T>(url: string, args: string[]): Promise<T> {
+  const { createClient } = await import('redis');
+  const c = createClient({ url });
+  await c.connect();
+  try {
+    return await c.sendCommand<T>(args);
+  } finally {
+    await c.close();
+  }
+}
+
+/** The subscriptions on a NATS server (its monitoring port), across all connections, with the messages each received. */
+export async function natsSubscriptions(monitorPort: number): Promise<{ subject: string; msgs: number }[]> {
+  const r = await fetch(`http://127.0.0.1:${monitorPort}/connz?subs=detail`);
+  const j = (await r.json()) as { connections?: { subscriptions_list_detail?: { subject: string; msgs: number }[] }[] };
+  return (j.connections ?? []).flatMap((c) => c.subscriptions_list_detail ?? []);
+}
+
+/** Checks a client's topic messages: per topic and epoch, contiguous seqs, each once, except where a gap frame covers the hole. */
+export function checkSequence(c: Client, topic: string): { delivered: number; duplicates: number; holes: number; epochs: number } {
+  const gaps = c.gaps().map((g) => g.data as { topic: string; epoch: string; from: number; to: number }).filter((g) => g.topic === topic);
+  let last: { epoch: string; seq: number } | null = null;
+  let duplicates = 0;
+  let holes = 0;
+  let epochs = 0;
+  const seen = new Set<string>();
+  for (const m of c.messages(topic)) {
+    const k = `${m.epoch}/${m.seq}`;
+    if (seen.has(k)) duplicates++;
+    seen.add(k);
+    if (last === null || last.epoch !== m.epoch) {
+      epochs++;
+      last = { epoch: m.epoch!, seq: m.seq! };
+      continue;
+    }
+    if (m.seq! > last.seq + 1) {
+      const covered = gaps.some((g) => g.epoch === m.epoch && g.from <= last!.seq + 1 && g.to >= m.seq! - 1);
+      if (!covered) holes++;
+    }
+    last = { epoch: m.epoch!, seq: Math.max(last.seq, m.seq!) };
+  }
+  return { delivered: seen.size, duplicates, holes, epochs };
+}
