@@ -18,6 +18,7 @@ import { ENGINE_NAMES, type EngineName, parseSize } from './e2e/common.js';
 import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETargets, runE2E, type TargetReport } from './e2e/e2e.js';
 import { formatDeflate, runDeflate } from './deflate.js';
 import { formatEngines, formatTables, formatTargets, runMicro } from './micro.js';
+import { formatScale, runScale } from './scale.js';
 
 interface BenchOptions extends E2EOptions {
   /** Shorter warm-up and batches, for smoke tests (about 10 s for `micro`, about a minute for everything). */
@@ -53,6 +54,15 @@ const BENCHMARKS: Record<string, Benchmark> = {
       options.log('');
       options.log(formatDeflate(rows));
       return rows;
+    },
+  },
+  scale: {
+    description: 'scale-out: cross-node delivery latency and throughput through Redis and NATS vs single node; broker traffic per message',
+    async run(options) {
+      const report = await runScale(options);
+      options.log('');
+      options.log(formatScale(report));
+      return report;
     },
   },
   ...Object.fromEntries(

@@ -289,13 +289,26 @@ export class NatsBackplane extends BrokerBackplane {
     return { state: { streamSeq: sm.seq, seq: d.message.seq, epoch: d.message.epoch, start }, held: d };
   }
 
-  async publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage> {
+  /** Per topic, the tail of this node's publishes: a node publishes to one topic one at a time (seq n+1 needs n's ack). */
+  private readonly chains = new Map<string, Promise<unknown>>();
+
+  publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage> {
+    const k = `${tenant}\0${topic}`;
+    const run = (this.chains.get(k) ?? Promise.resolve()).then(() => this.publishNow(tenant, topic, type, data));
+    const tail = run.catch(() => {});
+    this.chains.set(k, tail);
+    void tail.then(() => {
+      if (this.chains.get(k) === tail) this.chains.delete(k);
+    });
+    return run;
+  }
+
+  private async publishNow(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage> {
     const nc = this.conn();
     if (!this.connected) throw new Error('NATS is disconnected: the message was not published');
     const js = nc.jetstream({ timeout: this.opts.timeout });
     const subject = this.subject('s', tenant, topic);
-    const k = `${tenant}\0${topic}`;
-    let state: LastState | null = this.last.get(k) ?? null;
+    let state: LastState | null = this.last.get(`${tenant}\0${topic}`) ?? null;
     let fresh = false;
     if (state === null) {
       state = (await this.readLast(subject))?.state ?? null;
