@@ -1373,8 +1373,11 @@ function onConnectionClose(this: WebSocketConnection, code: number, reason: stri
   client.hub.onClose(client, code, reason);
 }
 
-function onConnectionError(this: WebSocketConnection): void {
-  // Protocol errors close the connection with the right code; the close event does the cleanup.
+/** Protocol errors close the connection with their code (1009, 1002, 1007…); remember it for the close counts. */
+function onConnectionError(this: WebSocketConnection, error: Error): void {
+  const client = this.data as HubClient;
+  const code = (error as { closeCode?: unknown }).closeCode;
+  if (typeof code === 'number' && client.closeCode === 0) client.closeCode = code;
 }
 
 function onConnectionDrain(this: WebSocketConnection): void {

@@ -232,6 +232,9 @@ function toSecretKey(secret: unknown, what: string): KeyObject {
       throw new TypeError(`${what} must be a secret KeyObject, got ${describeKey(secret)}; pass asymmetric keys as publicKey`);
     }
     if (secret.symmetricKeySize === 0) throw new TypeError(`${what} must not be empty`);
+    if (PEM_BLOCK.test(secret.export().toString('latin1'))) {
+      throw new TypeError(`${what} holds a PEM key; an asymmetric key must be passed as publicKey, never as an HMAC secret`);
+    }
     return secret;
   }
   let bytes: Buffer;
@@ -395,11 +398,13 @@ export function createJwtVerifier(options: JwtVerifyOptions): (token: string) =>
     if (header.crit !== undefined) throw new JwtError('malformed', 'the token has critical header parameters this verifier does not implement');
     if (header.typ !== undefined && typeof header.typ !== 'string') throw new JwtError('malformed', 'the typ header is not a string');
 
+    const payloadBytes = decodePart(parts[1], 'payload');
     const signature = decodePart(parts[2], 'signature');
     if (!checkSignature(alg, key, `${parts[0]}.${parts[1]}`, signature)) {
       throw new JwtError('signature', 'the signature does not verify');
     }
-    const payload = parseObject(decodePart(parts[1], 'payload'), 'payload');
+    // The payload is parsed only once its signature holds.
+    const payload = parseObject(payloadBytes, 'payload');
 
     for (const claim of ['sub', 'iss'] as const) {
       if (payload[claim] !== undefined && typeof payload[claim] !== 'string') {
