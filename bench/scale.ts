@@ -51,6 +51,7 @@ async function subscriber(hub: Hub, topics: string[]): Promise<{ ws: WebSocket; 
   ws.on('message', (d) => {
     const m = JSON.parse(String(d)) as { type: string; data: { t: number } };
     if (m.type === 'ack') acks++;
+    else if (m.type === 'error') throw new Error(`subscribe failed: ${String(d)}`);
     else handler(m);
   });
   for (let i = 0; i < topics.length; i++) ws.send(JSON.stringify({ type: 'subscribe', data: { topic: topics[i] }, request_id: i }));
@@ -60,9 +61,10 @@ async function subscriber(hub: Hub, topics: string[]): Promise<{ ws: WebSocket; 
 
 async function runScenario(kind: Kind, topicCount: number, messages: number): Promise<ScaleRow> {
   const prefix = `wsbench${process.pid}${Date.now().toString(36)}`;
-  const a = createHub({ backplane: backplane(kind, prefix), heartbeat: false });
+  const limits = { maxSubscriptions: 2000 };
+  const a = createHub({ backplane: backplane(kind, prefix), heartbeat: false, limits });
   // Single node: publisher and subscriber on the same hub.
-  const b = kind === 'memory' ? a : createHub({ backplane: backplane(kind, prefix), heartbeat: false });
+  const b = kind === 'memory' ? a : createHub({ backplane: backplane(kind, prefix), heartbeat: false, limits });
   const topics = Array.from({ length: topicCount }, (_, i) => `bench.t${i}`);
   const sub = await subscriber(b, topics);
   try {
