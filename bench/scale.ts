@@ -61,7 +61,7 @@ async function subscriber(hub: Hub, topics: string[]): Promise<{ ws: WebSocket; 
 
 async function runScenario(kind: Kind, topicCount: number, messages: number): Promise<ScaleRow> {
   const prefix = `wsbench${process.pid}${Date.now().toString(36)}`;
-  const limits = { maxSubscriptions: 2000 };
+  const limits = { maxSubscriptions: 2000, rate: false as const };
   const a = createHub({ backplane: backplane(kind, prefix), heartbeat: false, limits });
   // Single node: publisher and subscriber on the same hub.
   const b = kind === 'memory' ? a : createHub({ backplane: backplane(kind, prefix), heartbeat: false, limits });

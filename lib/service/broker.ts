@@ -16,15 +16,16 @@ import type { Logger } from './log.js';
 export async function createBackplane(config: ServiceConfig, log?: Logger): Promise<Backplane | undefined> {
   // Broker errors the adapter survives (connection loss, reconnects) are logged, never thrown.
   const onError = (e: Error): void => log?.('warn', 'backplane_error', { error: e.message });
+  const common = { onError, historySize: config.historySize, historyTtl: config.historyTtl };
   if (config.redis !== undefined) {
     await requirePackage('redis', '--redis');
     const { createRedisBackplane } = await import('../hub/redis.js');
-    return createRedisBackplane(config.redis, { onError });
+    return createRedisBackplane(config.redis, common);
   }
   if (config.nats !== undefined) {
     await requirePackage('nats', '--nats');
     const { createNatsBackplane } = await import('../hub/nats.js');
-    return createNatsBackplane(config.nats, { onError });
+    return createNatsBackplane(config.nats, common);
   }
   return undefined;
 }
