@@ -21,6 +21,7 @@ import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETa
 import { formatDeflate, runDeflate } from './deflate.js';
 import { runHubBench } from './hub.js';
 import { formatEngines, formatTables, formatTargets, type MicroReport, runMicro } from './micro.js';
+import { formatScale, runScale } from './scale.js';
 
 interface BenchOptions extends E2EOptions {
   /** Shorter warm-up and batches, for smoke tests (about 10 s for `micro`, about a minute for everything). */
@@ -61,6 +62,15 @@ const BENCHMARKS: Record<string, Benchmark> = {
     description: 'pub/sub hub: publish cost with 100,000 subscriptions (wildcards), fan-out vs a bare sendPrepared loop, memory per connection',
     async run(options) {
       return runHubBench(options);
+    },
+  },
+  scale: {
+    description: 'scale-out: cross-node delivery latency and throughput through Redis and NATS vs single node; broker traffic per message',
+    async run(options) {
+      const report = await runScale(options);
+      options.log('');
+      options.log(formatScale(report));
+      return report;
     },
   },
   ...Object.fromEntries(

@@ -63,7 +63,7 @@ export async function startService(input: ServiceConfig, { log }: StartOptions):
     config.jwtSecret ??= `dev-${randomBytes(24).toString('base64url')}`;
     config.apiKey ??= `dev-${randomBytes(18).toString('base64url')}`;
   }
-  const backplane = await createBackplane(config);
+  const backplane = await createBackplane(config, log);
   const hub = createServiceHub(config, backplane, log);
   const api: Api = createApi(hub, config, log);
   const started = Date.now();
