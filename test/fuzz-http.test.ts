@@ -49,8 +49,8 @@ t.test('(a) every http corpus input replays without violations', async (t) => {
 });
 
 t.test('(b) a bounded fuzz run finds no violations', async (t) => {
-  // A fixed number of seeded iterations, not a time box: the same run on an idle and on a loaded machine (about a
-  // second idle). The coverage minimums below are properties of the generator with this seed, not of speed.
+  // A fixed number of seeded iterations, not a time box: the same run on an idle and on a loaded machine (a few
+  // seconds idle). The coverage minimums below are properties of the generator with this seed, not of speed.
   const ITERATIONS = 1500;
   const found: string[] = [];
   const stats = runHttpCampaign({

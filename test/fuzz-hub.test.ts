@@ -3,7 +3,7 @@ import t from 'tap';
 import { runHubCampaign } from '../fuzz/hub.js';
 
 t.test('hub message fuzzing finds no violation', async (t) => {
-  // A fixed number of seeded inputs, not a time box: the same run whatever the machine's load (about a second idle).
+  // A fixed number of seeded inputs, not a time box: the same run whatever the machine's load (a few seconds idle).
   const INPUTS = 1500;
   const stats = await runHubCampaign({ iterations: INPUTS, seed: 0x4b5b0001 });
   t.comment(`${stats.iterations} inputs, ${stats.errorsReplied} error replies, heap growth ${(stats.heapGrowthBytes / 1e6).toFixed(1)} MB`);

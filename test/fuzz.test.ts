@@ -38,7 +38,7 @@ t.test('(a) every corpus input replays without violations', async (t) => {
 
 t.test('(b) a bounded fuzz run finds no violations', async (t) => {
   // A fixed number of seeded iterations, not a time box: the run is the same on an idle and on a loaded machine
-  // (about a second per role on an idle one). One iteration in 8 is a round trip.
+  // (a few seconds on an idle one). One iteration in 8 is a round trip.
   const ITERATIONS = 600;
   for (const role of ['server', 'client'] as const) {
     const found: string[] = [];
