@@ -9,6 +9,7 @@
 import { Duplex } from 'node:stream';
 import { createHub, parseRequest } from '../lib/hub/index.js';
 import { WebSocketConnection } from '../lib/transport/connection.js';
+import { campaignDeadline } from './core.js';
 
 /** Result of {@link runHubCampaign}. */
 export interface HubFuzzStats {
@@ -73,8 +74,13 @@ function generate(r: (n: number) => number): string {
   }
 }
 
-/** Runs the hub target for `seconds` with `seed`; returns what it saw. */
-export async function runHubCampaign(options: { seconds: number; seed: number }): Promise<HubFuzzStats> {
+/**
+ * Runs the hub target with `seed` for `seconds` or `iterations` inputs, whichever ends first (at least one must be
+ * given; a fixed `iterations` makes the run deterministic, whatever the machine's load); returns what it saw.
+ */
+export async function runHubCampaign(options: { seconds?: number; iterations?: number; seed: number }): Promise<HubFuzzStats> {
+  const deadline = campaignDeadline(Date.now(), options);
+  const maxIterations = options.iterations ?? Infinity;
   const r = rng(options.seed);
   const hub = createHub({ heartbeat: false, limits: { rate: false, maxSubscriptions: 1000 }, authenticate: (t) => (t === 'abc' ? { user: 'u' } : null) });
   hub.on('message', (_client, m) => {
@@ -93,10 +99,9 @@ export async function runHubCampaign(options: { seconds: number; seed: number })
   const violations: string[] = [];
   let iterations = 0;
   let errorsReplied = 0;
-  const deadline = Date.now() + options.seconds * 1000;
   global.gc?.();
   const heapStart = process.memoryUsage().heapUsed;
-  while (Date.now() < deadline) {
+  while (iterations < maxIterations && Date.now() < deadline) {
     const input = generate(r);
     replies.length = 0;
     const expectError = input !== 'ping' && input.trimStart().startsWith('{') ? parseRequest(input).kind === 'invalid' : true;

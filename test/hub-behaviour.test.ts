@@ -153,7 +153,7 @@ t.test('slow consumer that never reads: others get everything; policy disconnect
     if (policy === 'disconnect') {
       t.equal(stats.slowConsumerDisconnects, 1, 'the slow one was disconnected');
       const start = Date.now();
-      while (hub.stats().connections > fast.length && Date.now() - start < 5000) await sleep(20);
+      while (hub.stats().connections > fast.length && Date.now() - start < 30_000) await sleep(20);
       t.equal(hub.stats().closeCodes['1008'], 1, 'with 1008, and destroyed (it never reads its close frame)');
       slow.socket.destroy();
     } else {
@@ -240,12 +240,14 @@ t.test('attack 22, 23, 26, 27, 28, 33', async (t) => {
   const idle = await open(url, undefined, origin);
   const started = Date.now();
   t.equal((await idle.closed).code, 4401);
-  t.ok(Date.now() - started < 2000, 'closed at the deadline');
+  // The bound only tells the configured 200 ms deadline from the 5 s default, with room for a loaded machine.
+  t.ok(Date.now() - started < 4000, `closed at the deadline (authDeadline 200 ms, default 5 s): after ${Date.now() - started} ms`);
   // 23: half-open peer (stops reading and answering) → detected within interval + timeout, destroyed.
   const half = await rawUpgrade(port, `/ws?token=${token('h')}`, ['Origin: https://app.example']);
   half.socket.pause(); // never reads again: the hub's pings go unanswered (the peer cannot see its FIN either)
   const halfStart = Date.now();
-  while (hub.stats().connections > 0 && Date.now() - halfStart < 5000) await sleep(20);
+  // Waits up to 30 s (a loaded machine): still well before the default heartbeat (30 s interval + 60 s timeout).
+  while (hub.stats().connections > 0 && Date.now() - halfStart < 30_000) await sleep(20);
   t.equal(hub.stats().connections, 0, `half-open peer closed and destroyed after ${Date.now() - halfStart} ms (interval 100 + timeout 300 + 1 s kill)`);
   t.equal(hub.stats().closeCodes['4408'], 1, 'as a heartbeat timeout (4408)');
   half.socket.destroy();
