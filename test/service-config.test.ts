@@ -105,9 +105,12 @@ t.test('the bin: --help exits 0, a bad flag exits 2 with one line on stderr', as
   const env = await runBin(['hub'], { WSENGINE_JWT_SECRET: SECRET, WSENGINE_AUTH_DEADLINE: 'never' });
   t.equal(env.code, 2);
   t.match(env.stderr, /WSENGINE_AUTH_DEADLINE \(--auth-deadline\)/);
-  const broker = await runBin(['hub', '--jwt-secret', SECRET, '--nats', 'nats://127.0.0.1:4222']);
-  t.equal(broker.code, 2, 'a broker this build cannot use is a configuration error');
-  t.match(broker.stderr, /--nats:/);
+  const broker = await runBin(['hub', '--jwt-secret', SECRET, '--nats', 'http://127.0.0.1:4222']);
+  t.equal(broker.code, 2, 'a broker URL of the wrong scheme is a configuration error');
+  t.match(broker.stderr, /^wsengine hub: --nats: expected a URL/);
+  const both = await runBin(['hub', '--jwt-secret', SECRET, '--nats', 'nats://127.0.0.1:4222', '--redis', 'redis://127.0.0.1:6379']);
+  t.equal(both.code, 2, 'two brokers at once is a configuration error');
+  t.match(both.stderr, /choose one broker/);
   const unknown = await runBin(['serve']);
   t.equal(unknown.code, 2);
 });
