@@ -314,6 +314,8 @@ class HubError extends Error {
 /** One subscription of one client. */
 interface Subscription {
   readonly client: HubClient;
+  /** The client's connection (the fan-out reads it without going through the client). */
+  readonly connection: WebSocketConnection;
   readonly tenant: string;
   readonly topic: string;
   readonly key: string;
@@ -447,6 +449,16 @@ interface Interest {
   ready: Promise<void>;
 }
 
+/** The state of the fan-out in progress (one object per hub, reused). */
+interface Fanout {
+  message: PublishedMessage | null;
+  stamp: number;
+  native: PreparedMessage | null;
+  nativeSize: number;
+  llps: PreparedMessage | null;
+  llpsSize: number;
+}
+
 /**
  * The hub. Create it with {@link createHub}; attach it to a `node:http` server with {@link Hub.handleUpgrade} or
  * run it standalone with {@link Hub.listen}.
@@ -473,6 +485,9 @@ export class Hub extends EventEmitter {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private nextId = 0;
   private stampCounter = 0;
+  private readonly matchScratch: Array<ReadonlySet<Subscription>> = [];
+  private readonly fanQueue: PublishedMessage[] = [];
+  private readonly fanout: Fanout = { message: null, stamp: 0, native: null, nativeSize: 0, llps: null, llpsSize: 0 };
   private closing: Promise<void> | null = null;
   private readonly attached: Promise<void>;
   private pendingAuth = 0;
@@ -1081,7 +1096,7 @@ export class Hub extends EventEmitter {
     }
     if (existing !== undefined) this.removeSubscription(existing);
     if ((client.subs?.size ?? 0) >= this.limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${this.limits.maxSubscriptions} per connection)`);
-    const sub: Subscription = { client, tenant, topic, key, dialect, pattern, presence, buffer: [], cancelled: false };
+    const sub: Subscription = { client, connection: client.connection, tenant, topic, key, dialect, pattern, presence, buffer: [], cancelled: false };
     client.subs ??= new Map();
     client.subs.set(key, sub);
     this.subscriptionCount++;
@@ -1206,21 +1221,89 @@ export class Hub extends EventEmitter {
     };
   }
 
+  /**
+   * Fan-out of one topic message. Per recipient: the set iteration, a de-duplication stamp, the set-up check, one
+   * `bufferedAmount` comparison and `sendPrepared`; the frame (one per dialect), its size and the counters are
+   * handled once per publication.
+   */
   private onTopicMessage(m: PublishedMessage): void {
+    if (this.fanout.message !== null) {
+      // A message handed over while a fan-out is running (a listener that publishes synchronously): after it.
+      this.fanQueue.push(m);
+      return;
+    }
+    this.fanOutMessage(m);
+    while (this.fanQueue.length > 0) this.fanOutMessage(this.fanQueue.shift()!);
+  }
+
+  private fanOutMessage(m: PublishedMessage): void {
     const trie = this.tries.get(m.tenant);
     if (trie === undefined) return;
-    const stamp = ++this.stampCounter;
-    const frames: Partial<Record<Dialect, PreparedMessage>> = {};
-    trie.match(m.topic, (sub) => {
-      const client = sub.client;
-      if (client.stamp === stamp) return;
+    const sets = this.matchScratch;
+    trie.collect(m.topic, sets);
+    if (sets.length === 0) return;
+    const fan = this.fanout;
+    fan.message = m;
+    fan.stamp = sets.length > 1 ? ++this.stampCounter : 0;
+    let delivered = 0;
+    try {
+      const dedupe = sets.length > 1;
+      for (let i = 0; i < sets.length; i++) delivered += this.fanOut(sets[i], fan, dedupe);
+    } finally {
+      sets.length = 0;
+      fan.message = null;
+      fan.native = null;
+      fan.llps = null;
+      this.counters.deliveries += delivered;
+      this.counters.messagesOut += delivered;
+    }
+  }
+
+  private fanOut(set: ReadonlySet<Subscription>, fan: Fanout, dedupe: boolean): number {
+    const m = fan.message!;
+    const stamp = fan.stamp;
+    const max = this.limits.maxBufferedBytes;
+    const drop = this.limits.slowConsumer === 'drop';
+    let delivered = 0;
+    // Only the subscription and its connection are touched per recipient, unless several pattern sets matched
+    // (then the client carries the de-duplication stamp) or the policy is `drop` (then its gap record is checked).
+    for (const sub of set) {
+      if (dedupe) {
+        const client = sub.client;
+        if (client.stamp === stamp) continue;
+        if (sub.buffer === null) client.stamp = stamp;
+      }
       if (sub.buffer !== null) {
         sub.buffer.push(m);
-        return;
+        continue;
       }
-      client.stamp = stamp;
-      this.deliverTopic(client, sub, m, frames);
-    });
+      let frame: PreparedMessage;
+      let size: number;
+      if (sub.dialect === 'native') {
+        frame = fan.native ??= this.prepareTopic('native', m, fan);
+        size = fan.nativeSize;
+      } else {
+        frame = fan.llps ??= this.prepareTopic('llps', m, fan);
+        size = fan.llpsSize;
+      }
+      const connection = sub.connection;
+      if (connection.bufferedAmount + size > max) {
+        if (drop) this.recordDrop(sub.client, sub.dialect, m);
+        else this.slowDisconnect(sub.client);
+        continue;
+      }
+      if (drop && sub.client.gaps !== null) this.flushGaps(sub.client);
+      connection.sendPrepared(frame);
+      delivered++;
+    }
+    return delivered;
+  }
+
+  private prepareTopic(dialect: Dialect, m: PublishedMessage, fan: Fanout): PreparedMessage {
+    const frame = prepare(encodeTopicMessage(dialect, m), { compress: this.options.compress === true });
+    if (dialect === 'native') fan.nativeSize = frameSize(frame);
+    else fan.llpsSize = frameSize(frame);
+    return frame;
   }
 
   private frameFor(dialect: Dialect, m: PublishedMessage, frames: Partial<Record<Dialect, PreparedMessage>> | null): PreparedMessage {
@@ -1256,9 +1339,7 @@ export class Hub extends EventEmitter {
   }
 
   private hasRoom(client: HubClient, frame: PreparedMessage): boolean {
-    const f = frame.frame;
-    const size = Array.isArray(f) ? f[0].length + f[1].length : f.length;
-    return client.connection.bufferedAmount + size <= this.limits.maxBufferedBytes;
+    return client.connection.bufferedAmount + frameSize(frame) <= this.limits.maxBufferedBytes;
   }
 
   private slowDisconnect(client: HubClient): void {
@@ -1389,6 +1470,11 @@ function onConnectionDrain(this: WebSocketConnection): void {
 /** Protocol pongs (browsers answer pings by themselves) count as signs of life. */
 function onConnectionPong(this: WebSocketConnection): void {
   (this.data as HubClient).lastSeen = Date.now();
+}
+
+function frameSize(message: PreparedMessage): number {
+  const f = message.frame;
+  return Array.isArray(f) ? f[0].length + f[1].length : f.length;
 }
 
 function subKey(tenant: string, topic: string): string {
