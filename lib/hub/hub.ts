@@ -349,7 +349,7 @@ export class HubClient<Data = unknown> {
   /** @internal */
   state = STATE_PENDING_AUTH;
   /** @internal */
-  subs: Map<string, Subscription> | null = null;
+  subs: Subscription[] | null = null;
   /** @internal last publication stamp delivered (once-per-client de-duplication). */
   stamp = 0;
   /** @internal */
@@ -407,7 +407,7 @@ export class HubClient<Data = unknown> {
 
   /** The subscriptions, as `{ tenant, topic }`. */
   get subscriptions(): Array<{ tenant: string; topic: string }> {
-    return this.subs === null ? [] : [...this.subs.values()].map((s) => ({ tenant: s.tenant, topic: s.topic }));
+    return this.subs === null ? [] : this.subs.map((s) => ({ tenant: s.tenant, topic: s.topic }));
   }
 
   /** The reply dialect for messages not tied to a subscription. */
@@ -446,7 +446,8 @@ type UpgradeVerdict = Principal | typeof REFUSED | typeof ANONYMOUS | undefined;
 
 interface Interest {
   count: number;
-  ready: Promise<void>;
+  /** The backplane subscription while it is being set up (or failed); null once it is live. */
+  ready: Promise<void> | null;
 }
 
 /** The state of the fan-out in progress (one object per hub, reused). */
@@ -478,7 +479,8 @@ export class Hub extends EventEmitter {
   private readonly heartbeat: Required<HubHeartbeatOptions> | null;
   private readonly supportedProtocols: readonly string[];
   private readonly clients = new Map<string, HubClient>();
-  private readonly users = new Map<string, Set<HubClient>>();
+  /** Open clients by user: the client itself while the user has one connection here, a Set from the second on. */
+  private readonly users = new Map<string, HubClient | Set<HubClient>>();
   private readonly tries = new Map<string, TopicTrie<Subscription>>();
   private readonly interest = new Map<string, Interest>();
   private readonly timers = new TimerQueue();
@@ -619,7 +621,7 @@ export class Hub extends EventEmitter {
     const client = this.clients.get(connectionId);
     if (client === undefined) return false;
     const tenant = options.tenant ?? 'default';
-    const sub = client.subs?.get(subKey(tenant, normalizePattern(topic)));
+    const sub = findSub(client, tenant, normalizePattern(topic));
     if (sub === undefined) return false;
     this.removeSubscription(sub);
     return true;
@@ -745,23 +747,26 @@ export class Hub extends EventEmitter {
     client.principal = principal;
     client.state = STATE_OPEN;
     const user = principal.user;
-    let set = this.users.get(user);
-    if (set === undefined) {
-      set = new Set();
-      this.users.set(user, set);
-    }
-    set.add(client);
+    const held = this.users.get(user);
+    if (held === undefined) this.users.set(user, client);
+    else if (held instanceof Set) held.add(client);
+    else this.users.set(user, new Set([held, client]));
     this.armExpiry(client);
-    client.registered = this.backplane.registerConnection(user, client.id).then(
+    const registered: Promise<unknown> = this.backplane.registerConnection(user, client.id).then(
       (ids) => {
+        if (client.registered === registered) client.registered = null;
         const excess = ids.length - this.limits.maxConnectionsPerUser;
         for (let i = 0; i < excess; i++) {
           if (ids[i] === client.id) continue;
           void this.backplane.disconnect({ connectionId: ids[i] }, 4429, 'too many connections for this user: oldest closed').catch((e: Error) => this.report(e));
         }
       },
-      (error: Error) => this.report(error),
+      (error: Error) => {
+        if (client.registered === registered) client.registered = null;
+        this.report(error);
+      },
     );
+    client.registered = registered;
     this.emit('connection', client, request);
   }
 
@@ -802,15 +807,16 @@ export class Hub extends EventEmitter {
     client.gaps = null;
     this.clients.delete(client.id);
     if (client.subs !== null) {
-      for (const sub of client.subs.values()) this.removeSubscription(sub);
+      for (const sub of [...client.subs]) this.removeSubscription(sub);
       client.subs = null;
     }
     const principal = client.principal;
     if (wasOpen && principal !== null) {
-      const set = this.users.get(principal.user);
-      if (set !== undefined) {
-        set.delete(client);
-        if (set.size === 0) this.users.delete(principal.user);
+      const held = this.users.get(principal.user);
+      if (held === client) this.users.delete(principal.user);
+      else if (held instanceof Set) {
+        held.delete(client);
+        if (held.size === 1) this.users.set(principal.user, held.values().next().value as HubClient);
       }
       const registered = client.registered ?? Promise.resolve();
       client.registered = null;
@@ -900,7 +906,7 @@ export class Hub extends EventEmitter {
       case 'unsubscribe': {
         const tenant = this.tenantFor(client, r.tenant);
         const topic = this.checkName(r.topic, true);
-        const sub = client.subs?.get(subKey(tenant, topic));
+        const sub = findSub(client, tenant, topic);
         if (sub !== undefined) this.removeSubscription(sub);
         if (r.requestId !== undefined || r.dialect === 'llps') this.sendText(client, encodeAck(r.dialect, r.requestId, { topic, tenant, ...(r.dialect === 'llps' ? { channel: topic } : {}) }, 'unsubscribed'));
         return;
@@ -1087,7 +1093,7 @@ export class Hub extends EventEmitter {
     if (!fromApp) await this.authorizeSubscribe(client, tenant, topic);
     if (client.state !== STATE_OPEN) throw new HubError('unauthorized', 'the connection is closed');
     const key = subKey(tenant, topic);
-    const existing = client.subs?.get(key);
+    const existing = findSub(client, tenant, topic);
     if (existing !== undefined && since === null) {
       // Idempotent: already subscribed.
       const result: SubscribeResult = { topic, tenant, recovered: true, replayed: 0 };
@@ -1095,10 +1101,9 @@ export class Hub extends EventEmitter {
       return result;
     }
     if (existing !== undefined) this.removeSubscription(existing);
-    if ((client.subs?.size ?? 0) >= this.limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${this.limits.maxSubscriptions} per connection)`);
+    if ((client.subs?.length ?? 0) >= this.limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${this.limits.maxSubscriptions} per connection)`);
     const sub: Subscription = { client, connection: client.connection, tenant, topic, key, dialect, pattern, presence, buffer: [], cancelled: false };
-    client.subs ??= new Map();
-    client.subs.set(key, sub);
+    (client.subs ??= []).push(sub);
     this.subscriptionCount++;
     let trie = this.tries.get(tenant);
     if (trie === undefined) {
@@ -1109,13 +1114,17 @@ export class Hub extends EventEmitter {
     const interestKey = key;
     let interest = this.interest.get(interestKey);
     if (interest === undefined) {
-      interest = { count: 0, ready: this.backplane.subscribe(tenant, topic) };
+      const created: Interest = { count: 0, ready: null };
+      created.ready = this.backplane.subscribe(tenant, topic).then(() => {
+        created.ready = null;
+      });
+      interest = created;
       this.interest.set(interestKey, interest);
     }
     interest.count++;
     let answer: ResumeAnswer;
     try {
-      await interest.ready;
+      if (interest.ready !== null) await interest.ready;
       answer = await this.backplane.resume(tenant, topic, since);
     } catch (error) {
       this.removeSubscription(sub);
@@ -1158,8 +1167,8 @@ export class Hub extends EventEmitter {
   /** Whether another live subscription of the same client matches the message (it was delivered through that one). */
   private coveredElsewhere(sub: Subscription, m: PublishedMessage): boolean {
     const subs = sub.client.subs;
-    if (subs === null || subs.size < 2) return false;
-    for (const other of subs.values()) {
+    if (subs === null || subs.length < 2) return false;
+    for (const other of subs) {
       if (other !== sub && other.buffer === null && other.tenant === m.tenant && matches(other.topic, m.topic)) return true;
     }
     return false;
@@ -1169,7 +1178,12 @@ export class Hub extends EventEmitter {
     const client = sub.client;
     if (sub.cancelled) return;
     sub.cancelled = true;
-    client.subs?.delete(sub.key);
+    const subs = client.subs;
+    if (subs !== null) {
+      const i = subs.indexOf(sub);
+      if (i !== -1) subs.splice(i, 1);
+      if (subs.length === 0) client.subs = null;
+    }
     this.subscriptionCount--;
     const trie = this.tries.get(sub.tenant);
     if (trie !== undefined) {
@@ -1180,7 +1194,7 @@ export class Hub extends EventEmitter {
     if (interest !== undefined && --interest.count === 0) {
       this.interest.delete(sub.key);
       const { tenant, topic } = sub;
-      void interest.ready.then(() => this.backplane.unsubscribe(tenant, topic)).catch((e: Error) => this.report(e));
+      void (interest.ready ?? Promise.resolve()).then(() => this.backplane.unsubscribe(tenant, topic)).catch((e: Error) => this.report(e));
     }
     if (sub.buffer === null) void this.backplane.presenceLeave(sub.tenant, sub.topic, client.user, client.id).catch((e: Error) => this.report(e));
   }
@@ -1191,11 +1205,12 @@ export class Hub extends EventEmitter {
     return {
       message: (m) => this.onTopicMessage(m),
       user: (user, envelope) => {
-        const set = this.users.get(user);
-        if (set === undefined) return 0;
+        const held = this.users.get(user);
+        if (held === undefined) return 0;
+        if (!(held instanceof Set)) return this.deliverDirect(held, envelope, null) ? 1 : 0;
         let n = 0;
         const frames: Partial<Record<Dialect, PreparedMessage>> = {};
-        for (const client of set) if (this.deliverDirect(client, envelope, frames)) n++;
+        for (const client of held) if (this.deliverDirect(client, envelope, frames)) n++;
         return n;
       },
       connection: (id, envelope) => {
@@ -1213,7 +1228,8 @@ export class Hub extends EventEmitter {
         return n;
       },
       disconnect: (target: DisconnectTarget, code, reason) => {
-        const list = 'user' in target ? [...(this.users.get(target.user) ?? [])] : [this.clients.get(target.connectionId)].filter((c) => c !== undefined);
+        const held = 'user' in target ? this.users.get(target.user) : this.clients.get(target.connectionId);
+        const list = held === undefined ? [] : held instanceof Set ? [...held] : [held];
         for (const client of list) this.closeClient(client, code, reason);
         return list.length;
       },
@@ -1475,6 +1491,13 @@ function onConnectionPong(this: WebSocketConnection): void {
 function frameSize(message: PreparedMessage): number {
   const f = message.frame;
   return Array.isArray(f) ? f[0].length + f[1].length : f.length;
+}
+
+function findSub(client: HubClient, tenant: string, topic: string): Subscription | undefined {
+  const subs = client.subs;
+  if (subs === null) return undefined;
+  for (let i = 0; i < subs.length; i++) if (subs[i].topic === topic && subs[i].tenant === tenant) return subs[i];
+  return undefined;
 }
 
 function subKey(tenant: string, topic: string): string {
