@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type PreparedMessage, prepare } from '../transport/prepared.js';
-import { createServer, type IncomingUpgrade, type ServerOptions, type WebSocketServer } from '../transport/server.js';
+import { type AuthRejection, createServer, type IncomingUpgrade, type ServerOptions, type WebSocketServer } from '../transport/server.js';
 import type { WebSocketConnection } from '../transport/connection.js';
 import { extractToken, HUB_SUBPROTOCOLS, type Principal, resolveTokenOptions, selectHubProtocol, TicketStore, type TokenExtractOptions, type TokenResolver, type TokenSource } from './auth.js';
 import { type Backplane, type BackplaneSink, type DisconnectTarget, type HubEnvelope, MemoryBackplane, type PresenceEvent, type PresenceSnapshot, type ResumeAnswer } from './backplane.js';
@@ -40,8 +40,8 @@ export const HUB_LIMIT_DEFAULTS = {
   maxMessageSize: 64 * 1024,
   /** 5 open connections per user; a 6th closes the user's oldest with 4429. */
   maxConnectionsPerUser: 5,
-  /** 100 inbound messages per second per connection, in bursts of up to 100. */
-  rate: { messages: 100, interval: 1000 },
+  /** 100 inbound messages per second per connection (token bucket refilled at 100 per 1,000 ms), bursts of up to 100. */
+  rate: { messages: 100, interval: 1000, burst: 100 },
   /** 20 rate-limited messages in a row close the connection with 4429. */
   maxRateViolations: 20,
   /** 100 subscriptions per connection. */
@@ -97,8 +97,12 @@ export interface HubLimits {
   maxMessageSize?: number;
   /** Open connections per user (cluster-wide with a shared backplane); the oldest is closed with 4429. Default: 5. */
   maxConnectionsPerUser?: number;
-  /** Inbound messages allowed per `interval` ms (token bucket, bursts up to `messages`). Default: 100 per 1,000 ms. */
-  rate?: { messages: number; interval: number } | false;
+  /**
+   * Inbound rate per connection, a token bucket: `messages` tokens are added every `interval` ms, up to `burst`
+   * (default: `messages`); each message takes one, a message finding none gets a `rate_limited` error. A new
+   * connection starts with a full bucket. `false`: no limit. Default: 100 per 1,000 ms, burst 100.
+   */
+  rate?: HubRate | false;
   /** Consecutive rate-limited messages after which the connection is closed with 4429. Default: 20. */
   maxRateViolations?: number;
   /** Subscriptions per connection; more get `subscription_failed`. Default: 100. */
@@ -119,6 +123,42 @@ export interface HubLimits {
   authDeadline?: number;
   /** Topics in one wildcard resume's `since.positions`. Default: 1,000. */
   maxResumePositions?: number;
+}
+
+/** The inbound token bucket of {@link HubLimits.rate}. */
+export interface HubRate {
+  /** Tokens added per `interval`. */
+  messages: number;
+  /** Milliseconds over which `messages` tokens are added. */
+  interval: number;
+  /** Bucket size: the most messages accepted back to back after a quiet period. Default: `messages`. */
+  burst?: number;
+}
+
+/** Why the hub refused a handshake or closed a connection on a policy ({@link HubEvents.refused}). */
+export type HubRefusalReason = 'token' | 'ticket' | 'auth_deadline' | 'origin' | 'connection_limit' | 'rate_limit';
+
+/** What the `refused` event carries. Never the token. */
+export interface HubRefusal {
+  /**
+   * `token`: the resolver refused the token (handshake: close 4401; first-message `auth`: close 4401);
+   * `ticket`: an unknown, expired or already used `?ticket=` (4401); `auth_deadline`: no first-message `auth`
+   * in time (4401); `origin`: `Origin` not in `origins` (HTTP 403); `connection_limit`: the user's oldest connection
+   * (`connectionId`) is closed with 4429 for this new one; `rate_limit`: closed with 4429 after repeated rate limiting.
+   */
+  reason: HubRefusalReason;
+  /**
+   * The upgrade request concerned, as received: a token sent in its query or headers is in it, so redact before
+   * logging it. For `connection_limit`, the new connection's; for `rate_limit`, present only when the hub keeps
+   * requests (see {@link HubOptions.authenticate}).
+   */
+  request: IncomingUpgrade | undefined;
+  /** The HTTP status (403) or close code (4401, 4429) sent. */
+  code: number;
+  /** The connection closed, when there was one. */
+  connectionId?: string;
+  /** The user, when known. */
+  user?: string;
 }
 
 /** Heartbeat timing: one shared timer for all connections. */
@@ -157,7 +197,10 @@ export interface HubAuthorize {
 export interface HubOptions {
   /**
    * Token → principal (sync or async; `null` refuses with 4401). Default: the JWT resolver when `jwt` is given;
-   * with neither, connections are anonymous (each its own user, `anonymous:<connection id>`).
+   * with neither, connections are anonymous (each its own user, `anonymous:<connection id>`). It is called with the
+   * connection's upgrade request as second argument for handshake tokens, first-message `auth` and `refresh`. A
+   * resolver declared with two parameters `(token, request)` makes the hub keep each connection's request for its
+   * lifetime (for `refresh`); one declared with one parameter does not (less memory per connection).
    */
   authenticate?: TokenResolver;
   /** Verify tokens as JWTs with the built-in verifier (`user` = `sub`, `tenants` claim, `exp`). */
@@ -296,6 +339,11 @@ export interface HubEvents {
   text: (client: HubClient, text: string) => unknown;
   /** A binary message. Without a listener the client gets `invalid_request`. */
   binary: (client: HubClient, data: Buffer) => unknown;
+  /**
+   * A handshake or connection refused on a policy: bad token, unknown or reused ticket, auth deadline, origin, the
+   * per-user connection limit, repeated rate limiting. Carries the reason and the request, never the token.
+   */
+  refused: (refusal: HubRefusal) => void;
   /** A presence change (from any hub of the cluster). */
   presence: (event: PresenceEvent) => void;
   /** An application handler failed, or the backplane rejected. Never emitted without a listener. */
@@ -372,6 +420,8 @@ export class HubClient<Data = unknown> {
   closeCode = 0;
   /** @internal */
   registered: Promise<unknown> | null = null;
+  /** @internal the upgrade request: while waiting for first-message auth, and for life when the resolver takes it. */
+  request: IncomingUpgrade | undefined = undefined;
 
   /** @internal */
   constructor(hub: Hub, id: string, connection: WebSocketConnection, now: number, tokens: number) {
@@ -440,9 +490,12 @@ export interface Hub {
   emit<K extends keyof HubEvents>(event: K, ...args: Parameters<HubEvents[K]>): boolean;
 }
 
-const REFUSED = Symbol('refused');
 const ANONYMOUS = Symbol('anonymous');
-type UpgradeVerdict = Principal | typeof REFUSED | typeof ANONYMOUS | undefined;
+/** A refused handshake token, by where it came from. */
+interface Refused {
+  refused: 'token' | 'ticket';
+}
+type UpgradeVerdict = Principal | Refused | typeof ANONYMOUS | undefined;
 
 interface Interest {
   count: number;
@@ -475,7 +528,9 @@ export class Hub extends EventEmitter {
   private readonly options: HubOptions;
   private readonly resolver: TokenResolver | null;
   private readonly tokenOptions: TokenExtractOptions;
-  private readonly limits: Required<Omit<HubLimits, 'rate'>> & { rate: { messages: number; interval: number } | false };
+  private readonly limits: ResolvedLimits;
+  /** Whether the resolver takes the request (then each connection keeps it, for `refresh`). */
+  private readonly keepRequest: boolean;
   private readonly heartbeat: Required<HubHeartbeatOptions> | null;
   private readonly supportedProtocols: readonly string[];
   private readonly clients = new Map<string, HubClient>();
@@ -515,6 +570,7 @@ export class Hub extends EventEmitter {
     if (options.authenticate !== undefined && typeof options.authenticate !== 'function') throw new TypeError('options.authenticate must be a function (token, request) => principal | null');
     if (options.authenticate && options.jwt) throw new TypeError('give either options.authenticate or options.jwt, not both');
     this.resolver = options.authenticate ?? (options.jwt ? jwtResolver(options.jwt) : null);
+    this.keepRequest = options.authenticate !== undefined && options.authenticate.length >= 2;
     this.tokenOptions = { ...options.tokenNames, order: options.tokenOrder };
     resolveTokenOptions(this.tokenOptions);
     this.limits = resolveLimits(options.limits ?? {});
@@ -530,7 +586,6 @@ export class Hub extends EventEmitter {
       {
         ...options.server,
         maxMessageSize: this.limits.maxMessageSize,
-        origins: options.origins,
         path: options.path,
         heartbeat: false,
         authenticate: (request) => this.authenticateUpgrade(request),
@@ -559,9 +614,9 @@ export class Hub extends EventEmitter {
 
   /**
    * Publishes a topic message to every subscriber of a matching pattern (each connection once). Resolves with its
-   * sequence number and epoch once the backplane stored it. TypeError/RangeError for a bad topic, tenant or type.
+   * sequence number, epoch and timestamp (`ts`, ms since 1970, as subscribers receive it) once the backplane stored it. TypeError/RangeError for a bad topic, tenant or type.
    */
-  async publish(message: PublishMessage): Promise<{ seq: number; epoch: string }> {
+  async publish(message: PublishMessage): Promise<{ seq: number; epoch: string; ts: number }> {
     if (typeof message !== 'object' || message === null) throw new TypeError('publish needs { topic, type, data, tenant? }');
     checkType(message.type);
     const tenant = message.tenant ?? 'default';
@@ -572,7 +627,7 @@ export class Hub extends EventEmitter {
     await this.attached;
     const m = await this.backplane.publish(tenant, message.topic, message.type, data);
     this.counters.publishes++;
-    return { seq: m.seq, epoch: m.epoch };
+    return { seq: m.seq, epoch: m.epoch, ts: m.ts };
   }
 
   /** Sends `{type, data}` to every open connection of `user` (across the cluster). Resolves with the sockets reached on this hub. */
@@ -632,11 +687,27 @@ export class Hub extends EventEmitter {
     return this.backplane.presence(tenant, topic);
   }
 
-  /** The held history of a topic after `since` (default: everything held), with exact gaps. */
-  async history(topic: string, options: { tenant?: string; since?: StreamPosition } = {}): Promise<ResumeAnswer> {
+  /**
+   * The held history of a topic after `since`, with exact gaps. `since`: absent (everything held), a sequence
+   * number in the topic's current epoch, or `{ epoch, seq }` (another epoch: everything held, `recovered: false`).
+   * `position` in the answer is the topic's current epoch and last sequence number.
+   */
+  async history(topic: string, options: { tenant?: string; since?: StreamPosition | number } = {}): Promise<ResumeAnswer> {
     const problem = checkTopic(topic, false, this.topicLimits());
     if (problem !== null) throw new RangeError(problem);
-    return this.backplane.resume(options.tenant ?? 'default', topic, options.since ?? { epoch: '', seq: 0 });
+    const tenant = options.tenant ?? 'default';
+    this.checkTenantName(tenant);
+    const since = options.since;
+    if (since === undefined) return this.backplane.resume(tenant, topic, { epoch: '', seq: 0 });
+    if (typeof since === 'number') {
+      if (!Number.isInteger(since) || since < 0) throw new RangeError(`since must be a non-negative integer sequence number, got ${String(since)}`);
+      const now = await this.backplane.resume(tenant, topic, null);
+      return this.backplane.resume(tenant, topic, { epoch: now.position?.epoch ?? '', seq: since });
+    }
+    if (typeof since !== 'object' || since === null || typeof since.epoch !== 'string' || !Number.isInteger(since.seq) || since.seq < 0) {
+      throw new TypeError('since must be a sequence number or { epoch: string, seq: non-negative integer }');
+    }
+    return this.backplane.resume(tenant, topic, since);
   }
 
   /** Issues a one-time ticket for `?ticket=` (single use, `ttl` ms, default `ticketTtl`). */
@@ -689,7 +760,15 @@ export class Hub extends EventEmitter {
 
   // ─── Connections ──────────────────────────────────────────────────────────────────────────────────────────
 
-  private async authenticateUpgrade(request: IncomingUpgrade): Promise<{ principal: UpgradeVerdict }> {
+  private async authenticateUpgrade(request: IncomingUpgrade): Promise<{ principal: UpgradeVerdict } | AuthRejection> {
+    const origins = this.options.origins;
+    if (origins !== undefined) {
+      const o = request.origin?.toLowerCase();
+      if (o === undefined || o === 'null' || !origins.some((allowed) => allowed.toLowerCase() === o)) {
+        this.refused({ reason: 'origin', request, code: 403 });
+        return { reject: true, status: 403, message: 'origin not allowed' };
+      }
+    }
     if (this.resolver === null) return { principal: ANONYMOUS };
     const location = extractToken(request, this.tokenOptions);
     if (location === null) return { principal: undefined };
@@ -700,14 +779,14 @@ export class Hub extends EventEmitter {
       this.report(new Error(`the token resolver threw: ${(error as Error)?.message ?? String(error)}`));
       principal = null;
     }
-    return { principal: validPrincipal(principal) ? principal : REFUSED };
+    return { principal: validPrincipal(principal) ? principal : { refused: location.source === 'ticket' ? 'ticket' : 'token' } };
   }
 
   private accept(connection: WebSocketConnection, request: IncomingUpgrade): void {
     const now = Date.now();
     const id = `${this.backplane.nodeId}.${(++this.nextId).toString(36)}`;
     const rate = this.limits.rate;
-    const client = new HubClient(this, id, connection, now, rate === false ? 0 : rate.messages);
+    const client = new HubClient(this, id, connection, now, rate === false ? 0 : rate.burst);
     connection.data = client;
     connection.on('message', onConnectionMessage);
     connection.on('close', onConnectionClose);
@@ -717,22 +796,26 @@ export class Hub extends EventEmitter {
     this.counters.connectionsTotal++;
     this.startHeartbeat();
     const verdict = connection.principal as UpgradeVerdict;
-    if (verdict === REFUSED) {
+    if (verdict !== undefined && verdict !== ANONYMOUS && 'refused' in verdict) {
       this.counters.authFailures++;
       client.state = STATE_CLOSED;
-      this.closeClient(client, 4401, 'invalid or expired token');
+      this.refused({ reason: verdict.refused, request, code: 4401, connectionId: id });
+      this.closeClient(client, 4401, verdict.refused === 'ticket' ? 'unknown, expired or already used ticket' : 'invalid or expired token');
       return;
     }
+    if (this.keepRequest) client.request = request;
     if (verdict === ANONYMOUS) {
       this.admit(client, { user: `anonymous:${id}` }, request);
       return;
     }
     if (verdict === undefined) {
       this.pendingAuth++;
+      client.request = request;
       client.deadline = this.timers.schedule(this.limits.authDeadline, () => {
         client.deadline = null;
         if (client.state !== STATE_PENDING_AUTH) return;
         this.counters.authFailures++;
+        this.refused({ reason: 'auth_deadline', request: client.request, code: 4401, connectionId: client.id });
         this.closeClient(client, 4401, 'authentication timeout: send {"type":"auth","token":…} first');
       });
       return;
@@ -742,6 +825,7 @@ export class Hub extends EventEmitter {
 
   private admit(client: HubClient, principal: Principal, request: IncomingUpgrade | undefined): void {
     if (client.state === STATE_PENDING_AUTH && client.deadline !== null) this.pendingAuth--;
+    if (!this.keepRequest) client.request = undefined;
     this.timers.cancel(client.deadline);
     client.deadline = null;
     client.principal = principal;
@@ -758,6 +842,7 @@ export class Hub extends EventEmitter {
         const excess = ids.length - this.limits.maxConnectionsPerUser;
         for (let i = 0; i < excess; i++) {
           if (ids[i] === client.id) continue;
+          this.refused({ reason: 'connection_limit', request, code: 4429, connectionId: ids[i], user });
           void this.backplane.disconnect({ connectionId: ids[i] }, 4429, 'too many connections for this user: oldest closed').catch((e: Error) => this.report(e));
         }
       },
@@ -805,6 +890,7 @@ export class Hub extends EventEmitter {
     client.deadline = null;
     client.kill = null;
     client.gaps = null;
+    client.request = undefined;
     this.clients.delete(client.id);
     if (client.subs !== null) {
       for (const sub of [...client.subs]) this.removeSubscription(sub);
@@ -866,7 +952,7 @@ export class Hub extends EventEmitter {
     if (rate === false) return true;
     const elapsed = now - client.refilledAt;
     if (elapsed > 0) {
-      client.tokens = Math.min(rate.messages, client.tokens + (elapsed * rate.messages) / rate.interval);
+      client.tokens = Math.min(rate.burst, client.tokens + (elapsed * rate.messages) / rate.interval);
       client.refilledAt = now;
     }
     if (client.tokens >= 1) {
@@ -876,6 +962,7 @@ export class Hub extends EventEmitter {
     }
     this.counters.rateLimited++;
     if (++client.strikes >= this.limits.maxRateViolations) {
+      if (client.closeCode === 0) this.refused({ reason: 'rate_limit', request: client.request, code: 4429, connectionId: client.id, user: client.principal?.user });
       this.closeClient(client, 4429, 'rate limit exceeded repeatedly', 1000);
       return false;
     }
@@ -978,20 +1065,22 @@ export class Hub extends EventEmitter {
   }
 
   private async firstMessageAuth(client: HubClient, token: string, requestId: RequestId | undefined): Promise<void> {
-    const principal = await this.resolveToken(token);
+    const request = client.request;
+    const principal = await this.resolveToken(token, request);
     if (client.state !== STATE_PENDING_AUTH) return;
     if (principal === null) {
       this.counters.authFailures++;
+      this.refused({ reason: 'token', request, code: 4401, connectionId: client.id });
       this.closeClient(client, 4401, 'invalid or expired token');
       return;
     }
-    this.admit(client, principal, undefined);
+    this.admit(client, principal, request);
     this.sendText(client, requestId === undefined ? '{"type":"auth_ok"}' : `{"type":"auth_ok","request_id":${JSON.stringify(requestId)}}`);
   }
 
   private async refresh(client: HubClient, token: string, requestId: RequestId | undefined, kind: 'auth' | 'refresh'): Promise<void> {
     if (this.resolver === null) throw new HubError('invalid_request', 'this hub has no authentication: nothing to refresh');
-    const principal = await this.resolveToken(token);
+    const principal = await this.resolveToken(token, client.request);
     if (client.state !== STATE_OPEN) return;
     if (principal === null) throw new HubError('unauthorized', 'the new token is invalid or expired; the current one stays in force');
     if (principal.user !== client.user) throw new HubError('unauthorized', 'the new token is for another user');
@@ -1001,10 +1090,10 @@ export class Hub extends EventEmitter {
     else this.sendText(client, encodeAck('native', requestId, { expiresAt: principal.expiresAt ?? null }));
   }
 
-  private async resolveToken(token: string): Promise<Principal | null> {
+  private async resolveToken(token: string, request: IncomingUpgrade | undefined): Promise<Principal | null> {
     if (this.resolver === null) return null;
     try {
-      const p = await this.resolver(token, undefined as unknown as IncomingUpgrade);
+      const p = await this.resolver(token, request as IncomingUpgrade);
       return validPrincipal(p) ? p : null;
     } catch (error) {
       this.report(new Error(`the token resolver threw: ${(error as Error)?.message ?? String(error)}`));
@@ -1423,6 +1512,15 @@ export class Hub extends EventEmitter {
     return { type: message.type, data: serializeData(message.data ?? {}) };
   }
 
+  private refused(refusal: HubRefusal): void {
+    if (this.listenerCount('refused') === 0) return;
+    try {
+      this.emit('refused', refusal);
+    } catch (error) {
+      this.report(error as Error);
+    }
+  }
+
   private report(error: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
@@ -1534,16 +1632,21 @@ function positiveNumber(name: string, value: unknown): number {
   return value;
 }
 
-function resolveLimits(l: HubLimits): Required<Omit<HubLimits, 'rate'>> & { rate: { messages: number; interval: number } | false } {
+type ResolvedLimits = Required<Omit<HubLimits, 'rate'>> & { rate: Required<HubRate> | false };
+
+function resolveLimits(l: HubLimits): ResolvedLimits {
   if (typeof l !== 'object' || l === null) throw new TypeError('options.limits must be an object');
   const d = HUB_LIMIT_DEFAULTS;
   const slow = l.slowConsumer ?? d.slowConsumer;
   if (slow !== 'disconnect' && slow !== 'drop') throw new TypeError(`limits.slowConsumer must be 'disconnect' or 'drop', got ${String(slow)}`);
-  let rate: { messages: number; interval: number } | false = d.rate;
+  let rate: Required<HubRate> | false = d.rate;
   if (l.rate === false) rate = false;
   else if (l.rate !== undefined) {
-    if (typeof l.rate !== 'object' || l.rate === null) throw new TypeError('limits.rate must be { messages, interval } or false');
-    rate = { messages: positiveNumber('limits.rate.messages', l.rate.messages), interval: positiveNumber('limits.rate.interval', l.rate.interval) };
+    if (typeof l.rate !== 'object' || l.rate === null) throw new TypeError('limits.rate must be { messages, interval, burst? } or false');
+    const messages = positiveNumber('limits.rate.messages', l.rate.messages);
+    const burst = positiveNumber('limits.rate.burst', l.rate.burst ?? messages);
+    if (burst < 1) throw new RangeError(`limits.rate.burst must be at least 1, got ${burst}`);
+    rate = { messages, interval: positiveNumber('limits.rate.interval', l.rate.interval), burst };
   }
   return {
     maxMessageSize: positiveNumber('limits.maxMessageSize', l.maxMessageSize ?? d.maxMessageSize),
