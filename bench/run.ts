@@ -59,7 +59,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     },
   },
   hub: {
-    description: 'pub/sub hub: publish cost with 100,000 subscriptions (wildcards), fan-out vs a bare sendPrepared loop, memory per connection',
+    description: 'pub/sub hub: publish cost with 100,000 subscriptions (wildcards), fan-out vs a bare sendPrepared loop and ws broadcast loop, memory per connection',
     async run(options) {
       return runHubBench(options);
     },

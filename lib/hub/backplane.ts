@@ -147,10 +147,11 @@ export class MemoryBackplane implements Backplane {
   readonly nodeId: string;
   readonly history: HistoryStore;
   private sink: BackplaneSink | null = null;
-  private readonly users = new Map<string, Map<string, number>>();
-  private readonly presenceMap = new Map<string, Map<string, Set<string>>>();
+  /** Connection ids per user, oldest first. */
+  private readonly users = new Map<string, string[]>();
+  /** Per (tenant, topic): per user, the subscribed connection id (a Set from the user's second connection on). */
+  private readonly presenceMap = new Map<string, Map<string, string | Set<string>>>();
   private readonly interest = new Map<string, number>();
-  private sequence = 0;
 
   constructor(options: MemoryBackplaneOptions = {}) {
     this.nodeId = options.nodeId ?? randomBytes(6).toString('base64url');
@@ -218,21 +219,21 @@ export class MemoryBackplane implements Backplane {
   }
 
   async registerConnection(user: string, connectionId: string): Promise<string[]> {
-    let m = this.users.get(user);
-    if (m === undefined) {
-      m = new Map();
-      this.users.set(user, m);
+    const ids = this.users.get(user);
+    if (ids === undefined) {
+      this.users.set(user, [connectionId]);
+      return [connectionId];
     }
-    m.set(connectionId, ++this.sequence);
-    // A Map iterates in insertion order: oldest first.
-    return [...m.keys()];
+    if (!ids.includes(connectionId)) ids.push(connectionId);
+    return [...ids];
   }
 
   async unregisterConnection(user: string, connectionId: string): Promise<void> {
-    const m = this.users.get(user);
-    if (m === undefined) return;
-    m.delete(connectionId);
-    if (m.size === 0) this.users.delete(user);
+    const ids = this.users.get(user);
+    if (ids === undefined) return;
+    const i = ids.indexOf(connectionId);
+    if (i !== -1) ids.splice(i, 1);
+    if (ids.length === 0) this.users.delete(user);
   }
 
   async presenceJoin(tenant: string, topic: string, user: string, connectionId: string): Promise<void> {
@@ -242,22 +243,27 @@ export class MemoryBackplane implements Backplane {
       byUser = new Map();
       this.presenceMap.set(key, byUser);
     }
-    let ids = byUser.get(user);
+    const ids = byUser.get(user);
     if (ids === undefined) {
-      ids = new Set();
-      byUser.set(user, ids);
-    }
-    const first = ids.size === 0;
-    ids.add(connectionId);
-    if (first) this.target().presence({ kind: 'join', tenant, topic, user });
+      byUser.set(user, connectionId);
+      this.target().presence({ kind: 'join', tenant, topic, user });
+    } else if (typeof ids === 'string') {
+      if (ids !== connectionId) byUser.set(user, new Set([ids, connectionId]));
+    } else ids.add(connectionId);
   }
 
   async presenceLeave(tenant: string, topic: string, user: string, connectionId: string): Promise<void> {
     const key = `${tenant}\0${topic}`;
     const byUser = this.presenceMap.get(key);
     const ids = byUser?.get(user);
-    if (ids === undefined || !ids.delete(connectionId)) return;
-    if (ids.size > 0) return;
+    if (ids === undefined) return;
+    if (typeof ids === 'string') {
+      if (ids !== connectionId) return;
+    } else {
+      if (!ids.delete(connectionId)) return;
+      if (ids.size === 1) byUser!.set(user, ids.values().next().value as string);
+      return;
+    }
     byUser!.delete(user);
     if (byUser!.size === 0) this.presenceMap.delete(key);
     this.target().presence({ kind: 'leave', tenant, topic, user });
@@ -269,8 +275,9 @@ export class MemoryBackplane implements Backplane {
     const byUser = this.presenceMap.get(`${tenant}\0${topic}`);
     if (byUser !== undefined) {
       for (const [user, ids] of byUser) {
-        users[user] = ids.size;
-        connections += ids.size;
+        const n = typeof ids === 'string' ? 1 : ids.size;
+        users[user] = n;
+        connections += n;
       }
     }
     return { tenant, topic, users, connections };

@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type PreparedMessage, prepare } from '../transport/prepared.js';
-import { createServer, type IncomingUpgrade, type ServerOptions, type WebSocketServer } from '../transport/server.js';
+import { type AuthRejection, createServer, type IncomingUpgrade, type ServerOptions, type WebSocketServer } from '../transport/server.js';
 import type { WebSocketConnection } from '../transport/connection.js';
 import { extractToken, HUB_SUBPROTOCOLS, type Principal, resolveTokenOptions, selectHubProtocol, TicketStore, type TokenExtractOptions, type TokenResolver, type TokenSource } from './auth.js';
 import { type Backplane, type BackplaneSink, type DisconnectTarget, type HubEnvelope, MemoryBackplane, type PresenceEvent, type PresenceSnapshot, type ResumeAnswer } from './backplane.js';
@@ -40,8 +40,8 @@ export const HUB_LIMIT_DEFAULTS = {
   maxMessageSize: 64 * 1024,
   /** 5 open connections per user; a 6th closes the user's oldest with 4429. */
   maxConnectionsPerUser: 5,
-  /** 100 inbound messages per second per connection, in bursts of up to 100. */
-  rate: { messages: 100, interval: 1000 },
+  /** 100 inbound messages per second per connection (token bucket refilled at 100 per 1,000 ms), bursts of up to 100. */
+  rate: { messages: 100, interval: 1000, burst: 100 },
   /** 20 rate-limited messages in a row close the connection with 4429. */
   maxRateViolations: 20,
   /** 100 subscriptions per connection. */
@@ -97,8 +97,12 @@ export interface HubLimits {
   maxMessageSize?: number;
   /** Open connections per user (cluster-wide with a shared backplane); the oldest is closed with 4429. Default: 5. */
   maxConnectionsPerUser?: number;
-  /** Inbound messages allowed per `interval` ms (token bucket, bursts up to `messages`). Default: 100 per 1,000 ms. */
-  rate?: { messages: number; interval: number } | false;
+  /**
+   * Inbound rate per connection, a token bucket: `messages` tokens are added every `interval` ms, up to `burst`
+   * (default: `messages`); each message takes one, a message finding none gets a `rate_limited` error. A new
+   * connection starts with a full bucket. `false`: no limit. Default: 100 per 1,000 ms, burst 100.
+   */
+  rate?: HubRate | false;
   /** Consecutive rate-limited messages after which the connection is closed with 4429. Default: 20. */
   maxRateViolations?: number;
   /** Subscriptions per connection; more get `subscription_failed`. Default: 100. */
@@ -119,6 +123,42 @@ export interface HubLimits {
   authDeadline?: number;
   /** Topics in one wildcard resume's `since.positions`. Default: 1,000. */
   maxResumePositions?: number;
+}
+
+/** The inbound token bucket of {@link HubLimits.rate}. */
+export interface HubRate {
+  /** Tokens added per `interval`. */
+  messages: number;
+  /** Milliseconds over which `messages` tokens are added. */
+  interval: number;
+  /** Bucket size: the most messages accepted back to back after a quiet period. Default: `messages`. */
+  burst?: number;
+}
+
+/** Why the hub refused a handshake or closed a connection on a policy ({@link HubEvents.refused}). */
+export type HubRefusalReason = 'token' | 'ticket' | 'auth_deadline' | 'origin' | 'connection_limit' | 'rate_limit';
+
+/** What the `refused` event carries. Never the token. */
+export interface HubRefusal {
+  /**
+   * `token`: the resolver refused the token (handshake: close 4401; first-message `auth`: close 4401);
+   * `ticket`: an unknown, expired or already used `?ticket=` (4401); `auth_deadline`: no first-message `auth`
+   * in time (4401); `origin`: `Origin` not in `origins` (HTTP 403); `connection_limit`: the user's oldest connection
+   * (`connectionId`) is closed with 4429 for this new one; `rate_limit`: closed with 4429 after repeated rate limiting.
+   */
+  reason: HubRefusalReason;
+  /**
+   * The upgrade request concerned, as received: a token sent in its query or headers is in it, so redact before
+   * logging it. For `connection_limit`, the new connection's; for `rate_limit`, present only when the hub keeps
+   * requests (see {@link HubOptions.authenticate}).
+   */
+  request: IncomingUpgrade | undefined;
+  /** The HTTP status (403) or close code (4401, 4429) sent. */
+  code: number;
+  /** The connection closed, when there was one. */
+  connectionId?: string;
+  /** The user, when known. */
+  user?: string;
 }
 
 /** Heartbeat timing: one shared timer for all connections. */
@@ -157,7 +197,10 @@ export interface HubAuthorize {
 export interface HubOptions {
   /**
    * Token → principal (sync or async; `null` refuses with 4401). Default: the JWT resolver when `jwt` is given;
-   * with neither, connections are anonymous (each its own user, `anonymous:<connection id>`).
+   * with neither, connections are anonymous (each its own user, `anonymous:<connection id>`). It is called with the
+   * connection's upgrade request as second argument for handshake tokens, first-message `auth` and `refresh`. A
+   * resolver declared with two parameters `(token, request)` makes the hub keep each connection's request for its
+   * lifetime (for `refresh`); one declared with one parameter does not (less memory per connection).
    */
   authenticate?: TokenResolver;
   /** Verify tokens as JWTs with the built-in verifier (`user` = `sub`, `tenants` claim, `exp`). */
@@ -296,6 +339,11 @@ export interface HubEvents {
   text: (client: HubClient, text: string) => unknown;
   /** A binary message. Without a listener the client gets `invalid_request`. */
   binary: (client: HubClient, data: Buffer) => unknown;
+  /**
+   * A handshake or connection refused on a policy: bad token, unknown or reused ticket, auth deadline, origin, the
+   * per-user connection limit, repeated rate limiting. Carries the reason and the request, never the token.
+   */
+  refused: (refusal: HubRefusal) => void;
   /** A presence change (from any hub of the cluster). */
   presence: (event: PresenceEvent) => void;
   /** An application handler failed, or the backplane rejected. Never emitted without a listener. */
@@ -314,6 +362,8 @@ class HubError extends Error {
 /** One subscription of one client. */
 interface Subscription {
   readonly client: HubClient;
+  /** The client's connection (the fan-out reads it without going through the client). */
+  readonly connection: WebSocketConnection;
   readonly tenant: string;
   readonly topic: string;
   readonly key: string;
@@ -347,7 +397,7 @@ export class HubClient<Data = unknown> {
   /** @internal */
   state = STATE_PENDING_AUTH;
   /** @internal */
-  subs: Map<string, Subscription> | null = null;
+  subs: Subscription[] | null = null;
   /** @internal last publication stamp delivered (once-per-client de-duplication). */
   stamp = 0;
   /** @internal */
@@ -370,6 +420,8 @@ export class HubClient<Data = unknown> {
   closeCode = 0;
   /** @internal */
   registered: Promise<unknown> | null = null;
+  /** @internal the upgrade request: while waiting for first-message auth, and for life when the resolver takes it. */
+  request: IncomingUpgrade | undefined = undefined;
 
   /** @internal */
   constructor(hub: Hub, id: string, connection: WebSocketConnection, now: number, tokens: number) {
@@ -405,7 +457,7 @@ export class HubClient<Data = unknown> {
 
   /** The subscriptions, as `{ tenant, topic }`. */
   get subscriptions(): Array<{ tenant: string; topic: string }> {
-    return this.subs === null ? [] : [...this.subs.values()].map((s) => ({ tenant: s.tenant, topic: s.topic }));
+    return this.subs === null ? [] : this.subs.map((s) => ({ tenant: s.tenant, topic: s.topic }));
   }
 
   /** The reply dialect for messages not tied to a subscription. */
@@ -438,13 +490,27 @@ export interface Hub {
   emit<K extends keyof HubEvents>(event: K, ...args: Parameters<HubEvents[K]>): boolean;
 }
 
-const REFUSED = Symbol('refused');
 const ANONYMOUS = Symbol('anonymous');
-type UpgradeVerdict = Principal | typeof REFUSED | typeof ANONYMOUS | undefined;
+/** A refused handshake token, by where it came from. */
+interface Refused {
+  refused: 'token' | 'ticket';
+}
+type UpgradeVerdict = Principal | Refused | typeof ANONYMOUS | undefined;
 
 interface Interest {
   count: number;
-  ready: Promise<void>;
+  /** The backplane subscription while it is being set up (or failed); null once it is live. */
+  ready: Promise<void> | null;
+}
+
+/** The state of the fan-out in progress (one object per hub, reused). */
+interface Fanout {
+  message: PublishedMessage | null;
+  stamp: number;
+  native: PreparedMessage | null;
+  nativeSize: number;
+  llps: PreparedMessage | null;
+  llpsSize: number;
 }
 
 /**
@@ -462,17 +528,23 @@ export class Hub extends EventEmitter {
   private readonly options: HubOptions;
   private readonly resolver: TokenResolver | null;
   private readonly tokenOptions: TokenExtractOptions;
-  private readonly limits: Required<Omit<HubLimits, 'rate'>> & { rate: { messages: number; interval: number } | false };
+  private readonly limits: ResolvedLimits;
+  /** Whether the resolver takes the request (then each connection keeps it, for `refresh`). */
+  private readonly keepRequest: boolean;
   private readonly heartbeat: Required<HubHeartbeatOptions> | null;
   private readonly supportedProtocols: readonly string[];
   private readonly clients = new Map<string, HubClient>();
-  private readonly users = new Map<string, Set<HubClient>>();
+  /** Open clients by user: the client itself while the user has one connection here, a Set from the second on. */
+  private readonly users = new Map<string, HubClient | Set<HubClient>>();
   private readonly tries = new Map<string, TopicTrie<Subscription>>();
   private readonly interest = new Map<string, Interest>();
   private readonly timers = new TimerQueue();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private nextId = 0;
   private stampCounter = 0;
+  private readonly matchScratch: Array<ReadonlySet<Subscription>> = [];
+  private readonly fanQueue: PublishedMessage[] = [];
+  private readonly fanout: Fanout = { message: null, stamp: 0, native: null, nativeSize: 0, llps: null, llpsSize: 0 };
   private closing: Promise<void> | null = null;
   private readonly attached: Promise<void>;
   private pendingAuth = 0;
@@ -498,6 +570,7 @@ export class Hub extends EventEmitter {
     if (options.authenticate !== undefined && typeof options.authenticate !== 'function') throw new TypeError('options.authenticate must be a function (token, request) => principal | null');
     if (options.authenticate && options.jwt) throw new TypeError('give either options.authenticate or options.jwt, not both');
     this.resolver = options.authenticate ?? (options.jwt ? jwtResolver(options.jwt) : null);
+    this.keepRequest = options.authenticate !== undefined && options.authenticate.length >= 2;
     this.tokenOptions = { ...options.tokenNames, order: options.tokenOrder };
     resolveTokenOptions(this.tokenOptions);
     this.limits = resolveLimits(options.limits ?? {});
@@ -513,7 +586,6 @@ export class Hub extends EventEmitter {
       {
         ...options.server,
         maxMessageSize: this.limits.maxMessageSize,
-        origins: options.origins,
         path: options.path,
         heartbeat: false,
         authenticate: (request) => this.authenticateUpgrade(request),
@@ -542,9 +614,9 @@ export class Hub extends EventEmitter {
 
   /**
    * Publishes a topic message to every subscriber of a matching pattern (each connection once). Resolves with its
-   * sequence number and epoch once the backplane stored it. TypeError/RangeError for a bad topic, tenant or type.
+   * sequence number, epoch and timestamp (`ts`, ms since 1970, as subscribers receive it) once the backplane stored it. TypeError/RangeError for a bad topic, tenant or type.
    */
-  async publish(message: PublishMessage): Promise<{ seq: number; epoch: string }> {
+  async publish(message: PublishMessage): Promise<{ seq: number; epoch: string; ts: number }> {
     if (typeof message !== 'object' || message === null) throw new TypeError('publish needs { topic, type, data, tenant? }');
     checkType(message.type);
     const tenant = message.tenant ?? 'default';
@@ -555,7 +627,7 @@ export class Hub extends EventEmitter {
     await this.attached;
     const m = await this.backplane.publish(tenant, message.topic, message.type, data);
     this.counters.publishes++;
-    return { seq: m.seq, epoch: m.epoch };
+    return { seq: m.seq, epoch: m.epoch, ts: m.ts };
   }
 
   /** Sends `{type, data}` to every open connection of `user` (across the cluster). Resolves with the sockets reached on this hub. */
@@ -604,7 +676,7 @@ export class Hub extends EventEmitter {
     const client = this.clients.get(connectionId);
     if (client === undefined) return false;
     const tenant = options.tenant ?? 'default';
-    const sub = client.subs?.get(subKey(tenant, normalizePattern(topic)));
+    const sub = findSub(client, tenant, normalizePattern(topic));
     if (sub === undefined) return false;
     this.removeSubscription(sub);
     return true;
@@ -615,11 +687,27 @@ export class Hub extends EventEmitter {
     return this.backplane.presence(tenant, topic);
   }
 
-  /** The held history of a topic after `since` (default: everything held), with exact gaps. */
-  async history(topic: string, options: { tenant?: string; since?: StreamPosition } = {}): Promise<ResumeAnswer> {
+  /**
+   * The held history of a topic after `since`, with exact gaps. `since`: absent (everything held), a sequence
+   * number in the topic's current epoch, or `{ epoch, seq }` (another epoch: everything held, `recovered: false`).
+   * `position` in the answer is the topic's current epoch and last sequence number.
+   */
+  async history(topic: string, options: { tenant?: string; since?: StreamPosition | number } = {}): Promise<ResumeAnswer> {
     const problem = checkTopic(topic, false, this.topicLimits());
     if (problem !== null) throw new RangeError(problem);
-    return this.backplane.resume(options.tenant ?? 'default', topic, options.since ?? { epoch: '', seq: 0 });
+    const tenant = options.tenant ?? 'default';
+    this.checkTenantName(tenant);
+    const since = options.since;
+    if (since === undefined) return this.backplane.resume(tenant, topic, { epoch: '', seq: 0 });
+    if (typeof since === 'number') {
+      if (!Number.isInteger(since) || since < 0) throw new RangeError(`since must be a non-negative integer sequence number, got ${String(since)}`);
+      const now = await this.backplane.resume(tenant, topic, null);
+      return this.backplane.resume(tenant, topic, { epoch: now.position?.epoch ?? '', seq: since });
+    }
+    if (typeof since !== 'object' || since === null || typeof since.epoch !== 'string' || !Number.isInteger(since.seq) || since.seq < 0) {
+      throw new TypeError('since must be a sequence number or { epoch: string, seq: non-negative integer }');
+    }
+    return this.backplane.resume(tenant, topic, since);
   }
 
   /** Issues a one-time ticket for `?ticket=` (single use, `ttl` ms, default `ticketTtl`). */
@@ -672,7 +760,15 @@ export class Hub extends EventEmitter {
 
   // ─── Connections ──────────────────────────────────────────────────────────────────────────────────────────
 
-  private async authenticateUpgrade(request: IncomingUpgrade): Promise<{ principal: UpgradeVerdict }> {
+  private async authenticateUpgrade(request: IncomingUpgrade): Promise<{ principal: UpgradeVerdict } | AuthRejection> {
+    const origins = this.options.origins;
+    if (origins !== undefined) {
+      const o = request.origin?.toLowerCase();
+      if (o === undefined || o === 'null' || !origins.some((allowed) => allowed.toLowerCase() === o)) {
+        this.refused({ reason: 'origin', request, code: 403 });
+        return { reject: true, status: 403, message: 'origin not allowed' };
+      }
+    }
     if (this.resolver === null) return { principal: ANONYMOUS };
     const location = extractToken(request, this.tokenOptions);
     if (location === null) return { principal: undefined };
@@ -683,14 +779,14 @@ export class Hub extends EventEmitter {
       this.report(new Error(`the token resolver threw: ${(error as Error)?.message ?? String(error)}`));
       principal = null;
     }
-    return { principal: validPrincipal(principal) ? principal : REFUSED };
+    return { principal: validPrincipal(principal) ? principal : { refused: location.source === 'ticket' ? 'ticket' : 'token' } };
   }
 
   private accept(connection: WebSocketConnection, request: IncomingUpgrade): void {
     const now = Date.now();
     const id = `${this.backplane.nodeId}.${(++this.nextId).toString(36)}`;
     const rate = this.limits.rate;
-    const client = new HubClient(this, id, connection, now, rate === false ? 0 : rate.messages);
+    const client = new HubClient(this, id, connection, now, rate === false ? 0 : rate.burst);
     connection.data = client;
     connection.on('message', onConnectionMessage);
     connection.on('close', onConnectionClose);
@@ -700,22 +796,26 @@ export class Hub extends EventEmitter {
     this.counters.connectionsTotal++;
     this.startHeartbeat();
     const verdict = connection.principal as UpgradeVerdict;
-    if (verdict === REFUSED) {
+    if (verdict !== undefined && verdict !== ANONYMOUS && 'refused' in verdict) {
       this.counters.authFailures++;
       client.state = STATE_CLOSED;
-      this.closeClient(client, 4401, 'invalid or expired token');
+      this.refused({ reason: verdict.refused, request, code: 4401, connectionId: id });
+      this.closeClient(client, 4401, verdict.refused === 'ticket' ? 'unknown, expired or already used ticket' : 'invalid or expired token');
       return;
     }
+    if (this.keepRequest) client.request = request;
     if (verdict === ANONYMOUS) {
       this.admit(client, { user: `anonymous:${id}` }, request);
       return;
     }
     if (verdict === undefined) {
       this.pendingAuth++;
+      client.request = request;
       client.deadline = this.timers.schedule(this.limits.authDeadline, () => {
         client.deadline = null;
         if (client.state !== STATE_PENDING_AUTH) return;
         this.counters.authFailures++;
+        this.refused({ reason: 'auth_deadline', request: client.request, code: 4401, connectionId: client.id });
         this.closeClient(client, 4401, 'authentication timeout: send {"type":"auth","token":…} first');
       });
       return;
@@ -725,28 +825,33 @@ export class Hub extends EventEmitter {
 
   private admit(client: HubClient, principal: Principal, request: IncomingUpgrade | undefined): void {
     if (client.state === STATE_PENDING_AUTH && client.deadline !== null) this.pendingAuth--;
+    if (!this.keepRequest) client.request = undefined;
     this.timers.cancel(client.deadline);
     client.deadline = null;
     client.principal = principal;
     client.state = STATE_OPEN;
     const user = principal.user;
-    let set = this.users.get(user);
-    if (set === undefined) {
-      set = new Set();
-      this.users.set(user, set);
-    }
-    set.add(client);
+    const held = this.users.get(user);
+    if (held === undefined) this.users.set(user, client);
+    else if (held instanceof Set) held.add(client);
+    else this.users.set(user, new Set([held, client]));
     this.armExpiry(client);
-    client.registered = this.backplane.registerConnection(user, client.id).then(
+    const registered: Promise<unknown> = this.backplane.registerConnection(user, client.id).then(
       (ids) => {
+        if (client.registered === registered) client.registered = null;
         const excess = ids.length - this.limits.maxConnectionsPerUser;
         for (let i = 0; i < excess; i++) {
           if (ids[i] === client.id) continue;
+          this.refused({ reason: 'connection_limit', request, code: 4429, connectionId: ids[i], user });
           void this.backplane.disconnect({ connectionId: ids[i] }, 4429, 'too many connections for this user: oldest closed').catch((e: Error) => this.report(e));
         }
       },
-      (error: Error) => this.report(error),
+      (error: Error) => {
+        if (client.registered === registered) client.registered = null;
+        this.report(error);
+      },
     );
+    client.registered = registered;
     this.emit('connection', client, request);
   }
 
@@ -785,17 +890,19 @@ export class Hub extends EventEmitter {
     client.deadline = null;
     client.kill = null;
     client.gaps = null;
+    client.request = undefined;
     this.clients.delete(client.id);
     if (client.subs !== null) {
-      for (const sub of client.subs.values()) this.removeSubscription(sub);
+      for (const sub of [...client.subs]) this.removeSubscription(sub);
       client.subs = null;
     }
     const principal = client.principal;
     if (wasOpen && principal !== null) {
-      const set = this.users.get(principal.user);
-      if (set !== undefined) {
-        set.delete(client);
-        if (set.size === 0) this.users.delete(principal.user);
+      const held = this.users.get(principal.user);
+      if (held === client) this.users.delete(principal.user);
+      else if (held instanceof Set) {
+        held.delete(client);
+        if (held.size === 1) this.users.set(principal.user, held.values().next().value as HubClient);
       }
       const registered = client.registered ?? Promise.resolve();
       client.registered = null;
@@ -845,7 +952,7 @@ export class Hub extends EventEmitter {
     if (rate === false) return true;
     const elapsed = now - client.refilledAt;
     if (elapsed > 0) {
-      client.tokens = Math.min(rate.messages, client.tokens + (elapsed * rate.messages) / rate.interval);
+      client.tokens = Math.min(rate.burst, client.tokens + (elapsed * rate.messages) / rate.interval);
       client.refilledAt = now;
     }
     if (client.tokens >= 1) {
@@ -855,6 +962,7 @@ export class Hub extends EventEmitter {
     }
     this.counters.rateLimited++;
     if (++client.strikes >= this.limits.maxRateViolations) {
+      if (client.closeCode === 0) this.refused({ reason: 'rate_limit', request: client.request, code: 4429, connectionId: client.id, user: client.principal?.user });
       this.closeClient(client, 4429, 'rate limit exceeded repeatedly', 1000);
       return false;
     }
@@ -885,7 +993,7 @@ export class Hub extends EventEmitter {
       case 'unsubscribe': {
         const tenant = this.tenantFor(client, r.tenant);
         const topic = this.checkName(r.topic, true);
-        const sub = client.subs?.get(subKey(tenant, topic));
+        const sub = findSub(client, tenant, topic);
         if (sub !== undefined) this.removeSubscription(sub);
         if (r.requestId !== undefined || r.dialect === 'llps') this.sendText(client, encodeAck(r.dialect, r.requestId, { topic, tenant, ...(r.dialect === 'llps' ? { channel: topic } : {}) }, 'unsubscribed'));
         return;
@@ -957,20 +1065,22 @@ export class Hub extends EventEmitter {
   }
 
   private async firstMessageAuth(client: HubClient, token: string, requestId: RequestId | undefined): Promise<void> {
-    const principal = await this.resolveToken(token);
+    const request = client.request;
+    const principal = await this.resolveToken(token, request);
     if (client.state !== STATE_PENDING_AUTH) return;
     if (principal === null) {
       this.counters.authFailures++;
+      this.refused({ reason: 'token', request, code: 4401, connectionId: client.id });
       this.closeClient(client, 4401, 'invalid or expired token');
       return;
     }
-    this.admit(client, principal, undefined);
+    this.admit(client, principal, request);
     this.sendText(client, requestId === undefined ? '{"type":"auth_ok"}' : `{"type":"auth_ok","request_id":${JSON.stringify(requestId)}}`);
   }
 
   private async refresh(client: HubClient, token: string, requestId: RequestId | undefined, kind: 'auth' | 'refresh'): Promise<void> {
     if (this.resolver === null) throw new HubError('invalid_request', 'this hub has no authentication: nothing to refresh');
-    const principal = await this.resolveToken(token);
+    const principal = await this.resolveToken(token, client.request);
     if (client.state !== STATE_OPEN) return;
     if (principal === null) throw new HubError('unauthorized', 'the new token is invalid or expired; the current one stays in force');
     if (principal.user !== client.user) throw new HubError('unauthorized', 'the new token is for another user');
@@ -980,10 +1090,10 @@ export class Hub extends EventEmitter {
     else this.sendText(client, encodeAck('native', requestId, { expiresAt: principal.expiresAt ?? null }));
   }
 
-  private async resolveToken(token: string): Promise<Principal | null> {
+  private async resolveToken(token: string, request: IncomingUpgrade | undefined): Promise<Principal | null> {
     if (this.resolver === null) return null;
     try {
-      const p = await this.resolver(token, undefined as unknown as IncomingUpgrade);
+      const p = await this.resolver(token, request as IncomingUpgrade);
       return validPrincipal(p) ? p : null;
     } catch (error) {
       this.report(new Error(`the token resolver threw: ${(error as Error)?.message ?? String(error)}`));
@@ -1072,7 +1182,7 @@ export class Hub extends EventEmitter {
     if (!fromApp) await this.authorizeSubscribe(client, tenant, topic);
     if (client.state !== STATE_OPEN) throw new HubError('unauthorized', 'the connection is closed');
     const key = subKey(tenant, topic);
-    const existing = client.subs?.get(key);
+    const existing = findSub(client, tenant, topic);
     if (existing !== undefined && since === null) {
       // Idempotent: already subscribed.
       const result: SubscribeResult = { topic, tenant, recovered: true, replayed: 0 };
@@ -1080,10 +1190,9 @@ export class Hub extends EventEmitter {
       return result;
     }
     if (existing !== undefined) this.removeSubscription(existing);
-    if ((client.subs?.size ?? 0) >= this.limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${this.limits.maxSubscriptions} per connection)`);
-    const sub: Subscription = { client, tenant, topic, key, dialect, pattern, presence, buffer: [], cancelled: false };
-    client.subs ??= new Map();
-    client.subs.set(key, sub);
+    if ((client.subs?.length ?? 0) >= this.limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${this.limits.maxSubscriptions} per connection)`);
+    const sub: Subscription = { client, connection: client.connection, tenant, topic, key, dialect, pattern, presence, buffer: [], cancelled: false };
+    (client.subs ??= []).push(sub);
     this.subscriptionCount++;
     let trie = this.tries.get(tenant);
     if (trie === undefined) {
@@ -1094,13 +1203,17 @@ export class Hub extends EventEmitter {
     const interestKey = key;
     let interest = this.interest.get(interestKey);
     if (interest === undefined) {
-      interest = { count: 0, ready: this.backplane.subscribe(tenant, topic) };
+      const created: Interest = { count: 0, ready: null };
+      created.ready = this.backplane.subscribe(tenant, topic).then(() => {
+        created.ready = null;
+      });
+      interest = created;
       this.interest.set(interestKey, interest);
     }
     interest.count++;
     let answer: ResumeAnswer;
     try {
-      await interest.ready;
+      if (interest.ready !== null) await interest.ready;
       answer = await this.backplane.resume(tenant, topic, since);
     } catch (error) {
       this.removeSubscription(sub);
@@ -1143,8 +1256,8 @@ export class Hub extends EventEmitter {
   /** Whether another live subscription of the same client matches the message (it was delivered through that one). */
   private coveredElsewhere(sub: Subscription, m: PublishedMessage): boolean {
     const subs = sub.client.subs;
-    if (subs === null || subs.size < 2) return false;
-    for (const other of subs.values()) {
+    if (subs === null || subs.length < 2) return false;
+    for (const other of subs) {
       if (other !== sub && other.buffer === null && other.tenant === m.tenant && matches(other.topic, m.topic)) return true;
     }
     return false;
@@ -1154,7 +1267,12 @@ export class Hub extends EventEmitter {
     const client = sub.client;
     if (sub.cancelled) return;
     sub.cancelled = true;
-    client.subs?.delete(sub.key);
+    const subs = client.subs;
+    if (subs !== null) {
+      const i = subs.indexOf(sub);
+      if (i !== -1) subs.splice(i, 1);
+      if (subs.length === 0) client.subs = null;
+    }
     this.subscriptionCount--;
     const trie = this.tries.get(sub.tenant);
     if (trie !== undefined) {
@@ -1165,7 +1283,7 @@ export class Hub extends EventEmitter {
     if (interest !== undefined && --interest.count === 0) {
       this.interest.delete(sub.key);
       const { tenant, topic } = sub;
-      void interest.ready.then(() => this.backplane.unsubscribe(tenant, topic)).catch((e: Error) => this.report(e));
+      void (interest.ready ?? Promise.resolve()).then(() => this.backplane.unsubscribe(tenant, topic)).catch((e: Error) => this.report(e));
     }
     if (sub.buffer === null) void this.backplane.presenceLeave(sub.tenant, sub.topic, client.user, client.id).catch((e: Error) => this.report(e));
   }
@@ -1176,11 +1294,12 @@ export class Hub extends EventEmitter {
     return {
       message: (m) => this.onTopicMessage(m),
       user: (user, envelope) => {
-        const set = this.users.get(user);
-        if (set === undefined) return 0;
+        const held = this.users.get(user);
+        if (held === undefined) return 0;
+        if (!(held instanceof Set)) return this.deliverDirect(held, envelope, null) ? 1 : 0;
         let n = 0;
         const frames: Partial<Record<Dialect, PreparedMessage>> = {};
-        for (const client of set) if (this.deliverDirect(client, envelope, frames)) n++;
+        for (const client of held) if (this.deliverDirect(client, envelope, frames)) n++;
         return n;
       },
       connection: (id, envelope) => {
@@ -1198,7 +1317,8 @@ export class Hub extends EventEmitter {
         return n;
       },
       disconnect: (target: DisconnectTarget, code, reason) => {
-        const list = 'user' in target ? [...(this.users.get(target.user) ?? [])] : [this.clients.get(target.connectionId)].filter((c) => c !== undefined);
+        const held = 'user' in target ? this.users.get(target.user) : this.clients.get(target.connectionId);
+        const list = held === undefined ? [] : held instanceof Set ? [...held] : [held];
         for (const client of list) this.closeClient(client, code, reason);
         return list.length;
       },
@@ -1206,21 +1326,89 @@ export class Hub extends EventEmitter {
     };
   }
 
+  /**
+   * Fan-out of one topic message. Per recipient: the set iteration, a de-duplication stamp, the set-up check, one
+   * `bufferedAmount` comparison and `sendPrepared`; the frame (one per dialect), its size and the counters are
+   * handled once per publication.
+   */
   private onTopicMessage(m: PublishedMessage): void {
+    if (this.fanout.message !== null) {
+      // A message handed over while a fan-out is running (a listener that publishes synchronously): after it.
+      this.fanQueue.push(m);
+      return;
+    }
+    this.fanOutMessage(m);
+    while (this.fanQueue.length > 0) this.fanOutMessage(this.fanQueue.shift()!);
+  }
+
+  private fanOutMessage(m: PublishedMessage): void {
     const trie = this.tries.get(m.tenant);
     if (trie === undefined) return;
-    const stamp = ++this.stampCounter;
-    const frames: Partial<Record<Dialect, PreparedMessage>> = {};
-    trie.match(m.topic, (sub) => {
-      const client = sub.client;
-      if (client.stamp === stamp) return;
+    const sets = this.matchScratch;
+    trie.collect(m.topic, sets);
+    if (sets.length === 0) return;
+    const fan = this.fanout;
+    fan.message = m;
+    fan.stamp = sets.length > 1 ? ++this.stampCounter : 0;
+    let delivered = 0;
+    try {
+      const dedupe = sets.length > 1;
+      for (let i = 0; i < sets.length; i++) delivered += this.fanOut(sets[i], fan, dedupe);
+    } finally {
+      sets.length = 0;
+      fan.message = null;
+      fan.native = null;
+      fan.llps = null;
+      this.counters.deliveries += delivered;
+      this.counters.messagesOut += delivered;
+    }
+  }
+
+  private fanOut(set: ReadonlySet<Subscription>, fan: Fanout, dedupe: boolean): number {
+    const m = fan.message!;
+    const stamp = fan.stamp;
+    const max = this.limits.maxBufferedBytes;
+    const drop = this.limits.slowConsumer === 'drop';
+    let delivered = 0;
+    // Only the subscription and its connection are touched per recipient, unless several pattern sets matched
+    // (then the client carries the de-duplication stamp) or the policy is `drop` (then its gap record is checked).
+    for (const sub of set) {
+      if (dedupe) {
+        const client = sub.client;
+        if (client.stamp === stamp) continue;
+        if (sub.buffer === null) client.stamp = stamp;
+      }
       if (sub.buffer !== null) {
         sub.buffer.push(m);
-        return;
+        continue;
       }
-      client.stamp = stamp;
-      this.deliverTopic(client, sub, m, frames);
-    });
+      let frame: PreparedMessage;
+      let size: number;
+      if (sub.dialect === 'native') {
+        frame = fan.native ??= this.prepareTopic('native', m, fan);
+        size = fan.nativeSize;
+      } else {
+        frame = fan.llps ??= this.prepareTopic('llps', m, fan);
+        size = fan.llpsSize;
+      }
+      const connection = sub.connection;
+      if (connection.bufferedAmount + size > max) {
+        if (drop) this.recordDrop(sub.client, sub.dialect, m);
+        else this.slowDisconnect(sub.client);
+        continue;
+      }
+      if (drop && sub.client.gaps !== null) this.flushGaps(sub.client);
+      connection.sendPrepared(frame);
+      delivered++;
+    }
+    return delivered;
+  }
+
+  private prepareTopic(dialect: Dialect, m: PublishedMessage, fan: Fanout): PreparedMessage {
+    const frame = prepare(encodeTopicMessage(dialect, m), { compress: this.options.compress === true });
+    if (dialect === 'native') fan.nativeSize = frameSize(frame);
+    else fan.llpsSize = frameSize(frame);
+    return frame;
   }
 
   private frameFor(dialect: Dialect, m: PublishedMessage, frames: Partial<Record<Dialect, PreparedMessage>> | null): PreparedMessage {
@@ -1256,9 +1444,7 @@ export class Hub extends EventEmitter {
   }
 
   private hasRoom(client: HubClient, frame: PreparedMessage): boolean {
-    const f = frame.frame;
-    const size = Array.isArray(f) ? f[0].length + f[1].length : f.length;
-    return client.connection.bufferedAmount + size <= this.limits.maxBufferedBytes;
+    return client.connection.bufferedAmount + frameSize(frame) <= this.limits.maxBufferedBytes;
   }
 
   private slowDisconnect(client: HubClient): void {
@@ -1326,6 +1512,15 @@ export class Hub extends EventEmitter {
     return { type: message.type, data: serializeData(message.data ?? {}) };
   }
 
+  private refused(refusal: HubRefusal): void {
+    if (this.listenerCount('refused') === 0) return;
+    try {
+      this.emit('refused', refusal);
+    } catch (error) {
+      this.report(error as Error);
+    }
+  }
+
   private report(error: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
@@ -1391,6 +1586,18 @@ function onConnectionPong(this: WebSocketConnection): void {
   (this.data as HubClient).lastSeen = Date.now();
 }
 
+function frameSize(message: PreparedMessage): number {
+  const f = message.frame;
+  return Array.isArray(f) ? f[0].length + f[1].length : f.length;
+}
+
+function findSub(client: HubClient, tenant: string, topic: string): Subscription | undefined {
+  const subs = client.subs;
+  if (subs === null) return undefined;
+  for (let i = 0; i < subs.length; i++) if (subs[i].topic === topic && subs[i].tenant === tenant) return subs[i];
+  return undefined;
+}
+
 function subKey(tenant: string, topic: string): string {
   return `${tenant}\0${topic}`;
 }
@@ -1425,16 +1632,21 @@ function positiveNumber(name: string, value: unknown): number {
   return value;
 }
 
-function resolveLimits(l: HubLimits): Required<Omit<HubLimits, 'rate'>> & { rate: { messages: number; interval: number } | false } {
+type ResolvedLimits = Required<Omit<HubLimits, 'rate'>> & { rate: Required<HubRate> | false };
+
+function resolveLimits(l: HubLimits): ResolvedLimits {
   if (typeof l !== 'object' || l === null) throw new TypeError('options.limits must be an object');
   const d = HUB_LIMIT_DEFAULTS;
   const slow = l.slowConsumer ?? d.slowConsumer;
   if (slow !== 'disconnect' && slow !== 'drop') throw new TypeError(`limits.slowConsumer must be 'disconnect' or 'drop', got ${String(slow)}`);
-  let rate: { messages: number; interval: number } | false = d.rate;
+  let rate: Required<HubRate> | false = d.rate;
   if (l.rate === false) rate = false;
   else if (l.rate !== undefined) {
-    if (typeof l.rate !== 'object' || l.rate === null) throw new TypeError('limits.rate must be { messages, interval } or false');
-    rate = { messages: positiveNumber('limits.rate.messages', l.rate.messages), interval: positiveNumber('limits.rate.interval', l.rate.interval) };
+    if (typeof l.rate !== 'object' || l.rate === null) throw new TypeError('limits.rate must be { messages, interval, burst? } or false');
+    const messages = positiveNumber('limits.rate.messages', l.rate.messages);
+    const burst = positiveNumber('limits.rate.burst', l.rate.burst ?? messages);
+    if (burst < 1) throw new RangeError(`limits.rate.burst must be at least 1, got ${burst}`);
+    rate = { messages, interval: positiveNumber('limits.rate.interval', l.rate.interval), burst };
   }
   return {
     maxMessageSize: positiveNumber('limits.maxMessageSize', l.maxMessageSize ?? d.maxMessageSize),

@@ -197,36 +197,51 @@ export class TopicTrie<T> {
   }
 
   /**
-   * Calls `visit(value, pattern-node values)` for every value whose pattern matches `topic` (a name, no
+   * Calls `visit(value)` for every value whose pattern matches `topic` (a name, no
    * wildcards). A value stored under several matching patterns is visited once per pattern: callers that need
    * once-per-recipient delivery de-duplicate (the hub marks each recipient with the publication).
    */
   match(topic: string, visit: (value: T) => void): void {
-    this.walk(this.root, topic.split('.'), 0, visit);
+    const sets: Array<ReadonlySet<T>> = [];
+    this.collect(topic, sets);
+    for (const set of sets) for (const v of set) visit(v);
   }
 
-  private walk(node: TrieNode<T>, segments: string[], i: number, visit: (value: T) => void): void {
-    if (node.hash !== null) this.walkHash(node.hash, segments, i, visit);
+  /**
+   * Appends to `out` the value set of every pattern node that matches `topic` (a name, no wildcards), without a
+   * callback per value: the hub's fan-out iterates the sets itself. A value stored under several matching patterns
+   * is in several sets. The sets are live: do not keep them past the current call stack.
+   */
+  collect(topic: string, out: Array<ReadonlySet<T>>): void {
+    const root = this.root;
+    if (root.hash === null && root.star === null && topic.indexOf('.') === -1) {
+      // A single-segment topic and no root-level wildcard: one lookup.
+      const values = root.children?.get(topic)?.values;
+      if (values !== undefined && values !== null) out.push(values);
+      return;
+    }
+    this.gather(root, topic.split('.'), 0, out);
+  }
+
+  private gather(node: TrieNode<T>, segments: string[], i: number, out: Array<ReadonlySet<T>>): void {
+    const hash = node.hash;
+    if (hash !== null) {
+      if (hash.values !== null) out.push(hash.values);
+      if (hash.children !== null || hash.star !== null || hash.hash !== null) {
+        for (let k = i; k < segments.length; k++) {
+          const child = hash.children?.get(segments[k]);
+          if (child !== undefined) this.gather(child, segments, k + 1, out);
+          if (hash.star !== null) this.gather(hash.star, segments, k + 1, out);
+        }
+      }
+    }
     if (i === segments.length) {
-      if (node.values !== null) for (const v of node.values) visit(v);
+      if (node.values !== null) out.push(node.values);
       return;
     }
     const child = node.children?.get(segments[i]);
-    if (child !== undefined) this.walk(child, segments, i + 1, visit);
-    if (node.star !== null) this.walk(node.star, segments, i + 1, visit);
-  }
-
-  /** A `#` node: it may consume zero or more segments, then the rest of its pattern continues. */
-  private walkHash(hash: TrieNode<T>, segments: string[], i: number, visit: (value: T) => void): void {
-    // `#` at the end of the pattern matches whatever remains.
-    if (hash.values !== null) for (const v of hash.values) visit(v);
-    if (hash.children === null && hash.star === null && hash.hash === null) return;
-    for (let k = i; k <= segments.length; k++) {
-      if (k === segments.length) break;
-      const child = hash.children?.get(segments[k]);
-      if (child !== undefined) this.walk(child, segments, k + 1, visit);
-      if (hash.star !== null) this.walk(hash.star, segments, k + 1, visit);
-    }
+    if (child !== undefined) this.gather(child, segments, i + 1, out);
+    if (node.star !== null) this.gather(node.star, segments, i + 1, out);
   }
 
   /** Every (pattern, value) entry, for diagnostics. */

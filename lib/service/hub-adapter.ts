@@ -86,29 +86,24 @@ export function hubOptions(config: ServiceConfig, backplane: Backplane | undefin
 /** Creates the hub for a configuration and wires logs and metrics. */
 export function createServiceHub(config: ServiceConfig, backplane: Backplane | undefined, log: Logger): ServiceHub {
   const refusals = new LabelledCounter();
-  // Refused tokens are logged with the verifier's reason; tickets and missed auth deadlines have no hook in the
-  // hub, so they are recognised by a 4401 close of a connection the hub never admitted (see below).
-  let unmatchedTokenRefusals = 0;
+  // Refused tokens are logged with the verifier's reason (onJwtReject); the hub's `refused` event names the other
+  // refusals (tickets, missed auth deadlines, the connection and rate limits) with their request.
   const hub = createHub(
     hubOptions(config, backplane, (reason) => {
-      unmatchedTokenRefusals++;
       refusals.inc(`token_${reason}`);
       log('warn', 'handshake_refused', { reason: `token_${reason}` });
     }),
   );
-  const admitted = new WeakSet<object>();
-  hub.on('connection', (client) => admitted.add(client.connection));
-  hub.server.on('connection', (connection, request) => {
-    const ticket = request.query.has('ticket');
-    connection.once('close', (code: number) => {
-      if (code !== 4401 || admitted.has(connection)) return;
-      if (unmatchedTokenRefusals > 0) {
-        unmatchedTokenRefusals--;
-        return;
-      }
-      const reason = ticket ? 'ticket' : 'auth_deadline';
-      refusals.inc(reason);
-      log('warn', 'handshake_refused', { reason, remote: request.remoteAddress });
+  hub.on('refused', (refusal) => {
+    // JWT refusals were counted with their reason above; origin refusals are logged from the server's `rejected`.
+    if (refusal.reason === 'token' || refusal.reason === 'origin') return;
+    const handshake = refusal.reason === 'ticket' || refusal.reason === 'auth_deadline';
+    if (handshake) refusals.inc(refusal.reason);
+    log('warn', handshake ? 'handshake_refused' : 'connection_closed_by_policy', {
+      reason: refusal.reason,
+      code: refusal.code,
+      ...(refusal.connectionId ? { connection: refusal.connectionId } : {}),
+      remote: refusal.request?.remoteAddress,
     });
   });
   hub.server.on('rejected', (status: number, message: string, remote: string | undefined) => {
@@ -151,15 +146,11 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     async publish(message) {
       const tenant = message.tenant ?? 'default';
       const published = await hub.publish({ ...message, tenant });
-      return { tenant, seq: published.seq, epoch: published.epoch, ts: Date.now() };
+      return { tenant, seq: published.seq, epoch: published.epoch, ts: published.ts };
     },
     async history(tenantIn, topic, since) {
       const tenant = tenantIn ?? 'default';
-      let answer = await hub.history(topic, { tenant });
-      if (since !== undefined) {
-        const epoch = since.epoch ?? answer.position?.epoch ?? '';
-        answer = await hub.history(topic, { tenant, since: { epoch, seq: since.seq } });
-      }
+      const answer = await hub.history(topic, { tenant, since: since === undefined ? undefined : since.epoch === undefined ? since.seq : { epoch: since.epoch, seq: since.seq } });
       return {
         tenant,
         topic,
