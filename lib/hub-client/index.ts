@@ -66,9 +66,19 @@ export interface GapReport {
   topic: string;
   tenant?: string;
   epoch: string;
+  /** First missing sequence number. */
   from: number;
+  /**
+   * Last missing sequence number, inclusive. `Infinity` when the hub cannot know it: the epoch itself was lost (a
+   * broker restarted without persistence; the hub sends 9007199254740991, `Number.MAX_SAFE_INTEGER`). Then
+   * everything after `from` in `epoch` is missing, and the topic goes on in a new epoch (its messages arrive
+   * with the new epoch, seq from 1).
+   */
   to: number;
-  /** `'report'`: a `gap` frame (slow-consumer drop); `'resume'`: listed in a subscribe ack (beyond history). */
+  /**
+   * `'report'`: a `gap` frame (slow-consumer drop, or messages lost between hubs); `'resume'`: listed in a
+   * subscribe ack (beyond history).
+   */
   source: 'report' | 'resume';
 }
 
@@ -1248,7 +1258,7 @@ function toGap(v: unknown, source: 'report' | 'resume', topic?: string, tenant?:
   if (!isObject(v)) return null;
   const t = typeof v.topic === 'string' ? v.topic : topic;
   if (t === undefined || typeof v.epoch !== 'string' || typeof v.from !== 'number' || typeof v.to !== 'number') return null;
-  const gap: GapReport = { topic: t, epoch: v.epoch, from: v.from, to: v.to, source };
+  const gap: GapReport = { topic: t, epoch: v.epoch, from: v.from, to: v.to >= Number.MAX_SAFE_INTEGER ? Infinity : v.to, source };
   const tn = typeof v.tenant === 'string' ? v.tenant : tenant;
   if (tn !== undefined) gap.tenant = tn;
   return gap;

@@ -28,6 +28,9 @@
  *   with {@link Backplane.disconnect}, delivered to the sink of the hub that owns it. Connection ids start with
  *   the owning hub's `nodeId` and a dot, which is how an adapter routes to one connection.
  * - **Presence**: join/leave per (tenant, subscription name) and user; `presence` events reach every hub.
+ * - **Gaps**: when the broker lost messages that the hub's subscribers were receiving live (a skipped sequence
+ *   number the stream no longer holds, an epoch ended by a broker restart), report them with
+ *   {@link BackplaneSink.gap} so that clients learn exactly what they missed instead of only seeing a new epoch.
  *
  * Failures: a rejected promise makes the hub answer the client with an error (`subscription_failed`,
  * `internal_error`); adapters should reject rather than hang, and time out broker calls themselves.
@@ -35,7 +38,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { HistoryStore, type HistoryOptions, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
+import { type Gap, type GAP_UNKNOWN_END, HistoryStore, type HistoryOptions, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
 import { isPattern } from './topics.js';
 
 /** A message for users, one connection or everyone: a type and its data serialized as JSON text. */
@@ -88,6 +91,15 @@ export interface BackplaneSink {
   disconnect(target: DisconnectTarget, code: number, reason: string): number;
   /** A presence change somewhere in the cluster. */
   presence(event: PresenceEvent): void;
+  /**
+   * Messages of a topic that this hub's subscribers will never get: the adapter saw a sequence number skipped
+   * and could not fetch the missing ones from its stream, or the topic's epoch ended (then `to` is
+   * {@link GAP_UNKNOWN_END}). The hub sends a `gap` report to every local connection with a live subscription
+   * matching `gap.topic` in `gap.tenant` (exact or wildcard, once per connection). Call it in order with
+   * {@link BackplaneSink.message}: before the first message after the gap. Optional for hubs (sinks built by
+   * tests may leave it out): adapters call it as `sink.gap?.(gap)`.
+   */
+  gap?(gap: Gap): void;
 }
 
 /** The interface every backplane implements. See the module documentation for the contract. */

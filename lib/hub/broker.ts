@@ -18,7 +18,7 @@ import type {
   PresenceSnapshot,
   ResumeAnswer,
 } from './backplane.js';
-import type { Gap, PatternSince, PublishedMessage, ResumeResult, StreamPosition } from './history.js';
+import { GAP_UNKNOWN_END, type Gap, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
 import { isPattern, matches } from './topics.js';
 
 /** Defaults shared by the broker backplanes. */
@@ -79,8 +79,7 @@ export interface HeldMessage {
   prev: number;
 }
 
-/** Sentinel `to` of a gap whose end cannot be known (the broker lost the epoch). */
-export const GAP_UNKNOWN_END = Number.MAX_SAFE_INTEGER;
+export { GAP_UNKNOWN_END } from './history.js';
 
 const PREFIX_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -515,8 +514,7 @@ export abstract class BrokerBackplane implements Backplane {
 
   protected reportGap(gap: Gap): void {
     this.counters.gaps++;
-    const sink = this.sink as (BackplaneSink & { gap?: (g: Gap) => void }) | null;
-    if (sink?.gap !== undefined) sink.gap(gap);
+    this.sink?.gap?.(gap);
   }
 
   /** Brings a tracked topic up to date from the broker's stream, then releases the messages held back. */

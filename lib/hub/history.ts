@@ -55,12 +55,20 @@ export interface PublishedMessage {
   offset: number;
 }
 
+/**
+ * `to` of a {@link Gap} whose end cannot be known: the epoch itself was lost (a broker restarted without
+ * persistence), so everything after `from` in that epoch is missing and the topic continues in a new epoch.
+ * `Number.MAX_SAFE_INTEGER` (9007199254740991) on the wire; the hub client turns it into `Infinity`.
+ */
+export const GAP_UNKNOWN_END = Number.MAX_SAFE_INTEGER;
+
 /** A missing range of sequence numbers, inclusive, in one topic's epoch. */
 export interface Gap {
   tenant: string;
   topic: string;
   epoch: string;
   from: number;
+  /** Last missing sequence number, inclusive; {@link GAP_UNKNOWN_END} when the epoch ended with an unknown last seq. */
   to: number;
 }
 

@@ -285,6 +285,11 @@ export interface HubStats {
   deliveries: number;
   /** Messages dropped for slow consumers (policy `drop`). */
   drops: number;
+  /**
+   * `gap` reports sent to clients: slow-consumer drops, ranges a resume could not replay, and losses the backplane
+   * reported ({@link BackplaneSink.gap}), one per recipient connection.
+   */
+  gapReports: number;
   /** Connections closed as slow consumers (policy `disconnect`). */
   slowConsumerDisconnects: number;
   /** Messages refused by the rate limiter. */
@@ -370,8 +375,8 @@ interface Subscription {
   readonly dialect: Dialect;
   readonly pattern: boolean;
   readonly presence: boolean;
-  /** Messages that arrived while the subscription was being set up; null once live. */
-  buffer: PublishedMessage[] | null;
+  /** Messages (and backplane gap reports) that arrived while the subscription was being set up; null once live. */
+  buffer: Array<PublishedMessage | Gap> | null;
   /** Whether the subscription was cancelled while being set up. */
   cancelled: boolean;
 }
@@ -556,6 +561,7 @@ export class Hub extends EventEmitter {
     publishes: 0,
     deliveries: 0,
     drops: 0,
+    gapReports: 0,
     slowConsumerDisconnects: 0,
     rateLimited: 0,
     authFailures: 0,
@@ -1239,10 +1245,18 @@ export class Hub extends EventEmitter {
       this.counters.deliveries++;
       last.set(m.topic, m.seq);
     }
-    for (const g of answer.gaps) this.sendText(client, encodeGap(dialect, g));
+    for (const g of answer.gaps) this.sendGap(client, encodeGap(dialect, g));
     const buffered = sub.buffer!;
     sub.buffer = null;
     for (const m of buffered) {
+      if (isGap(m)) {
+        // A loss the backplane reported while this subscription was being set up: sent unless the client's
+        // starting point (the ack's position, or what was replayed) is already past it.
+        const position = answer.position;
+        const before = pattern ? (last.get(m.topic) ?? 0) >= m.to : position === undefined || m.epoch !== position.epoch || m.to <= position.seq;
+        if (!before && !this.coveredElsewhere(sub, m)) this.sendGap(client, encodeGap(dialect, m));
+        continue;
+      }
       if (pattern ? m.offset <= answer.offset && !last.has(m.topic) : false) continue;
       const seen = last.get(m.topic);
       if (seen !== undefined && m.seq <= seen && (pattern || m.epoch === answer.position?.epoch)) continue;
@@ -1254,7 +1268,7 @@ export class Hub extends EventEmitter {
   }
 
   /** Whether another live subscription of the same client matches the message (it was delivered through that one). */
-  private coveredElsewhere(sub: Subscription, m: PublishedMessage): boolean {
+  private coveredElsewhere(sub: Subscription, m: { tenant: string; topic: string }): boolean {
     const subs = sub.client.subs;
     if (subs === null || subs.length < 2) return false;
     for (const other of subs) {
@@ -1323,7 +1337,41 @@ export class Hub extends EventEmitter {
         return list.length;
       },
       presence: (event) => this.onPresence(event),
+      gap: (gap) => this.onBackplaneGap(gap),
     };
+  }
+
+  /**
+   * A loss reported by the backplane: one `gap` frame per dialect, sent to every connection with a live
+   * subscription matching the topic (once per connection, however many of its patterns match). Subscriptions
+   * still being set up keep it in their buffer, in order with the messages.
+   */
+  private onBackplaneGap(gap: Gap): void {
+    if (typeof gap !== 'object' || gap === null || typeof gap.topic !== 'string' || typeof gap.tenant !== 'string') return;
+    const trie = this.tries.get(gap.tenant);
+    if (trie === undefined) return;
+    const sets: Array<ReadonlySet<Subscription>> = [];
+    trie.collect(gap.topic, sets);
+    // Per connection, one subscription: a live one when there is one.
+    const chosen = new Map<HubClient, Subscription>();
+    for (const set of sets) {
+      for (const sub of set) {
+        const held = chosen.get(sub.client);
+        if (held === undefined || (held.buffer !== null && sub.buffer === null)) chosen.set(sub.client, sub);
+      }
+    }
+    let native: PreparedMessage | null = null;
+    let llps: PreparedMessage | null = null;
+    for (const [client, sub] of chosen) {
+      if (sub.buffer !== null) {
+        sub.buffer.push(gap);
+        continue;
+      }
+      if (client.state !== STATE_OPEN) continue;
+      const frame = sub.dialect === 'native' ? (native ??= prepare(encodeGap('native', gap))) : (llps ??= prepare(encodeGap('llps', gap)));
+      this.sendFrame(client, frame);
+      this.counters.gapReports++;
+    }
   }
 
   /**
@@ -1463,7 +1511,7 @@ export class Hub extends EventEmitter {
     const gap = client.gaps.get(key);
     if (gap !== undefined && gap.epoch === m.epoch && gap.to + 1 === m.seq) gap.to = m.seq;
     else {
-      if (gap !== undefined) this.sendText(client, encodeGap(gap.dialect, gap), true);
+      if (gap !== undefined) this.sendGap(client, encodeGap(gap.dialect, gap), true);
       client.gaps.set(key, { tenant: m.tenant, topic: m.topic, epoch: m.epoch, from: m.seq, to: m.seq, dialect });
     }
   }
@@ -1474,7 +1522,13 @@ export class Hub extends EventEmitter {
     if (gaps === null || client.state !== STATE_OPEN) return;
     client.gaps = null;
     client.connection.off('drain', onConnectionDrain);
-    for (const g of gaps.values()) this.sendText(client, encodeGap(g.dialect, g), true);
+    for (const g of gaps.values()) this.sendGap(client, encodeGap(g.dialect, g), true);
+  }
+
+  private sendGap(client: HubClient, text: string, force = false): void {
+    if (client.state === STATE_CLOSED && !force) return;
+    this.sendText(client, text, force);
+    this.counters.gapReports++;
   }
 
   private sendFrame(client: HubClient, frame: PreparedMessage): void {
@@ -1589,6 +1643,10 @@ function onConnectionPong(this: WebSocketConnection): void {
 function frameSize(message: PreparedMessage): number {
   const f = message.frame;
   return Array.isArray(f) ? f[0].length + f[1].length : f.length;
+}
+
+function isGap(entry: PublishedMessage | Gap): entry is Gap {
+  return (entry as Gap).from !== undefined;
 }
 
 function findSub(client: HubClient, tenant: string, topic: string): Subscription | undefined {

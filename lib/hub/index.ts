@@ -41,6 +41,7 @@ export {
   type ResumeAnswer,
 } from './backplane.js';
 export {
+  GAP_UNKNOWN_END,
   HISTORY_DEFAULTS,
   HistoryStore,
   newEpoch,
