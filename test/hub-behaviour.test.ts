@@ -121,6 +121,49 @@ t.test('resume beyond the history: what is held plus the exact missing range', a
   }
 });
 
+t.test('wildcard resume after a hub restart (offsets start again): the old offset epoch makes every held message replay', async (t) => {
+  const first = await startHub();
+  const c1 = await open(`${first.url}?token=${token('w')}`);
+  for (let i = 1; i <= 2; i++) await first.hub.publish({ topic: 'noise', type: 'n', data: { i } });
+  c1.send({ type: 'subscribe', data: { topic: 'news.#' }, request_id: 1 });
+  const ack1 = await c1.next((m) => m.type === 'ack');
+  t.equal(ack1.data.offset, 2, 'the ack carries the tenant offset');
+  t.type(ack1.data.offsetEpoch, 'string', 'and its epoch');
+  c1.ws.close();
+  await first.hub.close();
+
+  // The restarted hub: a new MemoryBackplane, offsets from 1 again, so news.* sits at offsets the client "passed".
+  const second = await startHub({ history: { size: 2 } });
+  t.teardown(() => second.hub.close());
+  const published: Array<[string, number]> = [];
+  for (const topic of ['news.a', 'news.b', 'news.a', 'noise', 'news.a', 'news.b']) {
+    const m = await second.hub.publish({ topic, type: 'n', data: { topic } });
+    if (topic !== 'noise') published.push([topic, m.seq]);
+  }
+  const resume = async (since: Record<string, unknown>) => {
+    const c = await open(`${second.url}?token=${token('w')}`);
+    c.send({ type: 'subscribe', data: { topic: 'news.#', since }, request_id: 2 });
+    const ack = await c.next((m) => m.type === 'ack');
+    await sleep(50);
+    c.ws.close();
+    return { ack, got: c.json.filter((m) => m.type === 'n').map((m) => [m.topic, m.seq]), gaps: c.json.filter((m) => m.type === 'gap').map((m) => m.data) };
+  };
+  const withEpoch = await resume({ offset: ack1.data.offset, offsetEpoch: ack1.data.offsetEpoch });
+  t.same(withEpoch.got, [['news.b', 1], ['news.a', 2], ['news.a', 3], ['news.b', 2]], 'every held message of every matching topic, in publication order');
+  t.same(withEpoch.gaps.map((g: { topic: string; from: number; to: number }) => [g.topic, g.from, g.to]), [['news.a', 1, 1]], 'and the one message no longer held, reported exactly');
+  t.equal(withEpoch.ack.data.recovered, false, 'not recovered (one message is gone)');
+  t.not(withEpoch.ack.data.offsetEpoch, ack1.data.offsetEpoch, 'the new ack carries the new offset epoch');
+  t.equal(withEpoch.ack.data.offset, 6);
+  const without = await resume({ offset: ack1.data.offset });
+  t.same(without.got, [['news.a', 2], ['news.a', 3], ['news.b', 2]], 'without the epoch, the stale offset 2 hides news.b seq 1 (published at offset 2 of the new stream): why the epoch is needed');
+  t.same(without.gaps, [], '…and silently');
+  const same = await resume({ offset: 4, offsetEpoch: withEpoch.ack.data.offsetEpoch });
+  t.same(same.got, [['news.a', 3], ['news.b', 2]], 'an offset of the current epoch is still honoured');
+  t.same(same.gaps, []);
+  const ahead = await resume({ offset: 50 });
+  t.same(ahead.got.length, 4, 'an offset ahead of the stream cannot be from it: everything held');
+});
+
 t.test('slow consumer that never reads: others get everything; policy disconnect → 1008, drop → exact gap', async (t) => {
   for (const policy of ['disconnect', 'drop'] as const) {
     const { hub, url, port } = await startHub({ limits: { slowConsumer: policy, maxBufferedBytes: 256 * 1024, rate: false } });

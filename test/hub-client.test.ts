@@ -166,6 +166,40 @@ t.test('connects, subscribes, publishes, receives; answers the hub ping', async 
   t.same(ev.errors, []);
 });
 
+t.test('hub restarted with its offsets lost: the wildcard resume sends the old offset epoch and gets every held message', async (t) => {
+  const before = new FakeStore();
+  let hub = await startFakeHub({ store: before });
+  const port = hub.port;
+  t.teardown(() => hub.kill());
+  const c = client(t, { url: hub.url, token: 'tok' });
+  const ev = record(c);
+  await c.connect();
+  for (let i = 1; i <= 8; i++) hub.publish('noise', 'msg', { i }); // the old offset ends up ahead of the new store's
+  const first = await c.subscribe('feed.#');
+  t.same([first.offset, first.offsetEpoch], [8, before.offsetEpoch], 'the ack carries the offset and its epoch');
+  hub.publish('feed.a', 'msg', { i: 1 });
+  await until(() => ev.messages.length === 1);
+  await hub.kill();
+  await until(() => c.state === 'reconnecting');
+  const after = new FakeStore(); // a restarted hub without a persistent backplane: offsets start again
+  for (let i = 1; i <= 3; i++) after.publish('default', 'feed.c', 'msg', { i }); // offsets 1..3, all "before" 8
+  hub = await startFakeHub({ store: after, port });
+  await until(() => c.state === 'open', 10_000, 'reconnect');
+  await until(() => ev.messages.filter((m) => m.topic === 'feed.c').length === 3, 5000, 'replay of feed.c');
+  const resub = hub.history[0].frames.find((f) => f.type === 'subscribe' && f.data.topic === 'feed.#')!;
+  t.same([resub.data.since.offset, resub.data.since.offsetEpoch], [8, before.offsetEpoch], 'the first ack\'s offset went back with its epoch');
+  t.same(seqs(ev.messages, 'feed.c'), [1, 2, 3], 'a topic never seen, published at offsets below the old one: every message');
+  // The client now stands at the new store's offset: a second reconnect resumes from it, in the new epoch.
+  await hub.kill();
+  await until(() => c.state === 'reconnecting');
+  after.publish('default', 'feed.c', 'msg', { i: 4 });
+  hub = await startFakeHub({ store: after, port });
+  await until(() => seqs(ev.messages, 'feed.c').length === 4, 10_000, 'second resume');
+  const again = hub.history[0].frames.find((f) => f.type === 'subscribe' && f.data.topic === 'feed.#')!;
+  t.same([again.data.since.offset, again.data.since.offsetEpoch], [3, after.offsetEpoch], 'the offset of the new epoch is kept');
+  t.same(seqs(ev.messages, 'feed.c'), [1, 2, 3, 4], 'no duplicate');
+});
+
 t.test('server killed and restarted on the same port: reconnect, resume with no gap and no duplicate', async (t) => {
   const store = new FakeStore();
   // replayOverlap makes the hub re-send messages the client already has: the client must drop them.
@@ -208,6 +242,7 @@ t.test('server killed and restarted on the same port: reconnect, resume with no 
   const feed = resub.find((f) => f.data.topic === 'feed.#')!;
   t.same(feed.data.since.positions, { 'feed.a': { epoch: store.stream('default', 'feed.a')!.epoch, seq: 5 } });
   t.equal(typeof feed.data.since.offset, 'number', 'wildcard resume carries the offset from the first ack');
+  t.equal(feed.data.since.offsetEpoch, store.offsetEpoch, 'and its offset epoch');
   t.same(ev.gaps, [], 'no gap');
   t.equal(c.stats.reconnects, 1);
   t.match(ev.disconnects[0], { code: 1006, action: 'reconnect' });

@@ -59,6 +59,12 @@ export interface StreamPosition {
 export interface PatternSince {
   positions?: Record<string, StreamPosition>;
   offset?: number;
+  /**
+   * The ack's `offsetEpoch`, sent back with `offset`: when the hub's offsets restarted (a hub without a persistent
+   * backplane restarted, a broker lost its data), it replays everything it holds for the matching topics instead
+   * of trusting an offset that no longer means anything.
+   */
+  offsetEpoch?: string;
 }
 
 /** A missing range of sequence numbers (inclusive) in a topic's epoch, as the hub reported it. */
@@ -107,6 +113,8 @@ export interface SubscribeResult {
   seq?: number;
   /** Tenant stream offset (wildcard subscriptions), when the hub reports it. */
   offset?: number;
+  /** The epoch of `offset` (wildcard subscriptions), when the hub reports it. */
+  offsetEpoch?: string;
   /** Whether everything missed since the `since` position was replayed (true for a fresh subscription). */
   recovered: boolean;
   /** Ranges that could not be replayed. */
@@ -348,8 +356,9 @@ interface Subscription {
   pattern: boolean;
   /** The tenant the hub resolved in its ack (for position keys). */
   ackTenant: string | undefined;
-  /** Wildcard subscriptions: tenant stream offset from the first ack. */
+  /** Wildcard subscriptions: tenant stream offset from the first ack (of its offset epoch). */
   offset: number | undefined;
+  offsetEpoch: string | undefined;
   /** Position given by the application for the first subscribe. */
   since: StreamPosition | PatternSince | undefined;
   acked: boolean;
@@ -663,7 +672,7 @@ export class HubClient {
     let sub = this.subs.get(key);
     const promise = new Promise<SubscribeResult>((resolve, reject) => {
       if (sub === undefined) {
-        sub = { key, topic, tenant: options.tenant, pattern, ackTenant: undefined, offset: undefined, since: options.since, acked: false, last: undefined, waiters: [] };
+        sub = { key, topic, tenant: options.tenant, pattern, ackTenant: undefined, offset: undefined, offsetEpoch: undefined, since: options.since, acked: false, last: undefined, waiters: [] };
         this.subs.set(key, sub);
         sub.waiters.push({ resolve, reject });
         if (this.currentState === 'open') this.sendSubscribe(sub);
@@ -1102,8 +1111,10 @@ export class HubClient {
     const positions: Record<string, StreamPosition> = { ...given.positions };
     for (const [topic, p] of this.trackedFor(sub)) positions[topic] = { ...p };
     const offset = sub.offset ?? given.offset;
+    const offsetEpoch = sub.offset !== undefined ? sub.offsetEpoch : given.offsetEpoch;
     if (Object.keys(positions).length === 0 && offset === undefined) return undefined;
-    return offset === undefined ? { positions } : { positions, offset };
+    if (offset === undefined) return { positions };
+    return offsetEpoch === undefined ? { positions, offset } : { positions, offset, offsetEpoch };
   }
 
   private subscribed(sub: Subscription, ack: Record<string, unknown>, resubscribed: boolean): void {
@@ -1113,8 +1124,14 @@ export class HubClient {
     const epoch = typeof ack.epoch === 'string' ? ack.epoch : undefined;
     const seq = typeof ack.seq === 'number' ? ack.seq : undefined;
     const offset = typeof ack.offset === 'number' ? ack.offset : undefined;
+    const offsetEpoch = typeof ack.offsetEpoch === 'string' ? ack.offsetEpoch : undefined;
     // The first offset stays: topics without a position replay from it, which is right whatever arrived since.
-    if (sub.pattern && sub.offset === undefined && offset !== undefined) sub.offset = offset;
+    // Unless the hub's offsets restarted (another offset epoch): it has just replayed everything it holds, so
+    // its new offset is where this subscription now stands.
+    if (sub.pattern && offset !== undefined && (sub.offset === undefined || (offsetEpoch !== undefined && offsetEpoch !== sub.offsetEpoch))) {
+      sub.offset = offset;
+      sub.offsetEpoch = offsetEpoch;
+    }
     // A fresh exact subscription starts at the hub's current position (so a reconnect before any message still
     // resumes from here). A resumed one does not: the replay that follows carries the positions.
     const key = positionKey(tenant, sub.topic);
@@ -1134,6 +1151,7 @@ export class HubClient {
     if (epoch !== undefined) result.epoch = epoch;
     if (seq !== undefined) result.seq = seq;
     if (offset !== undefined) result.offset = offset;
+    if (offsetEpoch !== undefined) result.offsetEpoch = offsetEpoch;
     sub.last = result;
     for (const w of sub.waiters.splice(0)) w.resolve(result);
     this.emit('subscribed', result);
@@ -1276,6 +1294,7 @@ function checkSince(value: unknown, pattern: boolean): void {
     throw new TypeError('since.positions must map topics to { epoch, seq }');
   }
   if (since.offset !== undefined && (typeof since.offset !== 'number' || !(since.offset >= 0))) throw new TypeError('since.offset must be a non-negative number');
+  if (since.offsetEpoch !== undefined && typeof since.offsetEpoch !== 'string') throw new TypeError('since.offsetEpoch must be a string (the offsetEpoch of an earlier ack)');
 }
 
 function withTenant(data: Record<string, unknown>, tenant: string | undefined): Record<string, unknown> {

@@ -22,7 +22,9 @@
  *   message against its own trie and drops what no local subscription wants).
  * - **Resume** ({@link Backplane.resume}) answers from the history: messages after a position, plus the exact
  *   missing ranges, and the current position/offset (read in the same step, so the hub can de-duplicate the
- *   messages that also arrive live).
+ *   messages that also arrive live). The offset comes with an offset epoch that changes whenever the offsets
+ *   restart; a pattern resume whose `offsetEpoch` differs replays every matching topic from 0
+ *   ({@link resumeFromOffset}).
  * - **Users**: {@link Backplane.registerConnection} returns every open connection of the user across the cluster,
  *   oldest first, so the per-user connection limit holds cluster-wide; the hub asks for the oldest to be closed
  *   with {@link Backplane.disconnect}, delivered to the sink of the hub that owns it. Connection ids start with
@@ -38,7 +40,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { type Gap, type GAP_UNKNOWN_END, HistoryStore, type HistoryOptions, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
+import { type Gap, type GAP_UNKNOWN_END, HistoryStore, type resumeFromOffset, type HistoryOptions, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
 import { isPattern } from './topics.js';
 
 /** A message for users, one connection or everyone: a type and its data serialized as JSON text. */
@@ -72,6 +74,8 @@ export interface ResumeAnswer extends ResumeResult {
   position?: StreamPosition;
   /** The tenant stream offset at the time of the answer (what a wildcard subscription resumes from next time). */
   offset: number;
+  /** The epoch of `offset`: it changes when the offsets restart (a new memory backplane, a broker that lost its data). */
+  offsetEpoch: string;
 }
 
 /** A target for {@link Backplane.disconnect}. */
@@ -208,10 +212,10 @@ export class MemoryBackplane implements Backplane {
     if (!isPattern(name)) {
       const position = h.position(tenant, name);
       const result = since === null ? { messages: [], gaps: [], recovered: true } : h.since(tenant, name, since as StreamPosition);
-      return { ...result, position, offset: h.offset(tenant) };
+      return { ...result, position, offset: h.offset(tenant), offsetEpoch: h.offsetEpoch };
     }
     const result = since === null ? { messages: [], gaps: [], recovered: true } : h.sincePattern(tenant, name, since as PatternSince);
-    return { ...result, offset: h.offset(tenant) };
+    return { ...result, offset: h.offset(tenant), offsetEpoch: h.offsetEpoch };
   }
 
   async sendToUser(user: string, envelope: HubEnvelope): Promise<number> {

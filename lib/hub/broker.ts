@@ -18,7 +18,7 @@ import type {
   PresenceSnapshot,
   ResumeAnswer,
 } from './backplane.js';
-import { GAP_UNKNOWN_END, type Gap, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
+import { GAP_UNKNOWN_END, resumeFromOffset, type Gap, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
 import { isPattern, matches } from './topics.js';
 
 /** Defaults shared by the broker backplanes. */
@@ -71,6 +71,12 @@ export interface TopicView {
   startOffset: number;
   /** Messages still held, oldest first, each with the tenant offset of the message before it in this topic. */
   held: HeldMessage[];
+}
+
+/** A tenant's current offset and the epoch of its offsets (which changes when the broker lost the counter). */
+export interface TenantOffset {
+  offset: number;
+  epoch: string;
 }
 
 /** A held message and the tenant offset of its predecessor in the topic (0 for seq 1). */
@@ -193,9 +199,9 @@ export function resumeTopic(tenant: string, topic: string, view: TopicView | nul
  * those published after `since.offset`), with the same rules as the in-memory history: a topic with a position
  * resumes from it; one without resumes from the tenant offset.
  */
-export function resumePattern(tenant: string, pattern: string, views: Map<string, TopicView>, since: PatternSince): ResumeResult {
+export function resumePattern(tenant: string, pattern: string, views: Map<string, TopicView>, since: PatternSince, current: TenantOffset): ResumeResult {
   const result: ResumeResult = { messages: [], gaps: [], recovered: true };
-  const fromOffset = since.offset ?? Infinity;
+  const fromOffset = resumeFromOffset(since, current);
   const positions = since.positions ?? {};
   for (const [topic, view] of views) {
     if (!matches(pattern, topic)) continue;
@@ -293,8 +299,8 @@ export abstract class BrokerBackplane implements Backplane {
   protected abstract loadView(tenant: string, topic: string): Promise<TopicView | null>;
   /** Topics of the tenant matching `pattern` published after tenant offset `offset`. */
   protected abstract topicsSince(tenant: string, pattern: string, offset: number): Promise<string[]>;
-  /** The tenant's current offset. */
-  protected abstract tenantOffset(tenant: string): Promise<number>;
+  /** The tenant's current offset, and the epoch of its offsets (a new one whenever the broker's counter restarted). */
+  protected abstract tenantOffset(tenant: string): Promise<TenantOffset>;
   /** Sends a control message to every node (`node` undefined), or to one node, or to the nodes interested in a user. */
   protected abstract sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void>;
   abstract publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage>;
@@ -368,17 +374,19 @@ export abstract class BrokerBackplane implements Backplane {
     const t = this.opts.timeout;
     if (!isPattern(name)) {
       const view = await withTimeout(this.loadView(tenant, name), t, `reading the history of ${tenant}/${name}`);
-      const offset = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
+      const current = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
       const position = view === null ? { epoch: '', seq: 0 } : { epoch: view.epoch, seq: view.seq };
       const result = since === null ? { messages: [], gaps: [], recovered: true } : resumeTopic(tenant, name, view, since as StreamPosition);
-      return { ...result, position, offset };
+      return { ...result, position, offset: current.offset, offsetEpoch: current.epoch };
     }
-    const offset = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
-    if (since === null) return { messages: [], gaps: [], recovered: true, offset };
+    const current = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
+    const offsets = { offset: current.offset, offsetEpoch: current.epoch };
+    if (since === null) return { messages: [], gaps: [], recovered: true, ...offsets };
     const ps = since as PatternSince;
     const topics = new Set<string>();
     for (const topic of Object.keys(ps.positions ?? {})) if (matches(name, topic)) topics.add(topic);
-    if (ps.offset !== undefined) for (const topic of await withTimeout(this.topicsSince(tenant, name, ps.offset), t, 'listing topics')) topics.add(topic);
+    const from = resumeFromOffset(ps, current);
+    if (from !== Infinity) for (const topic of await withTimeout(this.topicsSince(tenant, name, from), t, 'listing topics')) topics.add(topic);
     const views = new Map<string, TopicView>();
     const missing: string[] = [];
     await Promise.all([...topics].map(async (topic) => {
@@ -386,10 +394,10 @@ export abstract class BrokerBackplane implements Backplane {
       if (v !== null) views.set(topic, v);
       else missing.push(topic);
     }));
-    const result = resumePattern(tenant, name, views, ps);
+    const result = resumePattern(tenant, name, views, ps, current);
     // A topic the client knew in an epoch the broker no longer holds at all: not recovered.
     for (const topic of missing) if ((ps.positions?.[topic]?.seq ?? 0) > 0) result.recovered = false;
-    return { ...result, offset };
+    return { ...result, ...offsets };
   }
 
   async sendToUser(user: string, envelope: HubEnvelope): Promise<number> {

@@ -86,6 +86,26 @@ export interface PatternSince {
   positions?: Record<string, StreamPosition>;
   /** The tenant stream offset the subscription's ack (or last resume) reported; topics not in `positions` replay from it. */
   offset?: number;
+  /**
+   * The offset epoch reported with `offset` (the ack's `offsetEpoch`). Offsets count publications of one stream;
+   * when the hub's stream is not the one the offset came from (a restarted hub without a persistent backplane, a
+   * broker that lost its data), the offset means nothing: every matching topic is then treated as unseen — all that
+   * is held is replayed, with gaps where messages are known to be gone. Without it, an offset is trusted unless it
+   * is ahead of the current one (which also proves it is from another stream).
+   */
+  offsetEpoch?: string;
+}
+
+/**
+ * The tenant offset a pattern resume replays topics without a position from: `since.offset`, or 0 (everything held)
+ * when the offset belongs to another stream (`since.offsetEpoch` differs from `current.epoch`, or the offset is
+ * ahead of `current.offset`); `Infinity` when the client gave neither (only `positions` count).
+ */
+export function resumeFromOffset(since: PatternSince, current: { offset: number; epoch: string }): number {
+  const offset = since.offset;
+  if (since.offsetEpoch !== undefined && since.offsetEpoch !== current.epoch) return 0;
+  if (offset === undefined) return Infinity;
+  return offset > current.offset ? 0 : offset;
 }
 
 interface TopicHistory {
@@ -124,6 +144,7 @@ export class HistoryStore {
   /** Every topic history, least recently published first (a Map keeps insertion order; re-inserted on publish). */
   private readonly lru = new Map<TopicHistory, string>();
   private readonly now: () => number;
+  private streamEpoch = newEpoch();
 
   constructor(options: HistoryOptions = {}, now: () => number = Date.now) {
     this.size = nonNegative('history.size', options.size ?? HISTORY_DEFAULTS.size);
@@ -213,6 +234,14 @@ export class HistoryStore {
   }
 
   /**
+   * The epoch of the tenant offsets: random per store, new after {@link HistoryStore.clear}. An offset is only
+   * meaningful together with it (see {@link PatternSince.offsetEpoch}).
+   */
+  get offsetEpoch(): string {
+    return this.streamEpoch;
+  }
+
+  /**
    * What a client that saw up to `since` on an exact topic has missed. A different epoch means the stream it knew
    * is gone: everything of the current epoch is replayed, and the client is told its old epoch cannot be resumed
    * (a gap over the current epoch's dropped part, if any, and `recovered: false`).
@@ -241,13 +270,14 @@ export class HistoryStore {
    * What a wildcard subscription missed: for each topic of the tenant with a stream that matches the pattern (a
    * walk over the tenant's topics: resume is rare, publishing never does this), from its
    * position in `since.positions`, or — for a topic the client has no position for — from the tenant offset
-   * `since.offset`. Messages are returned in publication order (tenant offset) across topics.
+   * `since.offset` (from 0 when that offset is of another offset epoch: {@link resumeFromOffset}). Messages are
+   * returned in publication order (tenant offset) across topics.
    */
   sincePattern(tenant: string, pattern: string, since: PatternSince): ResumeResult {
     const t = this.tenants.get(tenant);
     const result: ResumeResult = { messages: [], gaps: [], recovered: true };
     if (t === undefined) return result;
-    const fromOffset = since.offset ?? Infinity;
+    const fromOffset = resumeFromOffset(since, { offset: t.offset, epoch: this.streamEpoch });
     const positions = since.positions ?? {};
     const now = this.now();
     for (const h of t.topics.values()) {
@@ -288,6 +318,7 @@ export class HistoryStore {
   clear(): void {
     this.tenants.clear();
     this.lru.clear();
+    this.streamEpoch = newEpoch();
   }
 }
 

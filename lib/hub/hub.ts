@@ -253,6 +253,11 @@ export interface SubscribeResult {
   seq?: number;
   /** Wildcard subscriptions: the tenant stream offset to resume from (see README "History and resume"). */
   offset?: number;
+  /**
+   * Wildcard subscriptions: the epoch of `offset`, to send back with it (`since.offsetEpoch`); when the hub's
+   * offsets restarted meanwhile, the resume replays everything held for the matching topics.
+   */
+  offsetEpoch?: string;
   /** True when everything missed since `since` was replayed (always true without `since`). */
   recovered: boolean;
   /** Ranges that could not be replayed. */
@@ -1152,12 +1157,16 @@ export class Hub extends EventEmitter {
   }
 
   private checkPatternSince(since: unknown): PatternSince {
-    if (typeof since !== 'object' || since === null || Array.isArray(since)) throw new HubError('invalid_request', 'since for a wildcard subscription must be {"positions": {topic: {"epoch","seq"}}, "offset": number}');
+    if (typeof since !== 'object' || since === null || Array.isArray(since)) throw new HubError('invalid_request', 'since for a wildcard subscription must be {"positions": {topic: {"epoch","seq"}}, "offset": number, "offsetEpoch": string}');
     const s = since as Record<string, unknown>;
     const out: PatternSince = {};
     if (s.offset !== undefined) {
       if (typeof s.offset !== 'number' || !Number.isInteger(s.offset) || s.offset < 0) throw new HubError('invalid_request', 'since.offset must be a non-negative integer');
       out.offset = s.offset;
+    }
+    if (s.offsetEpoch !== undefined) {
+      if (typeof s.offsetEpoch !== 'string' || s.offsetEpoch.length > 64) throw new HubError('invalid_request', 'since.offsetEpoch must be a string (the offsetEpoch of the subscription\'s ack)');
+      out.offsetEpoch = s.offsetEpoch;
     }
     if (s.positions !== undefined) {
       if (typeof s.positions !== 'object' || s.positions === null || Array.isArray(s.positions)) throw new HubError('invalid_request', 'since.positions must be an object {topic: {"epoch","seq"}}');
@@ -1232,7 +1241,7 @@ export class Hub extends EventEmitter {
       tenant,
       recovered: answer.recovered,
       replayed: answer.messages.length,
-      ...(pattern ? { offset: answer.offset } : { epoch: answer.position?.epoch ?? '', seq: answer.position?.seq ?? 0 }),
+      ...(pattern ? { offset: answer.offset, offsetEpoch: answer.offsetEpoch } : { epoch: answer.position?.epoch ?? '', seq: answer.position?.seq ?? 0 }),
       ...(answer.gaps.length > 0 ? { gaps: answer.gaps } : {}),
     };
     if (!fromApp) this.sendText(client, encodeAck(dialect, requestId, ackData(result, dialect), 'subscribed'));
@@ -1666,6 +1675,7 @@ function ackData(result: SubscribeResult, dialect: Dialect): Record<string, unkn
   if (result.epoch !== undefined) data.epoch = result.epoch;
   if (result.seq !== undefined) data.seq = result.seq;
   if (result.offset !== undefined) data.offset = result.offset;
+  if (result.offsetEpoch !== undefined) data.offsetEpoch = result.offsetEpoch;
   data.recovered = result.recovered;
   if (result.gaps !== undefined) data.gaps = result.gaps.map((g) => ({ from: g.from, to: g.to, topic: g.topic, epoch: g.epoch }));
   return data;

@@ -38,6 +38,7 @@ import {
   escapeSegment,
   natsPatternSubjects,
   ownerNode,
+  type TenantOffset,
   type TopicView,
   withTimeout,
 } from './broker.js';
@@ -382,10 +383,12 @@ export class NatsBackplane extends BrokerBackplane {
     return topics;
   }
 
-  protected async tenantOffset(_tenant: string): Promise<number> {
-    // The tenant offset is the stream sequence (shared by all tenants: monotonic per tenant, not contiguous).
+  protected async tenantOffset(_tenant: string): Promise<TenantOffset> {
+    // The tenant offset is the stream sequence (shared by all tenants: monotonic per tenant, not contiguous); its
+    // epoch is the stream's creation time (a stream lost and created again restarts its sequence).
     const jsm = await this.conn().jetstreamManager({ timeout: this.opts.timeout });
-    return (await jsm.streams.info(this.stream)).state.last_seq;
+    const info = await jsm.streams.info(this.stream);
+    return { offset: info.state.last_seq, epoch: String(info.created) };
   }
 
   protected async sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void> {

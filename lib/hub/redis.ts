@@ -39,6 +39,7 @@ import {
   escapeSegment,
   ownerNode,
   redisPatternGlob,
+  type TenantOffset,
   type TopicView,
   withTimeout,
 } from './broker.js';
@@ -104,6 +105,12 @@ redis.call('ZADD', KEYS[4], offset, ARGV[8])
 if redis.call('ZCARD', KEYS[4]) > tonumber(ARGV[9]) then redis.call('ZPOPMIN', KEYS[4]) end
 redis.call('PUBLISH', ARGV[6], payload)
 return {epoch, seq, now, offset}
+`;
+
+/** KEYS: tenant offset counter, its epoch; ARGV: a candidate epoch. Returns [offset, epoch]. */
+const OFFSET_LUA = `
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+return redis.call('MGET', KEYS[1], KEYS[2])
 `;
 
 /** KEYS: meta hash, stream. Returns [[epoch, seq, last, start], entries]. */
@@ -373,8 +380,10 @@ export class RedisBackplane extends BrokerBackplane {
     return topics.filter((t) => matches(pattern, t));
   }
 
-  protected async tenantOffset(tenant: string): Promise<number> {
-    return Number((await this.pub!.sendCommand<string | null>(['GET', this.key(tenant, 'o')])) ?? 0);
+  protected async tenantOffset(tenant: string): Promise<TenantOffset> {
+    // The offset epoch lives beside the counter (neither expires): lost together, so a new one marks new offsets.
+    const [offset, epoch] = await this.script<[string | null, string]>(OFFSET_LUA, [this.key(tenant, 'o'), this.key(tenant, 'oe')], [randomBytes(8).toString('base64url')]);
+    return { offset: Number(offset ?? 0), epoch: String(epoch) };
   }
 
   protected async sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void> {

@@ -27,13 +27,15 @@ interface TopicStream {
 export class FakeStore {
   readonly topics = new Map<string, TopicStream>();
   offset = 0;
+  /** The epoch of `offset`: a new store (a hub restarted without a persistent backplane) has a new one. */
+  readonly offsetEpoch = `oe${Math.random().toString(36).slice(2, 10)}`;
   private epochs = 0;
   constructor(readonly historySize = 100) {}
 
   publish(tenant: string, topic: string, type: string, data: unknown): StoredMessage {
     const key = `${tenant}/${topic}`;
     let s = this.topics.get(key);
-    if (s === undefined) this.topics.set(key, (s = { epoch: `e${++this.epochs}`, seq: 0, entries: [] }));
+    if (s === undefined) this.topics.set(key, (s = { epoch: `e${++this.epochs}-${this.offsetEpoch}`, seq: 0, entries: [] }));
     const m: StoredMessage = { tenant, topic, type, data, seq: ++s.seq, epoch: s.epoch, ts: Date.now(), offset: ++this.offset };
     s.entries.push(m);
     if (s.entries.length > this.historySize) s.entries.shift();
@@ -191,14 +193,17 @@ export async function startFakeHub(options: FakeHubOptions = {}): Promise<FakeHu
             if (data.since && s !== undefined) resumeStream(s, topic, data.since.seq, data.since.epoch === s.epoch);
           } else {
             ackData.offset = store.offset;
+            ackData.offsetEpoch = store.offsetEpoch;
             if (data.since) {
               const positions = data.since.positions ?? {};
+              // An offset of another offset epoch (another store) means nothing: every topic is unseen.
+              const since = typeof data.since.offsetEpoch === 'string' && data.since.offsetEpoch !== store.offsetEpoch ? 0 : data.since.offset;
               for (const [key, s] of store.topics) {
                 const name = key.slice(key.indexOf('/') + 1);
                 if (!key.startsWith(`${tenant}/`) || !matches(topic, name)) continue;
                 const known = positions[name];
                 if (known) resumeStream(s, name, known.seq, known.epoch === s.epoch);
-                else if (typeof data.since.offset === 'number') for (const m of s.entries) if (m.offset > data.since.offset) replay.push(m);
+                else if (typeof since === 'number') for (const m of s.entries) if (m.offset > since) replay.push(m);
               }
               replay.sort((a, b) => a.offset - b.offset);
             }
