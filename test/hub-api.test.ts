@@ -126,6 +126,33 @@ t.test('history with a bare seq, or none; publish resolves with ts', async (t) =
   await t.rejects(hub.history('h', { since: { epoch: 1 } as never }), TypeError);
 });
 
+t.test('history of a wildcard pattern: every matching topic in publication order, with gaps per topic', async (t) => {
+  const { hub } = await startHub({ history: { size: 2 } });
+  t.teardown(() => hub.close());
+  for (const topic of ['orders.eu', 'orders.us', 'other', 'orders.eu', 'orders.eu.x', 'orders.eu']) await hub.publish({ topic, type: 'o', data: { topic } });
+  await hub.publish({ topic: 'orders.eu', tenant: 'staging', type: 'o', data: {} });
+  const star = await hub.history('orders.*');
+  t.same(star.messages.map((m) => [m.topic, m.seq, m.offset]), [['orders.us', 1, 2], ['orders.eu', 2, 4], ['orders.eu', 3, 6]], 'offset order across topics; no other tenant');
+  t.same(star.gaps.map((g) => [g.topic, g.from, g.to]), [['orders.eu', 1, 1]], 'the message no longer held, named with its topic');
+  t.equal(star.recovered, false);
+  t.equal(star.position, undefined, 'no single position for a pattern');
+  t.equal(star.offset, 6, 'the tenant offset now');
+  t.type(star.offsetEpoch, 'string');
+  const hash = await hub.history('orders.#');
+  t.same(hash.messages.map((m) => m.topic), ['orders.us', 'orders.eu', 'orders.eu.x', 'orders.eu'], '# matches deeper topics and the prefix itself');
+  const after = await hub.history('orders.#', { since: 4 });
+  t.same(after.messages.map((m) => [m.topic, m.seq]), [['orders.eu.x', 1], ['orders.eu', 3]], 'a bare number is a tenant offset');
+  t.same(after.gaps, []);
+  const positions = await hub.history('orders.#', { since: { positions: { 'orders.eu': { epoch: star.messages[1].epoch, seq: 2 } } } });
+  t.same(positions.messages.map((m) => [m.topic, m.seq]), [['orders.eu', 3]], 'positions alone: only the topics named');
+  const stale = await hub.history('orders.*', { since: { offset: 5, offsetEpoch: 'another-hub' } });
+  t.same(stale.messages.length, 3, 'an offset of another offset epoch: everything held');
+  await t.rejects(hub.history('orders.*', { since: -1 }), RangeError);
+  await t.rejects(hub.history('orders.*', { since: {} }), TypeError);
+  await t.rejects(hub.history('orders.*', { since: { offset: 'x' } as never }), TypeError);
+  await t.rejects(hub.history('orders.#.#.', {}), RangeError);
+});
+
 t.test('limits.rate.burst is validated', async (t) => {
   await t.rejects(startHub({ limits: { rate: { messages: 10, interval: 1000, burst: 0 } } }), RangeError);
   await t.rejects(startHub({ limits: { rate: { messages: 10, interval: 1000, burst: 0.5 } } }), RangeError);

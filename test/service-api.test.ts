@@ -172,6 +172,15 @@ t.test('GET /api/history and GET /api/presence', async (t) => {
   const oldEpoch = await api(service, 'GET', '/api/history?topic=room.42&since=someOtherEpoch:2');
   t.same(oldEpoch.body.messages.map((m: any) => m.seq), [1, 2, 3], 'another epoch: the whole current epoch');
   t.equal(oldEpoch.body.recovered, false, 'and the old epoch is reported lost');
+  await api(service, 'POST', '/api/publish', { topic: 'room.43', type: 'chat', data: { i: 4 } });
+  const pattern = await api(service, 'GET', '/api/history?topic=room.%2A');
+  t.equal(pattern.status, 200);
+  t.same(pattern.body.messages.map((m: any) => [m.topic, m.seq]), [['room.42', 1], ['room.42', 2], ['room.42', 3], ['room.43', 1]], 'a wildcard: every matching topic, in publication order');
+  t.type(pattern.body.offsetEpoch, 'string');
+  const patternAfter = await api(service, 'GET', `/api/history?topic=room.%23&since=${pattern.body.offsetEpoch}:${pattern.body.offset - 1}`);
+  t.same(patternAfter.body.messages.map((m: any) => [m.topic, m.seq]), [['room.43', 1]], 'since=offsetEpoch:offset for a pattern');
+  const patternStale = await api(service, 'GET', `/api/history?topic=room.%23&since=otherHub:${pattern.body.offset}`);
+  t.equal(patternStale.body.messages.length, 4, 'an offset of another offset epoch: everything held');
   const unknown = await api(service, 'GET', '/api/history?topic=never.published');
   t.equal(unknown.status, 200);
   t.same(unknown.body.messages, [], 'a topic never published: no messages');

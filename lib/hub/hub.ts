@@ -702,23 +702,50 @@ export class Hub extends EventEmitter {
    * The held history of a topic after `since`, with exact gaps. `since`: absent (everything held), a sequence
    * number in the topic's current epoch, or `{ epoch, seq }` (another epoch: everything held, `recovered: false`).
    * `position` in the answer is the topic's current epoch and last sequence number.
+   *
+   * A wildcard pattern (`orders.*`, `orders.#`) answers for every matching topic with a stream, messages in
+   * publication order (tenant offset) across topics and gaps per topic (each names its topic). `since`: absent
+   * (everything held), a tenant offset of the current offset epoch (what came after it), or a
+   * {@link PatternSince} `{ positions?, offset?, offsetEpoch? }` as a wildcard subscription resumes (an offset of
+   * another offset epoch: everything held). The answer has no `position`; its `offset`/`offsetEpoch` are the
+   * tenant's current ones, to ask again from.
    */
-  async history(topic: string, options: { tenant?: string; since?: StreamPosition | number } = {}): Promise<ResumeAnswer> {
-    const problem = checkTopic(topic, false, this.topicLimits());
+  async history(topic: string, options: { tenant?: string; since?: StreamPosition | PatternSince | number } = {}): Promise<ResumeAnswer> {
+    const pattern = typeof topic === 'string' && isPattern(topic);
+    const problem = checkTopic(topic, pattern, this.topicLimits());
     if (problem !== null) throw new RangeError(problem);
     const tenant = options.tenant ?? 'default';
     this.checkTenantName(tenant);
     const since = options.since;
+    if (pattern) return this.patternHistory(tenant, normalizePattern(topic), since);
     if (since === undefined) return this.backplane.resume(tenant, topic, { epoch: '', seq: 0 });
     if (typeof since === 'number') {
       if (!Number.isInteger(since) || since < 0) throw new RangeError(`since must be a non-negative integer sequence number, got ${String(since)}`);
       const now = await this.backplane.resume(tenant, topic, null);
       return this.backplane.resume(tenant, topic, { epoch: now.position?.epoch ?? '', seq: since });
     }
-    if (typeof since !== 'object' || since === null || typeof since.epoch !== 'string' || !Number.isInteger(since.seq) || since.seq < 0) {
-      throw new TypeError('since must be a sequence number or { epoch: string, seq: non-negative integer }');
+    const position = since as Partial<StreamPosition> | null;
+    if (typeof position !== 'object' || position === null || typeof position.epoch !== 'string' || !Number.isInteger(position.seq) || position.seq! < 0) {
+      throw new TypeError('since for a topic must be a sequence number or { epoch: string, seq: non-negative integer }');
     }
-    return this.backplane.resume(tenant, topic, since);
+    return this.backplane.resume(tenant, topic, { epoch: position.epoch, seq: position.seq! });
+  }
+
+  private async patternHistory(tenant: string, pattern: string, since: StreamPosition | PatternSince | number | undefined): Promise<ResumeAnswer> {
+    await this.attached;
+    if (since === undefined) return this.backplane.resume(tenant, pattern, { offset: 0 });
+    if (typeof since === 'number') {
+      if (!Number.isInteger(since) || since < 0) throw new RangeError(`since must be a non-negative integer tenant offset, got ${String(since)}`);
+      return this.backplane.resume(tenant, pattern, { offset: since });
+    }
+    let checked: PatternSince;
+    try {
+      checked = this.checkPatternSince(since);
+    } catch (error) {
+      throw new TypeError(`since for a pattern must be a tenant offset or { positions?, offset?, offsetEpoch? }: ${(error as Error).message}`);
+    }
+    if (checked.offset === undefined && checked.positions === undefined) throw new TypeError('since for a pattern needs positions or an offset');
+    return this.backplane.resume(tenant, pattern, checked);
   }
 
   /** Issues a one-time ticket for `?ticket=` (single use, `ttl` ms, default `ticketTtl`). */

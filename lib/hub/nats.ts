@@ -385,10 +385,11 @@ export class NatsBackplane extends BrokerBackplane {
 
   protected async tenantOffset(_tenant: string): Promise<TenantOffset> {
     // The tenant offset is the stream sequence (shared by all tenants: monotonic per tenant, not contiguous); its
-    // epoch is the stream's creation time (a stream lost and created again restarts its sequence).
+    // epoch is the stream's creation time in ms, base 36 (a stream lost and created again restarts its sequence).
     const jsm = await this.conn().jetstreamManager({ timeout: this.opts.timeout });
     const info = await jsm.streams.info(this.stream);
-    return { offset: info.state.last_seq, epoch: String(info.created) };
+    const created = Date.parse(info.created);
+    return { offset: info.state.last_seq, epoch: Number.isFinite(created) ? created.toString(36) : String(info.created) };
   }
 
   protected async sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void> {

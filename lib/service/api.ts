@@ -156,7 +156,8 @@ function queryName(query: URLSearchParams, name: string, required: boolean): str
 
 /**
  * `since` of `GET /api/history`: absent (everything held), a sequence number in the current epoch (`since=41`), or
- * `epoch:seq` (`since=Xk3…:41`) as a client saw it.
+ * `epoch:seq` (`since=Xk3…:41`) as a client saw it. For a wildcard `topic` (`orders.%23`), the number is a tenant
+ * offset and the epoch an offset epoch (`offsetEpoch:offset`, as a wildcard subscription's ack reports them).
  */
 function parseSince(text: string | null): { epoch?: string; seq: number } | undefined {
   if (text === null || text === '') return undefined;

@@ -7,6 +7,7 @@
 import type { Backplane } from '../hub/backplane.js';
 import type { Principal } from '../hub/auth.js';
 import { createHub, type Hub, type HubOptions } from '../hub/hub.js';
+import { isPattern } from '../hub/topics.js';
 import type { ServiceConfig } from './config.js';
 import type { Logger } from './log.js';
 import { LabelledCounter, type MetricFamily } from './metrics.js';
@@ -32,14 +33,23 @@ export interface ServiceHub {
   metrics(): MetricFamily[];
   /** Publishes; resolves with the tenant, seq, epoch and time. */
   publish(message: { tenant?: string; topic: string; type: string; data: unknown }): Promise<{ tenant: string; seq: number; epoch: string; ts: number }>;
-  /** The held history after `since` (a seq in the current epoch, or an epoch and seq). */
+  /**
+   * The held history after `since` (a seq in the current epoch, or an epoch and seq). For a wildcard pattern,
+   * every matching topic in publication order; `since` is then a tenant offset (`seq`) of the offset epoch
+   * `epoch` (another offset epoch: everything held), and the answer carries the current `offset`/`offsetEpoch`.
+   */
   history(tenant: string | undefined, topic: string, since: { epoch?: string; seq: number } | undefined): Promise<{
     tenant: string;
     topic: string;
+    /** Exact topics: the current epoch (null before the first publication). Patterns: null. */
     epoch: string | null;
+    /** Exact topics: the last sequence number. Patterns: 0. */
     seq: number;
+    /** Patterns: the tenant offset and its epoch now (to ask again from). */
+    offset?: number;
+    offsetEpoch?: string;
     messages: HistoryMessage[];
-    gaps: Array<{ epoch: string; from: number; to: number }>;
+    gaps: Array<{ topic: string; epoch: string; from: number; to: number }>;
     recovered: boolean;
   }>;
   /** Who is subscribed to a topic name or pattern. */
@@ -150,14 +160,17 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     },
     async history(tenantIn, topic, since) {
       const tenant = tenantIn ?? 'default';
-      const answer = await hub.history(topic, { tenant, since: since === undefined ? undefined : since.epoch === undefined ? since.seq : { epoch: since.epoch, seq: since.seq } });
+      const pattern = isPattern(topic);
+      const from = since === undefined ? undefined : since.epoch === undefined ? since.seq : pattern ? { offset: since.seq, offsetEpoch: since.epoch } : { epoch: since.epoch, seq: since.seq };
+      const answer = await hub.history(topic, { tenant, since: from });
       return {
         tenant,
         topic,
         epoch: answer.position?.epoch || null,
         seq: answer.position?.seq ?? 0,
+        ...(pattern ? { offset: answer.offset, offsetEpoch: answer.offsetEpoch } : {}),
         messages: answer.messages.map(toMessage),
-        gaps: answer.gaps.map((g) => ({ epoch: g.epoch, from: g.from, to: g.to })),
+        gaps: answer.gaps.map((g) => ({ topic: g.topic, epoch: g.epoch, from: g.from, to: g.to })),
         recovered: answer.recovered,
       };
     },
