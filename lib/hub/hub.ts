@@ -116,7 +116,8 @@ export interface HubLimits {
   /**
    * `disconnect` (default): close the connection with 1008 and destroy it 1 s later. `drop`: skip messages for it
    * and, once it catches up, send `{"type":"gap","data":{topic, tenant, epoch, from, to}}` per topic with the exact
-   * sequence numbers it missed (it can fetch them with a `history` request while they are held).
+   * sequence numbers it missed (it can fetch them with a `history` request while they are held). The same frame
+   * reports messages a backplane lost ({@link BackplaneSink.gap}).
    */
   slowConsumer?: SlowConsumerPolicy;
   /** Milliseconds to send a first-message `auth` when the handshake carried no token; then 4401. Default: 5,000. */

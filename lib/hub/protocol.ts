@@ -199,7 +199,11 @@ export function encodeDirect(dialect: Dialect, type: string, data: string): stri
   return `{"type":${JSON.stringify(type)},"data":${data}}`;
 }
 
-/** A gap report: the seq range `from`..`to` (inclusive) of `topic` in `epoch` will not be delivered. */
+/**
+ * A gap report: the seq range `from`..`to` (inclusive) of `topic` in `epoch` will not be delivered (`to` =
+ * `Number.MAX_SAFE_INTEGER` when the epoch was lost and its end is unknown). Native
+ * `{"type":"gap","data":{"topic","tenant","epoch","from","to"}}`; llps `{"action":"gap","channel",…same fields}`.
+ */
 export function encodeGap(dialect: Dialect, g: { tenant: string; topic: string; epoch: string; from: number; to: number }): string {
   const fields = `"topic":${JSON.stringify(g.topic)},"tenant":${JSON.stringify(g.tenant)},"epoch":${JSON.stringify(g.epoch)},"from":${g.from},"to":${g.to}`;
   if (dialect === 'llps') return `{"action":"gap","channel":${JSON.stringify(g.topic)},${fields}}`;
