@@ -18,6 +18,7 @@ import {
   natsSubscriptions,
   metric,
   OwnBroker,
+  presenceOf,
   publish,
   REDIS_URL,
   redisCommand,
@@ -195,6 +196,67 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
       // The server's own count: messages it delivered on the hubs' topic subscriptions.
       t.equal((await natsTopicDeliveries(own, prefix)) - natsBefore, 50, 'the NATS server delivered 50 topic messages to hubs, not 150');
     }
+  });
+
+  t.test(`${broker}: a hub killed with SIGKILL stops counting after the node TTL`, async (t) => {
+    const prefix = runPrefix(broker);
+    // Short liveness settings through the bin's flags; the default TTL is 15 s.
+    const options = { maxPerUser: 2, heartbeat: 200, nodeTtl: 1000 };
+    const [victim, survivor] = await Promise.all([startNode(broker, url, prefix, options), startNode(broker, url, prefix, options)]);
+    const clients: Client[] = [];
+    const open = async (node: HubNode, user: string) => {
+      const c = await Client.open(node.port, user);
+      clients.push(c);
+      return c;
+    };
+    t.teardown(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all([victim.kill(), survivor.stop()]);
+      await cleanupBroker(broker, url, prefix);
+    });
+    const events = (c: Client, kind: 'join' | 'leave', user: string) => c.frames.filter((f) => f.type === kind && f.data?.user === user).length;
+
+    const watcher = await open(survivor, 'watcher');
+    await watcher.subscribe('room', { presence: true });
+    const daveOld = await open(survivor, 'dave');
+    await daveOld.subscribe('room');
+    await sleep(100);
+    const daveDoomed = await open(victim, 'dave');
+    await daveDoomed.subscribe('room');
+    const erinDoomed = await open(victim, 'erin');
+    await erinDoomed.subscribe('room');
+    await watcher.until((c) => events(c, 'join', 'erin') === 1, "erin's join");
+    t.same(await presenceOf(survivor, 'room'), { tenant: 'default', topic: 'room', users: { watcher: 1, dave: 2, erin: 1 }, connections: 4 }, 'both hubs counted');
+
+    await victim.kill();
+    const killedAt = Date.now();
+    const deadline = killedAt + 15_000;
+    let snapshot = await presenceOf(survivor, 'room');
+    while (snapshot.connections !== 2 && Date.now() < deadline) {
+      await sleep(100);
+      snapshot = await presenceOf(survivor, 'room');
+    }
+    t.comment(`presence without the dead hub after ${Date.now() - killedAt} ms (node TTL 1000 ms, heartbeat 200 ms)`);
+    t.same(snapshot.users, { watcher: 1, dave: 1 }, "the dead hub's connections no longer count in presence");
+    await watcher.until((c) => events(c, 'leave', 'erin') === 1, "erin's leave, sent for the dead hub", 15_000);
+    t.equal(events(watcher, 'leave', 'dave'), 0, 'no leave for dave: his socket on the live hub is still subscribed');
+
+    // The per-user limit (2): dave's socket on the dead hub no longer counts, so a second one keeps the first…
+    const daveNew = await open(survivor, 'dave');
+    await sleep(500);
+    t.equal(daveOld.closeCode, null, "the dead hub's socket does not count toward the limit");
+    // …and the limit still holds: a third closes the oldest with 4429.
+    await open(survivor, 'dave');
+    await daveOld.until((c) => c.closeCode !== null, 'the oldest to be closed');
+    t.equal(daveOld.closeCode, 4429);
+    t.equal(daveNew.closeCode, null);
+    // daveOld was dave's last subscriber of the room: a leave (his count was not left stuck by the dead socket).
+    await watcher.until((c) => events(c, 'leave', 'dave') === 1, "dave's leave");
+    // erin comes back on the live hub: a join again (her count was cleaned, not left at one).
+    const erinBack = await open(survivor, 'erin');
+    await erinBack.subscribe('room');
+    await watcher.until((c) => events(c, 'join', 'erin') === 2, "erin's second join");
+    t.same((await presenceOf(survivor, 'room')).users, { watcher: 1, erin: 1 });
   });
 
   t.test(`${broker}: a broker restarted mid-stream`, async (t) => {
