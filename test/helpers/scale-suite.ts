@@ -247,7 +247,10 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
     t.equal(daveOld.closeCode, null, "the dead hub's socket does not count toward the limit");
     // …and the limit still holds: a third closes the oldest with 4429.
     await open(survivor, 'dave');
-    await daveOld.until((c) => c.closeCode !== null, 'the oldest to be closed');
+    await daveOld.until((c) => c.closeCode !== null, 'the oldest to be closed').catch((e) => {
+      // Say what the hub reported (a failed registration is logged as hub_error).
+      throw new Error(`${(e as Error).message}; hub errors: ${survivor.output().split('\n').filter((l) => l.includes('level=error')).join(' | ')}`);
+    });
     t.equal(daveOld.closeCode, 4429);
     t.equal(daveNew.closeCode, null);
     // daveOld was dave's last subscriber of the room: a leave (his count was not left stuck by the dead socket).
