@@ -17,7 +17,10 @@
  *   flush (the server has processed the SUB) before the hub acknowledges its client.
  * - **Users** (KV bucket `<prefix>_users`, one entry per user with its connection ids oldest first, updated by
  *   compare-and-set), **presence** (KV `<prefix>_presence`, one entry per topic) and **node liveness** (KV
- *   `<prefix>_nodes` with a TTL of `nodeTtl`, refreshed every `heartbeat`): a dead node's entries stop counting.
+ *   `<prefix>_nodes` with a TTL of `nodeTtl`, refreshed every `heartbeat`): a dead node's entries stop counting at
+ *   once, and the heartbeat after a node's entry disappeared sweeps both buckets — its connections are removed and
+ *   the leave events of users who had no other subscriber there are sent. A node whose own entry had expired (a
+ *   long pause, a network cut) registers its connections and presence again.
  *
  * With file storage (the default) JetStream survives a server restart: epochs and history are kept, and nodes
  * fetch from the stream whatever was published while they were cut off. With `storage: 'memory'` a restart loses
@@ -94,6 +97,11 @@ export class NatsBackplane extends BrokerBackplane {
   private presenceKv: KV | null = null;
   private nodes: KV | null = null;
   private alive = new Set<string>();
+  /** Whether the dead-node sweep ran once (every node sweeps at its first heartbeat, for nodes that died unseen). */
+  private swept = false;
+  /** This node's registered connections (id → user) and presence entries (key → entry), to register them again. */
+  private readonly ownedUsers = new Map<string, string>();
+  private readonly ownedPresence = new Map<string, { tenant: string; topic: string; user: string; connectionId: string }>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private connected = false;
   private readonly enc = new TextEncoder();
@@ -215,14 +223,74 @@ export class NatsBackplane extends BrokerBackplane {
     if (this.ownsConnection) await nc.drain().catch(() => nc.close());
   }
 
+  /**
+   * Refreshes this node's liveness entry and the set of live nodes. When a node disappeared since the last beat
+   * (its entry expired after `nodeTtl`, or it left), sweeps the user and presence buckets: its connections are
+   * removed and a leave event is sent for every user whose last subscriber of a topic was there. When this node's
+   * own entry had expired (a long pause, a network cut), it registers its connections and presence again.
+   */
   private async beat(): Promise<void> {
     const nodes = this.nodes;
     if (nodes === null || !this.connected) return;
+    const mine = await nodes.get(this.nodeId);
+    const stale = mine === null || mine.operation !== 'PUT';
     await nodes.put(this.nodeId, this.enc.encode(String(Date.now())));
     const alive = new Set<string>();
     for await (const k of await nodes.keys()) alive.add(k);
     alive.add(this.nodeId);
+    let gone = !this.swept;
+    for (const n of this.alive) if (!alive.has(n)) gone = true;
     this.alive = alive;
+    if (gone) {
+      await this.sweep();
+      this.swept = true;
+    }
+    if (stale && this.swept) await this.registerAgain();
+  }
+
+  /** Removes dead nodes' connections from every user and presence entry (compare-and-set, so concurrent sweeps agree). */
+  private async sweep(): Promise<void> {
+    const t = this.opts.timeout;
+    for (const key of await withTimeout(collect(this.users!), t, 'listing users')) {
+      await withTimeout(this.casUpdate<[string, number][]>(this.users!, key, [], (v) => {
+        const rest = v.filter(([id]) => this.isAlive(id));
+        return rest.length === v.length ? v : rest.length > 0 ? rest : null;
+      }), t, 'sweeping a user');
+    }
+    for (const key of await withTimeout(collect(this.presenceKv!), t, 'listing presence')) {
+      let left: string[] = [];
+      await withTimeout(this.casUpdate<Record<string, string>>(this.presenceKv!, key, {}, (v) => {
+        const next: Record<string, string> = {};
+        const before = new Set<string>();
+        const after = new Set<string>();
+        for (const [id, u] of Object.entries(v)) {
+          before.add(u);
+          if (!this.isAlive(id)) continue;
+          next[id] = u;
+          after.add(u);
+        }
+        left = [...before].filter((u) => !after.has(u));
+        if (Object.keys(next).length === Object.keys(v).length) return v;
+        return Object.keys(next).length > 0 ? next : null;
+      }), t, 'sweeping presence');
+      const dot = key.indexOf('.');
+      const tenant = Buffer.from(key.slice(0, dot), 'base64url').toString();
+      const topic = Buffer.from(key.slice(dot + 1), 'base64url').toString();
+      for (const user of left) {
+        const message: ControlMessage = { k: 'pres', event: { kind: 'leave', tenant, topic, user } };
+        this.control(message);
+        await this.sendControl('all', message);
+      }
+    }
+  }
+
+  /** After this node counted as dead for a while: its connections and presence entries, registered again. */
+  private async registerAgain(): Promise<void> {
+    for (const [connectionId, user] of [...this.ownedUsers]) {
+      if (this.ownedUsers.get(connectionId) !== user) continue;
+      await withTimeout(this.casUpdate<[string, number][]>(this.users!, b64(user), [], (v) => (v.some(([id]) => id === connectionId) ? v : [...v, [connectionId, Date.now()]])), this.opts.timeout, 'registering a connection again');
+    }
+    for (const p of [...this.ownedPresence.values()]) await this.presenceChange(p.tenant, p.topic, p.user, p.connectionId, true);
   }
 
   private isAlive(connectionId: string): boolean {
@@ -400,13 +468,17 @@ export class NatsBackplane extends BrokerBackplane {
 
   // ---- users and presence ------------------------------------------------------------------------------------
 
-  /** Compare-and-set update of a KV entry holding a JSON value; `change` returns the new value (null: delete). */
+  /**
+   * Compare-and-set update of a KV entry holding a JSON value; `change` returns the new value (null: delete; the
+   * value it was given: no change, nothing written).
+   */
   private async casUpdate<T>(kv: KV, key: string, empty: T, change: (v: T) => T | null): Promise<T | null> {
     for (let attempt = 0; attempt < 32; attempt++) {
       const e = await kv.get(key);
       const exists = e !== null && e.operation === 'PUT';
       const current: T = exists ? (JSON.parse(this.dec.decode(e!.value)) as T) : empty;
       const next = change(current);
+      if (next === current) return next; // unchanged: nothing to write
       try {
         if (next === null) {
           if (exists) await kv.delete(key, { previousSeq: e!.revision });
@@ -428,6 +500,7 @@ export class NatsBackplane extends BrokerBackplane {
       const sub = this.conn().subscribe(`${this.opts.prefix}.u.${b64(user)}`, { callback: this.onControlMsg! });
       this.userSubs.set(user, { n: 1, sub });
     }
+    if (ownerNode(connectionId) === this.nodeId) this.ownedUsers.set(connectionId, user);
     try {
       await withTimeout(this.conn().flush(), this.opts.timeout, 'subscribing to a user');
       const list = await withTimeout(this.casUpdate<[string, number][]>(this.users!, b64(user), [], (v) => [
@@ -442,6 +515,7 @@ export class NatsBackplane extends BrokerBackplane {
   }
 
   async unregisterConnection(user: string, connectionId: string): Promise<void> {
+    this.ownedUsers.delete(connectionId);
     const u = this.userSubs.get(user);
     if (u === undefined) return;
     if (--u.n <= 0) {
@@ -455,7 +529,13 @@ export class NatsBackplane extends BrokerBackplane {
   }
 
   private async presenceChange(tenant: string, topic: string, user: string, connectionId: string, join: boolean): Promise<void> {
-    if (ownerNode(connectionId) === null) throw new TypeError(`connection id ${JSON.stringify(connectionId)} does not start with a node id and a dot`);
+    const owner = ownerNode(connectionId);
+    if (owner === null) throw new TypeError(`connection id ${JSON.stringify(connectionId)} does not start with a node id and a dot`);
+    if (owner === this.nodeId) {
+      const k = JSON.stringify([tenant, topic, connectionId]);
+      if (join) this.ownedPresence.set(k, { tenant, topic, user, connectionId });
+      else this.ownedPresence.delete(k);
+    }
     let changed = false;
     await withTimeout(this.casUpdate<Record<string, string>>(this.presenceKv!, `${b64(tenant)}.${b64(topic)}`, {}, (v) => {
       const next: Record<string, string> = {};
@@ -497,6 +577,13 @@ export class NatsBackplane extends BrokerBackplane {
     }
     return { tenant, topic, users, connections };
   }
+}
+
+/** Every key of a KV bucket. */
+async function collect(kv: KV): Promise<string[]> {
+  const out: string[] = [];
+  for await (const k of await kv.keys()) out.push(k);
+  return out;
 }
 
 /** The direct-get API: present on the manager nats.js returns, though its interface does not declare it. */

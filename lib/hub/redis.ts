@@ -16,7 +16,12 @@
  *   holds as a gap.
  * - **Users** (`<prefix>:uc:<user>`, a sorted set of connection ids by connect time), **presence** (hashes per
  *   topic) and **node liveness** (`<prefix>:nodes`, heartbeats with Redis's clock): entries of a node whose
- *   heartbeats stopped for `nodeTtl` no longer count and are removed when next read.
+ *   heartbeats stopped for `nodeTtl` no longer count (per-user limit, presence snapshots), and the next heartbeat
+ *   of any live node sweeps them: each node lists what it registered in `<prefix>:own:<nodeId>`, the sweep removes
+ *   those entries, keeps the per-user presence counts in step and sends the leave events of the users who had no
+ *   other connection. A node that was counted as dead (a long pause, a network cut) registers its entries again
+ *   on its next heartbeat. The sweep touches keys it finds in that set, which a standalone server (or a single
+ *   primary) allows; Redis Cluster is not supported.
  * - **User / connection / broadcast messages** go through `<prefix>:u:<user>` (subscribed while the user has a
  *   connection on the node), `<prefix>:n:<nodeId>` and `<prefix>:a`.
  *
@@ -137,48 +142,86 @@ local function nodeOf(id)
 end
 `;
 
-/** KEYS: nodes, user zset. ARGV: nodeTtl, connectionId, key ttl. Returns the alive connection ids, oldest first. */
+/**
+ * KEYS: nodes, user zset, the owning node's set. ARGV: nodeTtl, connectionId, key ttl, owned-set member. Returns
+ * the alive connection ids, oldest first (a dead node's ids no longer count; the sweep removes them).
+ */
 const REGISTER_LUA = ALIVE_LUA + `
 redis.call('ZADD', KEYS[2], now, ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 local out = {}
 for _, id in ipairs(ids) do
-  if isAlive(nodeOf(id)) then table.insert(out, id) else redis.call('ZREM', KEYS[2], id) end
+  if isAlive(nodeOf(id)) then table.insert(out, id) end
 end
 return out
 `;
 
-/** KEYS: nodes, presence hash (conn → user), per-user count hash. ARGV: nodeTtl, conn, user, key ttl, join(1)/leave(0). */
+/**
+ * KEYS: nodes, presence hash (conn → user), per-user count hash, the owning node's set. ARGV: nodeTtl, conn, user,
+ * key ttl, join(1)/leave(0), owned-set member. Returns 1 when the user's first connection joined / last one left.
+ */
 const PRESENCE_LUA = ALIVE_LUA + `
 if ARGV[5] == '1' then
   if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
+  redis.call('SADD', KEYS[4], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
   return redis.call('HINCRBY', KEYS[3], ARGV[3], 1) == 1 and 1 or 0
 end
+redis.call('SREM', KEYS[4], ARGV[6])
 if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[3], ARGV[3], -1) <= 0 then redis.call('HDEL', KEYS[3], ARGV[3]) return 1 end
 return 0
 `;
 
-/** KEYS: nodes, presence hash. ARGV: nodeTtl. Returns [conn, user, ...] of alive nodes (dead entries removed). */
+/**
+ * KEYS: nodes, presence hash. ARGV: nodeTtl. Returns [conn, user, ...] of alive nodes. Only filters: the entries
+ * of a dead node are removed by the sweep (HEARTBEAT_LUA), which keeps the per-user counts in step.
+ */
 const PRESENCE_READ_LUA = ALIVE_LUA + `
 local all = redis.call('HGETALL', KEYS[2])
 local out = {}
 for i = 1, #all, 2 do
-  if isAlive(nodeOf(all[i])) then table.insert(out, all[i]) table.insert(out, all[i + 1]) else redis.call('HDEL', KEYS[2], all[i]) end
+  if isAlive(nodeOf(all[i])) then table.insert(out, all[i]) table.insert(out, all[i + 1]) end
 end
 return out
 `;
 
-/** KEYS: nodes. ARGV: nodeId, forget-after ms. Records a heartbeat with Redis's clock; forgets long-dead nodes. */
+/**
+ * KEYS: nodes. ARGV: nodeId, nodeTtl, owned-set key prefix (\`<prefix>:own:\`), owned-set ttl. Records a heartbeat
+ * with Redis's clock, then sweeps the nodes whose last heartbeat is nodeTtl old: every presence entry and user
+ * connection a dead node owned is removed (up to 1,000 per node per beat; the rest on the next beats), and the
+ * node is forgotten once nothing is left. Returns [stale, events]: stale = 1 when this node was absent or counted
+ * as dead (its entries may have been swept: it registers them again); events = tenant, topic, user triples of the
+ * users whose last subscriber left with the dead node (presence leave events).
+ */
 const HEARTBEAT_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = now - tonumber(ARGV[2])
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local stale = (old == false or old == nil or tonumber(old) <= limit) and 1 or 0
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-return now
+redis.call('PEXPIRE', ARGV[3] .. ARGV[1], ARGV[4])
+local events = {}
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', limit, 'LIMIT', 0, 16)) do
+  local own = ARGV[3] .. node
+  for _, m in ipairs(redis.call('SPOP', own, 1000)) do
+    local e = cjson.decode(m)
+    if e[1] == 'p' then
+      if redis.call('HDEL', e[2], e[4]) == 1 and redis.call('HINCRBY', e[3], e[5], -1) <= 0 then
+        redis.call('HDEL', e[3], e[5])
+        table.insert(events, e[6]) table.insert(events, e[7]) table.insert(events, e[5])
+      end
+    else
+      redis.call('ZREM', e[2], e[3])
+    end
+  end
+  if redis.call('SCARD', own) == 0 then redis.call('ZREM', KEYS[1], node) end
+end
+return {stale, events}
 `;
 
 const esc = (s: string): string => escapeSegment(s, ':{}');
@@ -197,6 +240,8 @@ export class RedisBackplane extends BrokerBackplane {
   private readonly shas = new Map<string, string>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private readonly userRefs = new Map<string, number>();
+  /** This node's registered connections and presence entries (owned-set member → how to register it again). */
+  private readonly owned = new Map<string, { kind: 'u'; user: string; connectionId: string } | { kind: 'p'; tenant: string; topic: string; user: string; connectionId: string }>();
   private readonly onMessage = (raw: string): void => {
     const d = decodeMessage(raw);
     if (d !== null) this.incoming(d.message);
@@ -234,6 +279,11 @@ export class RedisBackplane extends BrokerBackplane {
 
   private get nodesKey(): string {
     return `${this.opts.prefix}:nodes`;
+  }
+
+  /** The set of everything a node registered (user connections, presence entries), swept when the node dies. */
+  private ownKey(node: string): string {
+    return `${this.opts.prefix}:own:${node}`;
   }
 
   private userChannel(user: string): string {
@@ -294,15 +344,49 @@ export class RedisBackplane extends BrokerBackplane {
     const sub = this.sub;
     this.sub = null;
     if (pub !== null && pub.isOpen) {
-      // Leave the cluster at once: other nodes stop counting this node's connections.
-      await withTimeout(pub.sendCommand(['ZREM', this.nodesKey, this.nodeId]), this.opts.timeout, 'leaving').catch(() => {});
+      // Leave the cluster at once: marked dead, so other nodes stop counting this node's connections and the next
+      // sweep removes whatever it still had registered.
+      await withTimeout(pub.sendCommand(['ZADD', this.nodesKey, '0', this.nodeId]), this.opts.timeout, 'leaving').catch(() => {});
     }
     await closeClient(sub);
     if (this.ownsPub) await closeClient(pub);
   }
 
   private async beat(): Promise<void> {
-    await this.script(HEARTBEAT_LUA, [this.nodesKey], [this.nodeId, String(this.opts.nodeTtl * 20)]);
+    const [stale, events] = await this.script<[number, string[]]>(HEARTBEAT_LUA, [this.nodesKey], [
+      this.nodeId, String(this.opts.nodeTtl), `${this.opts.prefix}:own:`, String(this.topicTtl),
+    ]);
+    for (let i = 0; i + 2 < events.length; i += 3) {
+      const message: ControlMessage = { k: 'pres', event: { kind: 'leave', tenant: events[i], topic: events[i + 1], user: events[i + 2] } };
+      this.control(message);
+      await this.sendControl('all', message);
+    }
+    // Counted as dead for a while (a long pause, a network cut): others may have swept this node's entries.
+    if (Number(stale) === 1 && this.owned.size > 0) await this.registerAgain();
+  }
+
+  /** Registers this node's connections and presence entries again after they may have been swept. */
+  private async registerAgain(): Promise<void> {
+    for (const [member, o] of [...this.owned]) {
+      if (this.owned.get(member) !== o) continue; // removed meanwhile
+      if (o.kind === 'u') await this.registerScript(o.user, o.connectionId, member);
+      else await this.presenceScript(o.tenant, o.topic, o.user, o.connectionId, true, member);
+    }
+  }
+
+  private registerScript(user: string, connectionId: string, member: string): Promise<string[]> {
+    return this.script<string[]>(REGISTER_LUA, [this.nodesKey, `${this.opts.prefix}:uc:${user}`, this.ownKey(this.nodeId)], [String(this.opts.nodeTtl), connectionId, String(this.topicTtl), member]);
+  }
+
+  /** The presence script; when a user's first connection joined or last left, the event goes to every node. */
+  private async presenceScript(tenant: string, topic: string, user: string, connectionId: string, join: boolean, member: string): Promise<void> {
+    const changed = await this.script<number>(PRESENCE_LUA, [this.nodesKey, this.key(tenant, 'p', topic), this.key(tenant, 'pu', topic), this.ownKey(ownerNode(connectionId)!)], [
+      String(this.opts.nodeTtl), connectionId, user, String(this.topicTtl), join ? '1' : '0', member,
+    ]);
+    if (Number(changed) !== 1) return;
+    const message: ControlMessage = { k: 'pres', event: { kind: join ? 'join' : 'leave', tenant, topic, user } };
+    this.control(message);
+    await this.sendControl('all', message);
   }
 
   /** Runs a Lua script by its SHA, loading it on first use (or after a Redis restart emptied the script cache). */
@@ -396,7 +480,9 @@ export class RedisBackplane extends BrokerBackplane {
     this.userRefs.set(user, n + 1);
     try {
       if (n === 0) await withTimeout(this.requireSub().subscribe(this.userChannel(user), this.onControl), this.opts.timeout, 'subscribing to a user');
-      return await this.script<string[]>(REGISTER_LUA, [this.nodesKey, `${this.opts.prefix}:uc:${user}`], [String(this.opts.nodeTtl), connectionId, String(this.topicTtl)]);
+      const member = JSON.stringify(['u', `${this.opts.prefix}:uc:${user}`, connectionId]);
+      if (ownerNode(connectionId) === this.nodeId) this.owned.set(member, { kind: 'u', user, connectionId });
+      return await this.registerScript(user, connectionId, member);
     } catch (error) {
       await this.unregisterConnection(user, connectionId).catch(() => {});
       throw error;
@@ -408,20 +494,25 @@ export class RedisBackplane extends BrokerBackplane {
     if (n === undefined) return;
     if (n <= 1) this.userRefs.delete(user);
     else this.userRefs.set(user, n - 1);
-    const work: Promise<unknown>[] = [this.pub!.sendCommand(['ZREM', `${this.opts.prefix}:uc:${user}`, connectionId])];
+    const member = JSON.stringify(['u', `${this.opts.prefix}:uc:${user}`, connectionId]);
+    this.owned.delete(member);
+    const work: Promise<unknown>[] = [
+      this.pub!.sendCommand(['ZREM', `${this.opts.prefix}:uc:${user}`, connectionId]),
+      this.pub!.sendCommand(['SREM', this.ownKey(ownerNode(connectionId) ?? this.nodeId), member]),
+    ];
     if (n <= 1 && this.sub !== null) work.push(this.sub.unsubscribe(this.userChannel(user)));
     await withTimeout(Promise.all(work), this.opts.timeout, 'unregistering a connection');
   }
 
   private async presenceChange(tenant: string, topic: string, user: string, connectionId: string, join: boolean): Promise<void> {
-    if (ownerNode(connectionId) === null) throw new TypeError(`connection id ${JSON.stringify(connectionId)} does not start with a node id and a dot`);
-    const changed = await this.script<number>(PRESENCE_LUA, [this.nodesKey, this.key(tenant, 'p', topic), this.key(tenant, 'pu', topic)], [
-      String(this.opts.nodeTtl), connectionId, user, String(this.topicTtl), join ? '1' : '0',
-    ]);
-    if (Number(changed) !== 1) return;
-    const message: ControlMessage = { k: 'pres', event: { kind: join ? 'join' : 'leave', tenant, topic, user } };
-    this.control(message);
-    await this.sendControl('all', message);
+    const owner = ownerNode(connectionId);
+    if (owner === null) throw new TypeError(`connection id ${JSON.stringify(connectionId)} does not start with a node id and a dot`);
+    const member = JSON.stringify(['p', this.key(tenant, 'p', topic), this.key(tenant, 'pu', topic), connectionId, user, tenant, topic]);
+    if (owner === this.nodeId) {
+      if (join) this.owned.set(member, { kind: 'p', tenant, topic, user, connectionId });
+      else this.owned.delete(member);
+    }
+    await this.presenceScript(tenant, topic, user, connectionId, join, member);
   }
 
   presenceJoin(tenant: string, topic: string, user: string, connectionId: string): Promise<void> {

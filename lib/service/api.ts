@@ -3,7 +3,7 @@
  *
  * Every answer is JSON. Errors are `{"error": {"code", "message"}}` with status 400 (bad input, named field), 401
  * (key), 404 (unknown route, or a user with no open socket), 405 (method), 413 (body over `--max-body-size`), 415
- * (not JSON).
+ * (not JSON), 503 (with `--redis` / `--nats`: the broker refused or did not answer; nothing was done, retry).
  *
  * @module
  */
@@ -134,6 +134,12 @@ export function createApi(hub: ServiceHub, config: ServiceConfig, log: Logger): 
       } catch (error) {
         // The hub checks names, types and codes with TypeError / RangeError: the caller's input was wrong.
         if (error instanceof TypeError || error instanceof RangeError) throw new HttpError(400, 'bad_request', error.message);
+        // With a broker, anything else is the broker refusing or not answering (down, cut off, timed out):
+        // 503, so the caller knows to retry; nothing was published.
+        if (hub.clustered && !(error instanceof HttpError)) {
+          log('warn', 'broker_unavailable', { path, error: (error as Error).message });
+          throw new HttpError(503, 'unavailable', `the broker did not take the request (${(error as Error).message}); retry later`);
+        }
         throw error;
       }
       sendJson(res, 200, result);

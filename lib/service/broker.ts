@@ -16,7 +16,14 @@ import type { Logger } from './log.js';
 export async function createBackplane(config: ServiceConfig, log?: Logger): Promise<Backplane | undefined> {
   // Broker errors the adapter survives (connection loss, reconnects) are logged, never thrown.
   const onError = (e: Error): void => log?.('warn', 'backplane_error', { error: e.message });
-  const common = { onError, historySize: config.historySize, historyTtl: config.historyTtl };
+  const common = {
+    onError,
+    historySize: config.historySize,
+    historyTtl: config.historyTtl,
+    prefix: config.brokerPrefix,
+    heartbeat: config.nodeHeartbeat,
+    ...(config.nodeTtl !== undefined ? { nodeTtl: config.nodeTtl } : {}),
+  };
   if (config.redis !== undefined) {
     await requirePackage('redis', '--redis');
     const { createRedisBackplane } = await import('../hub/redis.js');

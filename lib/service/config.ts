@@ -60,6 +60,16 @@ export interface ServiceConfig {
   redis: string | undefined;
   /** NATS URL for running several hubs together (scale-out). Default: none (single process). */
   nats: string | undefined;
+  /** With a broker: prefix of every key, channel, subject and stream, so several deployments share one broker. Default: `wsengine`. */
+  brokerPrefix: string;
+  /** With a broker: milliseconds between this hub's liveness heartbeats. Default: 5,000. */
+  nodeHeartbeat: number;
+  /**
+   * With a broker: milliseconds without a heartbeat after which a hub counts as dead; its connections (per-user
+   * limit) and presence entries then stop counting and are removed. Default: undefined — the adapter's
+   * max(15,000, 3 × heartbeat).
+   */
+  nodeTtl: number | undefined;
   /** Development mode: generated secret and API key, a token endpoint for the demo page. Default: false. */
   dev: boolean;
 }
@@ -90,6 +100,9 @@ interface OptionSpec {
   values?: readonly string[];
   /** For `url`: accepted schemes (without the colon). */
   schemes?: readonly string[];
+  /** For `string`: the value must match, described by `patternText`. */
+  pattern?: RegExp;
+  patternText?: string;
 }
 
 const KIB = 1024;
@@ -123,6 +136,9 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   { flag: 'shutdown-timeout', key: 'shutdownTimeout', kind: 'duration', default: 5_000, min: 0, help: 'on SIGTERM/SIGINT: time for closing handshakes before sockets are destroyed' },
   { flag: 'redis', key: 'redis', kind: 'url', schemes: ['redis', 'rediss'], default: undefined, help: 'Redis URL to run several hubs together', defaultText: 'none (one process)' },
   { flag: 'nats', key: 'nats', kind: 'url', schemes: ['nats', 'tls'], default: undefined, help: 'NATS URL to run several hubs together', defaultText: 'none (one process)' },
+  { flag: 'broker-prefix', key: 'brokerPrefix', kind: 'string', default: 'wsengine', pattern: /^[A-Za-z0-9_-]{1,64}$/, patternText: '1 to 64 letters, digits, "_" or "-"', help: 'with --redis/--nats: prefix of every key, channel, subject and stream (deployments sharing a broker need different prefixes)' },
+  { flag: 'node-heartbeat', key: 'nodeHeartbeat', kind: 'duration', default: 5_000, min: 100, help: 'with --redis/--nats: interval of this hub\'s liveness heartbeats on the broker' },
+  { flag: 'node-ttl', key: 'nodeTtl', kind: 'duration', default: undefined, min: 200, defaultText: 'max(15s, 3 × --node-heartbeat)', help: 'with --redis/--nats: a hub without a heartbeat for this long is dead; its connections and presence stop counting and are removed (at least 2 × --node-heartbeat)' },
   { flag: 'dev', key: 'dev', kind: 'boolean', default: false, help: 'development mode: generated secret and API key, a token endpoint for the demo page' },
 ]);
 
@@ -163,7 +179,7 @@ function describe(spec: OptionSpec): string {
     case 'url': return `a URL (${spec.schemes!.map((s) => `${s}://`).join(' or ')})`;
     case 'list': return 'a comma-separated list of non-empty values';
     case 'pem-file': return 'a readable PEM file';
-    default: return 'a non-empty value';
+    default: return spec.patternText ?? 'a non-empty value';
   }
 }
 
@@ -219,7 +235,7 @@ function convert(spec: OptionSpec, raw: string): unknown {
       return text;
     }
     default:
-      return raw.length > 0 ? raw : bad();
+      return raw.length > 0 && (spec.pattern === undefined || spec.pattern.test(raw)) ? raw : bad();
   }
 }
 
@@ -301,6 +317,9 @@ function checkCombination(config: ServiceConfig): void {
   }
   if (config.redis !== undefined && config.nats !== undefined) {
     throw new ConfigError('--redis and --nats: choose one broker');
+  }
+  if (config.nodeTtl !== undefined && config.nodeTtl < 2 * config.nodeHeartbeat) {
+    throw new ConfigError(`--node-ttl: must be at least 2 × --node-heartbeat (${2 * config.nodeHeartbeat} ms), got ${config.nodeTtl} ms`);
   }
 }
 

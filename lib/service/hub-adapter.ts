@@ -152,7 +152,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
   return {
     hub,
     clustered: backplane !== undefined,
-    metrics: () => metricFamilies(hub, refusals),
+    metrics: () => [...metricFamilies(hub, refusals), ...backplaneFamilies(backplane)],
     async publish(message) {
       const tenant = message.tenant ?? 'default';
       const published = await hub.publish({ ...message, tenant });
@@ -188,6 +188,27 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
       await hub.close({ code: options.code, timeout: options.timeout });
     },
   };
+}
+
+/** Counters the broker backplanes keep (lib/hub/broker.ts); absent on the in-memory one. */
+interface BrokerCounters {
+  received: number;
+  duplicates: number;
+  filled: number;
+  gaps: number;
+}
+
+/** With a broker: what this hub received from it (every copy), duplicates dropped, messages fetched to fill a skipped seq, gaps reported. */
+function backplaneFamilies(backplane: Backplane | undefined): MetricFamily[] {
+  const c = (backplane as { counters?: BrokerCounters } | undefined)?.counters;
+  if (c === undefined) return [];
+  const counter = (name: string, help: string, value: number): MetricFamily => ({ name, type: 'counter', help, samples: [{ value }] });
+  return [
+    counter('wsengine_backplane_received_total', 'Topic messages received from the broker (every copy, before de-duplication).', c.received),
+    counter('wsengine_backplane_duplicates_total', 'Topic messages from the broker dropped as duplicates (overlapping subscriptions, replays).', c.duplicates),
+    counter('wsengine_backplane_filled_total', 'Topic messages fetched from the broker\'s stream to fill a skipped sequence number.', c.filled),
+    counter('wsengine_backplane_gaps_total', 'Gaps reported to subscribers (what the broker no longer held).', c.gaps),
+  ];
 }
 
 function metricFamilies(hub: Hub, refusals: LabelledCounter): MetricFamily[] {

@@ -1,20 +1,25 @@
 /**
  * The scale-out suite, run per broker by test/scale-redis.test.ts and test/scale-nats.test.ts.
  *
- * Several hubs as one, against the real brokers: hub processes (test/helpers/scale-node.ts) sharing a Redis or NATS
- * server. Uses Redis at 127.0.0.1:6379 and NATS at 127.0.0.1:4222 (REDIS_URL / NATS_URL override), and throw-away
+ * Several hubs as one, against the real brokers: hub processes — the package's bin, `wsengine hub --redis URL` or
+ * `--nats URL`, on real ports — sharing a Redis or NATS server; messages are published through each hub's HTTP API
+ * and received by WebSocket clients. Uses Redis at 127.0.0.1:6379 and NATS at 127.0.0.1:4222 (REDIS_URL / NATS_URL override), and throw-away
  * servers on spare ports for the checks that count broker subscriptions or restart the broker. Never skipped: a
  * missing broker fails the tests.
  */
 import t from 'tap';
 t.setTimeout(300_000);
 import {
+  apiOk,
   checkSequence,
   cleanupBroker,
   Client,
   NATS_URL,
   natsSubscriptions,
+  metric,
   OwnBroker,
+  presenceOf,
+  publish,
   REDIS_URL,
   redisCommand,
   runPrefix,
@@ -30,7 +35,7 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
 
   t.test(`${broker}: three hubs as one`, async (t) => {
     const prefix = runPrefix(broker);
-    const nodes: HubNode[] = await Promise.all([0, 1, 2].map(() => startNode(broker, url, prefix, 2)));
+    const nodes: HubNode[] = await Promise.all([0, 1, 2].map(() => startNode(broker, url, prefix, { maxPerUser: 2 })));
     const clients: Client[] = [];
     const open = async (i: number, user: string) => {
       const c = await Client.open(nodes[i].port, user);
@@ -44,12 +49,11 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
     });
 
     await t.test('a message published on one hub reaches subscribers on the two others', async (t) => {
-      const pub = await open(0, 'p1');
       const s1 = await open(1, 's1');
       const s2 = await open(2, 's2');
       await s1.subscribe('news');
       await s2.subscribe('news');
-      for (let i = 1; i <= 20; i++) await pub.publish('news', { i });
+      for (let i = 1; i <= 20; i++) await publish(nodes[0], 'news', { i });
       for (const s of [s1, s2]) {
         await s.until((c) => c.messages('news').length >= 20, '20 messages');
         t.same(s.messages('news').map((m) => m.seq), Array.from({ length: 20 }, (_, i) => i + 1), 'every seq once, in order');
@@ -58,7 +62,6 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
     });
 
     await t.test('overlapping wildcard subscriptions across hubs: each message once', async (t) => {
-      const pub = await open(0, 'p2');
       const all = await open(1, 'w1');
       const one = await open(1, 'w2');
       const root = await open(2, 'w3');
@@ -67,9 +70,9 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
       await all.subscribe('a.b.c');
       await one.subscribe('a.*.c');
       await root.subscribe('#');
-      for (let i = 0; i < 5; i++) await pub.publish('a.b.c', { i });
-      for (let i = 0; i < 3; i++) await pub.publish('a.x', { i });
-      await pub.publish('b.c', { i: 0 });
+      for (let i = 0; i < 5; i++) await publish(nodes[0], 'a.b.c', { i });
+      for (let i = 0; i < 3; i++) await publish(nodes[0], 'a.x', { i });
+      await publish(nodes[0], 'b.c', { i: 0 });
       await all.until((c) => c.messages().length >= 8, '8 messages');
       await one.until((c) => c.messages().length >= 5, '5 messages');
       await root.until((c) => c.messages().length >= 9, '9 messages');
@@ -86,45 +89,43 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
       const a2 = await open(2, 'alice');
       const b = await open(1, 'bob');
       await sleep(200);
-      await b.request('to_user', { user: 'alice', data: { hello: 1 } });
+      await apiOk(nodes[1], '/api/send', { user: 'alice', type: 'direct', data: { hello: 1 } });
       for (const a of [a1, a2]) await a.until((c) => c.frames.some((f) => f.type === 'direct'), 'the direct message');
       t.same(a1.frames.filter((f) => f.type === 'direct').map((f) => f.data), [{ hello: 1 }]);
       t.same(a2.frames.filter((f) => f.type === 'direct').map((f) => f.data), [{ hello: 1 }]);
       t.equal(b.frames.filter((f) => f.type === 'direct').length, 0, 'not to other users');
-      await b.request('broadcast_all', { x: 1 });
+      await apiOk(nodes[1], '/api/broadcast', { type: 'announce', data: { x: 1 } });
       for (const c of [a1, a2, b]) await c.until((c) => c.frames.some((f) => f.type === 'announce'), 'the broadcast');
     });
 
     await t.test('resume on a different hub gets exactly what was missed', async (t) => {
-      const pub = await open(0, 'p3');
       const first = await open(1, 'r1');
       const ack = await first.subscribe('room');
       t.equal(ack.data.seq, 0);
-      for (let i = 1; i <= 3; i++) await pub.publish('room', { i });
+      for (let i = 1; i <= 3; i++) await publish(nodes[0], 'room', { i });
       await first.until((c) => c.messages('room').length >= 3, '3 messages');
       const last = first.messages('room')[2];
       await first.close();
-      for (let i = 4; i <= 7; i++) await pub.publish('room', { i });
+      for (let i = 4; i <= 7; i++) await publish(nodes[0], 'room', { i });
       const again = await open(2, 'r1');
       const ack2 = await again.subscribe('room', { since: { epoch: last.epoch, seq: last.seq } });
       t.equal(ack2.data.recovered, true);
-      await pub.publish('room', { i: 8 });
+      await publish(nodes[0], 'room', { i: 8 });
       await again.until((c) => c.messages('room').length >= 5, '5 messages');
       t.same(again.messages('room').map((m) => m.seq), [4, 5, 6, 7, 8], 'the missed ones, then live, no duplicate');
       t.same(again.messages('room').map((m) => m.data.i), [4, 5, 6, 7, 8]);
     });
 
     await t.test('wildcard resume on a different hub', async (t) => {
-      const pub = await open(0, 'p4');
       const first = await open(1, 'r2');
       const ack = await first.subscribe('shop.#');
-      await pub.publish('shop.eu', { i: 1 });
-      await pub.publish('shop.us', { i: 2 });
+      await publish(nodes[0], 'shop.eu', { i: 1 });
+      await publish(nodes[0], 'shop.us', { i: 2 });
       await first.until((c) => c.messages().length >= 2, '2 messages');
       const positions = Object.fromEntries(first.messages().map((m) => [m.topic, { epoch: m.epoch, seq: m.seq }]));
       await first.close();
-      await pub.publish('shop.eu', { i: 3 });
-      await pub.publish('shop.asia', { i: 4 });
+      await publish(nodes[0], 'shop.eu', { i: 3 });
+      await publish(nodes[0], 'shop.asia', { i: 4 });
       const again = await open(2, 'r2');
       const ack2 = await again.subscribe('shop.#', { since: { positions, offset: ack.data.offset } });
       t.equal(ack2.data.recovered, true);
@@ -187,9 +188,7 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
     await b.subscribe('only.here');
     const before = await receivedByHubs(nodes);
     const natsBefore = broker === 'nats' ? await natsTopicDeliveries(own, prefix) : 0;
-    const pub = await Client.open(nodes[0].port, 'u3');
-    clients.push(pub);
-    for (let i = 0; i < 50; i++) await pub.publish('only.here', { i });
+    for (let i = 0; i < 50; i++) await publish(nodes[0], 'only.here', { i });
     await b.until((c) => c.messages('only.here').length >= 50, '50 messages');
     await sleep(200);
     t.equal((await receivedByHubs(nodes)) - before, 50, 'one broker message per publish reaches the hubs (not three)');
@@ -197,6 +196,70 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
       // The server's own count: messages it delivered on the hubs' topic subscriptions.
       t.equal((await natsTopicDeliveries(own, prefix)) - natsBefore, 50, 'the NATS server delivered 50 topic messages to hubs, not 150');
     }
+  });
+
+  t.test(`${broker}: a hub killed with SIGKILL stops counting after the node TTL`, async (t) => {
+    const prefix = runPrefix(broker);
+    // Short liveness settings through the bin's flags; the default TTL is 15 s.
+    const options = { maxPerUser: 2, heartbeat: 200, nodeTtl: 1000 };
+    const [victim, survivor] = await Promise.all([startNode(broker, url, prefix, options), startNode(broker, url, prefix, options)]);
+    const clients: Client[] = [];
+    const open = async (node: HubNode, user: string) => {
+      const c = await Client.open(node.port, user);
+      clients.push(c);
+      return c;
+    };
+    t.teardown(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all([victim.kill(), survivor.stop()]);
+      await cleanupBroker(broker, url, prefix);
+    });
+    const events = (c: Client, kind: 'join' | 'leave', user: string) => c.frames.filter((f) => f.type === kind && f.data?.user === user).length;
+
+    const watcher = await open(survivor, 'watcher');
+    await watcher.subscribe('room', { presence: true });
+    const daveOld = await open(survivor, 'dave');
+    await daveOld.subscribe('room');
+    await sleep(100);
+    const daveDoomed = await open(victim, 'dave');
+    await daveDoomed.subscribe('room');
+    const erinDoomed = await open(victim, 'erin');
+    await erinDoomed.subscribe('room');
+    await watcher.until((c) => events(c, 'join', 'erin') === 1, "erin's join");
+    t.same(await presenceOf(survivor, 'room'), { tenant: 'default', topic: 'room', users: { watcher: 1, dave: 2, erin: 1 }, connections: 4 }, 'both hubs counted');
+
+    await victim.kill();
+    const killedAt = Date.now();
+    const deadline = killedAt + 15_000;
+    let snapshot = await presenceOf(survivor, 'room');
+    while (snapshot.connections !== 2 && Date.now() < deadline) {
+      await sleep(100);
+      snapshot = await presenceOf(survivor, 'room');
+    }
+    t.comment(`presence without the dead hub after ${Date.now() - killedAt} ms (node TTL 1000 ms, heartbeat 200 ms)`);
+    t.same(snapshot.users, { watcher: 1, dave: 1 }, "the dead hub's connections no longer count in presence");
+    await watcher.until((c) => events(c, 'leave', 'erin') === 1, "erin's leave, sent for the dead hub", 15_000);
+    t.equal(events(watcher, 'leave', 'dave'), 0, 'no leave for dave: his socket on the live hub is still subscribed');
+
+    // The per-user limit (2): dave's socket on the dead hub no longer counts, so a second one keeps the first…
+    const daveNew = await open(survivor, 'dave');
+    await sleep(500);
+    t.equal(daveOld.closeCode, null, "the dead hub's socket does not count toward the limit");
+    // …and the limit still holds: a third closes the oldest with 4429.
+    await open(survivor, 'dave');
+    await daveOld.until((c) => c.closeCode !== null, 'the oldest to be closed').catch((e) => {
+      // Say what the hub reported (a failed registration is logged as hub_error).
+      throw new Error(`${(e as Error).message}; hub errors: ${survivor.output().split('\n').filter((l) => l.includes('level=error')).join(' | ')}`);
+    });
+    t.equal(daveOld.closeCode, 4429);
+    t.equal(daveNew.closeCode, null);
+    // daveOld was dave's last subscriber of the room: a leave (his count was not left stuck by the dead socket).
+    await watcher.until((c) => events(c, 'leave', 'dave') === 1, "dave's leave");
+    // erin comes back on the live hub: a join again (her count was cleaned, not left at one).
+    const erinBack = await open(survivor, 'erin');
+    await erinBack.subscribe('room');
+    await watcher.until((c) => events(c, 'join', 'erin') === 2, "erin's second join");
+    t.same((await presenceOf(survivor, 'room')).users, { watcher: 1, erin: 1 });
   });
 
   t.test(`${broker}: a broker restarted mid-stream`, async (t) => {
@@ -209,19 +272,20 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
       await Promise.all(nodes.map((n) => n.stop()));
       await own.destroy();
     });
-    const pub = await Client.open(nodes[0].port, 'pub');
     const sub = await Client.open(nodes[1].port, 'sub');
     const local = await Client.open(nodes[1].port, 'local');
-    clients.push(pub, sub, local);
+    clients.push(sub, local);
     await sub.subscribe('live');
     let ok = 0;
     let failed = 0;
+    // 200: acknowledged (must be delivered once); 503: refused by a hub that cannot reach the broker.
     const publishSome = async (n: number) => {
       for (let i = 0; i < n; i++) {
         try {
-          await pub.publish('live', { n: ok + failed });
+          await publish(nodes[0], 'live', { n: ok + failed });
           ok++;
-        } catch {
+        } catch (error) {
+          if ((error as { status?: number }).status !== 503) throw error;
           failed++;
           await sleep(50);
         }
@@ -230,20 +294,20 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
     await publishSome(20);
     await own.stop();
     await publishSome(5);
-    // Local delivery keeps working while the broker is down: a user message on the same hub.
-    const hubAlive = await Client.open(nodes[1].port, 'other');
-    clients.push(hubAlive);
-    await hubAlive.request('to_user', { user: 'local', data: { during: 'cut' } }).catch(() => {});
+    // Local delivery keeps working while the broker is down: a user message on the same hub (the answer may be 503,
+    // the broker not taking the copy for other hubs; the local socket is reached either way).
+    await apiOk(nodes[1], '/api/send', { user: 'local', type: 'direct', data: { during: 'cut' } }).catch(() => {});
     await local.until((c) => c.frames.some((f) => f.type === 'direct'), 'local delivery during the cut');
     await own.start();
     // Publishing works again once the hubs reconnected.
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       try {
-        await pub.publish('live', { n: 'probe' });
+        await publish(nodes[0], 'live', { n: 'probe' });
         ok++;
         break;
-      } catch {
+      } catch (error) {
+        if ((error as { status?: number }).status !== 503) throw error;
         await sleep(200);
       }
     }
@@ -262,16 +326,10 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
   });
 }
 
-/** Topic messages the hubs' adapters received from the broker (every copy), summed over the hubs. */
+/** Topic messages the hubs' adapters received from the broker (every copy), summed over the hubs' /metrics. */
 async function receivedByHubs(nodes: HubNode[]): Promise<number> {
   let total = 0;
-  for (const n of nodes) {
-    const c = await Client.open(n.port, 'stats');
-    await c.request('stats', {});
-    await c.until((c) => c.frames.some((f) => f.type === 'stats'), 'stats');
-    total += (c.frames.find((f) => f.type === 'stats')!.data as { received: number }).received;
-    await c.close();
-  }
+  for (const n of nodes) total += await metric(n, 'wsengine_backplane_received_total');
   return total;
 }
 

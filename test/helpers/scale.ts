@@ -1,62 +1,100 @@
 /**
- * Helpers of the scale-out tests: hub processes (`scale-node.ts`) and WebSocket clients speaking the native
- * protocol, and throw-away broker servers on spare ports for the restart tests.
+ * Helpers of the scale-out tests: hub processes — the package's `bin` (`wsengine hub --redis … | --nats …`, as
+ * users run it) — driven through their HTTP API, WebSocket clients speaking the native protocol, and throw-away
+ * broker servers on spare ports for the restart tests.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { api, serviceArgs, startService, tokenFor, type ServiceProcess } from './service.js';
 
-const NODE_SCRIPT = fileURLToPath(new URL('./scale-node.ts', import.meta.url));
-
+/** One hub process (the bin) of a cluster. */
 export interface HubNode {
   port: number;
-  nodeId: string;
+  /** `http://127.0.0.1:port/` */
+  url: string;
   proc: ChildProcess;
-  stderr: string[];
+  /** Everything the process logged so far. */
+  output(): string;
+  /** Graceful stop (SIGTERM), SIGKILL after 5 s. */
   stop(): Promise<void>;
+  /** SIGKILL at once: the hub dies without leaving the cluster. */
+  kill(): Promise<void>;
 }
 
-/** Starts one hub process on a free port and waits until it listens. */
-export async function startNode(broker: 'redis' | 'nats', url: string, prefix: string, maxPerUser = 5): Promise<HubNode> {
-  const proc = spawn(process.execPath, ['--import=tsx', NODE_SCRIPT, broker, url, prefix, String(maxPerUser)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  // The hub process exits when our end of its stdin closes: it never outlives the test process.
-  proc.stdin!.on('error', () => {});
-  const stderr: string[] = [];
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`hub process did not start within 90 s: ${stderr.join('')}`)), 90_000);
-    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        clearTimeout(timer);
-        resolve(buf.slice(0, nl));
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`hub process exited with ${code}: ${stderr.join('')}`));
-    });
-  });
-  const { port, nodeId } = JSON.parse(line) as { port: number; nodeId: string };
+/** Options of {@link startNode}; durations in ms. */
+export interface NodeOptions {
+  /** `--max-connections-per-user`. Default: 5. */
+  maxPerUser?: number;
+  /** `--node-heartbeat`. Default: 500. */
+  heartbeat?: number;
+  /** `--node-ttl`. Default: 2,000. */
+  nodeTtl?: number;
+}
+
+/**
+ * Starts `wsengine hub` on a free port against `url` with the run's `prefix`, and waits until it listens. The
+ * process never outlives the test process (it exits when its stdin closes, see test/helpers/exit-with-parent.mjs).
+ */
+export async function startNode(broker: 'redis' | 'nats', url: string, prefix: string, options: NodeOptions = {}): Promise<HubNode> {
+  const args = serviceArgs([
+    `--${broker}`, url,
+    '--broker-prefix', prefix,
+    '--max-connections-per-user', String(options.maxPerUser ?? 5),
+    '--node-heartbeat', String(options.heartbeat ?? 500),
+    '--node-ttl', String(options.nodeTtl ?? 2000),
+    '--inbound-rate', '0',
+    '--shutdown-timeout', '2000',
+  ]);
+  const service: ServiceProcess = await startService(args, {}, 90_000, { exitWithParent: true });
+  const ended = (): boolean => service.child.exitCode !== null || service.child.signalCode !== null;
   return {
-    port,
-    nodeId,
-    proc,
-    stderr,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null) return resolve();
-        proc.once('exit', () => resolve());
-        proc.kill('SIGTERM');
-        setTimeout(() => proc.kill('SIGKILL'), 5000).unref();
-      }),
+    port: service.port,
+    url: service.url,
+    proc: service.child,
+    output: service.output,
+    async stop() {
+      if (ended()) return;
+      const timer = setTimeout(() => service.child.kill('SIGKILL'), 5000);
+      await service.stop('SIGTERM');
+      clearTimeout(timer);
+    },
+    async kill() {
+      if (!ended()) await service.stop('SIGKILL');
+    },
   };
+}
+
+/** `POST /api/publish` on a hub; resolves with the reply (status 200), rejects with the status otherwise. */
+export async function publish(node: HubNode, topic: string, data: unknown, type = 'msg'): Promise<{ seq: number; epoch: string }> {
+  const r = await api(node, 'POST', '/api/publish', { topic, type, data });
+  if (r.status !== 200) throw Object.assign(new Error(`publish answered ${r.status}: ${JSON.stringify(r.body)}`), { status: r.status });
+  return r.body as { seq: number; epoch: string };
+}
+
+/** `POST` of the HTTP API that must answer 200 (`/api/send`, `/api/broadcast`, …). */
+export async function apiOk(node: HubNode, path: string, body: unknown): Promise<any> {
+  const r = await api(node, 'POST', path, body);
+  if (r.status !== 200) throw new Error(`${path} answered ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** `GET /api/presence` of a topic on a hub. */
+export async function presenceOf(node: HubNode, topic: string): Promise<{ users: Record<string, number>; connections: number }> {
+  const r = await api(node, 'GET', `/api/presence?topic=${encodeURIComponent(topic)}`);
+  if (r.status !== 200) throw new Error(`presence answered ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body as { users: Record<string, number>; connections: number };
+}
+
+/** A counter of a hub's `GET /metrics` (0 when absent). */
+export async function metric(node: HubNode, name: string): Promise<number> {
+  const r = await api(node, 'GET', '/metrics');
+  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
+  const line = String(r.body).split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.slice(name.length + 1));
 }
 
 export interface Frame {
@@ -92,8 +130,9 @@ export class Client {
     for (const f of w) f();
   }
 
+  /** Connects to a hub's `/ws` as `user` (a JWT signed with the tests' secret). */
   static open(port: number, user: string): Promise<Client> {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/?token=${encodeURIComponent(user)}`);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${encodeURIComponent(tokenFor(user))}`);
     const c = new Client(ws);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(c));
@@ -124,10 +163,6 @@ export class Client {
 
   subscribe(topic: string, extra: object = {}): Promise<Frame> {
     return this.request('subscribe', { topic, ...extra });
-  }
-
-  publish(topic: string, data: unknown, type = 'msg'): Promise<Frame> {
-    return this.request('publish', { topic, type, data });
   }
 
   /** Topic messages received (frames with a seq). */

@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { signJwt } from '../../lib/hub/jwt.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -37,10 +37,18 @@ export interface ServiceProcess {
   waitForOutput(text: string | RegExp, timeout?: number): Promise<void>;
 }
 
+/**
+ * Preloaded into a bin started with `exitWithParent`: the process shuts down (SIGTERM, then exit) when its stdin
+ * closes, which happens whenever the test process ends, even by SIGKILL. The bin itself is unchanged.
+ */
+const EXIT_WITH_PARENT = join(ROOT, 'test', 'helpers', 'exit-with-parent.mjs');
+
 /** Runs the bin with `args` (and `env` added to the environment) until it prints its URL. */
-export async function startService(args: readonly string[], env: Record<string, string> = {}, timeout = 20_000): Promise<ServiceProcess> {
+export async function startService(args: readonly string[], env: Record<string, string> = {}, timeout = 20_000, options: { exitWithParent?: boolean } = {}): Promise<ServiceProcess> {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build first (npm test does)`);
-  const child = spawn(process.execPath, [BIN, 'hub', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const nodeArgs = options.exitWithParent === true ? ['--import', pathToFileURL(EXIT_WITH_PARENT).href] : [];
+  const child = spawn(process.execPath, [...nodeArgs, BIN, 'hub', ...args], { env: { ...process.env, ...env }, stdio: [options.exitWithParent === true ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  child.stdin?.on('error', () => {});
   let output = '';
   const watchers = new Set<() => void>();
   const onData = (chunk: Buffer): void => {
