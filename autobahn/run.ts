@@ -10,11 +10,11 @@
  * building, output parsing) are exported for the tests; process handling lives in {@link runAutobahn}.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { ArgReader, isMainModule, parseCasePatterns, runSummaryCli, SummaryInputError } from './summary.js';
+import { ArgReader, caseMatchesPatterns, isMainModule, loadReport, parseCasePatterns, runSummaryCli, SummaryInputError } from './summary.js';
 
 /**
  * The testsuite's Docker image, pinned by tag so that runs are reproducible. To move to another release,
@@ -35,8 +35,89 @@ export const EXIT = Object.freeze({ OK: 0, FAILED: 1, USAGE: 2, NO_SUITE: 3 });
 
 /** This folder (autobahn/). */
 export const AUTOBAHN_DIR = import.meta.dirname;
-/** Where the reports and the generated configs go (gitignored). */
+/** Where the reports and the generated configs go (gitignored); each run writes a folder of its own there. */
 export const REPORTS_DIR = path.join(AUTOBAHN_DIR, 'reports');
+
+/**
+ * Every case id of the pinned suite release, in order (autobahn/cases.json, taken from a full report of
+ * {@link AUTOBAHN_IMAGE}). The runner expands `--cases` against it to know which cases a run must report.
+ */
+export const SUITE_CASES: readonly string[] = JSON.parse(readFileSync(path.join(AUTOBAHN_DIR, 'cases.json'), 'utf8')) as string[];
+
+/**
+ * Default time limit of a run: {@link TIMEOUT_BASE_S} for starting up and writing reports, plus
+ * {@link TIMEOUT_PER_CASE_S} per requested case. The slowest case seen took 37 s and full runs averaged 2.3–4.6 s
+ * a case, so this is about 3× the slowest full run measured (517 cases: 7,875 s), and 135 s for a single case.
+ */
+export const TIMEOUT_BASE_S = 120;
+/** See {@link TIMEOUT_BASE_S}. */
+export const TIMEOUT_PER_CASE_S = 15;
+
+/** The default time limit of a run of `caseCount` cases, in seconds (see {@link TIMEOUT_BASE_S}). */
+export function defaultTimeoutSeconds(caseCount: number): number {
+  return TIMEOUT_BASE_S + TIMEOUT_PER_CASE_S * caseCount;
+}
+
+/**
+ * The case ids a run must report: those of `allCases` matching `patterns` (all when undefined) and no
+ * `excluded` pattern, in suite order.
+ */
+export function requestedCases(patterns: readonly string[] | undefined, excluded: readonly string[] = [], allCases: readonly string[] = SUITE_CASES): string[] {
+  return allCases.filter((id) => (patterns === undefined || caseMatchesPatterns(id, patterns)) && !caseMatchesPatterns(id, excluded));
+}
+
+/** The report folder name of one run: `<mode>-<UTC time>`, e.g. `server-2026-03-01T12-30-05Z` (sorts by time). */
+export function runFolderName(mode: Mode, at: Date): string {
+  return `${mode}-${at.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-')}`;
+}
+
+/** How a suite or testee process ended. */
+export interface ProcessEnd {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  error?: Error;
+}
+
+/** What happened in one run, as {@link runProblems} judges it. */
+export interface RunFacts {
+  /** How the suite process ended; undefined when the runner stopped it itself as planned (client mode). */
+  suite?: ProcessEnd;
+  /** The time limit in seconds, when it was reached (the runner then killed the suite). */
+  timedOutAfter?: number;
+  /** Case ids the run had to report (see {@link requestedCases}). */
+  requested: readonly string[];
+  /** Case ids in the run's index.json for our agent; undefined when it is missing or unreadable (with why). */
+  reported?: readonly string[];
+  /** Why index.json could not be read. */
+  reportError?: string;
+}
+
+/**
+ * Why a run counts as failed, whatever its cases say: the time limit was reached, the suite died on a signal,
+ * exited non-zero or could not start, or index.json is missing or leaves out requested cases. Empty: the run
+ * itself is sound (its cases may still fail; the summary judges those).
+ */
+export function runProblems(facts: RunFacts): string[] {
+  const problems: string[] = [];
+  if (facts.timedOutAfter !== undefined) problems.push(`the suite did not finish within the ${facts.timedOutAfter} s time limit (--timeout)`);
+  else if (facts.suite !== undefined && (facts.suite.error || facts.suite.signal || facts.suite.code !== 0)) problems.push(`the suite ${exitText(facts.suite)}`);
+  if (facts.reported === undefined) {
+    problems.push(`no usable index.json${facts.reportError ? ` (${facts.reportError})` : ''}`);
+  } else {
+    const reported = new Set(facts.reported);
+    const missing = facts.requested.filter((id) => !reported.has(id));
+    if (missing.length > 0) {
+      const shown = missing.slice(0, 10).join(', ') + (missing.length > 10 ? `, … (${missing.length - 10} more)` : '');
+      problems.push(`index.json lacks ${missing.length} of the ${facts.requested.length} requested cases: ${shown}`);
+    }
+  }
+  return problems;
+}
+
+/** The one line that says a run failed and why. */
+export function failedRunLine(mode: Mode, problems: readonly string[]): string {
+  return `autobahn: FAILED RUN (${mode}): ${problems.join('; ')}`;
+}
 const PROJECT_DIR = path.resolve(AUTOBAHN_DIR, '..');
 const TESTEE_SERVER = path.join(AUTOBAHN_DIR, 'testee-server.ts');
 const TESTEE_CLIENT = path.join(AUTOBAHN_DIR, 'testee-client.ts');
@@ -52,6 +133,8 @@ export interface RunOptions {
   /** Case patterns from `--cases`; undefined runs the configs' own `cases` (all). */
   cases?: string[];
   port: number;
+  /** Time limit per run (per mode) in seconds from `--timeout`; undefined: {@link defaultTimeoutSeconds}. */
+  timeout?: number;
   /** False with `--no-summary`. */
   summary: boolean;
   help: boolean;
@@ -74,6 +157,8 @@ Options:
                                client: autobahn/testee-client.ts connects to the suite (fuzzingserver)
   --cases LIST               comma-separated case patterns, e.g. "1.*,5.*,12.1.*" (default: all cases)
   --port N                   port of the testee server / the suite's fuzzing server (default: ${DEFAULT_PORT})
+  --timeout SECONDS          time limit of each run (each mode); the suite is then killed and the run fails
+                             (default: ${TIMEOUT_BASE_S} s + ${TIMEOUT_PER_CASE_S} s per requested case; all ${SUITE_CASES.length} cases: ${defaultTimeoutSeconds(SUITE_CASES.length)} s)
   --no-summary               do not summarise the reports (exit code then only reflects the run itself)
   -h, --help                 show this help
 
@@ -82,8 +167,10 @@ The suite is taken from, in order:
   2. Docker, when an engine is running (docker info succeeds): image ${AUTOBAHN_IMAGE}
   3. wstest on PATH (pip install autobahntestsuite, under Python 2)
 
-Reports: autobahn/reports/servers/index.html and autobahn/reports/clients/index.html.
-When autobahn/expected-results-server.json / -client.json exist, results are compared with them.
+Reports: each run writes a folder of its own, autobahn/reports/<mode>-<UTC time>/ (index.html, index.json);
+earlier runs are kept. When autobahn/expected-results-server.json / -client.json exist, results are compared
+with them. A run fails when the suite dies on a signal, exits non-zero, exceeds the time limit or leaves a
+requested case out of index.json; one line "autobahn: FAILED RUN (<mode>): <why>" says which.
 Exit codes: 0 fine, 1 failing cases, differences from the expected results or a broken run,
             2 bad arguments, 3 neither Docker nor wstest available.
 `;
@@ -110,12 +197,22 @@ export function parseRunArgs(argv: readonly string[]): RunOptions {
           if (error instanceof SummaryInputError) throw new UsageError(`--cases: ${error.message}`);
           throw error;
         }
+        for (const pattern of options.cases) {
+          if (requestedCases([pattern]).length === 0) throw new UsageError(`--cases: "${pattern}" matches no case of the suite`);
+        }
         break;
       case '--port': {
         const text = value(name, inline);
         const port = Number(text);
         if (!/^\d+$/.test(text) || port < 1 || port > 65535) throw new UsageError(`--port must be 1-65535, not "${text}"`);
         options.port = port;
+        break;
+      }
+      case '--timeout': {
+        const text = value(name, inline);
+        const seconds = Number(text);
+        if (!/^\d+(\.\d+)?$/.test(text) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds, not "${text}"`);
+        options.timeout = seconds;
         break;
       }
       case '--no-summary':
@@ -308,8 +405,8 @@ export function suiteCommand(suite: Suite, params: SuiteCommandParams): { comman
   };
 }
 
-/** The `outdir` to write into a generated config: as the suite sees the reports sub-folder. */
-export function suiteOutdir(suite: Suite, reportsDir: string, sub: 'servers' | 'clients'): string {
+/** The `outdir` to write into a generated config: as the suite sees the run's folder under the reports folder. */
+export function suiteOutdir(suite: Suite, reportsDir: string, sub: string): string {
   return suite.kind === 'docker' ? `/reports/${sub}` : path.join(reportsDir, sub);
 }
 
@@ -548,8 +645,25 @@ class Session {
     return false;
   }
 
-  private writeConfig(name: string, config: SuiteConfig): string {
-    const file = path.join(REPORTS_DIR, name);
+  /** A new folder for this run's reports and config; earlier runs' folders are never touched. */
+  private newRunFolder(mode: Mode): string {
+    const base = runFolderName(mode, new Date());
+    for (let i = 0; ; i++) {
+      const name = i === 0 ? base : `${base}-${i}`;
+      const dir = path.join(REPORTS_DIR, name);
+      try {
+        mkdirSync(dir); // not recursive: fails if another run took the name first (runs may start in the same second)
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw error;
+      }
+      this.line(`autobahn: this run's reports: ${path.relative(PROJECT_DIR, dir)}/`);
+      return name;
+    }
+  }
+
+  private writeConfig(folder: string, name: string, config: SuiteConfig): string {
+    const file = path.join(REPORTS_DIR, folder, name);
     writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
     return file;
   }
@@ -573,30 +687,40 @@ class Session {
     return { proc, stop };
   }
 
-  private prepareReportDir(sub: 'servers' | 'clients'): void {
-    // A stale index.json must not pass for this run's; freshness is checked again afterwards.
-    try {
-      rmSync(path.join(REPORTS_DIR, sub, 'index.json'), { force: true });
-    } catch {
-      // e.g. root-owned files from a Docker run; the mtime check below still catches staleness.
-    }
-  }
-
   private async ensurePortFree(): Promise<boolean> {
     if (!(await probePort(this.options.port))) return true;
     this.fail(`port ${this.options.port} on ${HOST} is already in use; stop whatever listens there or pass --port`);
     return false;
   }
 
+  /** The cases this run must report, and its time limit in seconds. */
+  private plan(base: SuiteConfig): { requested: string[]; limit: number } {
+    const excluded = Array.isArray(base['exclude-cases']) ? (base['exclude-cases'] as string[]) : [];
+    const requested = requestedCases(this.options.cases, excluded);
+    const limit = this.options.timeout ?? defaultTimeoutSeconds(requested.length);
+    this.line(`autobahn: ${requested.length} cases, time limit ${limit} s`);
+    return { requested, limit };
+  }
+
+  /** Resolves 'timeout' after `seconds` (the timer does not keep the process alive). */
+  private deadline(seconds: number): { reached: Promise<'timeout'>; clear: () => void } {
+    let timer: NodeJS.Timeout | undefined;
+    const reached = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(resolve, seconds * 1000, 'timeout');
+      timer.unref();
+    });
+    return { reached, clear: () => clearTimeout(timer) };
+  }
+
   private async runServerMode(): Promise<number> {
     const { port, cases } = this.options;
     const base = JSON.parse(readFileSync(path.join(AUTOBAHN_DIR, 'fuzzingclient.json'), 'utf8')) as SuiteConfig;
-    const config = makeFuzzingClientConfig(base, { cases, port, outdir: suiteOutdir(this.suite, REPORTS_DIR, 'servers') });
-    const configFile = this.writeConfig('fuzzingclient.generated.json', config);
-    this.prepareReportDir('servers');
+    const { requested, limit } = this.plan(base);
     if (!(await this.ensurePortFree())) return EXIT.FAILED;
+    const folder = this.newRunFolder('server');
+    const config = makeFuzzingClientConfig(base, { cases, port, outdir: suiteOutdir(this.suite, REPORTS_DIR, folder) });
+    const configFile = this.writeConfig(folder, 'fuzzingclient.generated.json', config);
 
-    const startedAt = Date.now();
     const testee = startProcess(process.execPath, ['--import', 'tsx', TESTEE_SERVER, String(port)], (l) => this.line(`[testee-server] ${l}`));
     const up = await waitForPort(port, HOST, { timeoutMs: 30_000, stop: () => testee.exited });
     if (!up) {
@@ -617,70 +741,100 @@ class Session {
         this.fail(`the testee server ${exitText(result)} during the run`);
       }
     });
-    const result = await suite.proc.done;
+    const deadline = this.deadline(limit);
+    const ended = await Promise.race([suite.proc.done, deadline.reached]);
+    deadline.clear();
+    if (ended === 'timeout') await suite.stop();
     await stopProcess(testee);
-    if (result.code !== 0) return this.fail(`the suite (fuzzingclient) ${exitText(result)}`);
-    return this.finish('server', startedAt, progress, testeeDied);
+    const facts: Omit<RunFacts, 'requested' | 'reported'> =
+      ended === 'timeout' ? { timedOutAfter: limit } : { suite: ended };
+    return this.finish('server', folder, requested, facts, progress, testeeDied);
   }
 
   private async runClientMode(): Promise<number> {
     const { port, cases } = this.options;
     const base = JSON.parse(readFileSync(path.join(AUTOBAHN_DIR, 'fuzzingserver.json'), 'utf8')) as SuiteConfig;
-    const config = makeFuzzingServerConfig(base, { cases, port, outdir: suiteOutdir(this.suite, REPORTS_DIR, 'clients') });
-    const configFile = this.writeConfig('fuzzingserver.generated.json', config);
-    this.prepareReportDir('clients');
+    const { requested, limit } = this.plan(base);
     if (!(await this.ensurePortFree())) return EXIT.FAILED;
+    const folder = this.newRunFolder('client');
+    const config = makeFuzzingServerConfig(base, { cases, port, outdir: suiteOutdir(this.suite, REPORTS_DIR, folder) });
+    const configFile = this.writeConfig(folder, 'fuzzingserver.generated.json', config);
 
-    const startedAt = Date.now();
     const progress: Progress = { done: 0 };
     const suite = this.startSuite('fuzzingserver', configFile, (l) => {
       // The testee client prints its own case progress; the suite's case lines are only counted.
       const text = progressLine(l, progress, '[autobahn]');
       if (text !== undefined && parseSuiteLine(l).kind !== 'case') this.line(text);
     });
-    const up = await waitForPort(port, HOST, { timeoutMs: 120_000, stop: () => suite.proc.exited });
+    const deadline = this.deadline(limit);
+    const up = await waitForPort(port, HOST, { timeoutMs: Math.min(120_000, limit * 1000), stop: () => suite.proc.exited });
     if (!up) {
-      const why = suite.proc.exited ? exitText(await suite.proc.done) : 'did not listen within 120 s';
+      deadline.clear();
+      const why = suite.proc.exited ? exitText(await suite.proc.done) : `did not listen within ${Math.min(120, limit)} s`;
       await suite.stop();
-      return this.fail(`the suite (fuzzingserver) ${why}`);
+      return this.failedRun('client', [`the suite (fuzzingserver) ${why}`]);
     }
 
     const client = startProcess(process.execPath, ['--import', 'tsx', TESTEE_CLIENT, `ws://${HOST}:${port}`], (l) =>
       this.line(`[testee-client] ${l}`),
     );
-    const clientResult = await client.done;
+    const ended = await Promise.race([client.done, deadline.reached]);
+    deadline.clear();
+    if (ended === 'timeout') await stopProcess(client);
+    // The fuzzing server runs until stopped: once the client is done, stopping it is the plan, not a failure;
+    // ending on its own before that is one.
     const suiteExitedEarly = suite.proc.exited;
+    const suiteEnd = suiteExitedEarly ? await suite.proc.done : undefined;
     await suite.stop();
-    let code = this.finish('client', startedAt, progress, false);
-    if (clientResult.code !== 0) code = this.fail(`the testee client (${path.relative(PROJECT_DIR, TESTEE_CLIENT)}) ${exitText(clientResult)}`);
-    if (suiteExitedEarly) code = this.fail('the suite (fuzzingserver) stopped before the testee client finished');
-    return code;
+    const extra: string[] = [];
+    if (ended !== 'timeout' && ended.code !== 0) extra.push(`the testee client (${path.relative(PROJECT_DIR, TESTEE_CLIENT)}) ${exitText(ended)}`);
+    if (suiteExitedEarly) extra.push(`the suite (fuzzingserver) stopped before the testee client finished: it ${exitText(suiteEnd!)}`);
+    const facts: Omit<RunFacts, 'requested' | 'reported'> = ended === 'timeout' ? { timedOutAfter: limit } : {};
+    return this.finish('client', folder, requested, facts, progress, false, extra);
   }
 
-  private finish(mode: Mode, startedAt: number, progress: Progress, testeeDied: boolean): number {
-    const dir = path.join(REPORTS_DIR, mode === 'server' ? 'servers' : 'clients');
-    const index = path.join(dir, 'index.json');
-    let fresh = false;
+  private failedRun(mode: Mode, problems: readonly string[]): number {
+    this.deps.err(`${failedRunLine(mode, problems)}\n`);
+    return EXIT.FAILED;
+  }
+
+  private finish(
+    mode: Mode,
+    folder: string,
+    requested: readonly string[],
+    facts: Omit<RunFacts, 'requested' | 'reported'>,
+    progress: Progress,
+    testeeDied: boolean,
+    extra: string[] = [],
+  ): number {
+    const dir = path.join(REPORTS_DIR, folder);
+    let reported: string[] | undefined;
+    let reportError: string | undefined;
     try {
-      fresh = statSync(index).mtimeMs >= startedAt - 2000;
-    } catch {
-      fresh = false;
+      reported = Object.keys(loadReport(dir, AGENT).cases);
+    } catch (error) {
+      if (!(error instanceof SummaryInputError)) throw error;
+      reportError = error.message;
     }
-    if (!fresh) return this.fail(`the suite wrote no report for this run (${path.relative(PROJECT_DIR, index)} is missing or stale)`);
-    this.line(`autobahn: HTML report: ${path.relative(PROJECT_DIR, path.join(dir, 'index.html'))}`);
+    const problems = [...runProblems({ ...facts, requested, reported, reportError }), ...extra];
+    if (testeeDied) problems.push('the testee server died during the run');
+    if (progress.total !== undefined && progress.total !== requested.length) {
+      problems.push(`the suite announced ${progress.total} cases, ${requested.length} were requested`);
+    }
     let code: number = EXIT.OK;
-    if (testeeDied) code = EXIT.FAILED;
-    if (progress.total !== undefined && progress.done < progress.total) {
-      code = this.fail(`only ${progress.done} of ${progress.total} cases ran`);
+    if (reported !== undefined) {
+      this.line(`autobahn: HTML report: ${path.relative(PROJECT_DIR, path.join(dir, 'index.html'))}`);
+      if (this.options.summary) {
+        const args = [dir, '--agent', AGENT];
+        if (this.options.cases) args.push('--cases', this.options.cases.join(','));
+        const expected = path.join(AUTOBAHN_DIR, `expected-results-${mode}.json`);
+        if (existsSync(expected)) args.push('--expected', expected);
+        this.line('');
+        if (runSummaryCli(args, { out: this.deps.out, err: this.deps.err }) !== 0) code = EXIT.FAILED;
+      }
     }
-    if (this.options.summary) {
-      const args = [dir, '--agent', AGENT];
-      if (this.options.cases) args.push('--cases', this.options.cases.join(','));
-      const expected = path.join(AUTOBAHN_DIR, `expected-results-${mode}.json`);
-      if (existsSync(expected)) args.push('--expected', expected);
-      this.line('');
-      if (runSummaryCli(args, { out: this.deps.out, err: this.deps.err }) !== 0) code = EXIT.FAILED;
-    }
+    // Last, so that the verdict on the run itself is the final line, after any summary.
+    if (problems.length > 0) return this.failedRun(mode, problems);
     return code;
   }
 }

@@ -1089,8 +1089,13 @@ export interface CampaignStats {
 
 /** Settings of {@link runCampaign}. */
 export interface CampaignOptions {
-  /** Wall-clock budget. */
-  seconds: number;
+  /** Wall-clock budget (the fuzzer CLI). At least one of `seconds` and `iterations` must be given. */
+  seconds?: number;
+  /**
+   * Run exactly this many iterations (unless `seconds` runs out first): with a fixed seed the run is then fully
+   * deterministic, whatever the machine's load (tests use this).
+   */
+  iterations?: number;
   /** Master seed; iteration seeds are drawn from it. */
   seed: number;
   roles: ReadonlyArray<'server' | 'client'>;
@@ -1104,15 +1109,17 @@ export interface CampaignOptions {
 }
 
 /**
- * Runs fuzz iterations until `seconds` have passed: each draws a seed from the master rng and is then fully
- * determined by it, either {@link fuzzCase} + {@link checkInput} for one of `roles` in turn, or a
- * {@link checkRoundTrip}. The same seed gives the same sequence of iterations (how many fit in the time varies).
+ * Runs fuzz iterations until `seconds` have passed or `iterations` have run: each draws a seed from the master rng
+ * and is then fully determined by it, either {@link fuzzCase} + {@link checkInput} for one of `roles` in turn, or a
+ * {@link checkRoundTrip}. The same seed gives the same sequence of iterations (with only `seconds`, how many fit in
+ * the time varies).
  */
 export function runCampaign(options: CampaignOptions): CampaignStats {
   const master = createRng(options.seed);
   const every = options.roundTripEvery ?? 12;
   const started = Date.now();
-  const deadline = started + options.seconds * 1000;
+  const deadline = campaignDeadline(started, options);
+  const maxIterations = options.iterations ?? Infinity;
   const progressMs = options.progressMs ?? 5000;
   let nextProgress = started + progressMs;
   const stats: CampaignStats = { iterations: 0, inputs: { server: 0, client: 0 }, roundTrips: 0, bytes: 0, findings: 0, elapsedMs: 0 };
@@ -1123,7 +1130,7 @@ export function runCampaign(options: CampaignOptions): CampaignStats {
   };
   for (;;) {
     const now = Date.now();
-    if (now >= deadline) break;
+    if (now >= deadline || stats.iterations >= maxIterations) break;
     if (options.onProgress && now >= nextProgress) {
       stats.elapsedMs = now - started;
       options.onProgress({ ...stats, inputs: { ...stats.inputs } });
@@ -1150,6 +1157,18 @@ export function runCampaign(options: CampaignOptions): CampaignStats {
   }
   stats.elapsedMs = Date.now() - started;
   return stats;
+}
+
+/**
+ * When a campaign started at `started` must stop by the clock (Infinity without `seconds`); throws a RangeError
+ * when neither a positive `seconds` nor a non-negative integer `iterations` bounds it.
+ */
+export function campaignDeadline(started: number, options: { seconds?: number; iterations?: number }): number {
+  const { seconds, iterations } = options;
+  if (seconds !== undefined && !(seconds > 0)) throw new RangeError(`seconds must be a positive number, not ${seconds}`);
+  if (iterations !== undefined && !(Number.isInteger(iterations) && iterations >= 0)) throw new RangeError(`iterations must be a non-negative integer, not ${iterations}`);
+  if (seconds === undefined && iterations === undefined) throw new RangeError('give seconds or iterations (or both) to bound the campaign');
+  return seconds === undefined ? Infinity : started + seconds * 1000;
 }
 
 /** The seed of the rng a {@link runCampaign} iteration gives {@link checkInput}, derived from the iteration's seed. */

@@ -36,7 +36,7 @@ import { acceptKey, checkUpgradeRequest, checkUpgradeResponse, isRefusal, isVali
 import { HEAD_DEFAULTS, HeadError, type HeadLimits, HeadParser, type HttpHead, isToken, listHeader, parseHead, hasToken } from '../lib/core/http1.js';
 import { type ExtensionOffer, formatExtensions, MAX_EXTENSION_OFFERS, MAX_EXTENSION_PARAMS, parseExtensions, parseProtocols } from '../lib/core/tokens.js';
 import { acceptServerResponse, type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../lib/deflate/negotiate.js';
-import { checkSeedOf, createRng, PART_COST, randomCuts, retainedBound, type Rng } from './core.js';
+import { campaignDeadline, checkSeedOf, createRng, PART_COST, randomCuts, retainedBound, type Rng } from './core.js';
 
 // ───────────────────────────── constants ─────────────────────────────
 
@@ -931,7 +931,10 @@ export interface HttpCampaignStats {
 
 /** Settings of {@link runHttpCampaign}. */
 export interface HttpCampaignOptions {
-  seconds: number;
+  /** Wall-clock budget (the fuzzer CLI). At least one of `seconds` and `iterations` must be given. */
+  seconds?: number;
+  /** Run exactly this many iterations (unless `seconds` runs out first): deterministic with a fixed seed (tests). */
+  iterations?: number;
   /** Master seed; iteration seeds are drawn from it. */
   seed: number;
   /** One iteration in this many checks a hostile token value alone (0: none). Default 4. */
@@ -949,7 +952,7 @@ export function replayHttpSeed(seed: number, tokens: boolean): HeadCase {
 }
 
 /**
- * Runs handshake fuzz iterations until `seconds` have passed: each draws a seed from the master rng and is
+ * Runs handshake fuzz iterations until `seconds` have passed or `iterations` have run: each draws a seed from the master rng and is
  * then fully determined by it, either {@link httpCase} + {@link checkHead} or, one in `tokensEvery`, a
  * {@link hostileTokenValue} + {@link checkTokens}. The same seed gives the same sequence of iterations.
  */
@@ -957,13 +960,14 @@ export function runHttpCampaign(options: HttpCampaignOptions): HttpCampaignStats
   const master = createRng(options.seed);
   const every = options.tokensEvery ?? 4;
   const started = Date.now();
-  const deadline = started + options.seconds * 1000;
+  const deadline = campaignDeadline(started, options);
+  const maxIterations = options.iterations ?? Infinity;
   const progressMs = options.progressMs ?? 5000;
   let nextProgress = started + progressMs;
   const stats: HttpCampaignStats = { iterations: 0, requests: 0, responses: 0, tokenValues: 0, bytes: 0, outcomes: {}, upgrades: 0, findings: 0, elapsedMs: 0 };
   for (;;) {
     const now = Date.now();
-    if (now >= deadline) break;
+    if (now >= deadline || stats.iterations >= maxIterations) break;
     if (options.onProgress && now >= nextProgress) {
       stats.elapsedMs = now - started;
       options.onProgress({ ...stats, outcomes: { ...stats.outcomes } });

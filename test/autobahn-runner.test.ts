@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,7 +9,9 @@ import {
   AUTOBAHN_DIR,
   AUTOBAHN_IMAGE,
   DEFAULT_PORT,
+  defaultTimeoutSeconds,
   detectSuite,
+  failedRunLine,
   findOnPath,
   makeFuzzingClientConfig,
   makeFuzzingServerConfig,
@@ -19,7 +21,11 @@ import {
   probePort,
   progressLine,
   REPORTS_DIR,
+  requestedCases,
   runAutobahn,
+  runFolderName,
+  runProblems,
+  SUITE_CASES,
   suiteCommand,
   suiteOutdir,
   UsageError,
@@ -30,6 +36,9 @@ import {
   type RunnerDeps,
   type SuiteConfig,
 } from '../autobahn/run.js';
+
+// The spawned runs below start real testee servers: allow for a busy machine.
+t.setTimeout(300_000);
 
 const RUN_SCRIPT = path.resolve(import.meta.dirname, '../autobahn/run.ts');
 const PROJECT = path.resolve(import.meta.dirname, '..');
@@ -307,10 +316,11 @@ t.test('probePort and waitForPort', async (t) => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   t.equal(await probePort(port), false, 'closed port refuses');
 
-  let stopAsked = false;
-  const started = Date.now();
-  t.equal(await waitForPort(port, '127.0.0.1', { timeoutMs: 10_000, intervalMs: 20, stop: () => (stopAsked = true) }), false);
-  t.ok(stopAsked && Date.now() - started < 2000, 'stop() ends the wait early');
+  // stop() turns true on its 3rd call; the time limit is 10 minutes, so only stop() can end this wait (were it
+  // ignored, the file would time out).
+  let stopCalls = 0;
+  t.equal(await waitForPort(port, '127.0.0.1', { timeoutMs: 600_000, intervalMs: 20, stop: () => ++stopCalls === 3 }), false);
+  t.equal(stopCalls, 3, 'stop() ends the wait as soon as it turns true');
 
   const late = net.createServer((socket) => socket.destroy());
   setTimeout(() => late.listen(port, '127.0.0.1'), 300);
@@ -341,4 +351,129 @@ t.test('spawned: without Docker or wstest it exits 3 with the message', async (t
   t.match(result.stderr, /docker: not found on PATH/);
   t.match(result.stderr, /pip install autobahntestsuite/);
   t.match(result.stderr, AUTOBAHN_IMAGE);
+});
+
+t.test('--timeout and the default time limit', async (t) => {
+  t.equal(parseRunArgs(['--timeout', '90']).timeout, 90);
+  t.equal(parseRunArgs(['--timeout=2.5']).timeout, 2.5);
+  t.equal(parseRunArgs([]).timeout, undefined, 'default: derived from the number of cases');
+  t.throws(() => parseRunArgs(['--timeout', '0']), /--timeout must be a positive number of seconds, not "0"/);
+  t.throws(() => parseRunArgs(['--timeout', '-5']), /--timeout must be a positive number/);
+  t.throws(() => parseRunArgs(['--timeout', '10m']), /--timeout must be a positive number/);
+  t.equal(defaultTimeoutSeconds(1), 135);
+  t.equal(defaultTimeoutSeconds(517), 7875);
+  t.ok(defaultTimeoutSeconds(517) > 2 * 2400, 'about 3x the slowest full run seen (about 2,400 s)');
+});
+
+t.test('requested cases come from the pinned suite case list', async (t) => {
+  t.equal(SUITE_CASES.length, 517);
+  t.same(SUITE_CASES.slice(0, 2), ['1.1.1', '1.1.2']);
+  t.equal(new Set(SUITE_CASES).size, 517, 'no duplicates');
+  t.equal(requestedCases(undefined).length, 517, 'no --cases: all of them');
+  t.same(requestedCases(['9.3.*']), ['9.3.1', '9.3.2', '9.3.3', '9.3.4', '9.3.5', '9.3.6', '9.3.7', '9.3.8', '9.3.9']);
+  t.same(requestedCases(['1.1.*'], ['1.1.2', '1.1.5*']), ['1.1.1', '1.1.3', '1.1.4', '1.1.6', '1.1.7', '1.1.8'], 'exclude-cases honoured');
+  t.throws(() => parseRunArgs(['--cases', '14.*']), /--cases: "14\.\*" matches no case of the suite/);
+  t.throws(() => parseRunArgs(['--cases', '1.*,1.1.99']), /"1\.1\.99" matches no case/);
+});
+
+t.test('each run gets a folder of its own', async (t) => {
+  t.equal(runFolderName('server', new Date('2026-03-01T12:30:05.123Z')), 'server-2026-03-01T12-30-05Z');
+  t.equal(runFolderName('client', new Date('2026-12-31T23:59:59Z')), 'client-2026-12-31T23-59-59Z');
+});
+
+t.test('runProblems: what makes a run fail regardless of its cases', async (t) => {
+  const requested = ['1.1.1', '1.1.2', '1.1.3'];
+  const clean = { code: 0, signal: null };
+  t.same(runProblems({ suite: clean, requested, reported: requested }), [], 'exit 0 with every case: sound');
+  t.same(runProblems({ requested, reported: [...requested, '9.9.9'] }), [], 'stopped by the runner as planned (client mode), extra cases ok');
+  t.same(runProblems({ suite: { code: null, signal: 'SIGTERM' }, requested, reported: requested }), ['the suite was killed by SIGTERM'], 'a signal fails the run even with a complete index');
+  t.same(runProblems({ suite: { code: 1, signal: null }, requested, reported: requested }), ['the suite exited with code 1']);
+  t.same(runProblems({ suite: { code: null, signal: null, error: new Error('spawn ENOENT') }, requested, reported: undefined, reportError: 'report folder x does not exist' }), [
+    'the suite could not start: spawn ENOENT',
+    'no usable index.json (report folder x does not exist)',
+  ]);
+  t.same(runProblems({ suite: clean, requested, reported: ['1.1.1'] }), ['index.json lacks 2 of the 3 requested cases: 1.1.2, 1.1.3']);
+  t.same(runProblems({ timedOutAfter: 60, requested, reported: requested }), ['the suite did not finish within the 60 s time limit (--timeout)']);
+  const many = runProblems({ suite: clean, requested: SUITE_CASES, reported: [] });
+  t.match(many[0], /^index\.json lacks 517 of the 517 requested cases: 1\.1\.1, .*, … \(507 more\)$/);
+  t.equal(failedRunLine('server', ['a', 'b']), 'autobahn: FAILED RUN (server): a; b');
+});
+
+/**
+ * A stand-in for wstest in fuzzingclient mode: announces and "runs" the configured cases, writes index.json into
+ * the configured outdir, then behaves as FAKE_WSTEST says: ok, hang (after writing index.json, as the real
+ * suite did when it crashed writing per-case reports), signal (dies of SIGSEGV), exit (exits 4), omit (leaves
+ * the last case out of index.json and exits 0).
+ */
+const FAKE_WSTEST = `#!${process.execPath}
+const fs = require('node:fs');
+const path = require('node:path');
+const config = JSON.parse(fs.readFileSync(process.argv[process.argv.indexOf('-s') + 1], 'utf8'));
+const ids = config.cases;
+console.log('Ok, will run ' + ids.length + ' test cases against 1 servers');
+const cases = {};
+for (const id of ids) {
+  console.log('Running test case ID ' + id + ' for agent wsengine from peer tcp4:127.0.0.1:1');
+  cases[id] = { behavior: 'OK', behaviorClose: 'OK', duration: 1, remoteCloseCode: 1000, reportfile: 'x.json' };
+}
+const how = process.env.FAKE_WSTEST;
+if (how === 'omit') delete cases[ids[ids.length - 1]];
+fs.mkdirSync(config.outdir, { recursive: true });
+fs.writeFileSync(path.join(config.outdir, 'index.json'), JSON.stringify({ wsengine: cases }));
+if (how === 'hang') setInterval(() => {}, 1000);
+else if (how === 'signal') process.kill(process.pid, 'SIGSEGV');
+else if (how === 'exit') process.exit(4);
+`;
+
+t.test('spawned with a fake suite: hung, crashed, failing or incomplete runs fail with one clear line', async (t) => {
+  const bin = mkdtempSync(path.join(tmpdir(), 'autobahn-fake-'));
+  const wstest = path.join(bin, 'wstest');
+  writeFileSync(wstest, FAKE_WSTEST);
+  chmodSync(wstest, 0o755);
+  const folders: string[] = [];
+  t.teardown(() => {
+    rmSync(bin, { recursive: true, force: true });
+    for (const folder of folders) rmSync(path.join(REPORTS_DIR, folder), { recursive: true, force: true });
+  });
+
+  const run = async (how: string, timeout = 60) => {
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as net.AddressInfo;
+        s.close(() => resolve(port));
+      });
+    });
+    const env = { ...process.env, WSTEST: wstest, FAKE_WSTEST: how };
+    const result = await spawnRun(['--mode', 'server', '--cases', '1.1.1,1.1.2,2.1', '--port', String(port), '--timeout', String(timeout)], env);
+    const name = /autobahn: this run's reports: autobahn\/reports\/(server-[0-9T-]+Z(?:-\d+)?)\//.exec(result.stdout)?.[1];
+    if (name) folders.push(name);
+    const lastErr = result.stderr.trim().split('\n').at(-1) ?? '';
+    return { ...result, name, lastErr };
+  };
+
+  // Five runs side by side (own ports, own folders): each starts the real testee server, slow on a busy machine.
+  const [ok, omit, exit, signal, hang] = await Promise.all([run('ok'), run('omit'), run('exit'), run('signal'), run('hang', 3)]);
+
+  t.equal(ok.code, 0, `a clean run exits 0\n${ok.stdout}\n${ok.stderr}`);
+  t.match(ok.stdout, /autobahn: 3 cases, time limit 60 s/);
+  t.notMatch(ok.stderr, /FAILED RUN/);
+  t.ok(ok.name && existsSync(path.join(REPORTS_DIR, ok.name!, 'index.json')), 'its report is in a folder of its own');
+
+  t.equal(omit.code, 1, 'a case left out of index.json fails the run');
+  t.equal(omit.lastErr, 'autobahn: FAILED RUN (server): index.json lacks 1 of the 3 requested cases: 2.1');
+
+  t.equal(exit.code, 1);
+  t.equal(exit.lastErr, 'autobahn: FAILED RUN (server): the suite exited with code 4');
+
+  t.equal(signal.code, 1);
+  t.equal(signal.lastErr, 'autobahn: FAILED RUN (server): the suite was killed by SIGSEGV');
+
+  // Exit code 1 and the time-limit message below show the runner stopped the hung suite itself (had it waited
+  // forever, the spawn helper would have killed it at 60 s: no exit code, no such message). No clock check here.
+  t.equal(hang.code, 1, 'a hung suite is stopped at the time limit');
+  // On a busy machine the fake may not have written index.json within 3 s; then that is named too, after the limit.
+  t.match(hang.lastErr, /^autobahn: FAILED RUN \(server\): the suite did not finish within the 3 s time limit \(--timeout\)(; no usable index\.json .*)?$/);
+
+  t.ok(existsSync(path.join(REPORTS_DIR, ok.name!, 'index.json')), "later runs never delete an earlier run's index.json");
+  t.equal(new Set([ok.name, omit.name, exit.name, signal.name, hang.name]).size, 5, 'five runs, five folders');
 });

@@ -335,12 +335,11 @@ t.test('6 UTF-8 handling', async (t) => {
       s.write(pieces[0]);
       s.t.ok(await s.quiet(300), 'first part (valid so far) accepted: no close');
       s.write(pieces[1]);
-      const start = Date.now();
-      // Without fail-fast the close could only come after the rest, which is not sent until then.
-      await s.expectClose(1007, 3000);
-      s.t.ok(Date.now() - start < 3000, `failed ${Date.now() - start} ms after the invalid part, before the rest was sent`);
+      // Without fail-fast the close could only come after the rest, which is not sent until the close came: the
+      // order proves it, no clock needed (the wait is generous for a loaded machine).
+      await s.expectClose(1007, 8000);
       s.write(pieces[2]);
-    });
+    }, { timeout: 20_000 });
   await failFast('6.4.1: 3 frames, the 2nd holds U+110000 (f4 90 80 80) → 1007 before the 3rd is sent', ['cebae1bdb9cf83cebcceb5', 'f4908080', '656469746564'], 'frames');
   await failFast('6.4.2: 3 frames, the 2nd holds the byte (90) after f4 that breaks it → 1007 before the 3rd', ['cebae1bdb9cf83cebcceb5f4', '90', '8080656469746564'], 'frames');
   await failFast('6.4.3: one frame in 3 chops, the 2nd holds f4 90 80 80 → 1007 before the 3rd chop', ['cebae1bdb9cf83cebcceb5', 'f4908080', '656469746564'], 'chops');

@@ -37,10 +37,13 @@ t.test('(a) every corpus input replays without violations', async (t) => {
 });
 
 t.test('(b) a bounded fuzz run finds no violations', async (t) => {
+  // A fixed number of seeded iterations, not a time box: the run is the same on an idle and on a loaded machine
+  // (a few seconds on an idle one). One iteration in 8 is a round trip.
+  const ITERATIONS = 600;
   for (const role of ['server', 'client'] as const) {
     const found: string[] = [];
     const stats = runCampaign({
-      seconds: 2.2,
+      iterations: ITERATIONS,
       seed: role === 'server' ? 0x5eed0001 : 0x5eed0002,
       roles: [role],
       roundTripEvery: 8,
@@ -49,8 +52,9 @@ t.test('(b) a bounded fuzz run finds no violations', async (t) => {
       },
     });
     t.comment(`${role}: ${stats.iterations} iterations in ${stats.elapsedMs} ms (${stats.inputs[role]} inputs, ${stats.roundTrips} round trips, ${(stats.bytes / 1e6).toFixed(1)} MB)`);
-    t.ok(stats.inputs[role] > 150, `${role}: a meaningful number of inputs were checked (${stats.inputs[role]} > 150)`);
-    t.ok(stats.roundTrips > 15, `${role}: a meaningful number of round trips ran (${stats.roundTrips} > 15)`);
+    t.equal(stats.iterations, ITERATIONS, `${role}: every iteration ran`);
+    t.equal(stats.inputs[role], (ITERATIONS * 7) / 8, `${role}: ${(ITERATIONS * 7) / 8} inputs were checked`);
+    t.equal(stats.roundTrips, ITERATIONS / 8, `${role}: ${ITERATIONS / 8} round trips ran`);
     t.same(found, [], `${role}: no violations`);
     t.equal(stats.findings, 0, `${role}: no failing iteration`);
   }
@@ -65,6 +69,10 @@ t.test('the generators are deterministic', async (t) => {
     t.notOk(a.bytes.equals(fuzzCase(role, createRng(1235)).bytes), `${role}: other bytes for another seed`);
   }
   t.same(checkRoundTrip(createRng(7)).wire, checkRoundTrip(createRng(7)).wire, 'round trip: same wire bytes for the same seed');
+  const run = () => ({ ...runCampaign({ iterations: 40, seed: 9, roles: ['server', 'client'], roundTripEvery: 4 }), elapsedMs: 0 });
+  t.same(run(), run(), 'campaign: same counters for the same seed and iterations');
+  t.throws(() => runCampaign({ seed: 9, roles: ['server'] }), RangeError, 'a campaign needs seconds or iterations');
+  t.throws(() => runCampaign({ iterations: 1.5, seed: 9, roles: ['server'] }), RangeError, 'iterations must be an integer');
 });
 
 t.test('(c) the checker catches broken protocols', async (t) => {

@@ -151,7 +151,9 @@ t.test('bad handshakes over a real socket (attack cases 16, 21); the server stay
 });
 
 t.test('a 64 KB Sec-WebSocket-Protocol of hostile characters is refused quickly (attack case 17)', async (t) => {
-  const { port } = await echoServer(t, { maxHeadSize: 256 * 1024 });
+  // With compression on, so the extension header reaches its parser: a server without compression ignores a
+  // malformed Sec-WebSocket-Extensions (it accepts no extension anyway), and an all-space protocol list is empty.
+  const { port } = await echoServer(t, { maxHeadSize: 256 * 1024, perMessageDeflate: true });
   for (const filler of [' ', ',', '\\', '"', 'a,']) {
     const value = filler.repeat(65536 / filler.length);
     const raw = await rawConnect(port, upgradeHead('/', [`Sec-WebSocket-Protocol: ${value}`, `Sec-WebSocket-Extensions: x; a="${value}`]));
@@ -167,7 +169,8 @@ t.test('slowloris and silence hit the handshake timeout (attack cases 19, 20)', 
   const { port } = await echoServer(t, { handshakeTimeout: 300 });
   const silent = await rawConnect(port);
   const silentMs = await silent.closed;
-  t.ok(silentMs >= 250 && silentMs < 3000, `silent socket closed after ${silentMs} ms`);
+  // The upper bounds only tell the configured 300 ms timer from the 10 s default, with room for a loaded machine.
+  t.ok(silentMs >= 250 && silentMs < 8000, `silent socket closed after ${silentMs} ms (handshakeTimeout 300, default 10 s)`);
   const slow = await rawConnect(port);
   const head = upgradeHead();
   let i = 0;
@@ -177,7 +180,7 @@ t.test('slowloris and silence hit the handshake timeout (attack cases 19, 20)', 
   const slowMs = await slow.closed;
   clearInterval(drip);
   t.ok(i < head.length, `dribbled ${i} of ${head.length} bytes before being cut`);
-  t.ok(slowMs < 3000, `slowloris cut after ${slowMs} ms`);
+  t.ok(slowMs < 8000, `slowloris cut after ${slowMs} ms (handshakeTimeout 300, default 10 s)`);
 });
 
 t.test('a peer that ignores our close frame is destroyed after closeTimeout (attack case 25)', async (t) => {
@@ -191,7 +194,7 @@ t.test('a peer that ignores our close frame is destroyed after closeTimeout (att
   conn!.close(1000, 'leaving');
   const ms = await raw.closed;
   const [code] = await closeEvent;
-  t.ok(ms < 2000, `destroyed after ${ms} ms`);
+  t.ok(ms < 8000, `destroyed after ${ms} ms (closeTimeout 200; the bound only tells it from the 10 s default)`);
   t.equal(code, 1006, 'no close frame came back: 1006');
   t.same(decodeFrames(raw.received()).map(([op, p]) => [op, p.readUInt16BE(0)]), [[8, 1000]], 'our close frame was sent');
 });
@@ -203,7 +206,7 @@ t.test('a peer that never answers pings is cut by the heartbeat; a live one stay
   const live = await connect(`ws://127.0.0.1:${port}`);
   const dead = await rawUpgrade(port);
   const ms = await dead.closed;
-  t.ok(ms < 3000, `silent peer destroyed after ${ms} ms`);
+  t.ok(ms < 20_000, `silent peer destroyed after ${ms} ms (interval + timeout 200; the bound only tells it from the 30 s default)`);
   t.ok(decodeFrames(dead.received()).some(([op]) => op === 9), 'it was pinged');
   t.equal(live.readyState, 1, 'the peer that answers pongs is still open');
   live.close();
@@ -243,7 +246,8 @@ t.test('graceful shutdown: 1012 to everyone, cooperative and stubborn peers both
   t.same(await clientClose, [1012, 'restart']);
   t.equal(closes.length, 2, 'close events fired for both connections');
   t.ok(closes.includes(1006), 'the stubborn one was destroyed');
-  t.ok(elapsed >= 250 && elapsed < 3000, `waited ${elapsed} ms for the stubborn peer`);
+  // Not before the 300 ms timeout; the upper bound only tells it from the default shutdown timeout.
+  t.ok(elapsed >= 250 && elapsed < 8000, `waited ${elapsed} ms for the stubborn peer`);
   await stubborn.closed;
   const after = await new Promise<string>((resolve) => {
     const s = netConnect({ host: '127.0.0.1', port });
@@ -485,9 +489,10 @@ t.test('client heartbeat: a server that stops answering pings is detected', asyn
   const port = (silent.address() as { port: number }).port;
   const c = await connect(`ws://127.0.0.1:${port}`, { heartbeat: { interval: 100, timeout: 100 } });
   const start = Date.now();
-  const [code] = await once<[number]>(c, 'close', 5000);
+  // Generous for a loaded machine, yet well before the 30 s default heartbeat could be the one that fired.
+  const [code] = await once<[number]>(c, 'close', 20_000);
   t.equal(code, 1006);
-  t.ok(Date.now() - start < 3000, `detected after ${Date.now() - start} ms`);
+  t.ok(Date.now() - start < 20_000, `detected after ${Date.now() - start} ms (interval + timeout 200, default 30 s)`);
 });
 
 t.test('connect/disconnect cycles leave nothing behind: clients, heartbeat, handshakes, timers, handles (attack case 29)', async (t) => {

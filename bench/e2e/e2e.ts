@@ -1273,20 +1273,19 @@ export function formatE2E(report: E2EReport): string {
   }
   for (const n of report.notes) out.push(n);
   out.push('');
-  const targets = formatE2ETargets(report.targets);
-  if (targets !== '') out.push(targets);
   for (const [engine, profile] of Object.entries(report.profiles ?? {})) out.push('', `${engine} server:`, formatProfile(profile), '');
   for (const d of report.heapDiffs ?? []) out.push('', formatHeapDiff(`${d.scenario} ${d.engine}`, d), '');
   return out.join('\n');
 }
 
+/** The project's goals for end-to-end benchmarks: one line each, the ratio and the goal beside it (no headline). */
 export function formatE2ETargets(targets: TargetReport[]): string {
   if (targets.length === 0) return '';
-  const out = ['#### targets', ''];
+  const out: string[] = [];
   for (const t of targets) {
-    const verdict = t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED';
+    const verdict = t.met === null ? 'n/a' : t.met ? 'reached' : 'not yet';
     const op = t.better === 'higher' ? '≥' : '≤';
-    out.push(`- ${verdict.padEnd(6)} ${t.target}: ${t.scenario} ours/ws+native = ${ratio(t.ratio)} (needs ${op} ${ratio(t.threshold)})${t.note ? ` — ${t.note}` : ''}`);
+    out.push(`- ${verdict.padEnd(7)}  ${t.scenario} ours/ws+native = ${ratio(t.ratio)}; goal ${op} ${ratio(t.threshold)} (${t.target})${t.note ? ` — ${t.note}` : ''}`);
   }
   return out.join('\n') + '\n';
 }

@@ -650,6 +650,26 @@ export class Protocol {
     return true;
   }
 
+  /**
+   * Sends a whole message framed beforehand (a prepared broadcast frame: header and payload, or the two apart). The
+   * frame must suit this side's role (unmasked for a server) and carry RSV1 only when an extension allows it; the
+   * protocol only checks that a whole message may go now. Returns false, sending nothing, once a close frame was
+   * sent. Throws while a fragmented message is being sent, as {@link send} does.
+   */
+  sendFrame(frame: Buffer | [Buffer, Uint8Array]): boolean {
+    if (this.closeSent) return false;
+    if (this.sendingOpcode !== 0) {
+      throw new Error('a fragmented message is being sent: end it with sendFragment(data, true) before sending another');
+    }
+    this.handler.onWrite(frame);
+    return true;
+  }
+
+  /** Whether a fragmented message is open: its first fragment was sent and its final one not yet. */
+  get sendingFragments(): boolean {
+    return this.sendingOpcode !== 0;
+  }
+
   /** Sends a ping with up to 125 bytes of payload. Returns false once a close frame was sent. */
   ping(data: Data = EMPTY): boolean {
     return this.sendControl(Opcode.PING, data, 'ping');

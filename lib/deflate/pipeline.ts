@@ -25,21 +25,40 @@ export const PIPELINE_DEFAULTS = {
   maxCompressBacklog: 1024 * 1024,
 } as const;
 
-/** Outgoing work held behind a compression in progress, to keep frames in order. */
+/**
+ * A sender's completion callback, carried with a job for the host to run (no argument once written, an Error when
+ * not). The pipeline never calls it.
+ */
+export type JobCallback = (error?: Error) => void;
+
+/**
+ * Outgoing work held behind a compression in progress, to keep frames in order. `done(sent)` (set by the host, e.g.
+ * for a promise) is told whether a whole message was written; `cb` is the sender's callback, run by the host.
+ */
 export type HeldJob =
-  | { kind: 'send'; data: Data; binary: boolean; done?: (ok: boolean) => void }
-  | { kind: 'fragment'; data: Data; binary: boolean; fin: boolean }
-  | { kind: 'write'; data: Buffer | [Buffer, Uint8Array] }
+  | { kind: 'send'; data: Data; binary: boolean; done?: (ok: boolean) => void; cb?: JobCallback }
+  | { kind: 'prepared'; frame: Buffer | [Buffer, Uint8Array]; done?: (ok: boolean) => void; cb?: JobCallback }
+  | { kind: 'fragment'; data: Data; binary: boolean; fin: boolean; cb?: JobCallback }
+  | { kind: 'write'; data: Buffer | [Buffer, Uint8Array]; cb: JobCallback | null }
   | { kind: 'close'; code?: number; reason?: string }
   | { kind: 'end' };
 
+/** A message to compress, then send with RSV1 set. */
+export type CompressJob = { kind: 'compress'; data: Uint8Array; binary: boolean; started: boolean; done?: (ok: boolean) => void; cb?: JobCallback };
+
 /** A compression job, or work queued behind one. */
-export type Job = HeldJob | { kind: 'compress'; data: Uint8Array; binary: boolean; started: boolean; done?: (ok: boolean) => void };
+export type Job = HeldJob | CompressJob;
+
+/** A whole message (compressed, plain or prepared): the jobs whose bytes count toward {@link DeflatePipeline.queuedBytes}. */
+export type WholeJob = Extract<Job, { kind: 'compress' | 'send' | 'prepared' }>;
 
 /** What the pipeline needs from its connection. */
 export interface PipelineHost {
-  /** Writes one compressed message (RSV1 set) now; false when it cannot be sent any more (closing, closed). */
-  sendCompressed(payload: Buffer, binary: boolean): boolean;
+  /**
+   * Writes one compressed message (RSV1 set) now, or — `payload` null: the compression failed or the connection is
+   * gone — nothing. Runs or fails the job's `cb`; returns whether the message was written.
+   */
+  sendCompressed(payload: Buffer | null, job: CompressJob): boolean;
   /** Runs work that waited behind a compression; its writes go straight out. */
   runHeld(job: HeldJob): void;
   /** Whether the connection is gone (the socket destroyed or closed). */
@@ -81,31 +100,17 @@ export class DeflatePipeline {
     return this.queued;
   }
 
-  /** The job queued last (to attach a completion to it), or undefined when the queue is empty. */
-  get lastJob(): Job | undefined {
-    return this.jobs[this.jobs.length - 1];
-  }
-
   /** Whether a message is being inflated (input is paused meanwhile). */
   get isInflating(): boolean {
     return this.inflating;
   }
 
-  /** Queues a message for compression; `done(sent)` once it was written (or could not be). Returns the job. */
-  compress(data: Uint8Array, binary: boolean): Job {
-    const job: Job = { kind: 'compress', data, binary, started: false };
-    this.enqueue(job);
-    return job;
-  }
-
-  /** Queues work behind the compressions in progress. */
-  hold(job: HeldJob): Job {
-    this.enqueue(job);
-    return job;
-  }
-
-  private enqueue(job: Job): void {
-    if (job.kind === 'compress' || job.kind === 'send') this.queued += byteLength(job.data);
+  /**
+   * Queues a job: a message for compression (its `done(sent)` once written or not), or work that must wait behind
+   * the compressions in progress. Runs it at once when nothing is queued before it.
+   */
+  enqueue(job: Job): void {
+    if (job.kind === 'compress' || job.kind === 'send' || job.kind === 'prepared') this.queued += jobBytes(job);
     if (this.jobs === NO_JOBS) this.jobs = [];
     this.jobs.push(job);
     if (this.queued > this.maxCompressBacklog && !this.backlogPaused) {
@@ -126,7 +131,7 @@ export class DeflatePipeline {
         return;
       }
       this.jobs.shift();
-      if (job.kind === 'send') this.queued -= byteLength(job.data);
+      if (job.kind === 'send' || job.kind === 'prepared') this.queued -= jobBytes(job);
       this.running = true;
       try {
         this.host.runHeld(job);
@@ -137,17 +142,18 @@ export class DeflatePipeline {
     this.checkBacklog();
   }
 
-  private compressed(job: Job & { kind: 'compress' }, error: Error | null, payload: Buffer | undefined): void {
+  private compressed(job: CompressJob, error: Error | null, payload: Buffer | undefined): void {
+    // The connection closed meanwhile: `close()` already handed this job back (a late zlib answer must not settle
+    // it a second time).
+    if (this.jobs[0] !== job) return;
     this.jobs.shift();
     this.queued -= job.data.byteLength;
-    let ok = false;
-    if (error === null && !this.host.gone) {
-      this.running = true;
-      try {
-        ok = this.host.sendCompressed(payload!, job.binary);
-      } finally {
-        this.running = false;
-      }
+    let ok: boolean;
+    this.running = true;
+    try {
+      ok = this.host.sendCompressed(error === null && !this.host.gone ? payload! : null, job);
+    } finally {
+      this.running = false;
     }
     job.done?.(ok);
     this.run();
@@ -182,16 +188,22 @@ export class DeflatePipeline {
     });
   }
 
-  /** The connection closed: every queued job is dropped, its `done` told it was not sent. */
-  close(): void {
-    this.codec.close();
+  /**
+   * The connection closed: the codec is released and every queued job dropped. Returns the dropped jobs: the host
+   * tells their senders (`done(false)`, `cb` with an Error) — each exactly once, as a compression answering later is
+   * ignored.
+   */
+  close(): Job[] {
     const jobs = this.jobs;
     this.jobs = NO_JOBS;
     this.queued = 0;
-    for (const job of jobs) if ('done' in job) job.done?.(false);
+    this.codec.close();
+    return jobs;
   }
 }
 
-function byteLength(data: Data): number {
-  return typeof data === 'string' ? data.length : (data as Uint8Array).byteLength;
+/** Bytes a whole message holds while queued: its payload (uncompressed), or a prepared frame's header and payload. */
+export function jobBytes(job: WholeJob): number {
+  if (job.kind === 'prepared') return Array.isArray(job.frame) ? job.frame[0].length + job.frame[1].byteLength : job.frame.length;
+  return typeof job.data === 'string' ? job.data.length : (job.data as Uint8Array).byteLength;
 }

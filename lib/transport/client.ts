@@ -48,31 +48,48 @@ export interface ClientOptions extends ConnectionOptions, HeadLimits {
   /** Aborts the handshake. */
   signal?: AbortSignal;
   /**
-   * Protocol pings from the client and dead-server detection (no pong within `timeout` destroys the connection).
-   * Connections with the same timing share two timers. Default: off.
+   * Pings from the client and dead-server detection (no answer within `timeout` terminates the connection, or
+   * closes it with `closeCode`; see {@link HeartbeatOptions} for the hooks). Connections with the same plain timing
+   * share two timers; connections made with the same options object share its heartbeat. Default: off.
    */
   heartbeat?: HeartbeatOptions | false;
 }
 
-/** Heartbeats shared by client connections, by timing. */
+/** Heartbeats shared by client connections: by timing when no hook is set, else by options object. */
 const heartbeats = new Map<string, Heartbeat>();
+const hookedHeartbeats = new WeakMap<HeartbeatOptions, Heartbeat>();
 
 function heartbeatFor(options: HeartbeatOptions): Heartbeat {
+  const shared = hookedHeartbeats.get(options);
+  if (shared) return shared;
   const probe = new Heartbeat(options);
+  const plain = Object.keys(options).every((k) => k === 'interval' || k === 'timeout' || (k === 'protocolPing' && options.protocolPing !== false));
+  if (!plain) {
+    hookedHeartbeats.set(options, probe);
+    return probe;
+  }
   const key = `${probe.interval}/${probe.timeout}`;
-  let shared = heartbeats.get(key);
-  if (!shared) heartbeats.set(key, (shared = probe));
-  return shared;
+  let byTiming = heartbeats.get(key);
+  if (!byTiming) heartbeats.set(key, (byTiming = probe));
+  return byTiming;
 }
 
-/** A handshake failure, with the HTTP status when the server answered one. */
+/**
+ * A handshake failure, with the HTTP status when the server answered one. When a system error caused it (nobody
+ * listening, DNS, TLS, reset), `cause` is that error and `code` its code (`'ECONNREFUSED'`, `'ENOTFOUND'`, …), so
+ * "nobody listening" can be told from "handshake refused" (`status` ≥ 400).
+ */
 export class HandshakeError extends Error {
   /** HTTP status of the refusal, or 0 when the failure came before or outside one. */
   readonly status: number;
-  constructor(message: string, status = 0) {
-    super(message);
+  /** The system error's code when one caused the failure (`'ECONNREFUSED'`, `'ECONNRESET'`, `'ENOTFOUND'`, …), else undefined. */
+  readonly code: string | undefined;
+  constructor(message: string, status = 0, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'HandshakeError';
     this.status = status;
+    const code = (options?.cause as { code?: unknown } | undefined)?.code;
+    this.code = typeof code === 'string' ? code : undefined;
   }
 }
 
@@ -125,7 +142,7 @@ function validateProtocols(protocols: string | readonly string[] | undefined): s
  * Resolves once the server accepted the upgrade; rejects with a {@link HandshakeError} when it refused or the
  * handshake failed, and with a SyntaxError for an invalid URL or subprotocol.
  */
-export async function connect(url: string | URL, options: ClientOptions = {}): Promise<WebSocketConnection> {
+export async function connect<Data = unknown>(url: string | URL, options: ClientOptions = {}): Promise<WebSocketConnection<Data>> {
   let target = normalizeUrl(url);
   const protocols = validateProtocols(options.protocols);
   // Options are checked before any socket opens: a TypeError/RangeError, not a failure inside a socket callback.
@@ -135,7 +152,7 @@ export async function connect(url: string | URL, options: ClientOptions = {}): P
   const maxRedirects = options.maxRedirects ?? CLIENT_DEFAULTS.maxRedirects;
   for (let redirects = 0; ; redirects++) {
     const result = await attempt(target, protocols, headers, options, deflate, heartbeat);
-    if (result instanceof WebSocketConnection) return result;
+    if (result instanceof WebSocketConnection) return result as WebSocketConnection<Data>;
     // A redirect.
     if (!options.followRedirects) throw new HandshakeError(`server redirected (${result.status}) to ${result.location}; set followRedirects to follow`, result.status);
     if (redirects >= maxRedirects) throw new HandshakeError(`more than ${maxRedirects} redirects`, result.status);
@@ -188,7 +205,7 @@ function attempt(
       socket.off('error', onError);
       socket.off('close', onClose);
     };
-    const onError = (error: Error): void => fail(new HandshakeError(`connection failed: ${error.message}`));
+    const onError = (error: Error): void => fail(new HandshakeError(`connection failed: ${error.message}`, 0, { cause: error }));
     const onClose = (): void => fail(new HandshakeError('connection closed during the opening handshake'));
     const onData = (chunk: Buffer): void => {
       let head;

@@ -8,12 +8,12 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type Data, toBytes } from '../core/bytes.js';
+import { type Data as Payload, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
 import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
 import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
-import { DeflatePipeline, type HeldJob, type Job, type PipelineHost } from '../deflate/pipeline.js';
+import { type CompressJob, DeflatePipeline, type HeldJob, type Job, jobBytes, type PipelineHost, type WholeJob } from '../deflate/pipeline.js';
 import type { PreparedMessage } from './prepared.js';
 
 /** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
@@ -54,6 +54,12 @@ export interface ConnectionOptions {
   perMessageDeflate?: boolean | DeflateOptions;
 }
 
+/**
+ * Called once a message's bytes were handed to the socket (flushed with the batch of its tick), with no argument;
+ * or with an Error when they could not be: the connection was not open, closed first, or the socket failed.
+ */
+export type SendCallback = (error?: Error) => void;
+
 /** Options of one `send`. */
 export interface SendOptions {
   /** Send as binary (true) or text (false). Default: false for strings, true for bytes. */
@@ -78,22 +84,78 @@ export interface ConnectionEvents {
   close: (code: number, reason: string) => void;
   /** A protocol violation by the peer or a socket error. Never emitted without a listener. */
   error: (error: Error) => void;
-  /** The socket's write buffer has drained below its high-water mark. */
-  drain: () => void;
+  /**
+   * The socket's write buffer has drained below its high-water mark. Called with no argument; the optional `void`
+   * parameter only lets a Promise's `resolve` be the listener: `new Promise((resolve) => conn.once('drain', resolve))`.
+   */
+  drain: (nothing?: void) => void;
 }
 
 /** Internal hooks for the layers above (server registry, heartbeat, deflate). */
 export interface ConnectionInternals {
-  onClosed?: (connection: WebSocketConnection) => void;
+  onClosed?: (connection: WebSocketConnection<any, any>) => void;
 }
 
 type Waiter = { resolve: (r: IteratorResult<Message>) => void; reject: (e: Error) => void };
 
 /**
- * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
- * `connect()`; not constructed by applications.
+ * What the core and the deflate pipeline report or ask for, forwarded to the connection: their handler is this
+ * private object, not the public class, so the connection's API stays its own (and its published type does not
+ * claim members that `stripInternal` removes).
  */
-export class WebSocketConnection extends EventEmitter implements ProtocolHandler, PipelineHost {
+class CoreEvents implements ProtocolHandler, PipelineHost {
+  constructor(private readonly c: WebSocketConnection<any, any>) {}
+  sendCompressed(payload: Buffer | null, job: CompressJob): boolean {
+    return this.c.sendCompressed(payload, job);
+  }
+  runHeld(job: HeldJob): void {
+    this.c.runHeld(job);
+  }
+  get gone(): boolean {
+    return this.c.gone;
+  }
+  pauseInput(): void {
+    this.c.pauseInput();
+  }
+  resumeInput(): void {
+    this.c.resumeInput();
+  }
+  deliver(data: Buffer, isBinary: boolean): void {
+    this.c.deliver(data, isBinary);
+  }
+  fail(error: ProtocolError): void {
+    this.c.fail(error);
+  }
+  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
+    this.c.onMessage(data, isBinary, compressed);
+  }
+  onPing(data: Buffer): void {
+    this.c.onPing(data);
+  }
+  onPong(data: Buffer): void {
+    this.c.emit('pong', data);
+  }
+  onClose(code: number, reason: string): void {
+    this.c.onClose(code, reason);
+  }
+  onError(error: ProtocolError): void {
+    this.c.onError(error);
+  }
+  onWrite(data: Buffer | [Buffer, Uint8Array]): void {
+    this.c.onWrite(data);
+  }
+  onEnd(): void {
+    this.c.onEnd();
+  }
+}
+
+/**
+ * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
+ * `connect()`; not constructed by applications. `Data` types {@link WebSocketConnection.data} (the application's
+ * own per-connection state), `Principal` types {@link WebSocketConnection.principal} (what the server's
+ * `authenticate` accepted); both default to `unknown`.
+ */
+export class WebSocketConnection<Data = unknown, Principal = unknown> extends EventEmitter {
   /** The negotiated subprotocol ('' when none). */
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
@@ -102,13 +164,13 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
   get remoteAddress(): string | undefined {
     return (this.socket as Partial<Socket>).remoteAddress;
   }
-  /** What the server's `authenticate` hook attached (undefined on the client or without the hook). */
-  principal: unknown;
-  /** A free slot for the application's own per-connection state. */
-  data: unknown;
-
-  /** @internal heartbeat: a ping was sent and no pong has come since. */
-  pingPending = false;
+  /**
+   * What the server's `authenticate` hook accepted (`{ principal }`); undefined on the client or without the hook.
+   * Typed by the server's `Principal` parameter, inferred from `authenticate`.
+   */
+  principal: Principal = undefined as Principal;
+  /** A free slot for the application's own per-connection state (undefined until set). Typed by `Data`. */
+  data: Data = undefined as Data;
 
   private readonly socket: Duplex;
   private readonly core: Protocol;
@@ -128,12 +190,23 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
   private queue: Message[] | null = null;
   private waiters: Waiter[] = NO_WAITERS;
   private readonly threshold: number;
-  /** permessage-deflate's job queues and inflate stage (null without compression). */
+  /** permessage-deflate's job queue and inflate stage (null without compression). */
   private readonly pipeline: DeflatePipeline | null;
   /** Reading paused by the application (`pause()`) or by a full iterator queue. */
   private userPaused = false;
   private iteratorPaused = false;
   private closeRequested = false;
+  /** An application's fragmented message is open (its final fragment not yet accepted). */
+  private streaming = false;
+  /** Whole messages sent while a fragmented one is open: they follow its final fragment, in order. */
+  private held: WholeJob[] = NO_HELD;
+  private heldBytes = 0;
+  /** The callback of the frame being written now (picked up by `onWrite`). */
+  private cb: SendCallback | null = null;
+  /** Callbacks of the frames gathered in `out`: they run once that batch is flushed. */
+  private cbs: SendCallback[] = NO_CBS;
+  /** Set by a send that queued or held its message (for `sendAsync`). */
+  private lastJob: WholeJob | null = null;
 
   /** @internal Use a server or `connect()`. */
   constructor(
@@ -152,7 +225,8 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
     this.iteratorHighWaterMark = options.iteratorHighWaterMark ?? CONNECTION_DEFAULTS.iteratorHighWaterMark;
     this.internals = internals;
     this.threshold = options.threshold ?? 0;
-    this.pipeline = options.codec ? new DeflatePipeline(options.codec, this) : null;
+    const events = new CoreEvents(this);
+    this.pipeline = options.codec ? new DeflatePipeline(options.codec, events) : null;
     this.core = new Protocol(
       {
         role,
@@ -163,7 +237,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
         rsv1: this.pipeline !== null,
         autoPong: false,
       },
-      this,
+      events,
     );
     // Module-level listeners with a back-reference: no closures per connection.
     (socket as SocketWithConnection)[kConnection] = this;
@@ -184,7 +258,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 
   /** Bytes accepted by `send` and not yet handed to the kernel. */
   get bufferedAmount(): number {
-    return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0);
+    return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0) + this.heldBytes;
   }
 
   /** @internal Feeds bytes from the peer (the socket's data events, and bytes that arrived with the handshake). */
@@ -201,11 +275,20 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 
   /** @internal The core's output. */
   onWrite(data: Buffer | [Buffer, Uint8Array]): void {
+    const cb = this.cb;
+    if (cb !== null) this.cb = null;
     if (this.pipeline?.holding) {
-      this.pipeline.hold({ kind: 'write', data });
+      this.pipeline.enqueue({ kind: 'write', data, cb });
       return;
     }
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed) {
+      if (cb !== null) failLater(cb, new Error('WebSocket closed before the data was written'));
+      return;
+    }
+    if (cb !== null) {
+      if (this.cbs === NO_CBS) this.cbs = [];
+      this.cbs.push(cb);
+    }
     if (this.out === NO_BYTES) this.out = [];
     if (Array.isArray(data)) {
       this.out.push(data[0], data[1]);
@@ -238,15 +321,21 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
     if (n === 0) return;
     this.outBytes = 0;
     const socket = this.socket;
+    const cbs = this.cbs;
+    if (cbs.length > 0) this.cbs = NO_CBS;
     if (socket.destroyed) {
       out.length = 0;
+      failAll(cbs, new Error('WebSocket closed before the data was written'));
       return;
     }
+    // The batch leaves in one write(v): its callbacks run together once it is flushed.
+    const done = cbs.length === 0 ? undefined : (error?: Error | null): void => callAll(cbs, error ?? undefined);
     if (n === 1) {
-      this.writeOk = socket.write(out[0]);
+      this.writeOk = socket.write(out[0], done);
     } else {
       socket.cork();
-      for (let i = 0; i < n; i++) socket.write(out[i]);
+      for (let i = 0; i < n - 1; i++) socket.write(out[i]);
+      socket.write(out[n - 1], done);
       socket.uncork();
       // Judge by what is left once the batch went out (a corked write reports the whole batch as pending).
       this.writeOk = socket.writableLength < socket.writableHighWaterMark;
@@ -265,53 +354,122 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
-  /** @internal */
-  onPong(data: Buffer): void {
-    this.pingPending = false;
-    this.emit('pong', data);
-  }
-
   /**
    * Sends a message: a string as text; a Buffer, ArrayBuffer or any view as binary (or as text with
    * `{ binary: false }` when the bytes are UTF-8). Returns false when the socket's buffer is over its high-water
    * mark (wait for `drain`, or use {@link sendAsync}), or when the connection is closing/closed (the data is
    * dropped, as browsers do). Anything else as `data` throws a TypeError.
+   *
+   * `callback` (as in ws: `send(data, callback)` or `send(data, options, callback)`) runs once the message was
+   * handed to the socket, or with an Error when it could not be (not open, closed first). Options that are not
+   * an object, or a callback that is not a function, throw a TypeError. A message sent while a fragmented one is
+   * being streamed ({@link sendFragment}) follows the stream's final fragment.
    */
-  send(data: Data, options?: SendOptions): boolean {
-    const binary = options?.binary ?? typeof data !== 'string';
-    if (this.closeRequested) {
+  send(data: Payload, callback?: SendCallback): boolean;
+  send(data: Payload, options?: SendOptions, callback?: SendCallback): boolean;
+  send(data: Payload, options?: SendOptions | SendCallback, callback?: SendCallback): boolean {
+    if (options !== undefined || callback !== undefined) {
+      callback = sendArgs(options, callback, 'send');
+      if (typeof options === 'function') options = undefined;
+    }
+    const binary = (options as SendOptions | undefined)?.binary ?? typeof data !== 'string';
+    if (this.closeRequested || this.closed || this.core.closeSent) {
       if (typeof data !== 'string') toBytes(data);
+      if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
     const pipeline = this.pipeline;
-    if (pipeline !== null && pipeline.codec.compresses && options?.compress !== false) {
+    let job: WholeJob | null = null;
+    if (pipeline !== null && pipeline.codec.compresses && (options as SendOptions | undefined)?.compress !== false) {
       const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data);
-      if (bytes.length >= this.threshold) {
-        if (this.core.closeSent) return false;
-        pipeline.compress(bytes, binary);
-        return this.writeOk && pipeline.queuedBytes < this.socket.writableHighWaterMark;
-      }
-      data = bytes;
+      if (bytes.length >= this.threshold) job = { kind: 'compress', data: bytes, binary, started: false, cb: callback };
+      else data = bytes;
     }
-    if (pipeline?.holding) {
-      if (typeof data !== 'string') data = toBytes(data);
-      pipeline.hold({ kind: 'send', data, binary });
-      return this.writeOk && pipeline.queuedBytes < this.socket.writableHighWaterMark;
+    if (job === null && (pipeline?.holding || this.streaming)) {
+      job = { kind: 'send', data: typeof data === 'string' ? data : toBytes(data), binary, cb: callback };
     }
-    if (!this.core.send(data, binary)) return false;
+    if (job !== null) return this.enqueueWhole(job);
+    if (callback === undefined) this.core.send(data, binary);
+    else this.withCallback(callback, () => this.core.send(data, binary));
     return this.writeOk;
+  }
+
+  /**
+   * Queues a whole message behind the compressions in progress, or holds it behind an open fragmented message.
+   * Without an open stream the pipeline exists: a compression, or a queue to wait in, is why a job was made.
+   */
+  private enqueueWhole(job: WholeJob): boolean {
+    this.lastJob = job;
+    if (this.streaming) {
+      if (this.held === NO_HELD) this.held = [];
+      this.held.push(job);
+      this.heldBytes += jobBytes(job);
+    } else {
+      this.pipeline!.enqueue(job);
+    }
+    return this.writeOk && (this.pipeline?.queuedBytes ?? 0) + this.heldBytes < this.socket.writableHighWaterMark;
+  }
+
+  /**
+   * The final fragment is accepted: the messages held behind the stream follow it, in order — written now, or
+   * queued in the pipeline once a compression (or the final fragment itself) waits there.
+   */
+  private release(): void {
+    const held = this.held;
+    this.held = NO_HELD;
+    this.heldBytes = 0;
+    const pipeline = this.pipeline;
+    for (let i = 0; i < held.length; i++) {
+      const job = held[i];
+      if (job.kind === 'compress' || pipeline?.holding) pipeline!.enqueue(job);
+      else this.sendWhole(job);
+    }
+  }
+
+  /** Writes a plain or prepared message now, with its callback; tells `done` whether it went. */
+  private sendWhole(job: Extract<WholeJob, { kind: 'send' | 'prepared' }>): void {
+    const sent = this.withCallback(job.cb, () => (job.kind === 'send' ? this.core.send(job.data, job.binary) : this.core.sendFrame(job.frame)));
+    job.done?.(sent);
+  }
+
+  /**
+   * Runs a core write that carries `callback` (picked up by `onWrite`); a write that did not happen calls back with
+   * an error. Returns whether it happened.
+   */
+  private withCallback(callback: SendCallback | undefined, write: () => boolean): boolean {
+    this.cb = callback ?? null;
+    try {
+      const ok = write();
+      this.settle(ok);
+      return ok;
+    } finally {
+      this.cb = null;
+    }
+  }
+
+  /** After a write that carried `this.cb`: a callback the write did not take is told the data was not sent. */
+  private settle(ok: boolean): void {
+    const cb = this.cb;
+    if (cb === null) return;
+    this.cb = null;
+    if (!ok) failLater(cb, this.notOpen());
+  }
+
+  private notOpen(): Error {
+    return new Error(`WebSocket is not open (readyState ${this.readyState}): the data was not sent`);
   }
 
   /**
    * Sends a message and resolves once the socket can take more (at once when its buffer is below the high-water
    * mark, else on `drain`). Rejects when the connection is not open or closes first.
    */
-  sendAsync(data: Data, options?: SendOptions): Promise<void> {
-    const pipeline = this.pipeline;
-    const before = pipeline?.lastJob;
+  sendAsync(data: Payload, options?: SendOptions): Promise<void> {
+    this.lastJob = null;
     const ok = this.send(data, options);
-    if (pipeline !== null && pipeline.lastJob !== before) {
-      const job = pipeline.lastJob as Job & { done?: (ok: boolean) => void };
+    // (`send` sets it: the cast undoes the narrowing to null from the line above.)
+    const job = this.lastJob as WholeJob | null;
+    this.lastJob = null;
+    if (job !== null) {
       return new Promise((resolve, reject) => {
         job.done = (sent) => (sent ? (this.writeOk ? resolve() : this.drained().then(resolve, reject)) : reject(new Error('WebSocket closed before the message was sent')));
       });
@@ -337,17 +495,27 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 
   /**
    * Sends one fragment of a message being streamed (RFC 6455 §5.4): the first call fixes the type, `fin` ends
-   * it. Pings and pongs may go between fragments; other messages may not. Fragments are never compressed.
-   * Returns as {@link send}.
+   * it. Pings and pongs may go between fragments; whole messages sent meanwhile (`send`, `sendPrepared`) are held
+   * and follow the final fragment, in order. Fragments are never compressed. Returns and calls back as
+   * {@link send}.
    */
-  sendFragment(data: Data, fin: boolean, options?: SendOptions): boolean {
-    const binary = options?.binary ?? typeof data !== 'string';
-    if (this.closeRequested) return false;
-    if (this.pipeline?.holding) {
-      this.pipeline.hold({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin });
-      return this.writeOk;
+  sendFragment(data: Payload, fin: boolean, callback?: SendCallback): boolean;
+  sendFragment(data: Payload, fin: boolean, options?: SendOptions, callback?: SendCallback): boolean;
+  sendFragment(data: Payload, fin: boolean, options?: SendOptions | SendCallback, callback?: SendCallback): boolean {
+    if (typeof fin !== 'boolean') throw new TypeError(`sendFragment(data, fin): fin must be a boolean, got ${typeof fin}`);
+    callback = sendArgs(options, callback, 'sendFragment');
+    const binary = (typeof options === 'object' ? options.binary : undefined) ?? typeof data !== 'string';
+    if (this.closeRequested || this.closed || this.core.closeSent) {
+      if (callback !== undefined) failLater(callback, this.notOpen());
+      return false;
     }
-    if (!this.core.sendFragment(data, fin, binary)) return false;
+    if (this.pipeline?.holding) {
+      this.pipeline.enqueue({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin, cb: callback });
+    } else {
+      this.withCallback(callback, () => this.core.sendFragment(data, fin, binary));
+    }
+    this.streaming = !fin;
+    if (fin && this.held.length > 0) this.release();
     return this.writeOk;
   }
 
@@ -355,28 +523,71 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
    * Sends a message framed once by `prepare()`: the same bytes go to every connection (broadcast). A compressed
    * prepared message goes compressed to connections whose negotiation allows it (server_no_context_takeover and a
    * large enough window), uncompressed to the others. Client connections mask every frame, so they frame the
-   * payload themselves.
+   * payload themselves. It goes through the protocol core like any message: in order behind messages waiting for
+   * compression, and after the final fragment of a message being streamed. Returns and calls back as
+   * {@link send}.
    */
-  sendPrepared(message: PreparedMessage): boolean {
-    if (this.core.closeSent || this.closeRequested) return false;
-    if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary, compress: false });
+  sendPrepared(message: PreparedMessage, callback?: SendCallback): boolean {
+    if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`sendPrepared callback must be a function, got ${typeof callback}`);
+    if (this.closeRequested || this.closed || this.core.closeSent) {
+      if (callback !== undefined) failLater(callback, this.notOpen());
+      return false;
+    }
+    if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary, compress: false }, callback);
     const c = this.pipeline?.codec ?? null;
     const frame =
       message.compressed && c !== null && c.compresses && c.params.serverNoContextTakeover && c.params.serverMaxWindowBits >= message.compressed.windowBits
         ? message.compressed.frame
         : message.frame;
-    this.onWrite(frame);
+    if (frame === undefined) throw new TypeError('sendPrepared takes a message made by prepare()');
+    if (this.pipeline?.holding || this.streaming) return this.enqueueWhole({ kind: 'prepared', frame, cb: callback });
+    if (callback === undefined) {
+      // The broadcast fast path: the core has said no close frame went out (above) and no fragmented message is
+      // open, so the frame is the core's next output; anything else goes through `sendFrame`, which enforces it.
+      // (Writing here rather than calling back out of the core keeps fan-out at its former speed.)
+      if (!this.core.sendingFragments) this.onWrite(frame);
+      else this.core.sendFrame(frame);
+    } else {
+      this.withCallback(callback, () => this.core.sendFrame(frame));
+    }
     return this.writeOk;
   }
 
-  /** Sends a ping (at most 125 bytes of payload; RangeError above). Returns false when not open. */
-  ping(data: Data = ''): boolean {
-    return this.core.ping(data) && this.writeOk;
+  /**
+   * Sends a ping (at most 125 bytes of payload; RangeError above). Returns false when not open. ws-style
+   * arguments: `ping()`, `ping(data)`, `ping(callback)`, `ping(data, callback)`, `ping(data, mask, callback)`;
+   * `mask` may only say what the role implies (true on a client, false on a server), else RangeError. `callback`
+   * runs as for {@link send}.
+   */
+  ping(callback: SendCallback): boolean;
+  ping(data?: Payload, callback?: SendCallback): boolean;
+  ping(data?: Payload, mask?: boolean, callback?: SendCallback): boolean;
+  ping(data?: Payload | SendCallback, mask?: boolean | SendCallback, callback?: SendCallback): boolean {
+    return this.control(true, data, mask, callback);
   }
 
-  /** Sends a pong (at most 125 bytes). Returns false when not open. */
-  pong(data: Data = ''): boolean {
-    return this.core.pong(data) && this.writeOk;
+  /** Sends a pong (at most 125 bytes). Returns false when not open. Arguments as {@link ping}. */
+  pong(callback: SendCallback): boolean;
+  pong(data?: Payload, callback?: SendCallback): boolean;
+  pong(data?: Payload, mask?: boolean, callback?: SendCallback): boolean;
+  pong(data?: Payload | SendCallback, mask?: boolean | SendCallback, callback?: SendCallback): boolean {
+    return this.control(false, data, mask, callback);
+  }
+
+  private control(isPing: boolean, data: Payload | SendCallback | undefined, mask: boolean | SendCallback | undefined, callback: SendCallback | undefined): boolean {
+    const [payload, cb] = controlArgs(isPing ? 'ping' : 'pong', this.core.role, data, mask, callback);
+    if (this.closed) {
+      if (cb !== undefined) failLater(cb, this.notOpen());
+      return false;
+    }
+    this.cb = cb ?? null;
+    try {
+      const ok = isPing ? this.core.ping(payload) : this.core.pong(payload);
+      this.settle(ok);
+      return ok && this.writeOk;
+    } finally {
+      this.cb = null;
+    }
   }
 
   /**
@@ -389,27 +600,26 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
       // Validate now, send once the messages queued before it are out.
       validateClose(code, reason);
       this.closeRequested = true;
-      this.pipeline.hold({ kind: 'close', code, reason });
+      this.pipeline.enqueue({ kind: 'close', code, reason });
     } else {
       this.core.close(code, reason);
     }
     if (!this.closed && this.closeTimer === null) this.armCloseTimer();
   }
 
-  /** @internal {@link PipelineHost}: a compressed message, written now (RSV1 set). */
-  sendCompressed(payload: Buffer, binary: boolean): boolean {
-    return this.core.send(payload, binary, true);
+  /** @internal {@link PipelineHost}: a compressed message written now (RSV1 set) with its callback; null: not sent. */
+  sendCompressed(payload: Buffer | null, job: CompressJob): boolean {
+    return this.withCallback(job.cb, () => payload !== null && this.core.send(payload, job.binary, true));
   }
 
-  /** @internal {@link PipelineHost}: work that waited behind a compression, in order. */
+  /** @internal {@link PipelineHost}: work that waited behind a compression, in order (its writes go straight out). */
   runHeld(job: HeldJob): void {
-    if (job.kind === 'send') {
-      const sent = this.core.send(job.data, job.binary);
-      job.done?.(sent);
-    }
-    else if (job.kind === 'fragment') this.core.sendFragment(job.data, job.fin, job.binary);
-    else if (job.kind === 'write') this.onWrite(job.data);
-    else if (job.kind === 'close') this.core.close(job.code, job.reason);
+    if (job.kind === 'send' || job.kind === 'prepared') this.sendWhole(job);
+    else if (job.kind === 'fragment') this.withCallback(job.cb, () => this.core.sendFragment(job.data, job.fin, job.binary));
+    else if (job.kind === 'write') {
+      this.cb = job.cb;
+      this.onWrite(job.data);
+    } else if (job.kind === 'close') this.core.close(job.code, job.reason);
     else this.onEnd();
   }
 
@@ -522,7 +732,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
   /** @internal The core asks for TCP to be closed once written data is out. */
   onEnd(): void {
     if (this.pipeline?.holding) {
-      this.pipeline.hold({ kind: 'end' });
+      this.pipeline.enqueue({ kind: 'end' });
       return;
     }
     this.flush();
@@ -537,9 +747,17 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const code = this.core.transportClosed();
     const reason = code === CloseCode.ABNORMAL ? '' : this.core.closeReason;
-    this.pipeline?.close();
+    const gone = new Error('WebSocket closed before the data was written');
+    const dropped: Job[] = this.pipeline?.close() ?? [];
+    for (const job of [...dropped, ...this.held.splice(0)]) {
+      if ('done' in job) job.done?.(false);
+      if ('cb' in job && job.cb) failLater(job.cb, gone);
+    }
+    this.heldBytes = 0;
     this.out.length = 0;
     this.outBytes = 0;
+    failAll(this.cbs, gone);
+    this.cbs = NO_CBS;
     this.internals.onClosed?.(this);
     if (this.queue !== null) {
       for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
@@ -579,7 +797,7 @@ export class WebSocketConnection extends EventEmitter implements ProtocolHandler
 }
 
 const kConnection = Symbol('wsengine.connection');
-type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection };
+type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection<any, any> };
 
 function onSocketData(this: SocketWithConnection, chunk: Buffer): void {
   this[kConnection].receive(chunk);
@@ -595,7 +813,7 @@ function onSocketClose(this: SocketWithConnection): void {
 }
 
 /** Connections with output gathered during the current tick, flushed together at its end. */
-let toFlush: WebSocketConnection[] = [];
+let toFlush: Array<WebSocketConnection<any, any>> = [];
 
 function flushAll(): void {
   const list = toFlush;
@@ -606,12 +824,72 @@ function flushAll(): void {
 /** Shared empty arrays: a connection allocates its own only once it needs one. */
 const NO_BYTES: Array<Buffer | Uint8Array> = [];
 const NO_WAITERS: Waiter[] = [];
+const NO_HELD: WholeJob[] = [];
+const NO_CBS: SendCallback[] = [];
+
+function callAll(cbs: SendCallback[], error: Error | undefined): void {
+  for (let i = 0; i < cbs.length; i++) {
+    if (error === undefined) cbs[i]();
+    else cbs[i](error);
+  }
+}
+
+/** Calls back with an error on the next tick (never synchronously from inside a send). */
+function failLater(cb: SendCallback, error: Error): void {
+  process.nextTick(cb, error);
+}
+
+function failAll(cbs: SendCallback[], error: Error): void {
+  if (cbs.length > 0) process.nextTick(callAll, cbs.slice(), error);
+}
+
+/** Splits `(data?, options?, callback?)` as ws accepts it: the options may be left out before the callback. */
+function sendArgs(options: SendOptions | SendCallback | undefined, callback: SendCallback | undefined, what: string): SendCallback | undefined {
+  if (typeof options === 'function') {
+    if (callback !== undefined) throw new TypeError(`${what}(data, callback) takes nothing after the callback`);
+    return options;
+  }
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new TypeError(`${what} options must be an object ({ binary, compress }) or omitted, got ${options === null ? 'null' : typeof options}; a callback goes last: ${what}(data, options, callback)`);
+  }
+  if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`${what} callback must be a function, got ${typeof callback}`);
+  return callback;
+}
+
+/**
+ * Splits `(data?, mask?, callback?)` as ws accepts it for ping/pong. `mask` may only state what the role implies
+ * (clients mask every frame, servers never: RFC 6455 §5.1).
+ */
+function controlArgs(
+  what: string,
+  role: 'server' | 'client',
+  data: Payload | SendCallback | undefined,
+  mask: boolean | SendCallback | undefined,
+  callback: SendCallback | undefined,
+): [Payload, SendCallback | undefined] {
+  if (typeof data === 'function') {
+    if (mask !== undefined || callback !== undefined) throw new TypeError(`${what}(callback) takes nothing after the callback`);
+    return ['', data];
+  }
+  if (typeof mask === 'function') {
+    if (callback !== undefined) throw new TypeError(`${what}(data, callback) takes nothing after the callback`);
+    callback = mask;
+    mask = undefined;
+  }
+  if (mask !== undefined) {
+    if (typeof mask !== 'boolean') throw new TypeError(`${what} mask must be a boolean or omitted, got ${mask === null ? 'null' : typeof mask}`);
+    if (mask !== (role === 'client')) {
+      throw new RangeError(`a ${role} ${role === 'client' ? 'masks every frame' : 'never masks its frames'} (RFC 6455 §5.1): omit mask or pass ${role === 'client'}`);
+    }
+  }
+  if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`${what} callback must be a function, got ${typeof callback}`);
+  return [data ?? '', callback];
+}
 
 /** Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}). */
-export interface WebSocketConnection {
+export interface WebSocketConnection<Data = unknown, Principal = unknown> {
   on<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   once<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   off<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   emit<K extends keyof ConnectionEvents>(event: K, ...args: Parameters<ConnectionEvents[K]>): boolean;
 }
-

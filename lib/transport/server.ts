@@ -10,7 +10,7 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
@@ -46,8 +46,15 @@ export interface IncomingUpgrade {
   path: string;
   /** The parsed query string. */
   query: URLSearchParams;
-  /** Request headers by lower-case name; a header sent twice has two values. */
-  headers: Map<string, string[]>;
+  /**
+   * Request headers as `node:http` (and ws) shows them: lower-case names on an object without a prototype, a
+   * header sent twice joined as node:http joins it (`, `, or `; ` for `cookie`; only the first kept for
+   * single-value headers such as `authorization`, `host`, `user-agent`), and `set-cookie` always an array. Built
+   * on first use. Every value, unjoined, is in {@link headerMap}.
+   */
+  readonly headers: IncomingHttpHeaders;
+  /** Request headers by lower-case name, each with every value sent, in order. */
+  headerMap: Map<string, string[]>;
   /** The first value of a header (name in any case), or undefined. */
   header(name: string): string | undefined;
   /** Offered subprotocols, in the client's order. */
@@ -70,9 +77,12 @@ export interface AuthRejection {
   message?: string;
 }
 
-/** What `authenticate` returns to accept: the principal attached to the connection, and extra 101 headers. */
-export interface AuthAcceptance {
-  principal?: unknown;
+/**
+ * What `authenticate` returns to accept: the principal attached to the connection (`conn.principal`, typed by the
+ * server's `Principal` parameter), and extra 101 headers.
+ */
+export interface AuthAcceptance<Principal = unknown> {
+  principal?: Principal;
   headers?: Record<string, string>;
 }
 
@@ -83,8 +93,11 @@ export interface HttpAnswer {
   body?: string | Buffer;
 }
 
-/** Options of {@link createServer} / {@link WebSocketServer}. */
-export interface ServerOptions extends ConnectionOptions, HeadLimits {
+/**
+ * Options of {@link createServer} / {@link WebSocketServer}. `Data` and `Principal` type the connections' `data` and
+ * `principal` (see {@link WebSocketConnection}).
+ */
+export interface ServerOptions<Data = unknown, Principal = unknown> extends ConnectionOptions, HeadLimits {
   /** Port to listen on at once; omit it to call `listen()` yourself, or with `noServer`. */
   port?: number;
   /** Host to listen on. Default: all interfaces (as `net.Server.listen`). */
@@ -111,20 +124,26 @@ export interface ServerOptions extends ConnectionOptions, HeadLimits {
    * Decides, before the 101, whether the request may connect: return (or resolve) an {@link AuthAcceptance} to accept,
    * with the principal to attach, or an {@link AuthRejection} (or `false`, a 401) to refuse. A throw is a 500.
    */
-  authenticate?: (request: IncomingUpgrade) => AuthAcceptance | AuthRejection | false | Promise<AuthAcceptance | AuthRejection | false>;
+  authenticate?: (
+    request: IncomingUpgrade,
+  ) => AuthAcceptance<Principal> | AuthRejection | false | Promise<AuthAcceptance<Principal> | AuthRejection | false>;
   /**
    * Answers non-upgrade HTTP requests on the standalone server (health checks, a page). Default: 426 Upgrade
    * Required.
    */
   httpHandler?: (request: IncomingUpgrade & { method: string }) => HttpAnswer | Promise<HttpAnswer>;
-  /** Protocol pings and dead-peer detection; `false` to disable. Default: every 30 s, 30 s to answer. */
-  heartbeat?: HeartbeatOptions | false;
+  /**
+   * Pings and dead-peer detection, with hooks for an application-level ping and the close code of a timeout (see
+   * {@link HeartbeatOptions}); `false` to disable. Default: a protocol ping every 30 s, 30 s to answer, then
+   * `terminate()`.
+   */
+  heartbeat?: HeartbeatOptions<Data, Principal> | false;
 }
 
 /** Events of {@link WebSocketServer}. */
-export interface ServerEvents {
+export interface ServerEvents<Data = unknown, Principal = unknown> {
   /** A connection completed its handshake. */
-  connection: (connection: WebSocketConnection, request: IncomingUpgrade) => void;
+  connection: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void;
   /** The server is listening. */
   listening: (address: AddressInfo) => void;
   /** A handshake was refused (for logs and metrics): status and why. */
@@ -146,19 +165,23 @@ export interface ShutdownOptions {
 }
 
 /** A WebSocket server. Create it with {@link createServer}. */
-export class WebSocketServer extends EventEmitter {
+export class WebSocketServer<Data = unknown, Principal = unknown> extends EventEmitter {
   /** Open connections. */
-  readonly clients = new Set<WebSocketConnection>();
-  readonly options: ServerOptions;
+  readonly clients = new Set<WebSocketConnection<Data, Principal>>();
+  readonly options: ServerOptions<Data, Principal>;
+  /**
+   * The heartbeat watching every connection (null with `heartbeat: false`): call `server.heartbeat.alive(conn)`
+   * when an application-level pong arrives.
+   */
+  readonly heartbeat: Heartbeat<Data, Principal> | null;
   private readonly net: NetServer | null;
-  private readonly heartbeat: Heartbeat | null;
   /** Sockets whose opening handshake is in progress, with their timers. */
   private readonly handshaking = new Map<Duplex, NodeJS.Timeout>();
   private closing = false;
   private closedPromise: Promise<void> | null = null;
   private readonly deflate: { options: Required<DeflateOptions>; limiter: Limiter } | null;
 
-  constructor(options: ServerOptions = {}, onConnection?: (connection: WebSocketConnection, request: IncomingUpgrade) => void) {
+  constructor(options: ServerOptions<Data, Principal> = {}, onConnection?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void) {
     super();
     if (typeof options !== 'object' || options === null) throw new TypeError('server options must be an object');
     for (const name of ['handshakeTimeout', 'maxConnections', 'closeTimeout'] as const) {
@@ -175,7 +198,7 @@ export class WebSocketServer extends EventEmitter {
     } else {
       this.deflate = null;
     }
-    this.heartbeat = options.heartbeat === false ? null : new Heartbeat(options.heartbeat ?? {});
+    this.heartbeat = options.heartbeat === false ? null : new Heartbeat<Data, Principal>(options.heartbeat ?? {});
     if (onConnection) this.on('connection', onConnection);
     if (options.noServer) {
       this.net = null;
@@ -263,10 +286,20 @@ export class WebSocketServer extends EventEmitter {
   /**
    * Completes an upgrade received by a `node:http`/`node:https` server: call it from the server's `'upgrade'` event
    * (`httpServer.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head))`). Refusals are written
-   * as HTTP responses on the socket. `callback`, when given, receives the connection as well as the
-   * `connection` event.
+   * as HTTP responses on the socket.
+   *
+   * Without `callback`, the server emits `connection`. With `callback`, as in ws, the connection goes to the
+   * callback only and the server emits nothing itself: ws's usual line
+   * `wss.handleUpgrade(req, socket, head, (conn) => wss.emit('connection', conn, req))` then fires `connection` once.
+   * (The callback's second argument is the parsed {@link IncomingUpgrade}.)
    */
-  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, callback?: (connection: WebSocketConnection, request: IncomingUpgrade) => void): void {
+  handleUpgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    callback?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void,
+  ): void {
+    if (callback !== undefined && typeof callback !== 'function') throw new TypeError('handleUpgrade callback must be a function');
     const headers = new Map<string, string[]>();
     const raw = request.rawHeaders;
     for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -297,7 +330,7 @@ export class WebSocketServer extends EventEmitter {
     socket: Duplex,
     head: HttpHead,
     rest: Buffer,
-    callback?: (connection: WebSocketConnection, request: IncomingUpgrade) => void,
+    callback?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void,
   ): Promise<void> {
     const options = this.options;
     const secure = 'encrypted' in socket && (socket as { encrypted?: boolean }).encrypted === true;
@@ -312,7 +345,7 @@ export class WebSocketServer extends EventEmitter {
     if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) {
       return this.refuse(socket, { status: 503, message: 'too many connections', headers: { 'Retry-After': '5' } });
     }
-    let principal: unknown;
+    let principal: Principal | undefined;
     let extraHeaders: Record<string, string> = {};
     if (options.authenticate) {
       let verdict: AuthAcceptance | AuthRejection | false;
@@ -327,8 +360,8 @@ export class WebSocketServer extends EventEmitter {
         const r = verdict as AuthRejection;
         return this.refuse(socket, { status: r.status ?? 401, message: r.message ?? 'unauthorized', headers: r.headers ?? {} });
       }
-      principal = (verdict as AuthAcceptance).principal;
-      extraHeaders = (verdict as AuthAcceptance).headers ?? {};
+      principal = (verdict as AuthAcceptance<Principal>).principal;
+      extraHeaders = (verdict as AuthAcceptance<Principal>).headers ?? {};
     }
     let protocol: string | undefined;
     if (options.selectProtocol && request.protocols.length > 0) {
@@ -363,7 +396,7 @@ export class WebSocketServer extends EventEmitter {
       return this.refuse(socket, { status: 500, message: 'invalid response headers', headers: {} }, error as Error);
     }
     socket.write(response);
-    const connection = new WebSocketConnection(
+    const connection = new WebSocketConnection<Data, Principal>(
       socket,
       'server',
       { ...options, protocol, codec, extensions: extensionHeader, threshold: this.deflate?.options.threshold, noDelay: this.net === null },
@@ -374,11 +407,11 @@ export class WebSocketServer extends EventEmitter {
         },
       },
     );
-    connection.principal = principal;
+    connection.principal = principal as Principal;
     this.clients.add(connection);
     this.heartbeat?.add(connection);
-    callback?.(connection, request);
-    this.emit('connection', connection, request);
+    if (callback !== undefined) callback(connection, request);
+    else this.emit('connection', connection, request);
     // Frames sent right behind the request are read once the application's listeners are in place.
     if (rest.length > 0) connection.receive(Buffer.from(rest));
     socket.resume();
@@ -453,23 +486,29 @@ export class WebSocketServer extends EventEmitter {
 }
 
 /** Typed event methods of {@link WebSocketServer} (see {@link ServerEvents}). */
-export interface WebSocketServer {
-  on<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;
-  once<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;
-  off<K extends keyof ServerEvents>(event: K, listener: ServerEvents[K]): this;
-  emit<K extends keyof ServerEvents>(event: K, ...args: Parameters<ServerEvents[K]>): boolean;
+export interface WebSocketServer<Data = unknown, Principal = unknown> {
+  on<K extends keyof ServerEvents>(event: K, listener: ServerEvents<Data, Principal>[K]): this;
+  once<K extends keyof ServerEvents>(event: K, listener: ServerEvents<Data, Principal>[K]): this;
+  off<K extends keyof ServerEvents>(event: K, listener: ServerEvents<Data, Principal>[K]): this;
+  emit<K extends keyof ServerEvents>(event: K, ...args: Parameters<ServerEvents<Data, Principal>[K]>): boolean;
 }
 
 /**
  * Creates a WebSocket server. With `port` it listens at once; otherwise call `listen()`, or use `noServer: true`
  * and `handleUpgrade` with an existing HTTP server. `onConnection` is added as a `connection` listener.
+ *
+ * `Principal` is inferred from what `authenticate` accepts (`{ principal: user }` types `conn.principal` as the
+ * user's type); `Data` types `conn.data` — give both explicitly (`createServer<Session, User>(…)`) to set `Data`.
  */
-export function createServer(options: ServerOptions = {}, onConnection?: (connection: WebSocketConnection, request: IncomingUpgrade) => void): WebSocketServer {
-  return new WebSocketServer(options, onConnection);
+export function createServer<Data = unknown, Principal = unknown>(
+  options: ServerOptions<Data, Principal> = {},
+  onConnection?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void,
+): WebSocketServer<Data, Principal> {
+  return new WebSocketServer<Data, Principal>(options, onConnection);
 }
 
 const kServer = Symbol('wsengine.handshake');
-type HandshakeSocket = Duplex & { [kServer]?: WebSocketServer };
+type HandshakeSocket = Duplex & { [kServer]?: WebSocketServer<any, any> };
 
 function onHandshakeError(this: Duplex): void {
   this.destroy();
@@ -488,8 +527,9 @@ function incoming(req: UpgradeRequest, socket: Duplex, secure: boolean): Incomin
   const target = req.target;
   const q = target.indexOf('?');
   const path = q === -1 ? target : target.slice(0, q);
-  const headers = req.head.headers;
+  const headerMap = req.head.headers;
   let query: URLSearchParams | undefined;
+  let headers: IncomingHttpHeaders | undefined;
   return {
     url: target,
     path,
@@ -497,8 +537,11 @@ function incoming(req: UpgradeRequest, socket: Duplex, secure: boolean): Incomin
     get query() {
       return (query ??= new URLSearchParams(q === -1 ? '' : target.slice(q + 1)));
     },
-    headers,
-    header: (name: string) => headers.get(name.toLowerCase())?.[0],
+    get headers() {
+      return (headers ??= nodeHeaders(headerMap));
+    },
+    headerMap,
+    header: (name: string) => headerMap.get(name.toLowerCase())?.[0],
     protocols: req.protocols,
     extensions: req.extensions,
     origin: req.origin,
@@ -511,4 +554,22 @@ function incoming(req: UpgradeRequest, socket: Duplex, secure: boolean): Incomin
     },
     secure,
   };
+}
+
+/** Headers of which node:http keeps only the first value when sent twice. */
+const SINGLE_VALUED = new Set([
+  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since',
+  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after',
+  'server', 'user-agent',
+]);
+
+/** The headers as node:http's `IncomingMessage.headers` shows them (see {@link IncomingUpgrade.headers}). */
+function nodeHeaders(map: Map<string, string[]>): IncomingHttpHeaders {
+  const out = Object.create(null) as Record<string, string | string[]>;
+  for (const [name, values] of map) {
+    if (name === 'set-cookie') out[name] = [...values];
+    else if (values.length === 1 || SINGLE_VALUED.has(name)) out[name] = values[0];
+    else out[name] = values.join(name === 'cookie' ? '; ' : ', ');
+  }
+  return out as IncomingHttpHeaders;
 }

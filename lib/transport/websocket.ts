@@ -53,7 +53,6 @@ export class WebSocket extends EventTarget {
   private state = 0;
   private connection: WebSocketConnection | null = null;
   private type: BinaryType = 'blob';
-  private pendingClose: { code?: number; reason?: string } | null = null;
   private readonly handlers = new Map<string, (event: Event) => void>();
 
   /**
@@ -101,9 +100,10 @@ export class WebSocket extends EventTarget {
       if (!wasClean) this.dispatchEvent(new Event('error'));
       this.dispatchEvent(new CloseEvent('close', { code, reason, wasClean }));
     });
-    if (this.pendingClose) {
-      this.state = 2;
-      connection.close(this.pendingClose.code ?? 1000, this.pendingClose.reason);
+    if (this.state === 2) {
+      // close() was called while connecting and the handshake finished before the abort could stop it: the
+      // connection is failed all the same (close event with 1006, after an error event).
+      connection.terminate();
       return;
     }
     this.state = 1;
@@ -139,16 +139,24 @@ export class WebSocket extends EventTarget {
     if (value === 'blob' || value === 'arraybuffer' || value === 'nodebuffer') this.type = value;
   }
 
-  /** Sends text (string) or binary data (ArrayBuffer, views, Blob). InvalidStateError while connecting. */
-  send(data: Data | Blob): void {
+  /**
+   * Sends binary data (ArrayBuffer, views, Blob) or text. As in browsers (WebIDL), any other value is converted to
+   * a string: `send(42)` sends the text "42". InvalidStateError while connecting; a TypeError without an argument.
+   */
+  send(data: Data | Blob | number | boolean | object | null | undefined): void {
+    if (arguments.length === 0) throw new TypeError("Failed to execute 'send' on 'WebSocket': 1 argument required, but only 0 present.");
+    // WebIDL (BufferSource or Blob or USVString): buffers and Blobs as they are, everything else through ToString
+    // (a template literal throws a TypeError for a Symbol, as ToString does). Lone surrogates become U+FFFD when
+    // the string is encoded.
+    const value: Data | Blob = data instanceof Blob || data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data : `${data as string}`;
     if (this.state === 0) throw new DOMException('WebSocket is still connecting', 'InvalidStateError');
     const connection = this.connection;
     if (connection === null || this.readyState !== 1) return;
-    if (data instanceof Blob) {
-      void data.arrayBuffer().then((bytes) => connection.send(bytes));
+    if (value instanceof Blob) {
+      void value.arrayBuffer().then((bytes) => connection.send(bytes));
       return;
     }
-    connection.send(data);
+    connection.send(value);
   }
 
   /** Closes: `code` 1000 or 3000–4999 (InvalidAccessError otherwise), `reason` at most 123 bytes (SyntaxError). */
@@ -159,9 +167,10 @@ export class WebSocket extends EventTarget {
     if (reason !== undefined && Buffer.byteLength(reason) > 123) throw new DOMException('close reason over 123 bytes', 'SyntaxError');
     if (this.state === 2 || this.state === 3) return;
     if (this.connection === null) {
-      // Still connecting: fail the connection as the spec says, closing it once it opens.
+      // Still connecting: fail the connection (WHATWG WebSockets §close(), step "CONNECTING"): the handshake is
+      // aborted and its socket destroyed; `error` then `close` with 1006 follow.
       this.state = 2;
-      this.pendingClose = { code, reason };
+      this.abort.abort();
       return;
     }
     this.state = 2;

@@ -1,0 +1,243 @@
+/**
+ * The hub as the service runs it: created from the {@link ServiceConfig}, with its events turned into log lines and
+ * its statistics into Prometheus metrics, and the few calls the HTTP API makes answered in JSON-ready shapes.
+ *
+ * @module
+ */
+import type { Backplane } from '../hub/backplane.js';
+import type { Principal } from '../hub/auth.js';
+import { createHub, type Hub, type HubOptions } from '../hub/hub.js';
+import { isPattern } from '../hub/topics.js';
+import type { ServiceConfig } from './config.js';
+import type { Logger } from './log.js';
+import { LabelledCounter, type MetricFamily } from './metrics.js';
+
+/** A topic message as the history endpoint returns it: the envelope a subscriber got, data parsed. */
+export interface HistoryMessage {
+  type: string;
+  data: unknown;
+  topic: string;
+  tenant: string;
+  seq: number;
+  epoch: string;
+  ts: number;
+}
+
+/** The hub, plus what the service adds around it. */
+export interface ServiceHub {
+  /** The hub itself (for the upgrade handler and application code). */
+  readonly hub: Hub;
+  /** Whether a broker links this hub to others (user and socket counts are then this process's only). */
+  readonly clustered: boolean;
+  /** Prometheus metric families: the hub's statistics and the service's own counters. */
+  metrics(): MetricFamily[];
+  /** Publishes; resolves with the tenant, seq, epoch and time. */
+  publish(message: { tenant?: string; topic: string; type: string; data: unknown }): Promise<{ tenant: string; seq: number; epoch: string; ts: number }>;
+  /**
+   * The held history after `since` (a seq in the current epoch, or an epoch and seq). For a wildcard pattern,
+   * every matching topic in publication order; `since` is then a tenant offset (`seq`) of the offset epoch
+   * `epoch` (another offset epoch: everything held), and the answer carries the current `offset`/`offsetEpoch`.
+   */
+  history(tenant: string | undefined, topic: string, since: { epoch?: string; seq: number } | undefined): Promise<{
+    tenant: string;
+    topic: string;
+    /** Exact topics: the current epoch (null before the first publication). Patterns: null. */
+    epoch: string | null;
+    /** Exact topics: the last sequence number. Patterns: 0. */
+    seq: number;
+    /** Patterns: the tenant offset and its epoch now (to ask again from). */
+    offset?: number;
+    offsetEpoch?: string;
+    messages: HistoryMessage[];
+    gaps: Array<{ topic: string; epoch: string; from: number; to: number }>;
+    recovered: boolean;
+  }>;
+  /** Who is subscribed to a topic name or pattern. */
+  presence(tenant: string | undefined, topic: string): Promise<{ tenant: string; topic: string; users: Record<string, number>; connections: number }>;
+  /** Closes every socket of a user with `code`; resolves with the number closed. */
+  disconnectUser(user: string, code: number, reason: string): Promise<number>;
+  sendToUser(user: string, message: { type: string; data: unknown }): Promise<number>;
+  broadcast(message: { type: string; data: unknown }, tenant: string | undefined): Promise<number>;
+  /** A one-time ticket for `?ticket=`. */
+  issueTicket(principal: Principal, ttl: number): string;
+  /** Open connections. */
+  connections(): number;
+  /** Graceful shutdown of the hub (sockets closed with `code`). */
+  close(options: { code: 1001 | 1012; timeout: number }): Promise<void>;
+}
+
+/** The hub options a configuration stands for (exported for tests). */
+export function hubOptions(config: ServiceConfig, backplane: Backplane | undefined, onJwtReject: (reason: string) => void): HubOptions {
+  const jwtKey = config.jwtPublicKey !== undefined ? { publicKey: config.jwtPublicKey } : { secret: config.jwtSecret };
+  const options: HubOptions = {
+    jwt: {
+      ...jwtKey,
+      ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
+      ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
+      onReject: (error) => onJwtReject(error.reason),
+    },
+    heartbeat: { interval: config.heartbeatInterval, timeout: config.heartbeatTimeout },
+    limits: {
+      maxMessageSize: config.maxMessageSize,
+      maxConnectionsPerUser: config.maxConnectionsPerUser,
+      maxSubscriptions: config.maxSubscriptions,
+      rate: config.inboundRate === 0 ? false : { messages: config.inboundRate, interval: 1000 },
+      maxBufferedBytes: config.maxBuffered,
+      slowConsumer: config.slowConsumer,
+      authDeadline: config.authDeadline,
+    },
+    ...(config.origins ? { origins: config.origins } : {}),
+  };
+  if (backplane) options.backplane = backplane;
+  else options.history = { size: config.historySize, ttl: config.historyTtl };
+  return options;
+}
+
+/** Creates the hub for a configuration and wires logs and metrics. */
+export function createServiceHub(config: ServiceConfig, backplane: Backplane | undefined, log: Logger): ServiceHub {
+  const refusals = new LabelledCounter();
+  // Refused tokens are logged with the verifier's reason (onJwtReject); the hub's `refused` event names the other
+  // refusals (tickets, missed auth deadlines, the connection and rate limits) with their request.
+  const hub = createHub(
+    hubOptions(config, backplane, (reason) => {
+      refusals.inc(`token_${reason}`);
+      log('warn', 'handshake_refused', { reason: `token_${reason}` });
+    }),
+  );
+  hub.on('refused', (refusal) => {
+    // JWT refusals were counted with their reason above; origin refusals are logged from the server's `rejected`.
+    if (refusal.reason === 'token' || refusal.reason === 'origin') return;
+    const handshake = refusal.reason === 'ticket' || refusal.reason === 'auth_deadline';
+    if (handshake) refusals.inc(refusal.reason);
+    log('warn', handshake ? 'handshake_refused' : 'connection_closed_by_policy', {
+      reason: refusal.reason,
+      code: refusal.code,
+      ...(refusal.connectionId ? { connection: refusal.connectionId } : {}),
+      remote: refusal.request?.remoteAddress,
+    });
+  });
+  hub.server.on('rejected', (status: number, message: string, remote: string | undefined) => {
+    refusals.inc(`http_${status}`);
+    log('warn', 'handshake_refused', { status, reason: message, remote });
+  });
+  let slowSeen = 0;
+  let dropsSeen = 0;
+  hub.on('disconnect', (client, code) => {
+    const stats = hub.stats();
+    if (stats.slowConsumerDisconnects > slowSeen) {
+      slowSeen = stats.slowConsumerDisconnects;
+      log('warn', 'slow_consumer', { policy: 'disconnect', user: client.user, connection: client.id, code });
+    }
+    if (code === 4401) log('info', 'auth_closed', { connection: client.id, code });
+  });
+  hub.on('error', (error) => log('error', 'hub_error', { error: error.message }));
+  // Drops (policy `drop`) are summarised every 10 s rather than logged per message.
+  const dropTimer = setInterval(() => {
+    const drops = hub.stats().drops;
+    if (drops > dropsSeen) log('warn', 'slow_consumer', { policy: 'drop', dropped: drops - dropsSeen });
+    dropsSeen = drops;
+  }, 10_000);
+  dropTimer.unref();
+
+  const toMessage = (m: { type: string; data: string; topic: string; tenant: string; seq: number; epoch: string; ts: number }): HistoryMessage => ({
+    type: m.type,
+    data: JSON.parse(m.data) as unknown,
+    topic: m.topic,
+    tenant: m.tenant,
+    seq: m.seq,
+    epoch: m.epoch,
+    ts: m.ts,
+  });
+
+  return {
+    hub,
+    clustered: backplane !== undefined,
+    metrics: () => [...metricFamilies(hub, refusals), ...backplaneFamilies(backplane)],
+    async publish(message) {
+      const tenant = message.tenant ?? 'default';
+      const published = await hub.publish({ ...message, tenant });
+      return { tenant, seq: published.seq, epoch: published.epoch, ts: published.ts };
+    },
+    async history(tenantIn, topic, since) {
+      const tenant = tenantIn ?? 'default';
+      const pattern = isPattern(topic);
+      const from = since === undefined ? undefined : since.epoch === undefined ? since.seq : pattern ? { offset: since.seq, offsetEpoch: since.epoch } : { epoch: since.epoch, seq: since.seq };
+      const answer = await hub.history(topic, { tenant, since: from });
+      return {
+        tenant,
+        topic,
+        epoch: answer.position?.epoch || null,
+        seq: answer.position?.seq ?? 0,
+        ...(pattern ? { offset: answer.offset, offsetEpoch: answer.offsetEpoch } : {}),
+        messages: answer.messages.map(toMessage),
+        gaps: answer.gaps.map((g) => ({ topic: g.topic, epoch: g.epoch, from: g.from, to: g.to })),
+        recovered: answer.recovered,
+      };
+    },
+    async presence(tenantIn, topic) {
+      const snapshot = await hub.presence(topic, tenantIn ?? 'default');
+      return { tenant: snapshot.tenant, topic: snapshot.topic, users: { ...snapshot.users }, connections: snapshot.connections };
+    },
+    disconnectUser: (user, code, reason) => hub.disconnectUser(user, code, reason),
+    sendToUser: (user, message) => hub.sendToUser(user, message),
+    broadcast: (message, tenant) => hub.broadcast(message, tenant === undefined ? {} : { tenant }),
+    issueTicket: (principal, ttl) => hub.issueTicket(principal, ttl),
+    connections: () => hub.stats().connections,
+    async close(options) {
+      clearInterval(dropTimer);
+      await hub.close({ code: options.code, timeout: options.timeout });
+    },
+  };
+}
+
+/** Counters the broker backplanes keep (lib/hub/broker.ts); absent on the in-memory one. */
+interface BrokerCounters {
+  received: number;
+  duplicates: number;
+  filled: number;
+  gaps: number;
+}
+
+/** With a broker: what this hub received from it (every copy), duplicates dropped, messages fetched to fill a skipped seq, gaps reported. */
+function backplaneFamilies(backplane: Backplane | undefined): MetricFamily[] {
+  const c = (backplane as { counters?: BrokerCounters } | undefined)?.counters;
+  if (c === undefined) return [];
+  const counter = (name: string, help: string, value: number): MetricFamily => ({ name, type: 'counter', help, samples: [{ value }] });
+  return [
+    counter('wsengine_backplane_received_total', 'Topic messages received from the broker (every copy, before de-duplication).', c.received),
+    counter('wsengine_backplane_duplicates_total', 'Topic messages from the broker dropped as duplicates (overlapping subscriptions, replays).', c.duplicates),
+    counter('wsengine_backplane_filled_total', 'Topic messages fetched from the broker\'s stream to fill a skipped sequence number.', c.filled),
+    counter('wsengine_backplane_gaps_total', 'Gaps reported to subscribers (what the broker no longer held).', c.gaps),
+  ];
+}
+
+function metricFamilies(hub: Hub, refusals: LabelledCounter): MetricFamily[] {
+  const s = hub.stats();
+  const one = (name: string, type: 'counter' | 'gauge', help: string, value: number): MetricFamily => ({ name, type, help, samples: [{ value }] });
+  const byLabel = (name: string, help: string, label: string, counts: Record<string, number>): MetricFamily => ({
+    name,
+    type: 'counter',
+    help,
+    samples: Object.keys(counts)
+      .sort()
+      .map((key) => ({ labels: { [label]: key }, value: counts[key] })),
+  });
+  return [
+    one('wsengine_connections', 'gauge', 'Open WebSocket connections.', s.connections),
+    one('wsengine_connections_pending_auth', 'gauge', 'Connections waiting for first-message authentication.', s.pendingAuth),
+    one('wsengine_users', 'gauge', 'Distinct users with an open connection.', s.users),
+    one('wsengine_subscriptions', 'gauge', 'Subscriptions of all connections.', s.subscriptions),
+    one('wsengine_connections_total', 'counter', 'Connections accepted since start.', s.connectionsTotal),
+    one('wsengine_messages_in_total', 'counter', 'Messages received from clients.', s.messagesIn),
+    one('wsengine_messages_out_total', 'counter', 'Frames sent to clients (replies, deliveries, pings).', s.messagesOut),
+    one('wsengine_publishes_total', 'counter', 'Topic messages published through this hub.', s.publishes),
+    one('wsengine_deliveries_total', 'counter', 'Messages delivered to sockets.', s.deliveries),
+    one('wsengine_drops_total', 'counter', 'Messages dropped for slow consumers (policy drop).', s.drops),
+    one('wsengine_slow_consumer_disconnects_total', 'counter', 'Connections closed as slow consumers (policy disconnect).', s.slowConsumerDisconnects),
+    one('wsengine_rate_limited_total', 'counter', 'Inbound messages refused by the rate limiter.', s.rateLimited),
+    one('wsengine_auth_failures_total', 'counter', 'Refused tokens and missed authentication deadlines.', s.authFailures),
+    byLabel('wsengine_errors_total', 'Error replies sent, by error code.', 'code', s.errors),
+    byLabel('wsengine_closes_total', 'Closed connections, by close code.', 'code', s.closeCodes),
+    { name: 'wsengine_handshakes_refused_total', type: 'counter', help: 'Refused WebSocket handshakes, by reason.', samples: refusals.samples('reason') },
+  ];
+}

@@ -1,0 +1,213 @@
+/**
+ * The hub service: one `node:http` server carrying the WebSocket endpoints (`/` and `/ws`), the demo page (`GET /`),
+ * the HTTP API (`/api/*`, with the API key), `GET /health` and `GET /metrics`.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { signJwt } from '../hub/jwt.js';
+import { createApi, type Api } from './api.js';
+import { createBackplane } from './broker.js';
+import { configSummary, type ServiceConfig } from './config.js';
+import { DEMO_HTML, DEMO_SCRIPT } from './demo-page.js';
+import { checkBearer, HttpError, readJsonObject, sendError, sendJson } from './http.js';
+import type { Logger } from './log.js';
+import { createServiceHub, type ServiceHub } from './hub-adapter.js';
+
+/** Paths that accept WebSocket upgrades. */
+export const WEBSOCKET_PATHS: readonly string[] = Object.freeze(['/', '/ws']);
+
+/** Lifetime of the tokens minted in development mode (the banner's token and the demo page's), in seconds: 24 h. */
+export const DEV_TOKEN_TTL = 24 * 3600;
+
+/** What {@link startService} returns. */
+export interface RunningService {
+  /** `http://host:port/`: the demo page (in dev mode) and the WebSocket endpoint. */
+  readonly url: string;
+  readonly port: number;
+  /** The hub behind the service. */
+  readonly hub: ServiceHub;
+  /** The configuration in effect (dev mode: generated secret and key filled in). */
+  readonly config: ServiceConfig;
+  /** Dev mode: the text to print (URL, secret, API key, a token). Otherwise undefined. */
+  readonly banner: string | undefined;
+  /**
+   * Graceful shutdown: stops accepting, closes every socket with `code` (1001 going away by default, or 1012
+   * restart), waits up to `--shutdown-timeout` for closing handshakes, then destroys what is left.
+   */
+  close(options?: { code?: 1001 | 1012 }): Promise<void>;
+}
+
+/** Options of {@link startService}. */
+export interface StartOptions {
+  /** Where log lines go. */
+  log: Logger;
+}
+
+const CLIENT_DIR = new URL('../hub-client/', import.meta.url);
+
+/** The demo page's script may only come from this origin, and it may only connect back to it. */
+const DEMO_CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const DEMO_PAGE = { body: Buffer.from(DEMO_HTML), headers: { 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': DEMO_CSP, 'X-Content-Type-Options': 'nosniff' } };
+const DEMO_JS = { body: Buffer.from(DEMO_SCRIPT), headers: { 'Content-Type': 'text/javascript; charset=utf-8', 'X-Content-Type-Options': 'nosniff' } };
+
+/** Starts the service and resolves once it listens. Throws on a listen failure (port in use, …). */
+export async function startService(input: ServiceConfig, { log }: StartOptions): Promise<RunningService> {
+  const config: ServiceConfig = { ...input };
+  let devToken: string | undefined;
+  if (config.dev) {
+    config.jwtSecret ??= `dev-${randomBytes(24).toString('base64url')}`;
+    config.apiKey ??= `dev-${randomBytes(18).toString('base64url')}`;
+  }
+  const backplane = await createBackplane(config, log);
+  const hub = createServiceHub(config, backplane, log);
+  const api: Api = createApi(hub, config, log);
+  const started = Date.now();
+  let closing = false;
+
+  const mintDevToken = (user: string): string => signJwt({ sub: user }, config.jwtSecret!, { expiresIn: DEV_TOKEN_TTL });
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const path = q === -1 ? target : target.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
+    const method = req.method ?? 'GET';
+    if (path === '/health') {
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', 'use GET /health');
+      sendJson(res, closing ? 503 : 200, { status: closing ? 'shutting_down' : 'ok', uptime_ms: Date.now() - started, connections: hub.connections() });
+      return;
+    }
+    if (path === '/metrics') {
+      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET /metrics');
+      requireKey(req, config);
+      const body = api.metricsText();
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), 'Cache-Control': 'no-store' });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/api/')) {
+      requireKey(req, config);
+      await api.handle(req, res, method, path, query);
+      return;
+    }
+    const page = path === '/' ? DEMO_PAGE : path === '/demo.js' ? DEMO_JS : undefined;
+    if (page && (method === 'GET' || method === 'HEAD')) {
+      res.writeHead(200, { ...page.headers, 'Cache-Control': 'no-store', 'Content-Length': String(page.body.length) });
+      res.end(method === 'HEAD' ? undefined : page.body);
+      return;
+    }
+    const client = /^\/hub-client\/([a-z0-9-]+\.js)$/.exec(path);
+    if (client && (method === 'GET' || method === 'HEAD')) {
+      let body: Buffer;
+      try {
+        body = await readFile(new URL(client[1], CLIENT_DIR));
+      } catch {
+        throw new HttpError(404, 'not_found', `${path} is not built: run npm run build`);
+      }
+      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache', 'Content-Length': String(body.length) });
+      res.end(method === 'HEAD' ? undefined : body);
+      return;
+    }
+    if (path === '/dev/token' && config.dev) {
+      if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', 'use POST /dev/token {"name"}');
+      const name = (await readJsonObject(req, 4096)).name;
+      if (typeof name !== 'string' || !/^[\w.-]{1,32}$/.test(name)) throw new HttpError(400, 'bad_request', 'name: 1 to 32 letters, digits, "_", "." or "-"');
+      sendJson(res, 200, { token: mintDevToken(name), user: name, expires_in: DEV_TOKEN_TTL });
+      return;
+    }
+    throw new HttpError(404, 'not_found', `no route for ${method} ${path}`);
+  };
+
+  const server: Server = createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (error instanceof HttpError) {
+        sendError(res, error, error.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {});
+        if (error.status === 413) res.once('finish', () => req.destroy());
+        return;
+      }
+      log('error', 'http_error', { path: (req.url ?? '').split('?')[0], error: (error as Error).message });
+      sendError(res, new HttpError(500, 'internal_error', 'internal error'));
+    });
+  });
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (closing || !WEBSOCKET_PATHS.includes(path)) {
+      const status = closing ? '503 Service Unavailable' : '404 Not Found';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      return;
+    }
+    hub.hub.handleUpgrade(req, socket, head);
+  });
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const hostText = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${hostText}:${address.port}/`;
+  log('info', 'start', { url, pid: process.pid, dev: config.dev || undefined });
+  log('info', 'config', { summary: configSummary(config) });
+
+  let banner: string | undefined;
+  if (config.dev) {
+    devToken = mintDevToken('alice');
+    banner = [
+      '',
+      'wsengine hub — development mode (do not use these credentials in production)',
+      `  demo page    ${url}`,
+      `  WebSocket    ${url.replace(/^http/, 'ws')}ws`,
+      `  JWT secret   ${config.jwtSecret}   (HS256)`,
+      `  API key      ${config.apiKey}`,
+      `  token        ${devToken}   (user "alice", valid 24 h)`,
+      '',
+      '  try:',
+      `    curl -H 'Authorization: Bearer ${config.apiKey}' -H 'Content-Type: application/json' \\`,
+      `      -d '{"topic":"chat.lobby","type":"chat","data":{"text":"hello from curl"}}' ${url}api/publish`,
+      '',
+      '',
+    ].join('\n');
+  }
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    port: address.port,
+    hub,
+    config,
+    banner,
+    close(options = {}) {
+      closed ??= (async () => {
+        closing = true;
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        await hub.close({ code: options.code ?? 1001, timeout: config.shutdownTimeout });
+        server.closeAllConnections();
+        await serverClosed;
+      })();
+      return closed;
+    },
+  };
+}
+
+function requireKey(req: IncomingMessage, config: ServiceConfig): void {
+  if (config.apiKey === undefined) throw new HttpError(401, 'unauthorized', 'the HTTP API is disabled: start the service with --api-key');
+  if (!checkBearer(req.headers.authorization, config.apiKey)) throw new HttpError(401, 'unauthorized', 'missing or wrong API key (Authorization: Bearer <key>)');
+}

@@ -1,0 +1,3 @@
+import { scaleTests } from './helpers/scale-suite.js';
+
+scaleTests('nats');
