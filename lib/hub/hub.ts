@@ -80,6 +80,11 @@ export const HUB_CLOSE_CODES = {
   TOO_BIG: 1009,
   /** Hub restarting (`close({ code: 1012 })`). */
   RESTART: 1012,
+  /**
+   * Try again later: the backplane could not register the connection (broker unreachable or timing out), so the
+   * per-user connection limit could not be enforced for it. The hub client reconnects with backoff.
+   */
+  TRY_AGAIN: 1013,
   /** Missing, refused or expired token; first-message auth deadline passed. */
   UNAUTHORIZED: 4401,
   /** Heartbeat timeout: nothing came back within `heartbeat.timeout`. */
@@ -558,6 +563,8 @@ export class Hub extends EventEmitter {
   private readonly fanout: Fanout = { message: null, stamp: 0, native: null, nativeSize: 0, llps: null, llpsSize: 0 };
   private closing: Promise<void> | null = null;
   private readonly attached: Promise<void>;
+  /** Whether the backplane's `attach` settled: `null` while it runs, then `'ok'` or `'failed'`. */
+  private attachState: 'ok' | 'failed' | null = null;
   private pendingAuth = 0;
   private subscriptionCount = 0;
   private readonly counters = {
@@ -606,14 +613,32 @@ export class Hub extends EventEmitter {
       (connection, request) => this.accept(connection, request),
     );
     this.attached = this.backplane.attach(this.sink());
-    this.attached.catch((error: Error) => this.report(error));
+    this.attached.then(
+      () => {
+        this.attachState = 'ok';
+      },
+      (error: Error) => {
+        this.attachState = 'failed';
+        this.report(error);
+      },
+    );
   }
 
   // ─── Attaching ────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Completes an upgrade from a `node:http`/`https` server's `upgrade` event. */
+  /**
+   * Completes an upgrade from a `node:http`/`https` server's `upgrade` event. An upgrade that arrives while the
+   * backplane is still attaching (connecting to its broker) waits for it, since a connection cannot be registered
+   * (per-user limit, presence) before; if attaching failed, it is answered `503 Service Unavailable`.
+   */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.server.handleUpgrade(request, socket, head);
+    if (this.attachState === 'ok') return this.server.handleUpgrade(request, socket, head);
+    const go = (): void => {
+      if (socket.destroyed) return;
+      if (this.attachState === 'ok') this.server.handleUpgrade(request, socket, head);
+      else socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    };
+    this.attached.then(go, go);
   }
 
   /** Listens standalone (ws, or wss with `server.tls`). Resolves with the bound address. */
@@ -888,6 +913,8 @@ export class Hub extends EventEmitter {
       (error: Error) => {
         if (client.registered === registered) client.registered = null;
         this.report(error);
+        // Never leave a connection open that the cluster does not count (the per-user limit would not hold).
+        if (client.state === STATE_OPEN) this.closeClient(client, HUB_CLOSE_CODES.TRY_AGAIN, 'could not register the connection with the backplane: try again later');
       },
     );
     client.registered = registered;

@@ -138,6 +138,12 @@ export class NatsBackplane extends BrokerBackplane {
     return this.nc;
   }
 
+  /** A KV bucket opened by `start`; a clear error (not a TypeError) when called before `attach` finished. */
+  private kv(bucket: KV | null): KV {
+    if (bucket === null) throw new Error('the NATS backplane is not started yet (wait for attach to finish)');
+    return bucket;
+  }
+
   protected async start(): Promise<void> {
     try {
       this.nats = await import('nats');
@@ -219,7 +225,7 @@ export class NatsBackplane extends BrokerBackplane {
     this.userSubs.clear();
     const nc = this.nc;
     if (nc === null || nc.isClosed()) return;
-    await withTimeout(this.nodes!.delete(this.nodeId), this.opts.timeout, 'leaving').catch(() => {});
+    if (this.nodes !== null) await withTimeout(this.nodes.delete(this.nodeId), this.opts.timeout, 'leaving').catch(() => {});
     if (this.ownsConnection) await nc.drain().catch(() => nc.close());
   }
 
@@ -251,15 +257,15 @@ export class NatsBackplane extends BrokerBackplane {
   /** Removes dead nodes' connections from every user and presence entry (compare-and-set, so concurrent sweeps agree). */
   private async sweep(): Promise<void> {
     const t = this.opts.timeout;
-    for (const key of await withTimeout(collect(this.users!), t, 'listing users')) {
-      await withTimeout(this.casUpdate<[string, number][]>(this.users!, key, [], (v) => {
+    for (const key of await withTimeout(collect(this.kv(this.users)), t, 'listing users')) {
+      await withTimeout(this.casUpdate<[string, number][]>(this.kv(this.users), key, [], (v) => {
         const rest = v.filter(([id]) => this.isAlive(id));
         return rest.length === v.length ? v : rest.length > 0 ? rest : null;
       }), t, 'sweeping a user');
     }
-    for (const key of await withTimeout(collect(this.presenceKv!), t, 'listing presence')) {
+    for (const key of await withTimeout(collect(this.kv(this.presenceKv)), t, 'listing presence')) {
       let left: string[] = [];
-      await withTimeout(this.casUpdate<Record<string, string>>(this.presenceKv!, key, {}, (v) => {
+      await withTimeout(this.casUpdate<Record<string, string>>(this.kv(this.presenceKv), key, {}, (v) => {
         const next: Record<string, string> = {};
         const before = new Set<string>();
         const after = new Set<string>();
@@ -288,7 +294,7 @@ export class NatsBackplane extends BrokerBackplane {
   private async registerAgain(): Promise<void> {
     for (const [connectionId, user] of [...this.ownedUsers]) {
       if (this.ownedUsers.get(connectionId) !== user) continue;
-      await withTimeout(this.casUpdate<[string, number][]>(this.users!, b64(user), [], (v) => (v.some(([id]) => id === connectionId) ? v : [...v, [connectionId, Date.now()]])), this.opts.timeout, 'registering a connection again');
+      await withTimeout(this.casUpdate<[string, number][]>(this.kv(this.users), b64(user), [], (v) => (v.some(([id]) => id === connectionId) ? v : [...v, [connectionId, Date.now()]])), this.opts.timeout, 'registering a connection again');
     }
     for (const p of [...this.ownedPresence.values()]) await this.presenceChange(p.tenant, p.topic, p.user, p.connectionId, true);
   }
@@ -503,7 +509,7 @@ export class NatsBackplane extends BrokerBackplane {
     if (ownerNode(connectionId) === this.nodeId) this.ownedUsers.set(connectionId, user);
     try {
       await withTimeout(this.conn().flush(), this.opts.timeout, 'subscribing to a user');
-      const list = await withTimeout(this.casUpdate<[string, number][]>(this.users!, b64(user), [], (v) => [
+      const list = await withTimeout(this.casUpdate<[string, number][]>(this.kv(this.users), b64(user), [], (v) => [
         ...v.filter(([id]) => id !== connectionId && this.isAlive(id)),
         [connectionId, Date.now()],
       ]), this.opts.timeout, 'registering a connection');
@@ -522,7 +528,7 @@ export class NatsBackplane extends BrokerBackplane {
       this.userSubs.delete(user);
       u.sub.unsubscribe();
     }
-    await withTimeout(this.casUpdate<[string, number][]>(this.users!, b64(user), [], (v) => {
+    await withTimeout(this.casUpdate<[string, number][]>(this.kv(this.users), b64(user), [], (v) => {
       const rest = v.filter(([id]) => id !== connectionId && this.isAlive(id));
       return rest.length > 0 ? rest : null;
     }), this.opts.timeout, 'unregistering a connection');
@@ -537,7 +543,7 @@ export class NatsBackplane extends BrokerBackplane {
       else this.ownedPresence.delete(k);
     }
     let changed = false;
-    await withTimeout(this.casUpdate<Record<string, string>>(this.presenceKv!, `${b64(tenant)}.${b64(topic)}`, {}, (v) => {
+    await withTimeout(this.casUpdate<Record<string, string>>(this.kv(this.presenceKv), `${b64(tenant)}.${b64(topic)}`, {}, (v) => {
       const next: Record<string, string> = {};
       let others = 0;
       for (const [id, u] of Object.entries(v)) {
@@ -565,7 +571,7 @@ export class NatsBackplane extends BrokerBackplane {
   }
 
   async presence(tenant: string, topic: string): Promise<PresenceSnapshot> {
-    const e = await withTimeout(this.presenceKv!.get(`${b64(tenant)}.${b64(topic)}`), this.opts.timeout, 'reading presence');
+    const e = await withTimeout(this.kv(this.presenceKv).get(`${b64(tenant)}.${b64(topic)}`), this.opts.timeout, 'reading presence');
     const users: Record<string, number> = Object.create(null) as Record<string, number>;
     let connections = 0;
     if (e !== null && e.operation === 'PUT') {
