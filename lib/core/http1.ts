@@ -141,7 +141,12 @@ export class HeadParser {
     // that will never come.
     const scanEnd = end === -1 ? chunk.length : end;
     for (let lf = chunk.indexOf(LF); lf !== -1 && lf < scanEnd; lf = chunk.indexOf(LF, lf + 1)) {
-      if ((lf > 0 ? chunk[lf - 1] : this.lastByte) !== CR) throw new HeadError(400, 'a header line ends in a bare LF (CR LF is required)');
+      if ((lf > 0 ? chunk[lf - 1] : this.lastByte) !== CR) {
+        // Whatever the chunking, the first fault in byte order decides: a head already over the limit before this
+        // LF is a 431, as it is when the bytes come one at a time.
+        if (this.size + lf > this.maxHeadSize) throw new HeadError(431, `${this.kind} head over ${this.maxHeadSize} bytes`);
+        throw new HeadError(400, 'a header line ends in a bare LF (CR LF is required)');
+      }
     }
     if (scanEnd > 0) this.lastByte = chunk[scanEnd - 1];
     const headBytes = this.size + scanEnd;
