@@ -167,7 +167,16 @@ for (const path of ['/', '/echo']) {
     let closes: number[] = [];
     while (Date.now() < deadline && sent < 1024 * 1024 * 1024 && !closedEarly) {
       if (!raw.socket.write(batch)) {
-        await Promise.race([once(raw.socket, 'drain', 60000).catch(() => {}), new Promise((r) => setTimeout(r, 250))]);
+        // Wait for drain, at most 250 ms (a server that stopped reading never drains); one listener, removed either way.
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer);
+            raw.socket.off('drain', done);
+            resolve();
+          };
+          const timer = setTimeout(done, 250);
+          raw.socket.once('drain', done);
+        });
       }
       sent += batch.length;
       if (Date.now() - lastSample > 200) {
