@@ -108,7 +108,7 @@ export class DeflateCodec {
         done();
         return callback(new Error('connection closed'));
       }
-      const z = (this.deflater ??= this.stream(createDeflateRaw({ level: this.options.level, memLevel: this.options.memLevel, windowBits: this.deflateBits })));
+      const z = (this.deflater ??= this.stream(createDeflateRaw({ level: this.options.level, memLevel: this.options.memLevel, windowBits: this.deflateBits, flush: constants.Z_SYNC_FLUSH })));
       const finish = once((error: Error | null) => {
         done();
         if (error) {
@@ -121,10 +121,10 @@ export class DeflateCodec {
         callback(null, out.length === 0 ? Buffer.from([0]) : out);
       });
       z.once('error', finish);
-      z.write(data);
-      z.flush(constants.Z_SYNC_FLUSH, () => {
+      // The stream's flush mode is Z_SYNC_FLUSH: one write is one trip to the thread pool (a write then a flush is two).
+      z.write(data, (error?: Error | null) => {
         z.off('error', finish);
-        finish(null);
+        finish(error ?? null);
       });
     });
   }
@@ -180,9 +180,9 @@ export class DeflateCodec {
       const feed = (): void => {
         z.on('data', onData);
         z.once('error', onError);
-        z.write(input);
-        z.write(TRAILER);
-        z.flush(constants.Z_SYNC_FLUSH, () => {
+        // One write (the trailer appended to a copy) is one trip to the thread pool instead of three.
+        z.write(withTrailer(input), (error?: Error | null) => {
+          if (error) return onError(error);
           // zlib stops taking input once a final block ended its stream (a sync flush takes it all otherwise).
           const consumed = z.bytesWritten - base;
           if (consumed >= input.length + TRAILER.length && !ended(z)) return finish(null);
@@ -211,7 +211,7 @@ export class DeflateCodec {
   private inflaterStream(): Stream {
     if (this.inflater !== null) return this.inflater;
     const window = this.window?.contents();
-    return (this.inflater = this.stream(createInflateRaw(window ? { windowBits: this.inflateBits, dictionary: window } : { windowBits: this.inflateBits })));
+    return (this.inflater = this.stream(createInflateRaw(window ? { windowBits: this.inflateBits, flush: constants.Z_SYNC_FLUSH, dictionary: window } : { windowBits: this.inflateBits, flush: constants.Z_SYNC_FLUSH })));
   }
 
   /** Keeps the tail of the output as the LZ77 window a restarted stream needs (context takeover only). */
@@ -298,6 +298,14 @@ function take(z: Stream): Buffer {
   const out = concat(z.chunks, z.total);
   z.chunks = [];
   z.total = 0;
+  return out;
+}
+
+/** A copy of a message's compressed data with the 00 00 ff ff trailer put back (RFC 7692 §7.2.2). */
+function withTrailer(data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(data.byteLength + TRAILER.length);
+  out.set(data, 0);
+  TRAILER.copy(out, data.byteLength);
   return out;
 }
 
