@@ -97,6 +97,11 @@ export class NatsBackplane extends BrokerBackplane {
   private presenceKv: KV | null = null;
   private nodes: KV | null = null;
   private alive = new Set<string>();
+  /**
+   * Nodes seen alive at one heartbeat and gone at a later one. Only these count as dead between sweeps: a node
+   * that started after this node's last listing is not in `alive` yet, and its entries must not be dropped.
+   */
+  private readonly dead = new Set<string>();
   /** Whether the dead-node sweep ran once (every node sweeps at its first heartbeat, for nodes that died unseen). */
   private swept = false;
   /** This node's registered connections (id → user) and presence entries (key → entry), to register them again. */
@@ -245,11 +250,19 @@ export class NatsBackplane extends BrokerBackplane {
     for await (const k of await nodes.keys()) alive.add(k);
     alive.add(this.nodeId);
     let gone = !this.swept;
-    for (const n of this.alive) if (!alive.has(n)) gone = true;
+    for (const n of this.alive) {
+      if (!alive.has(n)) {
+        gone = true;
+        this.dead.add(n);
+      }
+    }
+    for (const n of alive) this.dead.delete(n);
     this.alive = alive;
     if (gone) {
       await this.sweep();
       this.swept = true;
+      // Their entries are gone now; a node id is never reused, so nothing of theirs comes back.
+      this.dead.clear();
     }
     if (stale && this.swept) await this.registerAgain();
   }
@@ -259,7 +272,7 @@ export class NatsBackplane extends BrokerBackplane {
     const t = this.opts.timeout;
     for (const key of await withTimeout(collect(this.kv(this.users)), t, 'listing users')) {
       await withTimeout(this.casUpdate<[string, number][]>(this.kv(this.users), key, [], (v) => {
-        const rest = v.filter(([id]) => this.isAlive(id));
+        const rest = v.filter(([id]) => !this.isSwept(id));
         return rest.length === v.length ? v : rest.length > 0 ? rest : null;
       }), t, 'sweeping a user');
     }
@@ -271,7 +284,7 @@ export class NatsBackplane extends BrokerBackplane {
         const after = new Set<string>();
         for (const [id, u] of Object.entries(v)) {
           before.add(u);
-          if (!this.isAlive(id)) continue;
+          if (this.isSwept(id)) continue;
           next[id] = u;
           after.add(u);
         }
@@ -299,9 +312,22 @@ export class NatsBackplane extends BrokerBackplane {
     for (const p of [...this.ownedPresence.values()]) await this.presenceChange(p.tenant, p.topic, p.user, p.connectionId, true);
   }
 
+  /**
+   * Whether a connection's node counts as alive: it was listed at the last heartbeat, or it is not known to be
+   * dead (a node that started since the last listing). The sweep alone is strict ({@link isSwept}).
+   */
   private isAlive(connectionId: string): boolean {
     const node = ownerNode(connectionId);
-    return node !== null && this.alive.has(node);
+    return node !== null && (this.alive.has(node) || !this.dead.has(node));
+  }
+
+  /**
+   * For the sweep: a connection whose node was not listed at this heartbeat and is known to be gone — or, at this
+   * node's first sweep, any node not listed (left by nodes that died before this one started).
+   */
+  private isSwept(connectionId: string): boolean {
+    const node = ownerNode(connectionId);
+    return node === null || (!this.alive.has(node) && (this.dead.has(node) || !this.swept));
   }
 
   // ---- interest ---------------------------------------------------------------------------------------------
