@@ -38,6 +38,19 @@ interface Benchmark {
   run(options: BenchOptions): Promise<unknown>;
 }
 
+/** A benchmark that runs, then prints one table: `run` measures, `format` renders what it returned. */
+function tabled<T>(description: string, run: (options: BenchOptions) => Promise<T>, format: (result: T) => string): Benchmark {
+  return {
+    description,
+    async run(options) {
+      const result = await run(options);
+      options.log('');
+      options.log(format(result));
+      return result;
+    },
+  };
+}
+
 const BENCHMARKS: Record<string, Benchmark> = {
   micro: {
     description: 'protocol-core microbenchmarks (parse, serialize, mask, unmask, utf8) vs ws, native and pure JS',
@@ -50,39 +63,27 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return report;
     },
   },
-  deflate: {
-    description: 'permessage-deflate codec throughput (compress, decompress; 1, 16, 64 KiB) vs ws',
-    async run(options) {
-      const rows = await runDeflate(options);
-      options.log('');
-      options.log(formatDeflate(rows));
-      return rows;
-    },
-  },
-  'deflate-echo': {
-    description: 'compressed echo, one message at a time (Autobahn 12/13-like: 1,000 messages of 16–128 KiB) vs ws',
-    async run(options) {
-      const rows = await runDeflateEcho(options);
-      options.log('');
-      options.log(formatDeflateEcho(rows));
-      return rows;
-    },
-  },
+  deflate: tabled(
+    'permessage-deflate codec throughput (compress, decompress; 1, 16, 64 KiB) vs ws',
+    runDeflate,
+    formatDeflate,
+  ),
+  'deflate-echo': tabled(
+    'compressed echo, one message at a time (Autobahn 12/13-like: 1,000 messages of 16–128 KiB) vs ws',
+    runDeflateEcho,
+    formatDeflateEcho,
+  ),
   hub: {
     description: 'pub/sub hub: publish cost with 100,000 subscriptions (wildcards), fan-out vs a bare sendPrepared loop and ws broadcast loop, memory per connection',
     async run(options) {
       return runHubBench(options);
     },
   },
-  scale: {
-    description: 'scale-out: cross-node delivery latency and throughput through Redis and NATS vs single node; broker traffic per message',
-    async run(options) {
-      const report = await runScale(options);
-      options.log('');
-      options.log(formatScale(report));
-      return report;
-    },
-  },
+  scale: tabled(
+    'scale-out: cross-node delivery latency and throughput through Redis and NATS vs single node; broker traffic per message',
+    runScale,
+    formatScale,
+  ),
   ...Object.fromEntries(
     Object.entries(E2E).map(([name, def]): [string, Benchmark] => [
       name,
