@@ -312,7 +312,13 @@ export function scaleTests(broker: 'redis' | 'nats'): void {
       }
     }
     await publishSome(20);
-    await sub.until((c) => c.messages('live').length >= ok, `${ok} messages`, 20_000);
+    try {
+      await sub.until((c) => c.messages('live').length >= ok, `${ok} messages`, 20_000);
+    } catch (error) {
+      // Say what did arrive (seqs per epoch, gap reports), so a failure here can be explained from the log alone.
+      const received = sub.messages('live').map((m) => `${m.epoch}/${m.seq}`).join(' ');
+      throw new Error(`${(error as Error).message.split('; got')[0]}; received ${sub.messages('live').length}: ${received}; gaps ${JSON.stringify(sub.gaps().map((g) => g.data))}`);
+    }
     const check = checkSequence(sub, 'live');
     t.equal(check.duplicates, 0, 'no duplicate');
     t.equal(check.holes, 0, 'every hole is reported as a gap (or none)');
