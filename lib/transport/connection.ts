@@ -13,7 +13,7 @@ import { CloseCode } from '../core/errors.js';
 import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
 import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
-import { type CompressJob, DeflatePipeline, type HeldJob, type Job, jobBytes, type PipelineHost, type WholeJob } from '../deflate/pipeline.js';
+import { type CompressJob, DeflatePipeline, type HeldJob, jobBytes, type PipelineHost, type WholeJob } from '../deflate/pipeline.js';
 import type { PreparedMessage } from './prepared.js';
 
 /** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
@@ -747,16 +747,20 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const code = this.core.transportClosed();
     const reason = code === CloseCode.ABNORMAL ? '' : this.core.closeReason;
-    const gone = new Error('WebSocket closed before the data was written');
-    const dropped: Job[] = this.pipeline?.close() ?? [];
-    for (const job of [...dropped, ...this.held.splice(0)]) {
-      if ('done' in job) job.done?.(false);
-      if ('cb' in job && job.cb) failLater(job.cb, gone);
+    // Whatever was still waiting is told once; a connection with nothing pending (the common close) allocates nothing.
+    const dropped = this.pipeline?.close();
+    if ((dropped !== undefined && dropped.length > 0) || this.held.length > 0 || this.cbs.length > 0) {
+      const gone = new Error('WebSocket closed before the data was written');
+      for (const job of dropped !== undefined ? [...dropped, ...this.held] : this.held) {
+        if ('done' in job) job.done?.(false);
+        if ('cb' in job && job.cb) failLater(job.cb, gone);
+      }
+      failAll(this.cbs, gone);
     }
+    this.held = NO_HELD;
     this.heldBytes = 0;
     this.out.length = 0;
     this.outBytes = 0;
-    failAll(this.cbs, gone);
     this.cbs = NO_CBS;
     this.internals.onClosed?.(this);
     if (this.queue !== null) {
