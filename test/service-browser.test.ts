@@ -273,6 +273,9 @@ window.__ws = ws;
 
     // The service dies (no close frame: wasClean false) and comes back on the same port.
     await service.stop('SIGKILL');
+    // The browser learns of the dead peer asynchronously; the seed's QueuedWebSocket queues only once its socket is
+    // no longer OPEN, so wait for that before sending (sending earlier would go into the dead socket, by design).
+    await until('the queued client to see the connection drop', async () => (await page.evaluate(() => (globalThis as any).__qws.ws.readyState)) !== 1, 15_000);
     await page.evaluate(() => (globalThis as any).__qws.send(JSON.stringify({ type: 'publish', data: { topic: 'chat.queued', type: 'chat', data: { text: 'sent while offline' } } })));
     t.equal(await page.evaluate(() => (globalThis as any).__qws.queue.length), 1, 'the queued client buffered the message');
     current = await startService(serviceArgs(['--history-size', '50'], service.port));
