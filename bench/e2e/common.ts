@@ -9,9 +9,14 @@
  */
 import { deflateRawSync, constants as zlibConstants } from 'node:zlib';
 
-export type EngineName = 'ours' | 'ws-native' | 'ws-js';
-export const ENGINE_NAMES: readonly EngineName[] = ['ours', 'ws-native', 'ws-js'];
-export const COLUMN: Record<EngineName, string> = { ours: 'ours', 'ws-native': 'ws+native', 'ws-js': 'ws-js' };
+/**
+ * The engines of the end-to-end benchmarks. `floor` is no WebSocket engine: a raw `node:net` server answering the
+ * generators' traffic with fixed, precomputed replies (see `bench/e2e/floor.ts`), the cost a Node engine cannot go
+ * below.
+ */
+export type EngineName = 'ours' | 'ws-native' | 'ws-js' | 'floor';
+export const ENGINE_NAMES: readonly EngineName[] = ['ours', 'ws-native', 'ws-js', 'floor'];
+export const COLUMN: Record<EngineName, string> = { ours: 'ours', 'ws-native': 'ws+native', 'ws-js': 'ws-js', floor: 'floor' };
 
 /** Server-side permessage-deflate configuration of a server child. */
 export type DeflateMode = 'off' | 'on' | 'no-context';
@@ -58,6 +63,29 @@ export function maskedFrame(opcode: number, payload: Uint8Array, rsv1 = false): 
   for (let i = 0; i < 4; i++) out[hs - 4 + i] = MASK_KEY[i];
   for (let i = 0; i < length; i++) out[hs + i] = payload[i] ^ MASK_KEY[i & 3];
   return out;
+}
+
+/** An unmasked frame (FIN set), as a server sends it. */
+export function serverFrame(opcode: number, payload: Uint8Array): Buffer {
+  const length = payload.length;
+  const hs = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const out = Buffer.allocUnsafe(hs + length);
+  out[0] = 0x80 | opcode;
+  if (length < 126) out[1] = length;
+  else if (length < 65536) {
+    out[1] = 126;
+    out.writeUInt16BE(length, 2);
+  } else {
+    out[1] = 127;
+    out.writeBigUInt64BE(BigInt(length), 2);
+  }
+  out.set(payload, hs);
+  return out;
+}
+
+/** Length of the masked client frame {@link maskedFrame} builds for a payload of `size` bytes. */
+export function maskedFrameLength(size: number): number {
+  return (size < 126 ? 2 : size < 65536 ? 4 : 10) + 4 + size;
 }
 
 /** A masked close frame with status 1000. */

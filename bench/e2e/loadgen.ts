@@ -11,7 +11,8 @@
  * - echo: each connection of a group sends its frame, waits for the echo, sends again; `snapshot` reads counters;
  * - latency: paced sends at a fixed rate, round-trip time of each;
  * - fan-out: counts the frames the server broadcasts, and notes when the last subscriber got one;
- * - handshake: `concurrency` loops of connect → upgrade → close handshake → TCP close.
+ * - handshake: `concurrency` loops of connect → upgrade → close handshake → TCP close, with the time from each
+ *   `net.connect` call to the end of its `101` response.
  *
  * @module
  */
@@ -52,6 +53,8 @@ class Conn {
   backlog = 0;
   onOpen: ((c: Conn) => void) | null = null;
   onFail: ((error: Error) => void) | null = null;
+  /** When `net.connect` was called (performance.now(), ms). */
+  startedAt = 0;
   /** The upgrade response's Sec-WebSocket-Extensions, when it had one. */
   extensions: string | null = null;
   constructor(readonly group: number) {}
@@ -90,6 +93,9 @@ let churnCount = 0;
 let churnErrors = 0;
 let churnActive = 0;
 let churnWaiter: (() => void) | null = null;
+/** Connect → end of the 101, ms, for the handshakes since `handshake-start` (the first ones that fit). */
+let connectSamples = new Float64Array(0);
+let connectCount = 0;
 
 function cpuMicros(): number {
   const u = process.cpuUsage();
@@ -237,6 +243,7 @@ function open(port: number, group: number, extensions: string | null, onOpen: (c
   c.onOpen = onOpen;
   c.onFail = onFail;
   const request = upgradeRequest(port, extensions);
+  c.startedAt = performance.now();
   const socket = net.connect({
     host: HOST,
     port,
@@ -373,6 +380,7 @@ function churnLoop(port: number, extensions: string | null): void {
     extensions,
     (c) => {
       opened = true;
+      if (connectCount < connectSamples.length) connectSamples[connectCount++] = performance.now() - c.startedAt;
       c.state = CLOSING;
       c.socket.write(CLOSE_FRAME);
     },
@@ -519,8 +527,10 @@ serve({
     });
   },
 
-  'handshake-start'(args: { port: number; concurrency: number; extensions: string | null }) {
+  'handshake-start'(args: { port: number; concurrency: number; extensions: string | null; maxSamples?: number }) {
     if (mode !== 'idle') throw new Error(`busy (${mode})`);
+    connectSamples = new Float64Array(args.maxSamples ?? 0);
+    connectCount = 0;
     mode = 'churn';
     running = true;
     for (let i = 0; i < args.concurrency; i++) {
@@ -542,6 +552,8 @@ serve({
       });
     }
     mode = 'idle';
-    return { handshakes: churnCount, errors: churnErrors };
+    const samples = connectSamples.slice(0, connectCount);
+    connectSamples = new Float64Array(0);
+    return { handshakes: churnCount, errors: churnErrors, samples };
   },
 });

@@ -1,22 +1,25 @@
 /**
- * Server child of the end-to-end benchmarks: one engine per process (`ours`, `ws-native`, or `ws-js`, which needs
- * `WS_NO_BUFFER_UTIL=1 WS_NO_UTF_8_VALIDATE=1` in its environment: ws reads them when it loads).
+ * Server child of the end-to-end benchmarks: one engine per process (`ours`, `ws-native`, `ws-js`, which needs
+ * `WS_NO_BUFFER_UTIL=1 WS_NO_UTF_8_VALIDATE=1` in its environment: ws reads them when it loads, or `floor`).
  *
  * Every engine runs the same application: an echo server (`message` → `send(data, { binary: isBinary })`), and a
  * broadcast on request — ours: `prepare(data)` once, then `sendPrepared` to every client; ws: its documented loop,
  * `for (const client of wss.clients) if (client.readyState === OPEN) client.send(data, { binary })`.
  *
+ * `floor` is the cost a Node engine cannot go below: a raw `node:net` server that answers the generators' traffic
+ * with fixed, precomputed replies and parses nothing (see {@link startFloor}).
+ *
  * The orchestrator drives it over IPC (`bench/e2e/ipc.ts`): `start`, `stats` (its own `process.cpuUsage()`,
  * `process.memoryUsage()`, messages echoed, connections accepted, clients open), `gc` (with `--expose-gc`),
- * `publish`, `exit`.
+ * `publish`, `echo-size` (the floor's frame length; ignored by the engines), `exit`.
  *
  * @module
  */
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { writeHeapSnapshot } from 'node:v8';
 import type * as WsModule from 'ws';
-import { type DeflateMode, type EngineName, HOST, nowMicros } from './common.js';
+import { type DeflateMode, type EngineName, HANDSHAKE_ACCEPT, HOST, maskedFrameLength, nowMicros, pseudoRandom, serverFrame, upgradeRequest } from './common.js';
 import { serve } from './ipc.js';
 
 interface Engine {
@@ -24,6 +27,8 @@ interface Engine {
   meta: Record<string, unknown>;
   clients(): number;
   publish(data: Buffer, binary: boolean): void;
+  /** The floor only: the payload size of the echo/latency frames from now on. */
+  echoSize?(size: number): void;
 }
 
 /** Counted by the application handlers: the same one increment per message or connection in every engine. */
@@ -98,6 +103,93 @@ async function startWs(deflate: DeflateMode): Promise<Engine> {
   };
 }
 
+/**
+ * The floor: what answering the benchmark's traffic costs a Node process that does nothing else. A
+ * `net.createServer({ noDelay: true })` whose sockets are read through `socket.on('data')` (the plain public
+ * Readable path every Node engine starts from; no `onread`, which Node does not offer for accepted sockets) and
+ * answered with buffers built before the load starts, one `write` per reply:
+ *
+ * - upgrade: the generators' request is known byte for byte (the RFC 6455 example key, which every generated
+ *   handshake uses, and this server's port), so the floor counts its bytes rather than parsing it, and answers
+ *   with a precomputed `101` (its accept value computed once from that fixed key: no SHA-1 per handshake);
+ * - echo and latency: each connection sends one masked frame of a known total length L (set per scenario over
+ *   IPC, `echo-size`) and waits for the echo; the floor counts received bytes and, for every L of them, writes
+ *   the precomputed unmasked frame of the same payload size (same bytes as sent, unmasked, not the received ones);
+ * - close: a frame that starts with 0x88 at a frame boundary is the client's close; the floor answers with a
+ *   precomputed close frame (status 1000) and ends the socket;
+ * - fan-out: the frame is built once per publish and written to every upgraded socket;
+ * - idle connections: the socket is kept, with its two counters (in a closure) and its entry in a `Set`.
+ *
+ * The floor counts messages and connections with the same increments as the engines, so every figure of the
+ * tables (CPU per message, per delivery, per handshake, memory per connection) exists for it. It cannot compress:
+ * the compression scenarios leave it out.
+ */
+async function startFloor(): Promise<Engine> {
+  const clients = new Set<net.Socket>();
+  const CLOSE_REPLY = serverFrame(0x8, Uint8Array.of(0x03, 0xe8));
+  const RESPONSE = Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${HANDSHAKE_ACCEPT}\r\n\r\n`, 'latin1');
+  /** Total length of a client echo frame (no echo scenario yet: larger than any read, so only closes are seen). */
+  let frameLength = 2 ** 31;
+  let reply: Buffer = Buffer.alloc(0);
+  let requestLength = 0;
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    let headLeft = requestLength;
+    /** Bytes of the current client frame received so far. */
+    let at = 0;
+    socket.on('data', (chunk: Buffer) => {
+      const n = chunk.length;
+      let i = 0;
+      if (headLeft > 0) {
+        if (n < headLeft) {
+          headLeft -= n;
+          return;
+        }
+        i = headLeft;
+        headLeft = 0;
+        socket.write(RESPONSE);
+        clients.add(socket);
+        connections++;
+      }
+      while (i < n) {
+        if (at === 0 && chunk[i] === 0x88) {
+          clients.delete(socket);
+          socket.end(CLOSE_REPLY);
+          return;
+        }
+        const take = frameLength - at < n - i ? frameLength - at : n - i;
+        at += take;
+        i += take;
+        if (at === frameLength) {
+          at = 0;
+          messages++;
+          socket.write(reply);
+        }
+      }
+    });
+    socket.on('close', () => clients.delete(socket));
+    socket.on('error', noop);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, HOST, resolve);
+  });
+  const port = (server.address() as AddressInfo).port;
+  requestLength = upgradeRequest(port, null).length;
+  return {
+    port,
+    meta: { floor: "node:net, socket.on('data'), precomputed replies" },
+    clients: () => clients.size,
+    publish(data, binary) {
+      const frame = serverFrame(binary ? 0x2 : 0x1, data);
+      for (const socket of clients) socket.write(frame);
+    },
+    echoSize(size) {
+      frameLength = maskedFrameLength(size);
+      reply = serverFrame(0x2, pseudoRandom(size));
+    },
+  };
+}
+
 export interface ServerStats {
   /** Monotonic clock, µs. */
   hr: number;
@@ -130,7 +222,8 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 
 serve({
   async start(args: { engine: EngineName; deflate: DeflateMode }) {
-    engine = args.engine === 'ours' ? await startOurs(args.deflate) : await startWs(args.deflate);
+    if (args.engine === 'floor' && args.deflate !== 'off') throw new Error('the floor cannot compress');
+    engine = args.engine === 'ours' ? await startOurs(args.deflate) : args.engine === 'floor' ? await startFloor() : await startWs(args.deflate);
     return { port: engine.port, meta: { engine: args.engine, node: process.version, ...engine.meta } };
   },
   stats,
@@ -155,6 +248,11 @@ serve({
     gc?.();
     await nextTurn();
     return { path: writeHeapSnapshot(args.path) };
+  },
+  /** The payload size of the echo and latency frames that follow (the floor needs it; the engines ignore it). */
+  'echo-size'(args: { size: number }) {
+    engine!.echoSize?.(args.size);
+    return {};
   },
   /** One broadcast: returns when the loop has run (the writes leave at the end of the tick). */
   publish(args: { data: Uint8Array; binary: boolean }) {
