@@ -6,7 +6,9 @@
  * After end-to-end benchmarks it also draws `bench/results/chart.svg` (their ratios, from this run and the latest
  * results of the others). Everything it writes goes to the gitignored bench/results/; the committed
  * `bench/chart.svg` (the README's picture) is only replaced with `--update-chart`, by a maintainer, on purpose.
- * The project's internal goals (ratios it aims for) are printed last, in a section labelled as such.
+ * The project's internal goals (ratios it aims for) are printed last, in a section labelled as such, with the
+ * comparison of ours against the committed baseline `bench/baseline/e2e.json` (`bench/e2e/baseline.ts`), which
+ * `--update-chart` (full default run) and `--update-baseline` (any run, its benchmarks only) refresh.
  * Add a benchmark by adding an entry to {@link BENCHMARKS}.
  *
  * @module
@@ -17,6 +19,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderChart, type ChartRow } from './e2e/chart.js';
 import { ENGINE_NAMES, type EngineName, parseSize } from './e2e/common.js';
+import { BASELINE_FILE, compareBaseline, readBaseline, writeBaseline } from './e2e/baseline.js';
 import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETargets, runE2E, type TargetReport } from './e2e/e2e.js';
 import { formatDeflate, runDeflate } from './deflate.js';
 import { formatDeflateEcho, runDeflateEcho } from './deflate-echo.js';
@@ -140,8 +143,10 @@ function usage(): string {
     '  --quick          short warm-up and batches; alone, only the headline ratios (parse/serialize 20 B, echo',
     '                   100 x 20 B, fan-out 1,000) in about a minute',
     '  --json FILE      write all results to FILE instead of bench/results/NAME.json',
-    '  --update-chart   also copy bench/results/chart.svg to the committed bench/chart.svg (maintainers, after a',
-    '                   full default run)',
+    '  --update-chart   also copy bench/results/chart.svg to the committed bench/chart.svg and write the committed',
+    '                   baseline bench/baseline/e2e.json (maintainers; full default run only)',
+    '  --update-baseline  write the end-to-end benchmarks of this run (any settings; the file records them) into',
+    '                   bench/baseline/e2e.json, the figures every run compares ours to',
     '  --only P[,P]     keep scenarios whose id contains a pattern, e.g. --only parse/,unmask/64k or echo/100x',
     '',
     'end-to-end options (echo, latency, fanout, memory, handshake, compression):',
@@ -153,7 +158,7 @@ function usage(): string {
     '  --rate N         latency: offered messages per second (default 20000)',
     '  --concurrency N  handshake: connections in flight (default 32)',
     '  --generators N   load-generator processes (default 2)',
-    '  --engines L      subset of ours,ws-native,ws-js',
+    '  --engines L      subset of ours,ws-native,ws-js,floor (floor: raw node:net with precomputed replies)',
     '  --no-pin, --pin  let the OS place processes, or pin them (default: servers on CPU 0, generators on the',
     '                   others with taskset, except compression, whose zlib thread pool needs the cores)',
     '  --profile        run the server children under node --cpu-prof and summarize the profiles',
@@ -163,8 +168,10 @@ function usage(): string {
 interface Args {
   names: string[];
   quick: boolean;
-  /** Copy the chart to the committed bench/chart.svg (`--update-chart`, full default runs only). */
+  /** Copy the chart to the committed bench/chart.svg and write the baseline (`--update-chart`, full default runs only). */
   updateChart: boolean;
+  /** Write this run's end-to-end reports into the committed baseline (`--update-baseline`). */
+  updateBaseline: boolean;
   json: string | null;
   only: string[];
   e2e: Omit<E2EOptions, 'quick' | 'only' | 'log'>;
@@ -188,6 +195,7 @@ function parseArgs(argv: string[]): Args {
   const names: string[] = [];
   let quick = false;
   let updateChart = false;
+  let updateBaseline = false;
   let json: string | null = null;
   const only: string[] = [];
   const e2e: Args['e2e'] = {};
@@ -196,6 +204,7 @@ function parseArgs(argv: string[]): Args {
     const arg = argv[i];
     if (arg === '--quick') quick = true;
     else if (arg === '--update-chart') updateChart = true;
+    else if (arg === '--update-baseline') updateBaseline = true;
     else if (arg === '--profile') e2e.profile = true;
     else if (arg === '--pin' || arg === '--no-pin') e2e.pin = arg === '--pin';
     else if (valued.has(arg)) {
@@ -229,9 +238,9 @@ function parseArgs(argv: string[]): Args {
   }
   if (quick && names.length === 0) {
     // The headline ratios in about a minute: small-frame parse and serialize, one echo, one fan-out.
-    return { names: [...QUICK_SET.names], quick, updateChart, json, only: only.length > 0 ? only : [...QUICK_SET.only], e2e };
+    return { names: [...QUICK_SET.names], quick, updateChart, updateBaseline, json, only: only.length > 0 ? only : [...QUICK_SET.only], e2e };
   }
-  return { names: names.length > 0 ? names : DEFAULT_BENCHMARKS, quick, updateChart, json, only, e2e };
+  return { names: names.length > 0 ? names : DEFAULT_BENCHMARKS, quick, updateChart, updateBaseline, json, only, e2e };
 }
 
 function writeJson(path: string, value: unknown): void {
@@ -309,13 +318,13 @@ async function main(): Promise<void> {
     log(`wrote ${path}`);
   }
   const ranE2E = args.names.filter((n) => Object.hasOwn(E2E, n));
+  const full = !args.quick && args.only.length === 0 && Object.keys(args.e2e).length === 0 && DEFAULT_BENCHMARKS.every((n) => args.names.includes(n));
   if (ranE2E.length > 0) {
     const chart = writeChart(all, info, args.quick);
     if (chart !== null) {
       log(`wrote ${chart}`);
       if (args.updateChart) {
         // Only on request: the committed chart is the README's picture and must come from a full default run.
-        const full = !args.quick && args.only.length === 0 && Object.keys(args.e2e).length === 0 && DEFAULT_BENCHMARKS.every((n) => args.names.includes(n));
         if (!full) log('--update-chart: not done; the committed chart comes only from a full default run (`npm run bench -- --update-chart`)');
         else {
           const committed = fileURLToPath(new URL('./chart.svg', import.meta.url));
@@ -332,6 +341,15 @@ async function main(): Promise<void> {
   if (all.micro !== undefined) goals.push(formatTargets(all.micro as MicroReport));
   const targets: TargetReport[] = [];
   for (const name of ranE2E) targets.push(...(all[name] as E2EReport).targets);
+  const reports = Object.fromEntries(ranE2E.map((name) => [name, all[name] as E2EReport]));
+  // Compared with the baseline as it was before this run (the update below comes after).
+  const baseline = ranE2E.length > 0 ? readBaseline() : null;
+  if (baseline !== null) targets.push(...compareBaseline(reports, baseline));
+  else if (ranE2E.length > 0) log(`(no baseline at ${BASELINE_FILE}: nothing to compare ours with)`);
+  if (ranE2E.length > 0 && ((args.updateChart && full) || args.updateBaseline)) {
+    writeBaseline(reports, { machine: info, quick: args.quick, only: args.only, options: { ...args.e2e } });
+    log(`wrote ${BASELINE_FILE}${full ? '' : ' (this run\'s benchmarks, with its settings: recorded in the file)'}`);
+  }
   goals.push(formatE2ETargets(targets));
   const goalText = goals.filter((g) => g !== '').join('');
   if (goalText !== '') {
