@@ -1302,8 +1302,8 @@ function valueCell(row: Row, e: EngineName): string {
 export function formatE2E(report: E2EReport): string {
   const engines = ENGINE_NAMES.filter((e) => report.rows.some((r) => r.values[e] !== undefined));
   const hasCpu = report.rows.some((r) => r.serverCpu !== undefined);
-  const hasFloor = report.rows.some((r) => r.vsFloor !== undefined);
   const notFloor = engines.filter((e) => e !== 'floor');
+  const hasFloor = notFloor.length > 0 && report.rows.some((r) => r.vsFloor !== undefined);
   const header = ['scenario', 'metric', ...engines.map((e) => COLUMN[e])];
   if (engines.includes('ours')) for (const e of notFloor) if (e !== 'ours') header.push(`ours/${COLUMN[e]}`);
   if (hasFloor) header.push(`× floor (${notFloor.map((e) => COLUMN[e]).join(' · ')})`);
