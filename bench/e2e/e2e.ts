@@ -16,7 +16,7 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
@@ -159,6 +159,13 @@ const GENERATOR_BOUND = 0.9;
 
 const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
 const PROFILE_DIR = fileURLToPath(new URL('../results/profiles/', import.meta.url));
+/**
+ * Opt-in, for profiling with perf (issue 13 breakdown, `bench/profile-breakdown.md`): `BENCH_PERF=DIR` runs each
+ * server child as `perf record -g -D -1 --control fifo:…` with node's `--perf-basic-prof`, enables sampling once the
+ * server has started (so node's and tsx's start-up are left out) and disables it before the exit, and writes next to
+ * each `DIR/BENCHMARK-ENGINE-N.data` a `.json` with the messages, connections, CPU µs and GC counts of that window.
+ */
+const PERF_DIR = process.env.BENCH_PERF || null;
 const SERVER_FILE = fileURLToPath(new URL('./server.ts', import.meta.url));
 const LOADGEN_FILE = fileURLToPath(new URL('./loadgen.ts', import.meta.url));
 
@@ -259,6 +266,7 @@ class Server {
     readonly port: number,
     readonly meta: Record<string, unknown>,
     readonly profileFile: string | null,
+    private readonly perf: { ctl: string; data: string; s0: ServerStats } | null = null,
   ) {}
 
   static async start(
@@ -275,15 +283,32 @@ class Server {
       mkdirSync(profileFile, { recursive: true });
       flags.push('--cpu-prof', `--cpu-prof-dir=${profileFile}`);
     }
+    let wrap: string[] | undefined;
+    let perf: { ctl: string; data: string } | null = null;
+    if (PERF_DIR !== null) {
+      mkdirSync(PERF_DIR, { recursive: true });
+      const base = `${PERF_DIR}/${ctx.benchmark}-${engine}-${ctx.profileSeq++}`;
+      perf = { ctl: `${base}.ctl`, data: `${base}.data` };
+      spawnSync('rm', ['-f', perf.ctl]);
+      spawnSync('mkfifo', [perf.ctl]);
+      flags.push('--perf-basic-prof');
+      wrap = ['perf', 'record', '-q', '-g', '-F', '1999', '-D', '-1', '--control', `fifo:${perf.ctl}`, '-o', perf.data, '--'];
+    }
     const child = await Child.spawn(SERVER_FILE, {
       name: `server ${engine}`,
-      env: engineEnv(engine),
+      env: PERF_DIR === null ? engineEnv(engine) : { ...engineEnv(engine), BENCH_GC_COUNT: '1' },
       nodeFlags: flags,
       fdLimit: fdLimitFor(options.connections ?? 1000, ctx.fdLimits),
       cpus: ctx.pinned ? '0' : undefined,
+      wrap,
     });
     const { port, meta } = await child.call<{ port: number; meta: Record<string, unknown> }>('start', { engine, deflate: options.deflate ?? 'off' });
     ctx.report.engines[engine] ??= meta;
+    if (perf !== null) {
+      const s0 = await child.call<ServerStats>('stats');
+      writeFileSync(perf.ctl, 'enable\n');
+      return new Server(engine, child, port, meta, profileFile, { ...perf, s0 });
+    }
     return new Server(engine, child, port, meta, profileFile);
   }
 
@@ -296,6 +321,22 @@ class Server {
   }
 
   async exit(ctx: Context): Promise<void> {
+    if (this.perf !== null) {
+      const s1 = await this.stats();
+      writeFileSync(this.perf.ctl, 'disable\n');
+      const { s0 } = this.perf;
+      const window = {
+        engine: this.engine,
+        messages: s1.messages - s0.messages,
+        connections: s1.connections - s0.connections,
+        cpuMicros: s1.cpu - s0.cpu,
+        cpuUserMicros: s1.cpuUser - s0.cpuUser,
+        cpuSystemMicros: s1.cpuSystem - s0.cpuSystem,
+        gc: s1.gc !== undefined && s0.gc !== undefined ? Object.fromEntries(Object.entries(s1.gc).map(([k, v]) => [k, v - (s0.gc![k] ?? 0)])) : null,
+      };
+      writeFileSync(this.perf.data.replace(/\.data$/, '.json'), JSON.stringify(window, null, 2) + '\n');
+      ctx.options.log(`perf: ${this.perf.data} (${window.messages} messages, ${window.connections} connections, ${(window.cpuMicros / 1e6).toFixed(2)} s CPU)`);
+    }
     await this.child.exit();
     if (this.profileFile !== null) {
       // The main thread's profile is the largest (the loader thread's is small).
