@@ -46,6 +46,16 @@ function jsFile(sym: string): string | null {
 
 type Owner = 'ours' | 'stream' | 'node' | 'app' | 'other';
 
+const OWNER_LABEL: Record<Owner | 'none' | 'background', string> = {
+  stream: "Node's stream layer",
+  none: 'event loop, no JS on the stack (epoll, libuv, read callback C++, C++→JS entry)',
+  background: "V8's background threads (JIT compiler, concurrent GC)",
+  ours: 'ours (lib/)',
+  node: 'other Node internals',
+  app: 'application handler',
+  other: 'other JS (ws, tsx, …)',
+};
+
 function ownerOfFile(file: string): Owner {
   if (/\/lib\/[^:]*\.[jt]s:/.test(file) && !file.includes('node_modules')) return 'ours';
   if (file.includes('/bench/e2e/server.ts')) return 'app';
@@ -106,7 +116,7 @@ function* samples(data: string): Generator<Sample> {
 export interface Breakdown {
   total: number;
   self: Map<Bucket, number>;
-  owner: Map<Owner | 'none (event loop: epoll, libuv, C++ before JS)', { all: number; kernel: number }>;
+  owner: Map<Owner | 'none' | 'background', { all: number; kernel: number }>;
   /** Self bucket × owner (nearest JS frame). */
   matrix: Map<string, number>;
   /** Kernel samples by the system call they are under (`irq/softirq` when none: interrupts, loopback delivery). */
@@ -159,12 +169,13 @@ export function breakdown(data: string): Breakdown {
         break;
       }
     }
-    const o = nearest?.owner ?? 'none (event loop: epoll, libuv, C++ before JS)';
+    // No JavaScript on the stack: the main thread's event loop, or V8's background threads (JIT, GC).
+    const o = nearest?.owner ?? (s.tid !== s.pid ? 'background' : 'none');
     const oe = owner.get(o) ?? { all: 0, kernel: 0 };
     oe.all++;
     if (inKernel) oe.kernel++;
     owner.set(o, oe);
-    const mk = `${b}\u0000${nearest?.owner ?? 'none'}`;
+    const mk = `${b}\u0000${o}`;
     matrix.set(mk, (matrix.get(mk) ?? 0) + 1);
     if (nearest !== null) {
       const e = functions.get(nearest.sym) ?? { owner: nearest.owner, self: 0, withNative: 0 };
@@ -204,8 +215,8 @@ function main(): void {
   out.push('', `| bucket (self: where the sample landed) | % of server CPU | µs per ${per} |`, '|---|--:|--:|');
   for (const b of BUCKETS) if ((r.self.get(b) ?? 0) > 0) out.push(`| ${b} | ${pct(r.self.get(b)!)} | ${us(r.self.get(b)!)} |`);
   out.push('', `| on behalf of (nearest JavaScript frame on the stack) | % of server CPU | of which kernel | µs per ${per} |`, '|---|--:|--:|--:|');
-  for (const [o, n] of [...r.owner].sort((a, b) => b[1].all - a[1].all)) out.push(`| ${o} | ${pct(n.all)} | ${pct(n.kernel)} | ${us(n.all)} |`);
-  const owners = ['stream', 'none', 'ours', 'node', 'app', 'other'] as const;
+  for (const [o, n] of [...r.owner].sort((a, b) => b[1].all - a[1].all)) out.push(`| ${OWNER_LABEL[o]} | ${pct(n.all)} | ${pct(n.kernel)} | ${us(n.all)} |`);
+  const owners = ['stream', 'none', 'background', 'ours', 'node', 'app', 'other'] as const;
   out.push('', `| self bucket × on behalf of (% of server CPU) | ${owners.join(' | ')} |`, `|---|${owners.map(() => '--:').join('|')}|`);
   for (const b of BUCKETS) {
     if ((r.self.get(b) ?? 0) === 0) continue;

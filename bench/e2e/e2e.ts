@@ -161,8 +161,9 @@ const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
 const PROFILE_DIR = fileURLToPath(new URL('../results/profiles/', import.meta.url));
 /**
  * Opt-in, for profiling with perf (issue 13 breakdown, `bench/profile-breakdown.md`): `BENCH_PERF=DIR` runs each
- * server child as `perf record -g -D -1 --control fifo:…` with node's `--perf-basic-prof`, enables sampling once the
- * server has started (so node's and tsx's start-up are left out) and disables it before the exit, and writes next to
+ * server child as `perf record -g -D -1 --control fifo:…` with node's `--perf-basic-prof`, enables sampling at the
+ * server's first `stats` call (the start of its first measured window: start-up, connections and warm-up are left
+ * out) and disables it before the exit, and writes next to
  * each `DIR/BENCHMARK-ENGINE-N.data` a `.json` with the messages, connections, CPU µs and GC counts of that window.
  */
 const PERF_DIR = process.env.BENCH_PERF || null;
@@ -266,7 +267,7 @@ class Server {
     readonly port: number,
     readonly meta: Record<string, unknown>,
     readonly profileFile: string | null,
-    private readonly perf: { ctl: string; data: string; s0: ServerStats } | null = null,
+    private readonly perf: { ctl: string; data: string; s0: ServerStats | null } | null = null,
   ) {}
 
   static async start(
@@ -305,15 +306,19 @@ class Server {
     const { port, meta } = await child.call<{ port: number; meta: Record<string, unknown> }>('start', { engine, deflate: options.deflate ?? 'off' });
     ctx.report.engines[engine] ??= meta;
     if (perf !== null) {
-      const s0 = await child.call<ServerStats>('stats');
-      writeFileSync(perf.ctl, 'enable\n');
-      return new Server(engine, child, port, meta, profileFile, { ...perf, s0 });
+      return new Server(engine, child, port, meta, profileFile, { ...perf, s0: null });
     }
     return new Server(engine, child, port, meta, profileFile);
   }
 
-  stats(): Promise<ServerStats> {
-    return this.child.call<ServerStats>('stats');
+  async stats(): Promise<ServerStats> {
+    const s = await this.child.call<ServerStats>('stats');
+    if (this.perf !== null && this.perf.s0 === null) {
+      // The first measured window starts: sampling from here (connections and warm-up are done).
+      this.perf.s0 = s;
+      writeFileSync(this.perf.ctl, 'enable\n');
+    }
+    return s;
   }
 
   gc(): Promise<ServerStats> {
@@ -321,10 +326,10 @@ class Server {
   }
 
   async exit(ctx: Context): Promise<void> {
-    if (this.perf !== null) {
-      const s1 = await this.stats();
+    if (this.perf !== null && this.perf.s0 !== null) {
+      const s1 = await this.child.call<ServerStats>('stats');
       writeFileSync(this.perf.ctl, 'disable\n');
-      const { s0 } = this.perf;
+      const s0 = this.perf.s0;
       const window = {
         engine: this.engine,
         messages: s1.messages - s0.messages,
@@ -353,7 +358,7 @@ class Server {
   async waitClients(n: number, timeoutMs = 30_000): Promise<ServerStats> {
     const end = Date.now() + timeoutMs;
     for (;;) {
-      const s = await this.stats();
+      const s = await this.child.call<ServerStats>('stats');
       if (s.clients === n) return s;
       if (Date.now() > end) throw new Error(`server ${this.engine}: ${s.clients} clients, expected ${n}`);
       await sleep(20);
