@@ -26,7 +26,7 @@ const BUCKETS = [
   'libuv (uv_*)',
   'Node C++ (node::*: StreamBase, LibuvStreamWrap, MakeCallback…)',
   'V8 builtins, inline caches, runtime',
-  'V8 compiler, parser, interpreter set-up (warm-up)',
+  'V8 compiler, parser (JIT: TurboFan, Maglev, Sparkplug, bytecode)',
   'GC (heap: scavenger, mark-compact, sweeper, write barrier, allocation)',
   'JS: Node stream layer (net, streams, events, stream_base_commons, timers)',
   'JS: Node other internals (buffer, util, …)',
@@ -63,6 +63,9 @@ function ownerOfFile(file: string): Owner {
   if (file.startsWith('node:')) return 'node';
   return 'other';
 }
+
+/** Frames of Node's write path: a sample under one of them is the stream layer's write side. */
+const WRITE_SIDE = /node:internal\/streams\/writable|writeGeneric|writevGeneric|handleWriteReq|Socket\._write|afterWriteDispatched/;
 
 const GC = /Heap|Scaveng|MarkCompact|Marking|Sweep|Evacuat|Compactor|GCTracer|MemoryAllocator|PagedSpace|NewSpace|SemiSpace|RememberedSet|SlotSet|MemoryChunk|LocalAllocator|Builtins_RecordWrite|WriteBarrier|IncrementalMarking|ConcurrentMarking|Heap::|^v8::internal::GC|ObjectVisitor|Page::/;
 const COMPILER = /compiler::|interpreter::Bytecode|Parser|Scanner|Compiler|TieringManager|Maglev|maglev|turboshaft|Zone|AstNode|AstValue|Deoptimiz|SharedFunctionInfo::|FeedbackVector::New|CodeStub|Assembler|baseline::/;
@@ -117,6 +120,8 @@ export interface Breakdown {
   total: number;
   self: Map<Bucket, number>;
   owner: Map<Owner | 'none' | 'background', { all: number; kernel: number }>;
+  /** Samples on behalf of the stream layer by side (write: a Writable/writeGeneric frame on the stack) and kernel or not. */
+  sides: Map<string, number>;
   /** Self bucket × owner (nearest JS frame). */
   matrix: Map<string, number>;
   /** Kernel samples by the system call they are under (`irq/softirq` when none: interrupts, loopback delivery). */
@@ -135,6 +140,7 @@ export function breakdown(data: string): Breakdown {
   const functions: Breakdown['functions'] = new Map();
   const syscalls = new Map<string, number>();
   const matrix = new Map<string, number>();
+  const sides = new Map<string, number>();
   const leaves: Breakdown['leaves'] = new Map();
   let total = 0;
   let background = 0;
@@ -175,6 +181,11 @@ export function breakdown(data: string): Breakdown {
     oe.all++;
     if (inKernel) oe.kernel++;
     owner.set(o, oe);
+    if (o === 'stream') {
+      const write = s.frames.some((f) => WRITE_SIDE.test(f.sym));
+      const key = `${write ? 'write' : 'read'} side, ${inKernel ? 'kernel' : b === BUCKETS[1] ? 'libc' : 'user space'}`;
+      sides.set(key, (sides.get(key) ?? 0) + 1);
+    }
     const mk = `${b}\u0000${o}`;
     matrix.set(mk, (matrix.get(mk) ?? 0) + 1);
     if (nearest !== null) {
@@ -184,7 +195,7 @@ export function breakdown(data: string): Breakdown {
       functions.set(nearest.sym, e);
     }
   }
-  return { total, self, owner, functions, background, syscalls, leaves, matrix };
+  return { total, self, owner, functions, background, syscalls, leaves, matrix, sides };
 }
 
 function main(): void {
@@ -222,6 +233,8 @@ function main(): void {
     if ((r.self.get(b) ?? 0) === 0) continue;
     out.push(`| ${b.replace(/ \(.*/, '')} | ${owners.map((o) => { const n = r.matrix.get(`${b}\u0000${o}`) ?? 0; return n === 0 ? '' : pct(n); }).join(' | ')} |`);
   }
+  out.push('', "| Node's stream layer, by side | % of server CPU |", '|---|--:|');
+  for (const [k, n] of [...r.sides].sort()) out.push(`| ${k} | ${pct(n)} |`);
   out.push('', '| kernel, by system call | % of server CPU |', '|---|--:|');
   for (const [name, n] of [...r.syscalls].sort((a, b) => b[1] - a[1]).slice(0, 8)) out.push(`| ${name} | ${pct(n)} |`);
   out.push('', `top ${2 * top} leaf symbols outside the kernel`, '| symbol | bucket | self |', '|---|---|--:|');
