@@ -277,6 +277,8 @@ class Server {
   ): Promise<Server> {
     const flags: string[] = [];
     if (options.gc) flags.push('--expose-gc');
+    // Opt-in: extra node flags for the server children only, e.g. `--trace-gc` or `--trace-opt --trace-deopt`.
+    if (process.env.BENCH_SERVER_NODE_FLAGS) flags.push(...process.env.BENCH_SERVER_NODE_FLAGS.split(/\s+/).filter(Boolean));
     let profileFile: string | null = null;
     if (ctx.options.profile && options.cpuProfile !== false) {
       // One directory per process: tsx's loader runs in a worker thread, which writes a profile of its own.
