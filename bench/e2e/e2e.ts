@@ -289,6 +289,8 @@ class Server {
     let wrap: string[] | undefined;
     let perf: { ctl: string; data: string } | null = null;
     if (PERF_DIR !== null) {
+      // Without perf the control fifo would never be read (and the first write to it would block).
+      if (spawnSync('perf', ['--version']).status !== 0) throw new Error('BENCH_PERF is set but `perf` does not run');
       mkdirSync(PERF_DIR, { recursive: true });
       const base = `${PERF_DIR}/${ctx.benchmark}-${engine}-${ctx.profileSeq++}`;
       perf = { ctl: `${base}.ctl`, data: `${base}.data` };
