@@ -19,7 +19,7 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
@@ -162,6 +162,14 @@ const GENERATOR_BOUND = 0.9;
 
 const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
 const PROFILE_DIR = fileURLToPath(new URL('../results/profiles/', import.meta.url));
+/**
+ * Opt-in, for profiling with perf (issue 13 breakdown, `bench/profile-breakdown.md`): `BENCH_PERF=DIR` runs each
+ * server child as `perf record -g -D -1 --control fifo:…` with node's `--perf-basic-prof`, enables sampling at the
+ * server's first `stats` call (the start of its first measured window: start-up, connections and warm-up are left
+ * out) and disables it before the exit, and writes next to
+ * each `DIR/BENCHMARK-ENGINE-N.data` a `.json` with the messages, connections, CPU µs and GC counts of that window.
+ */
+const PERF_DIR = process.env.BENCH_PERF || null;
 const SERVER_FILE = fileURLToPath(new URL('./server.ts', import.meta.url));
 const LOADGEN_FILE = fileURLToPath(new URL('./loadgen.ts', import.meta.url));
 
@@ -277,6 +285,7 @@ class Server {
     readonly port: number,
     readonly meta: Record<string, unknown>,
     readonly profileFile: string | null,
+    private readonly perf: { ctl: string; data: string; s0: ServerStats | null } | null = null,
   ) {}
 
   static async start(
@@ -286,6 +295,8 @@ class Server {
   ): Promise<Server> {
     const flags: string[] = [];
     if (options.gc) flags.push('--expose-gc');
+    // Opt-in: extra node flags for the server children only, e.g. `--trace-gc` or `--trace-opt --trace-deopt`.
+    if (process.env.BENCH_SERVER_NODE_FLAGS) flags.push(...process.env.BENCH_SERVER_NODE_FLAGS.split(/\s+/).filter(Boolean));
     let profileFile: string | null = null;
     if (ctx.options.profile && options.cpuProfile !== false) {
       // One directory per process: tsx's loader runs in a worker thread, which writes a profile of its own.
@@ -293,20 +304,43 @@ class Server {
       mkdirSync(profileFile, { recursive: true });
       flags.push('--cpu-prof', `--cpu-prof-dir=${profileFile}`);
     }
+    let wrap: string[] | undefined;
+    let perf: { ctl: string; data: string } | null = null;
+    if (PERF_DIR !== null) {
+      // Without perf the control fifo would never be read (and the first write to it would block).
+      if (spawnSync('perf', ['--version']).status !== 0) throw new Error('BENCH_PERF is set but `perf` does not run');
+      mkdirSync(PERF_DIR, { recursive: true });
+      const base = `${PERF_DIR}/${ctx.benchmark}-${engine}-${ctx.profileSeq++}`;
+      perf = { ctl: `${base}.ctl`, data: `${base}.data` };
+      spawnSync('rm', ['-f', perf.ctl]);
+      spawnSync('mkfifo', [perf.ctl]);
+      flags.push('--perf-basic-prof');
+      wrap = ['perf', 'record', '-q', '-g', '-F', '1999', '-D', '-1', '--control', `fifo:${perf.ctl}`, '-o', perf.data, '--'];
+    }
     const child = await Child.spawn(SERVER_FILE, {
       name: `server ${engine}`,
-      env: engineEnv(engine),
+      env: PERF_DIR === null ? engineEnv(engine) : { ...engineEnv(engine), BENCH_GC_COUNT: '1' },
       nodeFlags: flags,
       fdLimit: fdLimitFor(options.connections ?? 1000, ctx.fdLimits),
       cpus: ctx.pinned ? '0' : undefined,
+      wrap,
     });
     const { port, meta } = await child.call<{ port: number; meta: Record<string, unknown> }>('start', { engine, deflate: options.deflate ?? 'off' });
     ctx.report.engines[engine] ??= meta;
+    if (perf !== null) {
+      return new Server(engine, child, port, meta, profileFile, { ...perf, s0: null });
+    }
     return new Server(engine, child, port, meta, profileFile);
   }
 
-  stats(): Promise<ServerStats> {
-    return this.child.call<ServerStats>('stats');
+  async stats(): Promise<ServerStats> {
+    const s = await this.child.call<ServerStats>('stats');
+    if (this.perf !== null && this.perf.s0 === null) {
+      // The first measured window starts: sampling from here (connections and warm-up are done).
+      this.perf.s0 = s;
+      writeFileSync(this.perf.ctl, 'enable\n');
+    }
+    return s;
   }
 
   gc(): Promise<ServerStats> {
@@ -319,6 +353,22 @@ class Server {
   }
 
   async exit(ctx: Context): Promise<void> {
+    if (this.perf !== null && this.perf.s0 !== null) {
+      const s1 = await this.child.call<ServerStats>('stats');
+      writeFileSync(this.perf.ctl, 'disable\n');
+      const s0 = this.perf.s0;
+      const window = {
+        engine: this.engine,
+        messages: s1.messages - s0.messages,
+        connections: s1.connections - s0.connections,
+        cpuMicros: s1.cpu - s0.cpu,
+        cpuUserMicros: s1.cpuUser - s0.cpuUser,
+        cpuSystemMicros: s1.cpuSystem - s0.cpuSystem,
+        gc: s1.gc !== undefined && s0.gc !== undefined ? Object.fromEntries(Object.entries(s1.gc).map(([k, v]) => [k, v - (s0.gc![k] ?? 0)])) : null,
+      };
+      writeFileSync(this.perf.data.replace(/\.data$/, '.json'), JSON.stringify(window, null, 2) + '\n');
+      ctx.options.log(`perf: ${this.perf.data} (${window.messages} messages, ${window.connections} connections, ${(window.cpuMicros / 1e6).toFixed(2)} s CPU)`);
+    }
     await this.child.exit();
     if (this.profileFile !== null) {
       // The main thread's profile is the largest (the loader thread's is small).
@@ -335,7 +385,7 @@ class Server {
   async waitClients(n: number, timeoutMs = 30_000): Promise<ServerStats> {
     const end = Date.now() + timeoutMs;
     for (;;) {
-      const s = await this.stats();
+      const s = await this.child.call<ServerStats>('stats');
       if (s.clients === n) return s;
       if (Date.now() > end) throw new Error(`server ${this.engine}: ${s.clients} clients, expected ${n}`);
       await sleep(20);

@@ -40,6 +40,8 @@ export interface SpawnOptions {
   fdLimit?: number;
   /** Run on these CPUs only (`taskset -c LIST`), e.g. `0`. */
   cpus?: string;
+  /** A command prefix run around the pinned node process, e.g. `perf record … --` (see `BENCH_PERF` in `e2e.ts`). */
+  wrap?: string[];
 }
 
 /** A child process answering requests. */
@@ -78,6 +80,10 @@ export class Child {
     if (options.cpus !== undefined) {
       argv = ['-c', options.cpus, command, ...argv];
       command = 'taskset';
+    }
+    if (options.wrap !== undefined && options.wrap.length > 0) {
+      argv = [...options.wrap.slice(1), command, ...argv];
+      command = options.wrap[0];
     }
     if (options.fdLimit !== undefined) {
       // `ulimit -n` in a shell that then execs node: the IPC descriptor is inherited through the exec.

@@ -17,6 +17,7 @@
  */
 import { createRequire } from 'node:module';
 import net, { type AddressInfo } from 'node:net';
+import { type PerformanceEntry, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import type * as WsModule from 'ws';
 import { type DeflateMode, type EngineName, HANDSHAKE_ACCEPT, HOST, maskedFrameLength, nowMicros, pseudoRandom, serverFrame, upgradeRequest } from './common.js';
@@ -202,6 +203,28 @@ export interface ServerStats {
   messages: number;
   connections: number;
   clients: number;
+  /**
+   * With `BENCH_GC_COUNT=1` in the environment (set by `BENCH_PERF`): garbage collections since start, by kind
+   * (`scavenge`, `markCompact`, `incremental`, `weakcb`) with their summed pause, `…Ms`.
+   */
+  gc?: Record<string, number>;
+}
+
+const gcCounts: Record<string, number> | undefined = process.env.BENCH_GC_COUNT === '1' ? {} : undefined;
+if (gcCounts !== undefined) {
+  const kinds: Record<number, string> = {
+    [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+    [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'markCompact',
+    [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+    [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+  };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) {
+      const kind = kinds[e.detail?.kind ?? -1] ?? 'other';
+      gcCounts[kind] = (gcCounts[kind] ?? 0) + 1;
+      gcCounts[`${kind}Ms`] = (gcCounts[`${kind}Ms`] ?? 0) + e.duration;
+    }
+  }).observe({ entryTypes: ['gc'] });
 }
 
 function stats(): ServerStats {
@@ -215,6 +238,7 @@ function stats(): ServerStats {
     messages,
     connections,
     clients: engine?.clients() ?? 0,
+    ...(gcCounts !== undefined ? { gc: { ...gcCounts } } : {}),
   };
 }
 
