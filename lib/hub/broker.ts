@@ -247,6 +247,11 @@ interface Tracked {
   seq: number;
   /** Non-null while the gap before these messages is fetched from the broker's stream. */
   waiting: PublishedMessage[] | null;
+  /**
+   * Set by {@link BrokerBackplane.resync} while a fill is already running: that fill's stream read may predate the
+   * renewed broker subscription, so another fill follows it.
+   */
+  again?: boolean;
 }
 
 /** A message between nodes that is not a topic message (user, connection, broadcast, disconnect, presence). */
@@ -525,18 +530,52 @@ export abstract class BrokerBackplane implements Backplane {
     this.sink?.gap?.(gap);
   }
 
-  /** Brings a tracked topic up to date from the broker's stream, then releases the messages held back. */
-  private async fill(tenant: string, topic: string, t: Tracked): Promise<void> {
-    let view: TopicView | null = null;
-    try {
-      view = await withTimeout(this.loadView(tenant, topic), this.opts.timeout, `reading the history of ${tenant}/${topic}`);
-    } catch (error) {
-      this.error(error);
+  /**
+   * Reads a topic's stream for a fill, retrying a failed read (25 ms, doubling, at most 500 ms apart) until
+   * `timeout` ms after the first attempt. `undefined`: every read failed (each failure goes to `onError`).
+   *
+   * Why retry: after a broker restart the adapter's connections come back one by one (node-redis reconnects its
+   * command and subscriber connections independently, with jittered back-off; a JetStream server may answer before
+   * its streams are ready). Live messages, or the resynchronisation, can thus start a fill while the stream cannot
+   * be read yet; failing at once would report as a gap messages the stream still holds.
+   */
+  private async readForFill(tenant: string, topic: string): Promise<TopicView | null | undefined> {
+    const deadline = Date.now() + this.opts.timeout;
+    let delay = 25;
+    for (;;) {
+      try {
+        return await withTimeout(this.loadView(tenant, topic), this.opts.timeout, `reading the history of ${tenant}/${topic}`);
+      } catch (error) {
+        this.error(error);
+      }
+      if (this.closed || this.sink === null || Date.now() + delay > deadline) return undefined;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
     }
+  }
+
+  /**
+   * Brings a tracked topic up to date from the broker's stream, then releases the messages held back. A stream
+   * that stays unreadable (see {@link readForFill}) is handled as one that holds nothing: what is missing before
+   * the held-back messages is reported as a gap.
+   */
+  private async fill(tenant: string, topic: string, t: Tracked): Promise<void> {
+    t.again = false;
+    const view = (await this.readForFill(tenant, topic)) ?? null;
     const sink = this.sink;
     const waiting = t.waiting ?? [];
     t.waiting = null;
     if (sink === null) return;
+    this.release(tenant, topic, t, view, waiting, sink);
+    if (t.again && !this.closed) {
+      // A resynchronisation came while this fill was reading: read again, now that the subscription is renewed.
+      t.waiting = [];
+      void this.fill(tenant, topic, t);
+    }
+  }
+
+  /** Delivers what `view` holds after `t`'s position, then the held-back live messages, reporting what is missing. */
+  private release(tenant: string, topic: string, t: Tracked, view: TopicView | null, waiting: PublishedMessage[], sink: BackplaneSink): void {
     if (view !== null) {
       let after = t.seq;
       if (view.epoch !== t.epoch) {
@@ -579,7 +618,10 @@ export abstract class BrokerBackplane implements Backplane {
   protected resync(): void {
     for (const [tenant, byTopic] of this.tracked) {
       for (const [topic, t] of byTopic) {
-        if (t.waiting !== null) continue;
+        if (t.waiting !== null) {
+          t.again = true; // the running fill may have read the stream before the subscription was renewed
+          continue;
+        }
         t.waiting = [];
         void this.fill(tenant, topic, t);
       }
