@@ -109,10 +109,14 @@ async function deleteKeys(prefix: string): Promise<void> {
 }
 
 /**
- * A subscribing backplane (wrapped connections) and a publishing one on a fresh prefix; the subscriber has
- * received seqs 1–3 of the first epoch, then Redis "restarts": both connections down, the keys gone.
+ * A subscribing backplane (wrapped connections) and a publishing one on a fresh prefix, then Redis "restarts":
+ * both connections down, the keys gone. Before the restart (`first`): the subscriber received seqs 1–3 of the
+ * first epoch (`'received'`, the default), or it subscribed when seqs 1–2 were already published and received
+ * nothing (`'published'`), or nothing was published (`'none'`). The subscription is set up as the hub sets it up:
+ * `subscribe`, then `resume(null)` for the starting position.
  */
-async function restartedCluster(t: Test, options: { timeout?: number } = {}) {
+async function restartedCluster(t: Test, options: { timeout?: number; first?: 'received' | 'published' | 'none' } = {}) {
+  const first = options.first ?? 'received';
   const prefix = `tcatchup${randomBytes(4).toString('hex')}`;
   const cut: Cut = { subDown: false, pubDown: false, refused: 0, dropped: 0, subReady: () => {} };
   const real = createClient({ url: REDIS_URL, disableOfflineQueue: true }) as unknown as RedisClientLike;
@@ -128,19 +132,24 @@ async function restartedCluster(t: Test, options: { timeout?: number } = {}) {
   });
   await subscriber.attach(sink);
   await publisher.attach(recorder());
-  await subscriber.subscribe('ten', 'live');
   const publish = async (n: number) => {
     const out: PublishedMessage[] = [];
     for (let i = 0; i < n; i++) out.push(await publisher.publish('ten', 'live', 'msg', JSON.stringify(i)));
     return out;
   };
-  const first = await publish(3);
-  await until(() => sink.events.length >= 3, 'the first epoch');
+  const epochs = new Map<string, string>();
+  if (first === 'published') epochs.set((await publish(2))[0].epoch, 'E1');
+  await subscriber.subscribe('ten', 'live');
+  const start = await subscriber.resume('ten', 'live', null);
+  t.equal(start.position?.seq, first === 'published' ? 2 : 0, 'the starting position');
+  if (first === 'received') {
+    epochs.set((await publish(3))[0].epoch, 'E1');
+    await until(() => sink.events.length >= 3, 'the first epoch');
+  }
   // The restart: both of the subscriber's connections are down, and Redis lost the topic.
   cut.subDown = true;
   cut.pubDown = true;
   await deleteKeys(prefix);
-  const epochs = new Map([[first[0].epoch, 'E1']]);
   /** Publishes `n` messages that the subscriber misses (the ones Redis delivers to it are dropped: it is away). */
   const publishMissed = async (n: number) => {
     const dropped = cut.dropped;
@@ -208,4 +217,53 @@ t.test('redis: a Stream that stays unreadable for `timeout` ms: the held message
   t.ok(cut.refused >= 4, `the read was retried (25, 50, 100, 200, 400 ms apart) before giving up (${cut.refused} refused)`);
   t.same(sink.events.map((e) => describe(e, epochs)), ['E1/1', 'E1/2', 'E1/3', 'gap E1 4-end', 'gap E2 1-3', 'E2/4'],
     'what could not be read is reported exactly, then the held message');
+});
+
+t.test('redis: a subscribed topic that no message reached before the restart starts from the subscription', async (t) => {
+  await t.test('the topic had messages when the client subscribed', async (t) => {
+    const { cut, sink, publish, publishMissed, epochs } = await restartedCluster(t, { first: 'published' });
+    await publishMissed(3);
+    cut.subDown = false;
+    cut.pubDown = false;
+    cut.subReady();
+    await publish(1); // live: seq 4 of the new epoch
+    await until(() => sink.events.length >= 5, 'the new epoch').catch((e) => {
+      throw new Error(`${(e as Error).message}: ${sink.events.map((x) => describe(x, epochs)).join(', ')}`);
+    });
+    await sleep(200);
+    t.same(sink.events.map((e) => describe(e, epochs)), ['gap E1 3-end', 'E2/1', 'E2/2', 'E2/3', 'E2/4'],
+      'the old epoch after the starting position as an open gap, the new one from the Stream');
+  });
+  await t.test('the topic had no stream when the client subscribed; nothing published after the reconnect', async (t) => {
+    const { cut, sink, publishMissed, epochs } = await restartedCluster(t, { first: 'none' });
+    await publishMissed(3);
+    cut.subDown = false;
+    cut.pubDown = false;
+    cut.subReady();
+    await until(() => sink.events.length >= 3, 'the new epoch').catch((e) => {
+      throw new Error(`${(e as Error).message}: ${sink.events.map((x) => describe(x, epochs)).join(', ')}`);
+    });
+    await sleep(200);
+    t.same(sink.events.map((e) => describe(e, epochs)), ['E2/1', 'E2/2', 'E2/3'], 'every message from the Stream, no gap');
+  });
+});
+
+t.test('redis: a subscription with no message yet, no cut: live delivery from seq 1 and no gap', async (t) => {
+  const prefix = `tcatchup${randomBytes(4).toString('hex')}`;
+  const a = createRedisBackplane(REDIS_URL, { prefix, nodeId: 'a', heartbeat: 60_000 });
+  const b = createRedisBackplane(REDIS_URL, { prefix, nodeId: 'b', heartbeat: 60_000 });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+    await deleteKeys(prefix);
+  });
+  const sink = recorder();
+  await a.attach(sink);
+  await b.attach(recorder());
+  await a.subscribe('ten', 'fresh');
+  await a.resume('ten', 'fresh', null);
+  for (let i = 0; i < 3; i++) await b.publish('ten', 'fresh', 'msg', '0');
+  await until(() => sink.events.length >= 3, 'three messages');
+  await sleep(100);
+  t.same(sink.events.map((e) => ('m' in e ? e.m.seq : 'gap')), [1, 2, 3]);
 });

@@ -280,6 +280,15 @@ export abstract class BrokerBackplane implements Backplane {
   /** Per tenant, per topic: the last position delivered to the hub. */
   private readonly tracked = new Map<string, Map<string, Tracked>>();
   private trackedCount = 0;
+  /**
+   * Per tenant, per exact topic subscribed on this node that no message reached yet: the oldest position a
+   * resume handed out for it (the starting point of a client's subscription; epoch `''`: the broker held no
+   * stream then). Without it, a topic whose first messages were published during a broker cut would start at
+   * the first live message after the reconnect, and the ones before it would be lost without a gap report. It
+   * becomes the topic's tracked position at the first message or at a resync. Wildcard subscriptions have no
+   * baseline: a topic first published during a cut starts at its first live message.
+   */
+  private readonly baselines = new Map<string, Map<string, StreamPosition>>();
   protected closed = false;
   /**
    * Counters since start: topic messages received from the broker (`received`, every copy), duplicates dropped,
@@ -381,6 +390,7 @@ export abstract class BrokerBackplane implements Backplane {
       const view = await withTimeout(this.loadView(tenant, name), t, `reading the history of ${tenant}/${name}`);
       const current = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
       const position = view === null ? { epoch: '', seq: 0 } : { epoch: view.epoch, seq: view.seq };
+      this.noteBaseline(tenant, name, position);
       const result = since === null ? { messages: [], gaps: [], recovered: true } : resumeTopic(tenant, name, view, since as StreamPosition);
       return { ...result, position, offset: current.offset, offsetEpoch: current.epoch };
     }
@@ -443,6 +453,7 @@ export abstract class BrokerBackplane implements Backplane {
     this.brokerRefs.clear();
     this.patterns.clear();
     this.tracked.clear();
+    this.baselines.clear();
     this.trackedCount = 0;
     await this.stop();
     this.sink = null;
@@ -486,13 +497,20 @@ export abstract class BrokerBackplane implements Backplane {
     this.counters.received++;
     let byTopic = this.tracked.get(m.tenant);
     if (byTopic === undefined) this.tracked.set(m.tenant, (byTopic = new Map()));
-    const t = byTopic.get(m.topic);
+    let t = byTopic.get(m.topic);
     if (t === undefined) {
       if (this.trackedCount >= BROKER_DEFAULTS.maxTracked) this.evictOneTracked();
-      byTopic.set(m.topic, { epoch: m.epoch, seq: m.seq, waiting: null });
+      const base = this.takeBaseline(m.tenant, m.topic);
+      if (base === undefined) {
+        byTopic.set(m.topic, { epoch: m.epoch, seq: m.seq, waiting: null });
+        this.trackedCount++;
+        this.sink.message(m);
+        return;
+      }
+      // A client's starting point is known: the message is checked against it like any other.
+      t = { epoch: base.epoch, seq: base.seq, waiting: null };
+      byTopic.set(m.topic, t);
       this.trackedCount++;
-      this.sink.message(m);
-      return;
     }
     if (t.waiting !== null) {
       t.waiting.push(m);
@@ -522,6 +540,7 @@ export abstract class BrokerBackplane implements Backplane {
 
   /** The epoch `t` was in is gone: report what this node cannot know it delivered as a gap with an open end. */
   private epochEnded(tenant: string, topic: string, t: Tracked): void {
+    if (t.epoch === '') return; // a baseline taken when the broker held no stream for the topic: nothing was missed
     this.reportGap({ tenant, topic, epoch: t.epoch, from: t.seq + 1, to: GAP_UNKNOWN_END });
   }
 
@@ -616,6 +635,18 @@ export abstract class BrokerBackplane implements Backplane {
    * with its stream, and what was published meanwhile is delivered, or reported as a gap.
    */
   protected resync(): void {
+    // Subscribed topics that no message reached yet start from their baseline: what the stream holds after it
+    // was published while the subscription was being renewed.
+    for (const [tenant, byTopic] of this.baselines) {
+      let tracked = this.tracked.get(tenant);
+      if (tracked === undefined) this.tracked.set(tenant, (tracked = new Map()));
+      for (const [topic, base] of byTopic) {
+        if (tracked.has(topic)) continue;
+        tracked.set(topic, { epoch: base.epoch, seq: base.seq, waiting: null });
+        this.trackedCount++;
+      }
+    }
+    this.baselines.clear();
     for (const [tenant, byTopic] of this.tracked) {
       for (const [topic, t] of byTopic) {
         if (t.waiting !== null) {
@@ -628,7 +659,32 @@ export abstract class BrokerBackplane implements Backplane {
     }
   }
 
+  /** Records `position` as the baseline of a subscribed exact topic no message reached yet (the oldest one wins). */
+  private noteBaseline(tenant: string, topic: string, position: StreamPosition): void {
+    if (this.patterns.get(tenant)?.has(topic) !== true || this.tracked.get(tenant)?.has(topic) === true) return;
+    let byTopic = this.baselines.get(tenant);
+    if (byTopic === undefined) this.baselines.set(tenant, (byTopic = new Map()));
+    const old = byTopic.get(topic);
+    // Another epoch: the older baseline stays (a client starting there is owed the new epoch from its start).
+    if (old === undefined || (old.epoch === position.epoch && position.seq < old.seq)) byTopic.set(topic, position);
+  }
+
+  private takeBaseline(tenant: string, topic: string): StreamPosition | undefined {
+    const byTopic = this.baselines.get(tenant);
+    const base = byTopic?.get(topic);
+    if (base === undefined) return undefined;
+    byTopic!.delete(topic);
+    if (byTopic!.size === 0) this.baselines.delete(tenant);
+    return base;
+  }
+
   private forgetTracked(tenant: string, pattern: string): void {
+    const remainingPatterns = this.patterns.get(tenant);
+    const bases = this.baselines.get(tenant);
+    if (bases !== undefined) {
+      for (const topic of bases.keys()) if (remainingPatterns?.has(topic) !== true) bases.delete(topic);
+      if (bases.size === 0) this.baselines.delete(tenant);
+    }
     const byTopic = this.tracked.get(tenant);
     if (byTopic === undefined) return;
     const remaining = this.patterns.get(tenant);
