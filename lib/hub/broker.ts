@@ -247,6 +247,11 @@ interface Tracked {
   seq: number;
   /** Non-null while the gap before these messages is fetched from the broker's stream. */
   waiting: PublishedMessage[] | null;
+  /**
+   * Set by {@link BrokerBackplane.resync} while a fill is already running: that fill's stream read may predate the
+   * renewed broker subscription, so another fill follows it.
+   */
+  again?: boolean;
 }
 
 /** A message between nodes that is not a topic message (user, connection, broadcast, disconnect, presence). */
@@ -275,6 +280,15 @@ export abstract class BrokerBackplane implements Backplane {
   /** Per tenant, per topic: the last position delivered to the hub. */
   private readonly tracked = new Map<string, Map<string, Tracked>>();
   private trackedCount = 0;
+  /**
+   * Per tenant, per exact topic subscribed on this node that no message reached yet: the oldest position a
+   * resume handed out for it (the starting point of a client's subscription; epoch `''`: the broker held no
+   * stream then). Without it, a topic whose first messages were published during a broker cut would start at
+   * the first live message after the reconnect, and the ones before it would be lost without a gap report. It
+   * becomes the topic's tracked position at the first message or at a resync. Wildcard subscriptions have no
+   * baseline: a topic first published during a cut starts at its first live message.
+   */
+  private readonly baselines = new Map<string, Map<string, StreamPosition>>();
   protected closed = false;
   /**
    * Counters since start: topic messages received from the broker (`received`, every copy), duplicates dropped,
@@ -376,6 +390,7 @@ export abstract class BrokerBackplane implements Backplane {
       const view = await withTimeout(this.loadView(tenant, name), t, `reading the history of ${tenant}/${name}`);
       const current = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
       const position = view === null ? { epoch: '', seq: 0 } : { epoch: view.epoch, seq: view.seq };
+      this.noteBaseline(tenant, name, position);
       const result = since === null ? { messages: [], gaps: [], recovered: true } : resumeTopic(tenant, name, view, since as StreamPosition);
       return { ...result, position, offset: current.offset, offsetEpoch: current.epoch };
     }
@@ -438,6 +453,7 @@ export abstract class BrokerBackplane implements Backplane {
     this.brokerRefs.clear();
     this.patterns.clear();
     this.tracked.clear();
+    this.baselines.clear();
     this.trackedCount = 0;
     await this.stop();
     this.sink = null;
@@ -481,13 +497,20 @@ export abstract class BrokerBackplane implements Backplane {
     this.counters.received++;
     let byTopic = this.tracked.get(m.tenant);
     if (byTopic === undefined) this.tracked.set(m.tenant, (byTopic = new Map()));
-    const t = byTopic.get(m.topic);
+    let t = byTopic.get(m.topic);
     if (t === undefined) {
       if (this.trackedCount >= BROKER_DEFAULTS.maxTracked) this.evictOneTracked();
-      byTopic.set(m.topic, { epoch: m.epoch, seq: m.seq, waiting: null });
+      const base = this.takeBaseline(m.tenant, m.topic);
+      if (base === undefined) {
+        byTopic.set(m.topic, { epoch: m.epoch, seq: m.seq, waiting: null });
+        this.trackedCount++;
+        this.sink.message(m);
+        return;
+      }
+      // A client's starting point is known: the message is checked against it like any other.
+      t = { epoch: base.epoch, seq: base.seq, waiting: null };
+      byTopic.set(m.topic, t);
       this.trackedCount++;
-      this.sink.message(m);
-      return;
     }
     if (t.waiting !== null) {
       t.waiting.push(m);
@@ -517,6 +540,7 @@ export abstract class BrokerBackplane implements Backplane {
 
   /** The epoch `t` was in is gone: report what this node cannot know it delivered as a gap with an open end. */
   private epochEnded(tenant: string, topic: string, t: Tracked): void {
+    if (t.epoch === '') return; // a baseline taken when the broker held no stream for the topic: nothing was missed
     this.reportGap({ tenant, topic, epoch: t.epoch, from: t.seq + 1, to: GAP_UNKNOWN_END });
   }
 
@@ -525,18 +549,52 @@ export abstract class BrokerBackplane implements Backplane {
     this.sink?.gap?.(gap);
   }
 
-  /** Brings a tracked topic up to date from the broker's stream, then releases the messages held back. */
-  private async fill(tenant: string, topic: string, t: Tracked): Promise<void> {
-    let view: TopicView | null = null;
-    try {
-      view = await withTimeout(this.loadView(tenant, topic), this.opts.timeout, `reading the history of ${tenant}/${topic}`);
-    } catch (error) {
-      this.error(error);
+  /**
+   * Reads a topic's stream for a fill, retrying a failed read (25 ms, doubling, at most 500 ms apart) until
+   * `timeout` ms after the first attempt. `undefined`: every read failed (each failure goes to `onError`).
+   *
+   * Why retry: after a broker restart the adapter's connections come back one by one (node-redis reconnects its
+   * command and subscriber connections independently, with jittered back-off; a JetStream server may answer before
+   * its streams are ready). Live messages, or the resynchronisation, can thus start a fill while the stream cannot
+   * be read yet; failing at once would report as a gap messages the stream still holds.
+   */
+  private async readForFill(tenant: string, topic: string): Promise<TopicView | null | undefined> {
+    const deadline = Date.now() + this.opts.timeout;
+    let delay = 25;
+    for (;;) {
+      try {
+        return await withTimeout(this.loadView(tenant, topic), this.opts.timeout, `reading the history of ${tenant}/${topic}`);
+      } catch (error) {
+        this.error(error);
+      }
+      if (this.closed || this.sink === null || Date.now() + delay > deadline) return undefined;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
     }
+  }
+
+  /**
+   * Brings a tracked topic up to date from the broker's stream, then releases the messages held back. A stream
+   * that stays unreadable (see {@link readForFill}) is handled as one that holds nothing: what is missing before
+   * the held-back messages is reported as a gap.
+   */
+  private async fill(tenant: string, topic: string, t: Tracked): Promise<void> {
+    t.again = false;
+    const view = (await this.readForFill(tenant, topic)) ?? null;
     const sink = this.sink;
     const waiting = t.waiting ?? [];
     t.waiting = null;
     if (sink === null) return;
+    this.release(tenant, topic, t, view, waiting, sink);
+    if (t.again && !this.closed) {
+      // A resynchronisation came while this fill was reading: read again, now that the subscription is renewed.
+      t.waiting = [];
+      void this.fill(tenant, topic, t);
+    }
+  }
+
+  /** Delivers what `view` holds after `t`'s position, then the held-back live messages, reporting what is missing. */
+  private release(tenant: string, topic: string, t: Tracked, view: TopicView | null, waiting: PublishedMessage[], sink: BackplaneSink): void {
     if (view !== null) {
       let after = t.seq;
       if (view.epoch !== t.epoch) {
@@ -577,16 +635,56 @@ export abstract class BrokerBackplane implements Backplane {
    * with its stream, and what was published meanwhile is delivered, or reported as a gap.
    */
   protected resync(): void {
+    // Subscribed topics that no message reached yet start from their baseline: what the stream holds after it
+    // was published while the subscription was being renewed.
+    for (const [tenant, byTopic] of this.baselines) {
+      let tracked = this.tracked.get(tenant);
+      if (tracked === undefined) this.tracked.set(tenant, (tracked = new Map()));
+      for (const [topic, base] of byTopic) {
+        if (tracked.has(topic)) continue;
+        tracked.set(topic, { epoch: base.epoch, seq: base.seq, waiting: null });
+        this.trackedCount++;
+      }
+    }
+    this.baselines.clear();
     for (const [tenant, byTopic] of this.tracked) {
       for (const [topic, t] of byTopic) {
-        if (t.waiting !== null) continue;
+        if (t.waiting !== null) {
+          t.again = true; // the running fill may have read the stream before the subscription was renewed
+          continue;
+        }
         t.waiting = [];
         void this.fill(tenant, topic, t);
       }
     }
   }
 
+  /** Records `position` as the baseline of a subscribed exact topic no message reached yet (the oldest one wins). */
+  private noteBaseline(tenant: string, topic: string, position: StreamPosition): void {
+    if (this.patterns.get(tenant)?.has(topic) !== true || this.tracked.get(tenant)?.has(topic) === true) return;
+    let byTopic = this.baselines.get(tenant);
+    if (byTopic === undefined) this.baselines.set(tenant, (byTopic = new Map()));
+    const old = byTopic.get(topic);
+    // Another epoch: the older baseline stays (a client starting there is owed the new epoch from its start).
+    if (old === undefined || (old.epoch === position.epoch && position.seq < old.seq)) byTopic.set(topic, position);
+  }
+
+  private takeBaseline(tenant: string, topic: string): StreamPosition | undefined {
+    const byTopic = this.baselines.get(tenant);
+    const base = byTopic?.get(topic);
+    if (base === undefined) return undefined;
+    byTopic!.delete(topic);
+    if (byTopic!.size === 0) this.baselines.delete(tenant);
+    return base;
+  }
+
   private forgetTracked(tenant: string, pattern: string): void {
+    const remainingPatterns = this.patterns.get(tenant);
+    const bases = this.baselines.get(tenant);
+    if (bases !== undefined) {
+      for (const topic of bases.keys()) if (remainingPatterns?.has(topic) !== true) bases.delete(topic);
+      if (bases.size === 0) this.baselines.delete(tenant);
+    }
     const byTopic = this.tracked.get(tenant);
     if (byTopic === undefined) return;
     const remaining = this.patterns.get(tenant);

@@ -13,7 +13,9 @@
  *   `? * [ ] \` are escaped. The last local unsubscribe removes the broker subscription.
  * - **History and resume** read the Streams; a node that sees a skipped seq (a network cut, a reconnect) fetches
  *   the missing messages from the Stream before delivering later ones, and reports what the Stream no longer
- *   holds as a gap.
+ *   holds as a gap. node-redis reconnects the command connection (which reads the Streams) and the subscriber
+ *   connection independently, so after a restart live messages may arrive while the Streams cannot be read yet:
+ *   the read is retried for up to `timeout` ms, holding later messages back, before anything is reported.
  * - **Users** (`<prefix>:uc:<user>`, a sorted set of connection ids by connect time), **presence** (hashes per
  *   topic) and **node liveness** (`<prefix>:nodes`, heartbeats with Redis's clock): entries of a node whose
  *   heartbeats stopped for `nodeTtl` no longer count (per-user limit, presence snapshots), and the next heartbeat
