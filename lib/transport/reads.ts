@@ -36,6 +36,9 @@ export const READ_BUFFER_SIZE = 64 * 1024;
 /** Called with each read's bytes, a buffer the receiver owns; `this` is the socket. */
 export type ReadCallback = (this: any, chunk: Buffer) => void;
 
+/** Reads up to this many bytes are copied by a loop: cheaper than creating the view that `set` needs. */
+const SMALL_READ = 64;
+
 interface Slots {
   buffer: symbol;
   callback: symbol;
@@ -97,7 +100,8 @@ function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: 
   if (wrapper === undefined) {
     wrapper = function onSocketRead(this: Socket, nread: number, buffer: Buffer): void {
       const chunk = Buffer.allocUnsafe(nread);
-      chunk.set(nread === buffer.length ? buffer : buffer.subarray(0, nread));
+      if (nread <= SMALL_READ) for (let i = 0; i < nread; i++) chunk[i] = buffer[i];
+      else chunk.set(nread === buffer.length ? buffer : buffer.subarray(0, nread));
       onRead.call(this, chunk);
     };
     wrappers.set(onRead, wrapper);
