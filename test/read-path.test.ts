@@ -10,7 +10,8 @@
  */
 import t, { type Test } from 'tap';
 import { createServer as createHttpServer } from 'node:http';
-import type { Socket } from 'node:net';
+import { createHash } from 'node:crypto';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { connect, createServer, type WebSocketConnection, type WebSocketServer } from '../lib/index.js';
 import { directReadsAllowed, readsDirectly } from '../lib/transport/reads.js';
 import { rawConnect, rawUpgrade, until, upgradeHead } from './helpers/net.js';
@@ -169,6 +170,31 @@ t.test('a node:http server socket handed to handleUpgrade reads directly too', a
   client.send('via node:http');
   await until(() => seen.length === 1);
   t.same(seen, ['via node:http']);
+});
+
+t.test('a client gets a large message sent right behind the 101 whole (the socket was paused during the handshake)', async (t) => {
+  const payload = Buffer.allocUnsafe(256 * 1024);
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 31 + 7) & 0xff;
+  const header = Buffer.from([0x82, 127, 0, 0, 0, 0, 0, 4, 0, 0]);
+  const raw = createNetServer((socket) => {
+    let head = '';
+    socket.on('data', (c) => {
+      head += c.toString('latin1');
+      const m = /sec-websocket-key: *(\S+)/i.exec(head);
+      if (!head.includes('\r\n\r\n') || m === null) return;
+      const accept = createHash('sha1').update(m[1] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+      // One write: the response and a frame larger than any single read.
+      socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`), header, payload]));
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => raw.close());
+  const client = await connect(`ws://127.0.0.1:${(raw.address() as { port: number }).port}`);
+  t.teardown(() => client.terminate());
+  const got = await new Promise<Buffer>((resolve) => client.once('message', (d) => resolve(d as Buffer)));
+  t.equal(got.length, payload.length, 'the whole message');
+  t.ok(got.equals(payload), 'byte for byte');
 });
 
 function maskedText(s: string): Buffer {

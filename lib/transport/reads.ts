@@ -13,9 +13,12 @@
  *   position), and
  * - the handle's `useUserBuffer(buffer)` (what the constructor calls for that option).
  *
- * Node itself then does the rest, exactly as for a socket created with `onread`: its read callback calls ours,
+ * Node itself then does the rest, as for a socket created with `onread`: its read callback calls ours,
  * `pause()`/`resume()` stop and restart the handle, end-of-stream and errors go through the stream as before
- * (`end`, `error`, `close`).
+ * (`end`, `error`, `close`). One difference: such a socket's `read()`/`_read()` restart the handle, and the
+ * stream's read-ahead calls them after a push even while paused, so that a socket switched while paused (during a
+ * handshake) would read on, ahead of bytes its owner still has to feed; the socket's own `read` and `_read` are
+ * replaced by guarded ones that leave the handle alone while the stream is paused.
  *
  * Both are undocumented, so everything is checked before use (a `net.Socket` whose handle is a plain TCP or pipe
  * handle, not TLS; the three slots present and empty; `useUserBuffer` a function) and any mismatch leaves the
@@ -29,6 +32,7 @@
  * @module
  */
 import { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 
 /** Bytes read at most per system call: what Node's own reads use (64 KiB). */
 export const READ_BUFFER_SIZE = 64 * 1024;
@@ -89,7 +93,30 @@ export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
   record[slots.callback] = wrapperOf(onRead);
   record[slots.buffer] = shared;
   (handle.useUserBuffer as (b: Buffer) => void).call(handle, shared);
+  // Paused must now mean that the handle stops: every read reaches `onRead` at once, and one that came while the
+  // caller still holds bytes to feed first (the rest of the handshake's read) would overtake them. With the slots
+  // set, `pause()` stops the handle and `resume()` restarts it (before the stream emits what it had buffered, on
+  // the next tick, ahead of any new read). But the stream's read-ahead (`read(0)` after a push, which may still be
+  // scheduled) restarts the handle of such a socket even while it is paused: `read` and `_read` are guarded.
+  const guarded = socket as unknown as { read: typeof guardedRead; _read: typeof guardedPull };
+  guarded.read = guardedRead;
+  guarded._read = guardedPull;
+  if (socket.isPaused()) socket.pause();
   return true;
+}
+
+const socketRead = Socket.prototype.read;
+const socketPull = Socket.prototype._read;
+const streamRead = Duplex.prototype.read;
+
+/** `read` of a socket that reads directly: while paused, serves the stream's buffer without restarting the handle. */
+function guardedRead(this: Socket, n?: number): ReturnType<Socket['read']> {
+  return this.isPaused() ? streamRead.call(this, n) : socketRead.call(this, n);
+}
+
+/** `_read` of a socket that reads directly: starts the handle only while the stream is not paused. */
+function guardedPull(this: Socket, n: number): void {
+  if (!this.isPaused()) socketPull.call(this, n);
 }
 
 const wrappers = new WeakMap<ReadCallback, (this: Socket, nread: number, buffer: Buffer) => void>();
