@@ -654,7 +654,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline. */
   private updateFlow(): void {
     if (this.closed) return;
-    if (this.userPaused || this.iteratorPaused || this.core.isPaused) this.socket.pause();
+    // Once the core is done (close received, or failed) input is ignored: read on regardless, so the peer's end of
+    // the TCP connection is seen (a paused direct-read socket reads nothing at all, not even its EOF).
+    const done = this.core.readyState === ReadyState.CLOSED;
+    if (!done && (this.userPaused || this.iteratorPaused || this.core.isPaused)) this.socket.pause();
     else this.socket.resume();
   }
 
@@ -742,6 +745,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.flush();
     this.socket.end();
     if (this.closeTimer === null) this.armCloseTimer();
+    this.updateFlow();
   }
 
   /** @internal */
