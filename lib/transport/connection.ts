@@ -15,6 +15,7 @@ import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
 import { type CompressJob, DeflatePipeline, type HeldJob, jobBytes, type PipelineHost, type WholeJob } from '../deflate/pipeline.js';
 import type { PreparedMessage } from './prepared.js';
+import { readDirectly } from './reads.js';
 
 /** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
 export const CONNECTION_DEFAULTS = {
@@ -241,7 +242,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     );
     // Module-level listeners with a back-reference: no closures per connection.
     (socket as SocketWithConnection)[kConnection] = this;
+    // Reads go straight from the socket's handle to `receive` where Node allows it (see reads.ts); `data` events
+    // then carry only what the stream had buffered before. Elsewhere (TLS, other Duplexes) they carry everything.
     socket.on('data', onSocketData);
+    readDirectly(socket, onSocketData);
     socket.on('drain', onSocketDrain);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
@@ -650,7 +654,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline. */
   private updateFlow(): void {
     if (this.closed) return;
-    if (this.userPaused || this.iteratorPaused || this.core.isPaused) this.socket.pause();
+    // Once the core is done (close received, or failed) input is ignored: read on regardless, so the peer's end of
+    // the TCP connection is seen (a paused direct-read socket reads nothing at all, not even its EOF).
+    const done = this.core.readyState === ReadyState.CLOSED;
+    if (!done && (this.userPaused || this.iteratorPaused || this.core.isPaused)) this.socket.pause();
     else this.socket.resume();
   }
 
@@ -738,6 +745,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.flush();
     this.socket.end();
     if (this.closeTimer === null) this.armCloseTimer();
+    this.updateFlow();
   }
 
   /** @internal */

@@ -1,0 +1,148 @@
+/**
+ * Reading a TCP socket without its Readable stream.
+ *
+ * Node's documented `onread` option of `net.Socket` (`{ buffer, callback }`) makes the socket read into one
+ * buffer the application owns and call `callback(nread, buffer)` per read: no memory allocated by Node per read
+ * (a 64 KiB block, shrunk to the read's size, wrapped in an ArrayBuffer and a Buffer), and none of the Readable
+ * stream's work per read (`push`, the flowing-mode bookkeeping, the `data` event, the `maybeReadMore` tick). A
+ * server cannot pass that option: the sockets it accepts are created by Node. This module switches a socket in
+ * hand to the same mechanism, through what the option sets up:
+ *
+ * - the socket's three private slots that hold the option (symbols described `kBuffer`, `kBufferCb` and
+ *   `kBufferGen`, own properties of every `net.Socket` since Node 12; found by their description, never by
+ *   position), and
+ * - the handle's `useUserBuffer(buffer)` (what the constructor calls for that option).
+ *
+ * Node itself then does the rest, as for a socket created with `onread`: its read callback calls ours,
+ * `pause()`/`resume()` stop and restart the handle, end-of-stream and errors go through the stream as before
+ * (`end`, `error`, `close`). One difference: such a socket's `read()`/`_read()` restart the handle, and the
+ * stream's read-ahead calls them after a push even while paused, so that a socket switched while paused (during a
+ * handshake) would read on, ahead of bytes its owner still has to feed; the socket's own `read` and `_read` are
+ * replaced by guarded ones that leave the handle alone while the stream is paused.
+ *
+ * Both are undocumented, so everything is checked before use (a `net.Socket` whose handle is a plain TCP or pipe
+ * handle, not TLS; the three slots present and empty; `useUserBuffer` a function) and any mismatch leaves the
+ * socket on the public path (`data` events), which is always wired as well. `WSENGINE_READ_PATH=stream` in the
+ * environment (read once, at load) forces the public path; the test suite runs on both.
+ *
+ * One buffer serves every socket of the process (reads are handled one at a time, synchronously), so a read is
+ * copied out before it is handed on: the protocol core owns what it receives (payloads are unmasked in place and
+ * delivered as views). The copy of a small read comes from Node's shared allocation pool.
+ *
+ * @module
+ */
+import { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+
+/** Bytes read at most per system call: what Node's own reads use (64 KiB). */
+export const READ_BUFFER_SIZE = 64 * 1024;
+
+/** Called with each read's bytes, a buffer the receiver owns; `this` is the socket. */
+export type ReadCallback = (this: any, chunk: Buffer) => void;
+
+/** Reads up to this many bytes are copied by a loop: cheaper than creating the view that `set` needs. */
+const SMALL_READ = 64;
+
+interface Slots {
+  buffer: symbol;
+  callback: symbol;
+  generator: symbol;
+}
+
+/** Whether the direct path may be used at all (`WSENGINE_READ_PATH=stream` turns it off). */
+const allowed = process.env.WSENGINE_READ_PATH !== 'stream';
+let slots: Slots | null | undefined;
+let shared: Buffer | null = null;
+
+function findSlots(socket: Socket): Slots | null {
+  const found: Partial<Record<'kBuffer' | 'kBufferCb' | 'kBufferGen', symbol>> = {};
+  for (const symbol of Object.getOwnPropertySymbols(socket)) {
+    const name = symbol.description;
+    if (name === 'kBuffer' || name === 'kBufferCb' || name === 'kBufferGen') {
+      if (found[name] !== undefined) return null; // ambiguous: not the layout this module knows
+      found[name] = symbol;
+    }
+  }
+  const { kBuffer, kBufferCb, kBufferGen } = found;
+  return kBuffer && kBufferCb && kBufferGen ? { buffer: kBuffer, callback: kBufferCb, generator: kBufferGen } : null;
+}
+
+interface Handle {
+  useUserBuffer?: unknown;
+  onread?: unknown;
+}
+
+/**
+ * Switches `socket` to direct reads: from now on each read calls `onRead` with a copy of its bytes (in a buffer
+ * of the read's size), while `data` events carry only what the stream had already buffered. Returns false, and
+ * changes nothing, when the socket or this Node does not offer the mechanism; the caller then reads `data` events.
+ * Call it while nothing can be read in between (synchronously with wiring the socket).
+ */
+export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
+  if (!allowed || !(socket instanceof Socket)) return false;
+  // A TLS socket's handle decrypts: its reads are not the bytes on the wire, leave it on the stream path.
+  if ((socket as { encrypted?: boolean }).encrypted === true) return false;
+  const handle = (socket as unknown as { _handle?: Handle | null })._handle;
+  if (handle == null || typeof handle.useUserBuffer !== 'function' || typeof handle.onread !== 'function') return false;
+  if (slots === undefined) slots = findSlots(socket);
+  if (slots === null) return false;
+  const record = socket as unknown as Record<symbol, unknown>;
+  if (record[slots.buffer] != null || record[slots.generator] != null) return false;
+  if (socket.destroyed || socket.connecting) return false;
+  shared ??= Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+  record[slots.callback] = wrapperOf(onRead);
+  record[slots.buffer] = shared;
+  (handle.useUserBuffer as (b: Buffer) => void).call(handle, shared);
+  // Paused must now mean that the handle stops: every read reaches `onRead` at once, and one that came while the
+  // caller still holds bytes to feed first (the rest of the handshake's read) would overtake them. With the slots
+  // set, `pause()` stops the handle and `resume()` restarts it (before the stream emits what it had buffered, on
+  // the next tick, ahead of any new read). But the stream's read-ahead (`read(0)` after a push, which may still be
+  // scheduled) restarts the handle of such a socket even while it is paused: `read` and `_read` are guarded.
+  const guarded = socket as unknown as { read: typeof guardedRead; _read: typeof guardedPull };
+  guarded.read = guardedRead;
+  guarded._read = guardedPull;
+  if (socket.isPaused()) socket.pause();
+  return true;
+}
+
+const socketRead = Socket.prototype.read;
+const socketPull = Socket.prototype._read;
+const streamRead = Duplex.prototype.read;
+
+/** `read` of a socket that reads directly: while paused, serves the stream's buffer without restarting the handle. */
+function guardedRead(this: Socket, n?: number): ReturnType<Socket['read']> {
+  return this.isPaused() ? streamRead.call(this, n) : socketRead.call(this, n);
+}
+
+/** `_read` of a socket that reads directly: starts the handle only while the stream is not paused. */
+function guardedPull(this: Socket, n: number): void {
+  if (!this.isPaused()) socketPull.call(this, n);
+}
+
+const wrappers = new WeakMap<ReadCallback, (this: Socket, nread: number, buffer: Buffer) => void>();
+
+/** Node's callback for a read into the shared buffer: copies the bytes out, then hands them on. One per `onRead`. */
+function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: Buffer) => void {
+  let wrapper = wrappers.get(onRead);
+  if (wrapper === undefined) {
+    wrapper = function onSocketRead(this: Socket, nread: number, buffer: Buffer): void {
+      const chunk = Buffer.allocUnsafe(nread);
+      if (nread <= SMALL_READ) for (let i = 0; i < nread; i++) chunk[i] = buffer[i];
+      else chunk.set(nread === buffer.length ? buffer : buffer.subarray(0, nread));
+      onRead.call(this, chunk);
+    };
+    wrappers.set(onRead, wrapper);
+  }
+  return wrapper;
+}
+
+/** Whether `readDirectly` can be used in this process (false when `WSENGINE_READ_PATH=stream`). For tests. */
+export function directReadsAllowed(): boolean {
+  return allowed;
+}
+
+/** @internal Whether `socket` reads through the shared buffer (set up by {@link readDirectly}). For tests. */
+export function readsDirectly(socket: unknown): boolean {
+  if (!(socket instanceof Socket) || slots == null) return false;
+  return (socket as unknown as Record<symbol, unknown>)[slots.buffer] === shared && shared !== null;
+}
