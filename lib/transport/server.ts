@@ -179,9 +179,10 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
   readonly heartbeat: Heartbeat<Data, Principal> | null;
   private readonly net: NetServer | null;
   /**
-   * Sockets whose opening handshake is in progress, with their deadlines (`Date.now()` ms). Every handshake gets the
-   * same timeout, so insertion order is deadline order: one shared timer, armed for the oldest deadline, drops what
-   * is due and re-arms for the next (no timer per handshake).
+   * Sockets whose opening handshake is in progress, with their deadlines (`performance.now()` ms: monotonic, so a
+   * step of the wall clock moves no deadline). Every handshake gets the same timeout, so insertion order is
+   * deadline order: one shared timer, armed for the oldest deadline, drops what is due and re-arms for the next
+   * (no timer per handshake).
    */
   private readonly handshaking = new Map<Duplex, number>();
   /** The shared handshake-deadline timer (null when not armed). */
@@ -291,7 +292,7 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
 
   /** Arms the handshake deadline and the listeners that clean up if the socket dies first. */
   private beginHandshake(socket: Duplex): void {
-    this.handshaking.set(socket, Date.now() + this.handshakeTimeout);
+    this.handshaking.set(socket, performance.now() + this.handshakeTimeout);
     if (this.handshakeTimer === null) this.armHandshakeTimer(this.handshakeTimeout);
     (socket as HandshakeSocket)[kServer] = this;
     socket.on('error', onHandshakeError);
@@ -306,7 +307,7 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
   /** @internal The shared deadline timer fired: drop the handshakes that are due, re-arm for the oldest left. */
   sweepHandshakes(): void {
     this.handshakeTimer = null;
-    const now = Date.now();
+    const now = performance.now();
     for (const [socket, deadline] of this.handshaking) {
       if (deadline > now) {
         this.armHandshakeTimer(deadline - now);
