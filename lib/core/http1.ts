@@ -278,6 +278,8 @@ export function listHeader(head: HttpHead, name: string): string | undefined {
 export function hasToken(value: string | undefined | null, token: string): boolean {
   if (!value) return false;
   const want = token.toLowerCase();
+  // The usual header holds just the token (`Upgrade: websocket`, `Connection: Upgrade`): no split.
+  if (value.length === want.length) return value.toLowerCase() === want;
   let at = 0;
   while (at <= value.length) {
     let end = value.indexOf(',', at);
