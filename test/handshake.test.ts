@@ -28,6 +28,17 @@ t.test('Sec-WebSocket-Accept matches RFC 6455 §1.3', async (t) => {
   t.equal(acceptKey(KEY), 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
 });
 
+t.test('the one-shot SHA-1 (crypto.hash) and the Hash-object fallback agree', async (t) => {
+  const { sha1Base64, sha1Base64Streaming } = await import('../lib/core/handshake.js');
+  const crypto = await import('node:crypto');
+  t.equal(sha1Base64Streaming(KEY + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'), 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=', 'fallback: RFC 6455 §1.3 example');
+  t.equal(typeof (crypto as { hash?: unknown }).hash === 'function', sha1Base64 !== sha1Base64Streaming, 'the one-shot path is taken exactly when Node has crypto.hash');
+  for (let i = 0; i < 50; i++) {
+    const key = crypto.randomBytes(16).toString('base64');
+    t.equal(sha1Base64(key), sha1Base64Streaming(key), `key ${key}`);
+  }
+});
+
 t.test('a valid request is accepted with its protocols, extensions and origin', async (t) => {
   const r = checkUpgradeRequest(
     request([...GOOD, 'Origin: https://app.example', 'Sec-WebSocket-Protocol: chat, superchat', 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, x-foo']),

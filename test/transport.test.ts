@@ -183,6 +183,26 @@ t.test('slowloris and silence hit the handshake timeout (attack cases 19, 20)', 
   t.ok(slowMs < 8000, `slowloris cut after ${slowMs} ms (handshakeTimeout 300, default 10 s)`);
 });
 
+t.test('handshake deadlines are per socket: one shared timer drops each silent socket at its own deadline only', async (t) => {
+  const { server, port } = await echoServer(t, { handshakeTimeout: 400 });
+  const timeouts: number[] = [];
+  server.on('rejected', (status) => timeouts.push(status));
+  const first = await rawConnect(port);
+  // Upgraded while the first waits: a completed handshake leaves the deadline queue and is never dropped.
+  const upgraded = await rawUpgrade(port);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const second = await rawConnect(port);
+  const [firstMs, secondMs] = await Promise.all([first.closed, second.closed]);
+  // Lower bounds with 50 ms of slack (the client starts its clock after the server's accept); upper bounds only
+  // tell the 400 ms timeout from the 10 s default on a loaded machine.
+  t.ok(firstMs >= 350 && firstMs < 8000, `first silent socket dropped after ${firstMs} ms (handshakeTimeout 400)`);
+  t.ok(secondMs >= 350 && secondMs < 8000, `second silent socket dropped after ${secondMs} ms of its own, not at the first one's deadline`);
+  t.same(timeouts, [408, 408], 'each drop reported once as a 408');
+  t.equal(upgraded.socket.destroyed, false, 'the upgraded connection is still open');
+  t.equal(server.clients.size, 1, 'and still counted');
+  upgraded.socket.destroy();
+});
+
 t.test('a peer that ignores our close frame is destroyed after closeTimeout (attack case 25)', async (t) => {
   let conn: WebSocketConnection | undefined;
   const server = createServer({ heartbeat: false, closeTimeout: 200 }, (c) => (conn = c));

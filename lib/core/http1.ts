@@ -90,8 +90,8 @@ export function isToken(s: string): boolean {
  * head (the caller answers with its status).
  */
 export class HeadParser {
-  /** Bytes received after the head. */
-  rest: Buffer = Buffer.alloc(0);
+  /** Bytes received after the head (a zero-length buffer shared by all parsers when there are none). */
+  rest: Buffer = EMPTY;
   private readonly maxHeadSize: number;
   private readonly maxHeaders: number;
   private readonly kind: 'request' | 'response';
@@ -112,6 +112,20 @@ export class HeadParser {
   /** Adds bytes; returns the head once complete, else null. Linear in the bytes pushed, however they are split. */
   push(chunk: Buffer): HttpHead | null {
     if (chunk.length === 0) return null;
+    if (this.size === 0 && this.matched === 0 && this.lastByte === -1) {
+      // The common case: the whole head in the first chunk, within the limit. Decoded once, checked and split as a
+      // string (no native call per line, no buffer views); anything else takes the general path below, which
+      // reports the same faults in the same order.
+      const found = chunk.indexOf(TERMINATOR);
+      if (found !== -1 && found + 4 <= this.maxHeadSize) {
+        const text = chunk.toString('latin1', 0, found + 2);
+        for (let lf = text.indexOf('\n'); lf !== -1; lf = text.indexOf('\n', lf + 1)) {
+          if (lf === 0 || text.charCodeAt(lf - 1) !== CR) throw new HeadError(400, 'a header line ends in a bare LF (CR LF is required)');
+        }
+        this.rest = found + 4 === chunk.length ? EMPTY : chunk.subarray(found + 4);
+        return parseHeadText(text, this.kind, this.maxHeaders);
+      }
+    }
     // Where in `chunk` the head ends (index just past CR LF CR LF), or -1.
     let end = -1;
     let i = 0;
@@ -184,10 +198,15 @@ export class HeadParser {
 }
 
 const TERMINATOR = Buffer.from('\r\n\r\n', 'latin1');
+const EMPTY = Buffer.alloc(0);
 
 /** Parses a complete head (start line and header lines, each ending in CRLF, without the final blank line). */
 export function parseHead(bytes: Buffer, kind: 'request' | 'response', maxHeaders: number = HEAD_DEFAULTS.maxHeaders): HttpHead {
-  const text = bytes.toString('latin1');
+  return parseHeadText(bytes.toString('latin1'), kind, maxHeaders);
+}
+
+/** {@link parseHead} of the head's bytes decoded as latin1. */
+function parseHeadText(text: string, kind: 'request' | 'response', maxHeaders: number): HttpHead {
   let lineEnd = text.indexOf('\r\n');
   const start = text.slice(0, lineEnd);
   const head: HttpHead = { method: '', target: '', version: '', status: 0, statusText: '', headers: new Map() };
@@ -259,6 +278,8 @@ export function listHeader(head: HttpHead, name: string): string | undefined {
 export function hasToken(value: string | undefined | null, token: string): boolean {
   if (!value) return false;
   const want = token.toLowerCase();
+  // The usual header holds just the token (`Upgrade: websocket`, `Connection: Upgrade`): no split.
+  if (value.length === want.length) return value.toLowerCase() === want;
   let at = 0;
   while (at <= value.length) {
     let end = value.indexOf(',', at);
