@@ -8,6 +8,8 @@
  *
  * @module
  */
+// A module binding, not the global: a per-frame `Buffer` read is otherwise a global lookup (LoadGlobalIC).
+import { Buffer } from 'node:buffer';
 import { type MaskSource, xorMask, xorMaskCopy } from './mask.js';
 
 /** Frame opcodes (RFC 6455 §5.2, §11.8). */

@@ -31,6 +31,7 @@
  *
  * @module
  */
+import { Buffer } from 'node:buffer';
 import { type Data, toBytes } from './bytes.js';
 import { CloseCode, isValidCloseCode, protocolError, ProtocolError, type ProtocolErrorCode } from './errors.js';
 import { closePayload, encodeFrame, encodeTextFrame, MAX_CLOSE_REASON, MAX_CONTROL_PAYLOAD, Opcode } from './frame.js';

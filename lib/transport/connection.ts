@@ -184,8 +184,13 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   private closed = false;
   private writeOk = true;
   private receiving = false;
-  /** Frames written since the last flush: handed to the socket together, at the end of a read or of the tick. */
-  private out: Array<Buffer | Uint8Array> = NO_BYTES;
+  /**
+   * Frames written since the last flush, in `out[0, outCount)`: handed to the socket together, at the end of a read
+   * or of the tick. A flush clears the slots it used rather than the array's length (a store to `length` goes
+   * through V8's runtime), so the array keeps its size between batches; one that grew past {@link OUT_KEPT} is let go.
+   */
+  private out: Array<Buffer | Uint8Array | undefined> = NO_BYTES;
+  private outCount = 0;
   private outBytes = 0;
   private flushScheduled = false;
   private queue: Message[] | null = null;
@@ -208,6 +213,12 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   private cbs: SendCallback[] = NO_CBS;
   /** Set by a send that queued or held its message (for `sendAsync`). */
   private lastJob: WholeJob | null = null;
+  /**
+   * The one `message` listener, called directly by {@link deliver} (see {@link messageListenerOf}); null: emit
+   * (zero or several listeners); undefined: not looked up since the listeners last changed; false: always emit
+   * (`captureRejections` was on when the connection was made: `emit` then watches what listeners return).
+   */
+  private messageListener: MessageListener | null | undefined | false = undefined;
 
   /** @internal Use a server or `connect()`. */
   constructor(
@@ -217,6 +228,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     internals: ConnectionInternals = {},
   ) {
     super();
+    if (EventEmitter.captureRejections) this.messageListener = false;
     this.socket = socket;
     this.protocol = options.protocol ?? '';
     this.extensions = options.extensions ?? '';
@@ -293,12 +305,14 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       if (this.cbs === NO_CBS) this.cbs = [];
       this.cbs.push(cb);
     }
-    if (this.out === NO_BYTES) this.out = [];
+    let out = this.out;
+    if (out === NO_BYTES) out = this.out = [];
     if (Array.isArray(data)) {
-      this.out.push(data[0], data[1]);
+      out[this.outCount++] = data[0];
+      out[this.outCount++] = data[1];
       this.outBytes += data[0].length + data[1].length;
     } else {
-      this.out.push(data);
+      out[this.outCount++] = data;
       this.outBytes += data.length;
     }
     // At the high-water mark, write now: the socket then reports the backpressure itself and `drain` follows.
@@ -321,30 +335,42 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** @internal Hands the gathered frames to the socket: one write, or one corked batch. */
   flush(): void {
     const out = this.out;
-    const n = out.length;
+    const n = this.outCount;
     if (n === 0) return;
     this.outBytes = 0;
     const socket = this.socket;
     const cbs = this.cbs;
     if (cbs.length > 0) this.cbs = NO_CBS;
     if (socket.destroyed) {
-      out.length = 0;
+      this.clearOut();
       failAll(cbs, new Error('WebSocket closed before the data was written'));
       return;
     }
     // The batch leaves in one write(v): its callbacks run together once it is flushed.
     const done = cbs.length === 0 ? undefined : (error?: Error | null): void => callAll(cbs, error ?? undefined);
     if (n === 1) {
-      this.writeOk = socket.write(out[0], done);
+      this.writeOk = socket.write(out[0]!, done);
     } else {
       socket.cork();
-      for (let i = 0; i < n - 1; i++) socket.write(out[i]);
-      socket.write(out[n - 1], done);
+      for (let i = 0; i < n - 1; i++) socket.write(out[i]!);
+      socket.write(out[n - 1]!, done);
       socket.uncork();
       // Judge by what is left once the batch went out (a corked write reports the whole batch as pending).
       this.writeOk = socket.writableLength < socket.writableHighWaterMark;
     }
-    out.length = 0;
+    this.clearOut();
+  }
+
+  /** Empties `out`: its used slots let go of their frames (the array is kept unless a burst made it large). */
+  private clearOut(): void {
+    const n = this.outCount;
+    this.outCount = 0;
+    if (n > OUT_KEPT) {
+      this.out = NO_BYTES;
+      return;
+    }
+    const out = this.out;
+    for (let i = 0; i < n; i++) out[i] = undefined;
   }
 
   /** @internal */
@@ -707,7 +733,15 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
         }
       }
     }
-    this.emit('message', data, isBinary);
+    let listener = this.messageListener;
+    if (listener === undefined) listener = this.messageListener = messageListenerOf(this);
+    if (listener) listener.call(this, data, isBinary);
+    else this.emit('message', data, isBinary);
+  }
+
+  /** @internal The `message` listeners changed: look the single one up again at the next message. */
+  listenersChanged(): void {
+    if (this.messageListener !== false) this.messageListener = undefined;
   }
 
   /** @internal */
@@ -767,7 +801,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     }
     this.held = NO_HELD;
     this.heldBytes = 0;
-    this.out.length = 0;
+    this.clearOut();
     this.outBytes = 0;
     this.cbs = NO_CBS;
     this.internals.onClosed?.(this);
@@ -808,6 +842,39 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   }
 }
 
+type MessageListener = (this: WebSocketConnection<any, any>, data: Buffer, isBinary: boolean) => void;
+
+/**
+ * The listener to call directly for each message: the only `message` listener, or null when there are none or
+ * several (then `emit` runs). `emit` with one listener calls it as `listener.apply(emitter, args)`, and a `once`
+ * listener's wrapper (what `rawListeners` returns) removes itself before calling the listener, so a direct call
+ * behaves exactly as `emit` would: same `this`, arguments, exceptions (thrown to the caller), `once` and removal
+ * during the call. What it saves is `emit`'s keyed lookup of the event in the listener table, whose shape differs
+ * from one connection to the next (a megamorphic load per message). The cache is dropped by every method that can
+ * change listeners (below); listeners added by calling `EventEmitter.prototype` methods on a connection
+ * explicitly would bypass that, which is why those methods are overridden on the class's own prototype.
+ */
+function messageListenerOf(connection: WebSocketConnection<any, any>): MessageListener | null {
+  const listeners = connection.rawListeners('message');
+  return listeners.length === 1 ? (listeners[0] as MessageListener) : null;
+}
+
+// Every EventEmitter method that adds or removes listeners drops the cached `message` listener once it returned
+// (`once` and `prependOnceListener` go through `on`/`prependListener`; a `once` wrapper removes itself through
+// `removeListener`; `removeAllListeners` through itself and `removeListener`), so the cache never outlives a change.
+for (const name of ['addListener', 'on', 'prependListener', 'removeListener', 'off', 'removeAllListeners'] as const) {
+  const base = EventEmitter.prototype[name] as (this: EventEmitter, ...args: unknown[]) => EventEmitter;
+  Object.defineProperty(WebSocketConnection.prototype, name, {
+    value: function listenersMethod(this: WebSocketConnection<any, any>, ...args: unknown[]): EventEmitter {
+      const result = base.apply(this, args);
+      this.listenersChanged();
+      return result;
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+
 const kConnection = Symbol('wsengine.connection');
 type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection<any, any> };
 
@@ -834,7 +901,9 @@ function flushAll(): void {
 }
 
 /** Shared empty arrays: a connection allocates its own only once it needs one. */
-const NO_BYTES: Array<Buffer | Uint8Array> = [];
+const NO_BYTES: Array<Buffer | Uint8Array | undefined> = [];
+/** Largest `out` array a connection keeps between batches (slots); a longer one is dropped after its flush. */
+const OUT_KEPT = 16;
 const NO_WAITERS: Waiter[] = [];
 const NO_HELD: WholeJob[] = [];
 const NO_CBS: SendCallback[] = [];

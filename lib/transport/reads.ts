@@ -31,6 +31,7 @@
  *
  * @module
  */
+import { Buffer } from 'node:buffer';
 import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 
