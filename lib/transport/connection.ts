@@ -175,10 +175,8 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   private readonly socket: Duplex;
   private readonly core: Protocol;
-  private readonly closeTimeout: number;
-  private readonly maxPongBacklog: number;
-  private readonly autoPong: boolean;
-  private readonly iteratorHighWaterMark: number;
+  /** The option values (timeouts, limits): one object shared by every connection made with the same values. */
+  private readonly settings: Settings;
   private readonly internals: ConnectionInternals;
   private closeTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -195,7 +193,6 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   private flushScheduled = false;
   private queue: Message[] | null = null;
   private waiters: Waiter[] = NO_WAITERS;
-  private readonly threshold: number;
   /** permessage-deflate's job queue and inflate stage (null without compression). */
   private readonly pipeline: DeflatePipeline | null;
   /** Reading paused by the application (`pause()`) or by a full iterator queue. */
@@ -232,12 +229,14 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.socket = socket;
     this.protocol = options.protocol ?? '';
     this.extensions = options.extensions ?? '';
-    this.closeTimeout = options.closeTimeout ?? CONNECTION_DEFAULTS.closeTimeout;
-    this.maxPongBacklog = options.maxPongBacklog ?? CONNECTION_DEFAULTS.maxPongBacklog;
-    this.autoPong = options.autoPong !== false;
-    this.iteratorHighWaterMark = options.iteratorHighWaterMark ?? CONNECTION_DEFAULTS.iteratorHighWaterMark;
+    this.settings = settingsOf(
+      options.closeTimeout ?? CONNECTION_DEFAULTS.closeTimeout,
+      options.maxPongBacklog ?? CONNECTION_DEFAULTS.maxPongBacklog,
+      options.autoPong !== false,
+      options.iteratorHighWaterMark ?? CONNECTION_DEFAULTS.iteratorHighWaterMark,
+      options.threshold ?? 0,
+    );
     this.internals = internals;
-    this.threshold = options.threshold ?? 0;
     const events = new CoreEvents(this);
     this.pipeline = options.codec ? new DeflatePipeline(options.codec, events) : null;
     this.core = new Protocol(
@@ -412,7 +411,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     let job: WholeJob | null = null;
     if (pipeline !== null && pipeline.codec.compresses && (options as SendOptions | undefined)?.compress !== false) {
       const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data);
-      if (bytes.length >= this.threshold) job = { kind: 'compress', data: bytes, binary, started: false, cb: callback };
+      if (bytes.length >= this.settings.threshold) job = { kind: 'compress', data: bytes, binary, started: false, cb: callback };
       else data = bytes;
     }
     if (job === null && (pipeline?.holding || this.streaming)) {
@@ -710,7 +709,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   }
 
   private armCloseTimer(): void {
-    this.closeTimer = setTimeout(() => this.socket.destroy(), this.closeTimeout);
+    this.closeTimer = setTimeout(() => this.socket.destroy(), this.settings.closeTimeout);
     this.closeTimer.unref?.();
   }
 
@@ -727,7 +726,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       if (waiter) waiter.resolve({ value: { data, isBinary }, done: false });
       else {
         this.queue.push({ data, isBinary });
-        if (this.queue.length >= this.iteratorHighWaterMark && !this.iteratorPaused) {
+        if (this.queue.length >= this.settings.iteratorHighWaterMark && !this.iteratorPaused) {
           this.iteratorPaused = true;
           this.updateFlow();
         }
@@ -746,10 +745,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   /** @internal */
   onPing(data: Buffer): void {
-    if (this.autoPong && !this.core.closeSent) {
+    if (this.settings.autoPong && !this.core.closeSent) {
       // RFC 6455 §5.5.3 lets an endpoint answer only the latest ping; a peer that floods pings while not reading
       // our data gets cut off rather than buffered without bound.
-      if (this.socket.writableLength > this.maxPongBacklog) {
+      if (this.socket.writableLength > this.settings.maxPongBacklog) {
         if (this.listenerCount('error') > 0) this.emit('error', new Error('ping flood while the peer is not reading: connection cut'));
         this.socket.destroy();
         return;
@@ -823,7 +822,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       next: () => {
         const value = queue.shift();
         if (value !== undefined) {
-          if (this.iteratorPaused && queue.length < this.iteratorHighWaterMark / 2) {
+          if (this.iteratorPaused && queue.length < this.settings.iteratorHighWaterMark / 2) {
             this.iteratorPaused = false;
             this.updateFlow();
           }
@@ -873,6 +872,34 @@ for (const name of ['addListener', 'on', 'prependListener', 'removeListener', 'o
     writable: true,
     configurable: true,
   });
+}
+
+/** A connection's option values, in milliseconds, bytes and messages (see {@link ConnectionOptions}). */
+interface Settings {
+  readonly closeTimeout: number;
+  readonly maxPongBacklog: number;
+  readonly autoPong: boolean;
+  readonly iteratorHighWaterMark: number;
+  /** permessage-deflate: messages below this many bytes are sent uncompressed. */
+  readonly threshold: number;
+}
+
+/**
+ * Settings objects by their values: connections made with the same options (every connection of a server, as a
+ * rule) share one object instead of carrying five fields each (40 bytes per connection). At most
+ * {@link SETTINGS_KEPT} distinct sets are kept; past that, connections get their own object.
+ */
+const settingsCache = new Map<string, Settings>();
+const SETTINGS_KEPT = 64;
+
+function settingsOf(closeTimeout: number, maxPongBacklog: number, autoPong: boolean, iteratorHighWaterMark: number, threshold: number): Settings {
+  const key = `${closeTimeout}/${maxPongBacklog}/${autoPong ? 1 : 0}/${iteratorHighWaterMark}/${threshold}`;
+  let settings = settingsCache.get(key);
+  if (settings === undefined) {
+    settings = Object.freeze({ closeTimeout, maxPongBacklog, autoPong, iteratorHighWaterMark, threshold });
+    if (settingsCache.size < SETTINGS_KEPT) settingsCache.set(key, settings);
+  }
+  return settings;
 }
 
 const kConnection = Symbol('wsengine.connection');
