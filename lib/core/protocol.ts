@@ -248,6 +248,14 @@ export class Protocol {
     while (!this.paused && this.pending.length > 0) this.receive(this.pending.shift()!);
   }
 
+  /**
+   * Payload bytes of the frame being received that have not arrived yet (0 between frames, after the end, or while
+   * paused). A transport may read them into a buffer of their own rather than a shared one.
+   */
+  get payloadPending(): number {
+    return this.state === PAYLOAD && !this.paused ? this.payloadLength - this.payloadRead : 0;
+  }
+
   /** Whether input is held by {@link pause}. */
   get isPaused(): boolean {
     return this.paused;

@@ -276,8 +276,11 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0) + this.heldBytes;
   }
 
-  /** @internal Feeds bytes from the peer (the socket's data events, and bytes that arrived with the handshake). */
-  receive(chunk: Buffer): void {
+  /**
+   * @internal Feeds bytes from the peer (the socket's reads, and bytes that arrived with the handshake). Returns
+   * the payload bytes of the current frame still to come (a hint for the direct read path, see reads.ts).
+   */
+  receive(chunk: Buffer): number {
     this.receiving = true;
     try {
       this.core.receive(chunk);
@@ -286,6 +289,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     }
     // Whatever handling this read produced (echoes, pongs) leaves now, in one write.
     if (this.outBytes > 0) this.flush();
+    return this.core.payloadPending;
   }
 
   /** @internal The core's output. */
@@ -905,8 +909,8 @@ function settingsOf(closeTimeout: number, maxPongBacklog: number, autoPong: bool
 const kConnection = Symbol('wsengine.connection');
 type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection<any, any> };
 
-function onSocketData(this: SocketWithConnection, chunk: Buffer): void {
-  this[kConnection].receive(chunk);
+function onSocketData(this: SocketWithConnection, chunk: Buffer): number {
+  return this[kConnection].receive(chunk);
 }
 function onSocketDrain(this: SocketWithConnection): void {
   this[kConnection].onDrain();

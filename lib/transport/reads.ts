@@ -27,7 +27,11 @@
  *
  * One buffer serves every socket of the process (reads are handled one at a time, synchronously), so a read is
  * copied out before it is handed on: the protocol core owns what it receives (payloads are unmasked in place and
- * delivered as views). The copy of a small read comes from Node's shared allocation pool.
+ * delivered as views). The copy of a small read comes from Node's shared allocation pool. While a large frame is
+ * being received (at least {@link BULK_READ} payload bytes still to come, as the receiver says), the socket's next
+ * read goes into a buffer of its own, at most what the frame still needs, which is handed over without a copy
+ * (through the option's third slot, the buffer generator Node calls after each read): copying every 64 KiB read
+ * out of the shared buffer into fresh memory cost a 64 KiB echo twice its CPU.
  *
  * @module
  */
@@ -38,8 +42,19 @@ import { Duplex } from 'node:stream';
 /** Bytes read at most per system call: what Node's own reads use (64 KiB). */
 export const READ_BUFFER_SIZE = 64 * 1024;
 
-/** Called with each read's bytes, a buffer the receiver owns; `this` is the socket. */
-export type ReadCallback = (this: any, chunk: Buffer) => void;
+/**
+ * Called with each read's bytes, a buffer the receiver owns; `this` is the socket. May return how many more bytes
+ * it knows are coming (the rest of a frame being received): from {@link BULK_READ} on, the next read goes into a
+ * buffer of its own, handed over whole, instead of the shared one and a copy.
+ */
+export type ReadCallback = (this: any, chunk: Buffer) => number | void;
+
+/**
+ * Bytes known to be coming from which the next read gets a buffer of its own (at most {@link READ_BUFFER_SIZE}):
+ * a large frame's payload is then read without the copy out of the shared buffer. Such a buffer exists only while
+ * a frame that large is being received, and is never larger than what the frame still needs.
+ */
+export const BULK_READ = 8 * 1024;
 
 /** Reads up to this many bytes are copied by a loop: cheaper than creating the view that `set` needs. */
 const SMALL_READ = 64;
@@ -92,6 +107,7 @@ export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
   if (socket.destroyed || socket.connecting) return false;
   shared ??= Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
   record[slots.callback] = wrapperOf(onRead);
+  record[slots.generator] = nextBuffer;
   record[slots.buffer] = shared;
   (handle.useUserBuffer as (b: Buffer) => void).call(handle, shared);
   // Paused must now mean that the handle stops: every read reaches `onRead` at once, and one that came while the
@@ -122,19 +138,37 @@ function guardedPull(this: Socket, n: number): void {
 
 const wrappers = new WeakMap<ReadCallback, (this: Socket, nread: number, buffer: Buffer) => void>();
 
-/** Node's callback for a read into the shared buffer: copies the bytes out, then hands them on. One per `onRead`. */
+/** Node's callback for a read: copies the bytes out of the shared buffer (an own buffer is handed over), passes them on. */
 function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: Buffer) => void {
   let wrapper = wrappers.get(onRead);
   if (wrapper === undefined) {
     wrapper = function onSocketRead(this: Socket, nread: number, buffer: Buffer): void {
-      const chunk = Buffer.allocUnsafe(nread);
-      if (nread <= SMALL_READ) for (let i = 0; i < nread; i++) chunk[i] = buffer[i];
-      else chunk.set(nread === buffer.length ? buffer : buffer.subarray(0, nread));
-      onRead.call(this, chunk);
+      let chunk: Buffer;
+      if (buffer !== shared) {
+        chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
+      } else {
+        chunk = Buffer.allocUnsafe(nread);
+        if (nread <= SMALL_READ) for (let i = 0; i < nread; i++) chunk[i] = buffer[i];
+        else chunk.set(nread === buffer.length ? buffer : buffer.subarray(0, nread));
+      }
+      const coming = onRead.call(this, chunk);
+      // Node calls `nextBuffer` right after this returns (synchronously): it picks the buffer of the next read.
+      expected = typeof coming === 'number' ? coming : 0;
     };
     wrappers.set(onRead, wrapper);
   }
   return wrapper;
+}
+
+/** What the last read's receiver said is coming; read by `nextBuffer`, which Node calls right after each read. */
+let expected = 0;
+
+/** The buffer of a socket's next read (Node's `kBufferGen` hook): its own while a large frame comes, else shared. */
+function nextBuffer(): Buffer {
+  const coming = expected;
+  expected = 0;
+  if (coming < BULK_READ || shared === null) return shared!;
+  return Buffer.allocUnsafeSlow(coming < READ_BUFFER_SIZE ? coming : READ_BUFFER_SIZE);
 }
 
 /** Whether `readDirectly` can be used in this process (false when `WSENGINE_READ_PATH=stream`). For tests. */
@@ -145,5 +179,5 @@ export function directReadsAllowed(): boolean {
 /** @internal Whether `socket` reads through the shared buffer (set up by {@link readDirectly}). For tests. */
 export function readsDirectly(socket: unknown): boolean {
   if (!(socket instanceof Socket) || slots == null) return false;
-  return (socket as unknown as Record<symbol, unknown>)[slots.buffer] === shared && shared !== null;
+  return (socket as unknown as Record<symbol, unknown>)[slots.generator] === nextBuffer;
 }
