@@ -180,6 +180,8 @@ export class Protocol {
 
   // Input held while paused.
   private paused = false;
+  /** Set during {@link receiveBorrowed}: the chunk is lent, so nothing may keep a view of it. */
+  private borrowed = false;
   private pending: Buffer[] = NONE;
 
   // Outgoing fragmentation: 0 when no fragmented message is open, else its opcode.
@@ -209,10 +211,24 @@ export class Protocol {
    * Feeds bytes from the peer. The buffer is owned by the protocol from then on: payloads are unmasked in place
    * and delivered as views of it. Input after a close frame or a violation is ignored.
    */
+  /**
+   * Like {@link receive}, for bytes that are only lent for the duration of the call (a transport's shared read
+   * buffer): they may be unmasked in place, but whatever is kept or delivered is copied first (a payload spread over
+   * reads is copied into its message buffer anyway, so a large frame costs no extra copy).
+   */
+  receiveBorrowed(chunk: Buffer): void {
+    this.borrowed = true;
+    try {
+      this.receive(chunk);
+    } finally {
+      this.borrowed = false;
+    }
+  }
+
   receive(chunk: Buffer): void {
     if (this.paused) {
       if (this.pending === NONE) this.pending = [];
-      this.pending.push(chunk);
+      this.pending.push(this.borrowed ? Buffer.from(chunk) : chunk);
       return;
     }
     const length = chunk.length;
@@ -221,7 +237,7 @@ export class Protocol {
       if (this.paused) {
         // This chunk was the oldest input not yet processed: its rest goes before anything that arrived since.
         if (this.pending === NONE) this.pending = [];
-        this.pending.unshift(chunk.subarray(offset));
+        this.pending.unshift(this.borrowed ? Buffer.from(chunk.subarray(offset)) : chunk.subarray(offset));
         return;
       }
       if (this.state === HEADER) {
@@ -379,7 +395,7 @@ export class Protocol {
       const end = offset + remaining;
       if (this.masked) xorMask(chunk, offset, end, this.k0, this.k1, this.k2, this.k3);
       this.state = HEADER;
-      this.frameComplete(chunk.subarray(offset, end));
+      this.frameComplete(this.borrowed ? Buffer.from(chunk.subarray(offset, end)) : chunk.subarray(offset, end));
       return end;
     }
     const n = available < remaining ? available : remaining;
@@ -479,7 +495,7 @@ export class Protocol {
     // A view keeps its whole read alive: allowed while the message's cost plus what views hold beyond their own
     // bytes stays within the limit (a peer padding its fragments with pongs pays for the padding).
     const extra = piece.buffer === this.lastView ? 0 : piece.buffer.byteLength;
-    if (n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength && this.messageCost + this.viewBytes + extra - this.viewedLength - n <= this.maxMessageSize) {
+    if (!this.borrowed && n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength && this.messageCost + this.viewBytes + extra - this.viewedLength - n <= this.maxMessageSize) {
       this.viewBytes += extra;
       this.viewedLength += n;
       this.lastView = piece.buffer;

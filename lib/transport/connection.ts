@@ -277,13 +277,15 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   }
 
   /**
-   * @internal Feeds bytes from the peer (the socket's reads, and bytes that arrived with the handshake). Returns
-   * the payload bytes of the current frame still to come (a hint for the direct read path, see reads.ts).
+   * @internal Feeds bytes from the peer (the socket's reads, and bytes that arrived with the handshake); `borrowed`:
+   * they are only lent for this call (the direct read path's shared buffer). Returns the payload bytes of the
+   * current frame still to come (a hint for the direct read path, see reads.ts).
    */
-  receive(chunk: Buffer): number {
+  receive(chunk: Buffer, borrowed?: boolean): number {
     this.receiving = true;
     try {
-      this.core.receive(chunk);
+      if (borrowed === true) this.core.receiveBorrowed(chunk);
+      else this.core.receive(chunk);
     } finally {
       this.receiving = false;
     }
@@ -909,8 +911,8 @@ function settingsOf(closeTimeout: number, maxPongBacklog: number, autoPong: bool
 const kConnection = Symbol('wsengine.connection');
 type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection<any, any> };
 
-function onSocketData(this: SocketWithConnection, chunk: Buffer): number {
-  return this[kConnection].receive(chunk);
+function onSocketData(this: SocketWithConnection, chunk: Buffer, borrowed?: boolean): number {
+  return this[kConnection].receive(chunk, borrowed === true);
 }
 function onSocketDrain(this: SocketWithConnection): void {
   this[kConnection].onDrain();

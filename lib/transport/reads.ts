@@ -25,9 +25,10 @@
  * socket on the public path (`data` events), which is always wired as well. `WSENGINE_READ_PATH=stream` in the
  * environment (read once, at load) forces the public path; the test suite runs on both.
  *
- * One buffer serves every socket of the process (reads are handled one at a time, synchronously), so a read is
- * copied out before it is handed on: the protocol core owns what it receives (payloads are unmasked in place and
- * delivered as views). The copy of a small read comes from Node's shared allocation pool. While a large frame is
+ * One buffer serves every socket of the process (reads are handled one at a time, synchronously), so a small read
+ * is copied out (from Node's shared allocation pool) before it is handed on, and the protocol core owns it
+ * (payloads are unmasked in place and delivered as views); a read above 4 KiB is lent instead, and the core
+ * copies only what it keeps (`Protocol.receiveBorrowed`). While a large frame is
  * being received (at least {@link BULK_READ} payload bytes still to come, as the receiver says), the socket's next
  * read goes into a buffer of its own, at most what the frame still needs, which is handed over without a copy
  * (through the option's third slot, the buffer generator Node calls after each read): copying every 64 KiB read
@@ -47,7 +48,7 @@ export const READ_BUFFER_SIZE = 64 * 1024;
  * it knows are coming (the rest of a frame being received): from {@link BULK_READ} on, the next read goes into a
  * buffer of its own, handed over whole, instead of the shared one and a copy.
  */
-export type ReadCallback = (this: any, chunk: Buffer) => number | void;
+export type ReadCallback = (this: any, chunk: Buffer, borrowed: boolean) => number | void;
 
 /**
  * Bytes known to be coming from which the next read gets a buffer of its own (at most {@link READ_BUFFER_SIZE}):
@@ -55,6 +56,13 @@ export type ReadCallback = (this: any, chunk: Buffer) => number | void;
  * a frame that large is being received, and is never larger than what the frame still needs.
  */
 export const BULK_READ = 8 * 1024;
+
+/**
+ * Reads above this many bytes (those a copy would not take from Node's pool) are lent to the receiver rather than
+ * copied: it copies what it keeps. Copying each 64 KiB read into fresh memory made a 64 KiB echo several times
+ * slower (the allocator returned and refaulted its pages every message).
+ */
+const LEND_READ = 4 * 1024;
 
 /** Reads up to this many bytes are copied by a loop: cheaper than creating the view that `set` needs. */
 const SMALL_READ = 64;
@@ -144,14 +152,24 @@ function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: 
   if (wrapper === undefined) {
     wrapper = function onSocketRead(this: Socket, nread: number, buffer: Buffer): void {
       let chunk: Buffer;
-      if (buffer !== shared) {
+      let borrowed = false;
+      if (buffer !== shared && nread * 4 >= buffer.length) {
+        // An own buffer, mostly filled: handed over as it is.
         chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
+      } else if (nread > LEND_READ) {
+        // A large read: lent, not copied. The receiver copies only what it keeps (a payload spread over reads is
+        // copied into its message buffer anyway); an own buffer barely used is kept for the next read.
+        if (buffer !== shared) spare = buffer;
+        chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
+        borrowed = true;
       } else {
+        // A small read: copied out (from Node's pool), so the receiver may keep views of it.
+        if (buffer !== shared) spare = buffer;
         chunk = Buffer.allocUnsafe(nread);
         if (nread <= SMALL_READ) for (let i = 0; i < nread; i++) chunk[i] = buffer[i];
-        else chunk.set(nread === buffer.length ? buffer : buffer.subarray(0, nread));
+        else chunk.set(buffer.subarray(0, nread));
       }
-      const coming = onRead.call(this, chunk);
+      const coming = onRead.call(this, chunk, borrowed);
       // Node calls `nextBuffer` right after this returns (synchronously): it picks the buffer of the next read.
       expected = typeof coming === 'number' ? coming : 0;
     };
@@ -162,13 +180,17 @@ function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: 
 
 /** What the last read's receiver said is coming; read by `nextBuffer`, which Node calls right after each read. */
 let expected = 0;
+/** The last read's own buffer when it was copied from rather than handed over: reused by the next read. */
+let spare: Buffer | null = null;
 
 /** The buffer of a socket's next read (Node's `kBufferGen` hook): its own while a large frame comes, else shared. */
 function nextBuffer(): Buffer {
   const coming = expected;
+  const reuse = spare;
   expected = 0;
+  spare = null;
   if (coming < BULK_READ || shared === null) return shared!;
-  return Buffer.allocUnsafeSlow(coming < READ_BUFFER_SIZE ? coming : READ_BUFFER_SIZE);
+  return reuse ?? Buffer.allocUnsafeSlow(coming < READ_BUFFER_SIZE ? coming : READ_BUFFER_SIZE);
 }
 
 /** Whether `readDirectly` can be used in this process (false when `WSENGINE_READ_PATH=stream`). For tests. */
