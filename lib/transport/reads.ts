@@ -44,7 +44,8 @@ import { Duplex } from 'node:stream';
 export const READ_BUFFER_SIZE = 64 * 1024;
 
 /**
- * Called with each read's bytes, a buffer the receiver owns; `this` is the socket. May return how many more bytes
+ * Called with each read's bytes; `this` is the socket. The receiver owns the buffer, unless `borrowed` is true: then
+ * it is lent for the call only (keep a copy of what must outlive it). May return how many more bytes
  * it knows are coming (the rest of a frame being received): from {@link BULK_READ} on, the next read goes into a
  * buffer of its own, handed over whole, instead of the shared one and a copy.
  */
@@ -97,8 +98,9 @@ interface Handle {
 }
 
 /**
- * Switches `socket` to direct reads: from now on each read calls `onRead` with a copy of its bytes (in a buffer
- * of the read's size), while `data` events carry only what the stream had already buffered. Returns false, and
+ * Switches `socket` to direct reads: from now on each read calls `onRead` with its bytes (a copy of a small read,
+ * an own buffer handed over, or a large read lent for the call), while `data` events carry only what the stream had
+ * already buffered. Returns false, and
  * changes nothing, when the socket or this Node does not offer the mechanism; the caller then reads `data` events.
  * Call it while nothing can be read in between (synchronously with wiring the socket).
  */
@@ -146,7 +148,7 @@ function guardedPull(this: Socket, n: number): void {
 
 const wrappers = new WeakMap<ReadCallback, (this: Socket, nread: number, buffer: Buffer) => void>();
 
-/** Node's callback for a read: copies the bytes out of the shared buffer (an own buffer is handed over), passes them on. */
+/** Node's callback for a read: copies a small read, hands over a filled own buffer, lends a large read; passes it on. */
 function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: Buffer) => void {
   let wrapper = wrappers.get(onRead);
   if (wrapper === undefined) {
