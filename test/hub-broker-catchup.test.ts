@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import type { BackplaneSink } from '../lib/hub/backplane.js';
 import type { Gap, PublishedMessage } from '../lib/hub/history.js';
+import { cleanupBroker } from './helpers/scale.js';
 import { createRedisBackplane, GAP_UNKNOWN_END, type RedisBackplane, type RedisClientLike } from '../lib/hub/redis.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -96,18 +97,6 @@ const describe = (e: { m: PublishedMessage } | { g: Gap }, epochs: Map<string, s
   return `gap ${name(e.g.epoch)} ${e.g.from}-${e.g.to === GAP_UNKNOWN_END ? 'end' : e.g.to}`;
 };
 
-async function deleteKeys(prefix: string): Promise<void> {
-  const c = createClient({ url: REDIS_URL });
-  await c.connect();
-  let cursor = '0';
-  do {
-    const [next, keys] = await c.sendCommand<[string, string[]]>(['SCAN', cursor, 'MATCH', `${prefix}:*`, 'COUNT', '1000']);
-    cursor = next;
-    if (keys.length > 0) await c.sendCommand(['DEL', ...keys]);
-  } while (cursor !== '0');
-  await c.close();
-}
-
 /**
  * A subscribing backplane (wrapped connections) and a publishing one on a fresh prefix, then Redis "restarts":
  * both connections down, the keys gone. Before the restart (`first`): the subscriber received seqs 1–3 of the
@@ -128,7 +117,7 @@ async function restartedCluster(t: Test, options: { timeout?: number; first?: 'r
     await subscriber.close();
     await publisher.close();
     await (real.close?.() ?? Promise.resolve());
-    await deleteKeys(prefix);
+    await cleanupBroker('redis', REDIS_URL, prefix);
   });
   await subscriber.attach(sink);
   await publisher.attach(recorder());
@@ -149,7 +138,7 @@ async function restartedCluster(t: Test, options: { timeout?: number; first?: 'r
   // The restart: both of the subscriber's connections are down, and Redis lost the topic.
   cut.subDown = true;
   cut.pubDown = true;
-  await deleteKeys(prefix);
+  await cleanupBroker('redis', REDIS_URL, prefix);
   /** Publishes `n` messages that the subscriber misses (the ones Redis delivers to it are dropped: it is away). */
   const publishMissed = async (n: number) => {
     const dropped = cut.dropped;
@@ -255,7 +244,7 @@ t.test('redis: a subscription with no message yet, no cut: live delivery from se
   t.teardown(async () => {
     await a.close();
     await b.close();
-    await deleteKeys(prefix);
+    await cleanupBroker('redis', REDIS_URL, prefix);
   });
   const sink = recorder();
   await a.attach(sink);

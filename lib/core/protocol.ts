@@ -208,10 +208,6 @@ export class Protocol {
   // ───────────────────────────── receiving ─────────────────────────────
 
   /**
-   * Feeds bytes from the peer. The buffer is owned by the protocol from then on: payloads are unmasked in place
-   * and delivered as views of it. Input after a close frame or a violation is ignored.
-   */
-  /**
    * Like {@link receive}, for bytes that are only lent for the duration of the call (a transport's shared read
    * buffer): they may be unmasked in place, but whatever is kept or delivered is copied first (a payload spread over
    * reads is copied into its message buffer anyway, so a large frame costs no extra copy).
@@ -225,6 +221,10 @@ export class Protocol {
     }
   }
 
+  /**
+   * Feeds bytes from the peer. The buffer is owned by the protocol from then on: payloads are unmasked in place
+   * and delivered as views of it. Input after a close frame or a violation is ignored.
+   */
   receive(chunk: Buffer): void {
     if (this.paused) {
       if (this.pending === NONE) this.pending = [];
@@ -395,7 +395,7 @@ export class Protocol {
       const end = offset + remaining;
       if (this.masked) xorMask(chunk, offset, end, this.k0, this.k1, this.k2, this.k3);
       this.state = HEADER;
-      this.frameComplete(this.borrowed ? Buffer.from(chunk.subarray(offset, end)) : chunk.subarray(offset, end));
+      this.frameComplete(chunk.subarray(offset, end));
       return end;
     }
     const n = available < remaining ? available : remaining;
@@ -456,11 +456,13 @@ export class Protocol {
 
   /** A complete frame whose payload arrived in one piece, or is empty. */
   private frameComplete(payload: Buffer): void {
-    if (this.opcode >= 0x8) return this.controlFrame(payload);
+    // A lent read is copied only where its payload is handed on whole; a piece of a message goes through `hold`,
+    // which copies it then.
+    if (this.opcode >= 0x8) return this.controlFrame(this.borrowed ? Buffer.from(payload) : payload);
     if (this.fin && this.partsLength === 0 && this.blockLength === 0) {
       // Nothing held (a single-frame message, or earlier fragments were empty): deliver the view itself.
       if (this.validateText && !isValidUtf8(payload)) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
-      return this.deliver(payload);
+      return this.deliver(this.borrowed ? Buffer.from(payload) : payload);
     }
     this.dataPiece(payload, true);
   }
