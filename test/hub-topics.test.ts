@@ -33,6 +33,12 @@ const TABLE: Array<[string, string, boolean]> = [
   ['conversation:conv-123', 'conversation:conv-124', false],
   ['a.b', 'a.b.c', false],
   ['a.b.c', 'a.b', false],
+  // A one-segment topic against its own prefix pattern (the trie's single-segment shortcut once missed `news.#`).
+  ['news.#', 'news', true],
+  ['news.#', 'news.x', true],
+  ['news.#.x', 'news', false],
+  ['news.*', 'news', false],
+  ['news.*.#', 'news', false],
 ];
 
 t.test('wildcard table: matches() and the trie agree with the expected results', async (t) => {
@@ -59,6 +65,15 @@ t.test('a trie of many random patterns matches exactly the patterns matches() ac
   while (patterns.size < 400) {
     const n = 1 + rnd(4);
     patterns.add(normalizePattern(Array.from({ length: n }, () => words[rnd(5)]).join('.')));
+  }
+  // Also a trie without root-level wildcards, where single-segment topics take the trie's shortcut.
+  const rooted = new TopicTrie<string>();
+  const rootedPatterns = [...patterns].filter((p) => p[0] !== '*' && p[0] !== '#');
+  for (const p of rootedPatterns) rooted.add(p, p);
+  for (const topic of ['a', 'b', 'c', 'a.b', 'c.a.b']) {
+    const got = new Set<string>();
+    rooted.match(topic, (v) => got.add(v));
+    t.same([...got].sort(), rootedPatterns.filter((p) => matches(p, topic)).sort(), `trie without root wildcards vs matches() for ${topic}`);
   }
   const trie = new TopicTrie<string>();
   for (const p of patterns) trie.add(p, p);

@@ -216,8 +216,11 @@ export class TopicTrie<T> {
     const root = this.root;
     if (root.hash === null && root.star === null && topic.indexOf('.') === -1) {
       // A single-segment topic and no root-level wildcard: one lookup.
-      const values = root.children?.get(topic)?.values;
-      if (values !== undefined && values !== null) out.push(values);
+      const node = root.children?.get(topic);
+      if (node === undefined) return;
+      if (node.values !== null) out.push(node.values);
+      // `topic.#` matches `topic` itself (`#` is zero or more segments).
+      if (node.hash !== null && node.hash.values !== null) out.push(node.hash.values);
       return;
     }
     this.gather(root, topic.split('.'), 0, out);
