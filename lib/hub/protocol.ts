@@ -46,7 +46,7 @@ export type HubRequest =
   | (Base & { kind: 'auth'; token: string })
   | (Base & { kind: 'refresh'; token: string })
   | (Base & { kind: 'presence'; topic: unknown; tenant: unknown })
-  | (Base & { kind: 'history'; topic: unknown; tenant: unknown; since: unknown })
+  | (Base & { kind: 'history'; topic: unknown; tenant: unknown; since: unknown; limit: unknown; cursor: unknown })
   | (Base & { kind: 'app'; type: string; data: unknown; envelope: Record<string, unknown> });
 
 /** A message that could not be understood: reply with `invalid_request` and this message. */
@@ -126,7 +126,7 @@ function parseNative(o: Record<string, unknown>): HubRequest | InvalidRequest {
       if (type === 'subscribe') return { kind: 'subscribe', dialect, requestId, topic, tenant, since: own(rawData, 'since'), presence: own(rawData, 'presence') === true };
       if (type === 'unsubscribe') return { kind: 'unsubscribe', dialect, requestId, topic, tenant };
       if (type === 'presence') return { kind: 'presence', dialect, requestId, topic, tenant };
-      if (type === 'history') return { kind: 'history', dialect, requestId, topic, tenant, since: own(rawData, 'since') };
+      if (type === 'history') return { kind: 'history', dialect, requestId, topic, tenant, since: own(rawData, 'since'), limit: own(rawData, 'limit'), cursor: own(rawData, 'cursor') };
       const messageType = own(rawData, 'type') ?? 'message';
       if (typeof messageType !== 'string' || messageType.length === 0 || messageType.length > PROTOCOL_LIMITS.maxTypeLength) {
         return invalid(`publish needs data.type to be a non-empty string of at most ${PROTOCOL_LIMITS.maxTypeLength} characters`, dialect, requestId);
@@ -208,6 +208,18 @@ export function encodeGap(dialect: Dialect, g: { tenant: string; topic: string; 
   const fields = `"topic":${JSON.stringify(g.topic)},"tenant":${JSON.stringify(g.tenant)},"epoch":${JSON.stringify(g.epoch)},"from":${g.from},"to":${g.to}`;
   if (dialect === 'llps') return `{"action":"gap","channel":${JSON.stringify(g.topic)},${fields}}`;
   return `{"type":"gap","data":{${fields}}}`;
+}
+
+/**
+ * A `history` answer: the ack with its fields (`data`: topic, tenant, position, `recovered`, `gaps`, `more`, `next`)
+ * and the messages, each as a subscriber gets it: native `{"type":"ack",…,"data":{…},"messages":[…]}`; llps
+ * `{"action":"history",…fields,"messages":[…]}`. The messages are spliced in as encoded, never re-serialized.
+ */
+export function encodeHistory(dialect: Dialect, requestId: RequestId | undefined, data: Record<string, unknown>, messages: readonly PublishedMessage[]): string {
+  const ack = encodeAck(dialect, requestId, data, 'history');
+  let list = '';
+  for (let i = 0; i < messages.length; i++) list += (i === 0 ? '' : ',') + encodeTopicMessage(dialect, messages[i]);
+  return `${ack.slice(0, -1)},"messages":[${list}]}`;
 }
 
 /** The hub's application-level ping (seed 001): `{"type":"ping","data":{},"request_id":null}`. */
