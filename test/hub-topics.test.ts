@@ -1,6 +1,6 @@
 /** Topic names, wildcard matching tables, the trie against the direct matcher, pruning, history/resume arithmetic. */
 import t from 'tap';
-import { checkTopic, HistoryStore, matches, normalizePattern, TopicTrie } from '../lib/hub/index.js';
+import { checkTopic, HISTORY_DEFAULTS, HISTORY_ENTRY_OVERHEAD, historyEntryBytes, historySweepInterval, HistoryStore, matches, MemoryBackplane, normalizePattern, TopicTrie } from '../lib/hub/index.js';
 
 const TABLE: Array<[string, string, boolean]> = [
   ['orders.eu.#', 'orders.eu', true],
@@ -131,4 +131,121 @@ t.test('history: seq from 1, bounded by count and age, exact gaps, epochs', asyn
   r = h.since('default', 'x', { epoch: 'other', seq: 4 });
   t.equal(r.recovered, false, 'an unknown epoch is not recovered');
   t.same(r.messages.map((m) => m.seq), [6]);
+});
+
+t.test('history: sweep() drops what expired in every topic, without a publish; resume reports the exact gap', async (t) => {
+  let now = 1_000_000;
+  const h = new HistoryStore({ size: 100, ttl: 1000 }, () => now);
+  const a = [1, 2, 3].map((i) => h.append('default', 'a', 'm', String(i)));
+  now += 500;
+  h.append('default', 'b', 'm', '1');
+  h.append('other', 'b', 'm', '2');
+  t.equal(h.messageCount, 5);
+  t.equal(h.bytes, 5 * historyEntryBytes('a', 'm', '1'), 'bytes: 2 per UTF-16 unit of data, type and topic, plus the overhead');
+  t.equal(h.sweep(), 0, 'nothing expired yet');
+  now += 700;
+  t.equal(h.sweep(), 3, "a's three messages expired; b's (in both tenants) not yet");
+  t.equal(h.messageCount, 2);
+  t.equal(h.bytes, 2 * historyEntryBytes('b', 'm', '1'));
+  t.equal(h.topicCount, 3, 'a topic left without messages keeps its stream');
+  let r = h.since('default', 'a', { epoch: a[0].epoch, seq: 1 });
+  t.same(r.messages, []);
+  t.same(r.gaps.map((g) => [g.topic, g.from, g.to]), [['a', 2, 3]], 'exactly 2..3 are lost');
+  t.equal(r.recovered, false);
+  t.same(h.since('default', 'b', { epoch: '', seq: 0 }).messages.map((m) => m.data), ['1']);
+  now += 1000;
+  t.equal(h.sweep(now), 2, 'the rest expired, across tenants');
+  t.equal(h.messageCount, 0);
+  t.equal(h.bytes, 0, 'bytes back to 0');
+  r = h.since('other', 'b', { epoch: '', seq: 0 });
+  t.same(r.gaps.map((g) => [g.from, g.to]), [[1, 1]]);
+  const next = h.append('default', 'a', 'm', '4');
+  t.same([next.seq, next.epoch], [4, a[0].epoch], 'the stream continues in the same epoch');
+  r = h.sincePattern('default', '#', { offset: 0 });
+  t.same(r.messages.map((m) => `${m.topic}:${m.seq}`), ['a:4']);
+  t.same(r.gaps.map((g) => [g.topic, g.from, g.to]).sort(), [['a', 1, 3], ['b', 1, 1]], 'the pattern resume names both exact gaps');
+});
+
+t.test('history: maxBytes drops the store\'s oldest message (across topics and tenants) with exact gaps', async (t) => {
+  const one = historyEntryBytes('a', 'm', '1');
+  t.equal(one, 2 * 3 + HISTORY_ENTRY_OVERHEAD);
+  const h = new HistoryStore({ maxBytes: 3 * one });
+  h.append('default', 'a', 'm', '1'); // offset 1
+  h.append('default', 'b', 'm', '1'); // offset 2
+  h.append('default', 'a', 'm', '2'); // offset 3
+  t.equal(h.bytes, 3 * one, 'at the cap: nothing dropped');
+  h.append('default', 'b', 'm', '2'); // offset 4: a1 goes
+  h.append('default', 'a', 'm', '3'); // offset 5: b1 goes
+  t.equal(h.messageCount, 3);
+  t.equal(h.bytes, 3 * one);
+  let r = h.since('default', 'a', { epoch: '', seq: 0 });
+  t.same(r.messages.map((m) => m.seq), [2, 3]);
+  t.same(r.gaps.map((g) => [g.from, g.to]), [[1, 1]]);
+  r = h.since('default', 'b', { epoch: '', seq: 0 });
+  t.same(r.messages.map((m) => m.seq), [2]);
+  t.same(r.gaps.map((g) => [g.from, g.to]), [[1, 1]]);
+  // A client that saw offset 1 (a1): a is complete from there, b1 (offset 2) is lost.
+  r = h.sincePattern('default', '#', { offset: 1 });
+  t.same(r.messages.map((m) => `${m.topic}:${m.seq}`), ['a:2', 'b:2', 'a:3'], 'held messages in publication order');
+  t.same(r.gaps.map((g) => [g.topic, g.from, g.to]), [['b', 1, 1]], 'only the lost one is a gap');
+  // Another tenant's publications push the oldest out too: the cap is the store's.
+  h.append('other', 'c', 'm', '1');
+  t.same(h.since('default', 'a', { epoch: '', seq: 0 }).messages.map((m) => m.seq), [3], 'a2 was the oldest of the store');
+  h.clear();
+  t.same([h.bytes, h.messageCount], [0, 0], 'clear() empties the counts');
+});
+
+t.test('history: maxTopicBytes drops the topic\'s oldest; a message larger than it is not kept', async (t) => {
+  const one = historyEntryBytes('a', 'm', '1');
+  const h = new HistoryStore({ maxTopicBytes: 2 * one });
+  for (let i = 1; i <= 3; i++) h.append('default', 'a', 'm', String(i));
+  h.append('default', 'b', 'm', '1');
+  let r = h.since('default', 'a', { epoch: '', seq: 0 });
+  t.same(r.messages.map((m) => m.seq), [2, 3]);
+  t.same(r.gaps.map((g) => [g.from, g.to]), [[1, 1]]);
+  t.same(h.since('default', 'b', { epoch: '', seq: 0 }).messages.map((m) => m.seq), [1], 'other topics untouched');
+  const big = h.append('default', 'a', 'm', JSON.stringify('x'.repeat(one)));
+  t.equal(big.seq, 4, 'a message over the cap still gets its seq');
+  r = h.since('default', 'a', { epoch: '', seq: 0 });
+  t.same(r.messages, [], 'it pushed out the older ones and was not kept');
+  t.same(r.gaps.map((g) => [g.from, g.to]), [[1, 4]]);
+  t.equal(h.bytes, one, 'only b1 is held');
+  h.append('default', 'a', 'm', '5');
+  t.same(h.since('default', 'a', { epoch: big.epoch, seq: 3 }).gaps.map((g) => [g.from, g.to]), [[4, 4]]);
+});
+
+t.test('history: evicting a topic (maxTopics) releases its bytes; options are validated', async (t) => {
+  const h = new HistoryStore({ maxTopics: 2 });
+  for (const topic of ['a', 'b', 'c']) h.append('default', topic, 'm', '1');
+  t.equal(h.topicCount, 2);
+  t.same([h.messageCount, h.bytes], [2, 2 * historyEntryBytes('a', 'm', '1')]);
+  t.equal(HISTORY_DEFAULTS.maxBytes, 64 * 1024 * 1024);
+  t.equal(HISTORY_DEFAULTS.maxTopicBytes, 8 * 1024 * 1024);
+  t.same([new HistoryStore().maxBytes, new HistoryStore({ maxBytes: Infinity }).maxBytes], [HISTORY_DEFAULTS.maxBytes, Infinity]);
+  for (const bad of [-1, NaN, '1k' as unknown as number]) {
+    t.throws(() => new HistoryStore({ maxBytes: bad }), { name: 'RangeError', message: /^history\.maxBytes must be a non-negative number/ });
+    t.throws(() => new HistoryStore({ maxTopicBytes: bad }), { name: 'RangeError', message: /^history\.maxTopicBytes must be a non-negative number/ });
+  }
+  const none = new HistoryStore({ maxBytes: 0 });
+  none.append('default', 'a', 'm', '1');
+  t.same([none.messageCount, none.bytes], [0, 0], 'maxBytes 0 keeps nothing');
+  t.same(none.since('default', 'a', { epoch: '', seq: 0 }).gaps.map((g) => [g.from, g.to]), [[1, 1]]);
+});
+
+t.test('MemoryBackplane sweeps its history on a timer from attach to close', async (t) => {
+  t.same([historySweepInterval(500), historySweepInterval(8000), historySweepInterval(300_000), historySweepInterval(Infinity)], [1000, 2000, 60_000, undefined]);
+  let now = 1_000_000;
+  const backplane = new MemoryBackplane({ history: { ttl: 100 }, now: () => now });
+  const sink = { message() {}, user: () => 0, connection: () => false, broadcast: () => 0, disconnect: () => 0, presence() {} };
+  await backplane.attach(sink);
+  for (let i = 0; i < 10; i++) await backplane.publish('default', `t${i}`, 'm', '1');
+  t.equal(backplane.counts.historyBytes, 10 * historyEntryBytes('t0', 'm', '1'));
+  now += 1000;
+  // No publish and no resume: only the timer (every 1 s here) can drop them.
+  const deadline = Date.now() + 20_000;
+  while (backplane.history.messageCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.equal(backplane.history.messageCount, 0, 'swept');
+  t.equal(backplane.counts.historyBytes, 0);
+  t.equal(backplane.counts.topics, 10, 'the streams are kept');
+  await backplane.close();
 });

@@ -223,6 +223,11 @@ t.test('GET /metrics: Prometheus text with connections, messages, deliveries, cl
   t.match(text, /^wsengine_closes_total\{code="4401"\} [1-9]/m, 'refused tickets are counted');
   const deliveries = Number(/^wsengine_deliveries_total (\d+)$/m.exec(text)?.[1]);
   t.ok(deliveries >= 5, `deliveries counted (${deliveries})`);
+  t.match(text, /^# TYPE wsengine_history_bytes gauge$/m, 'history bytes declared (in-memory backplane)');
+  const heldMessages = Number(/^wsengine_history_messages (\d+)$/m.exec(text)?.[1]);
+  const heldBytes = Number(/^wsengine_history_bytes (\d+)$/m.exec(text)?.[1]);
+  t.ok(heldMessages >= 3, `the messages published above are held (${heldMessages})`);
+  t.ok(heldBytes >= heldMessages * 192, `and counted in bytes (${heldBytes})`);
   for (const line of text.trim().split('\n')) t.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{\w+="[^"]*"\})? -?[\d.e+]+)$/, 'well-formed line');
 });
 

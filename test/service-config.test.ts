@@ -20,6 +20,8 @@ t.test('defaults, flags and environment variables (a flag wins)', async (t) => {
   t.equal(c.heartbeatTimeout, 60_000);
   t.equal(c.authDeadline, 5_000);
   t.equal(c.slowConsumer, 'disconnect');
+  t.equal(c.historyMaxBytes, 64 * 1024 * 1024);
+  t.equal(c.historyTopicMaxBytes, 8 * 1024 * 1024);
   t.equal(c.dev, false);
   const env = parseConfig({ argv: [...base, '--port=9001', '--heartbeat-interval', '10s', '--dev'], env: { WSENGINE_PORT: '7000', WSENGINE_HOST: '0.0.0.0', WSENGINE_MAX_MESSAGE_SIZE: '1MiB', WSENGINE_ORIGINS: 'https://a.example, https://b.example', WSENGINE_HEARTBEAT_TIMEOUT: '2m' } });
   if (env.help) throw new Error('unexpected help');
@@ -33,6 +35,11 @@ t.test('defaults, flags and environment variables (a flag wins)', async (t) => {
   t.equal(env.config.heartbeatTimeout, 120_000);
   t.equal(env.config.dev, true);
   t.same(parseConfig({ argv: ['--help'] }), { help: true });
+  const sizes = parseConfig({ argv: [...base, '--history-max-bytes', '256MiB'], env: { WSENGINE_HISTORY_TOPIC_MAX_BYTES: '512k' } });
+  if (sizes.help) throw new Error('unexpected help');
+  t.equal(sizes.config.historyMaxBytes, 256 * 1024 * 1024);
+  t.equal(sizes.config.historyTopicMaxBytes, 512 * 1024);
+  t.equal(sizes.sources.historyTopicMaxBytes, 'env');
 });
 
 t.test('durations and sizes', async (t) => {
@@ -61,6 +68,8 @@ t.test('bad values: a ConfigError naming the flag (and the variable)', async (t)
     [['--heartbeat-interval', '60s', '--heartbeat-timeout', '30s'], {}, /^--heartbeat-timeout: must be longer/],
     [['--slow-consumer', 'ignore'], {}, /^--slow-consumer: expected one of disconnect, drop/],
     [['--origins', 'a,,b'], {}, /^--origins:/],
+    [['--history-max-bytes', '-1'], {}, /^--history-max-bytes: expected a size in bytes/],
+    [[], { WSENGINE_HISTORY_TOPIC_MAX_BYTES: 'lots' }, /^WSENGINE_HISTORY_TOPIC_MAX_BYTES \(--history-topic-max-bytes\):/],
     [['--redis', 'http://x'], {}, /^--redis:/],
     [['--jwt-public-key', '/nonexistent.pem'], {}, /^--jwt-public-key: cannot read/],
     [['--no-such-flag'], {}, /^--no-such-flag: unknown flag/],
@@ -85,6 +94,8 @@ t.test('--help lists every flag with its default and variable; the summary has n
   }
   t.match(help, /--heartbeat-interval <duration>\n\s+.*Default: 30s/);
   t.match(help, /--max-message-size <bytes>\n\s+.*Default: 64KiB/);
+  t.match(help, /--history-max-bytes <bytes>\n\s+.*Default: 64MiB\. Env: WSENGINE_HISTORY_MAX_BYTES/);
+  t.match(help, /--history-topic-max-bytes <bytes>\n\s+.*Default: 8MiB\. Env: WSENGINE_HISTORY_TOPIC_MAX_BYTES/);
   const parsed = parseConfig({ argv: [...base, '--api-key', 'k-123456', '--redis', 'redis://user:pw@localhost:6379'] });
   if (parsed.help) throw new Error('unexpected help');
   const summary = configSummary(parsed.config);

@@ -156,13 +156,28 @@ export interface MemoryBackplaneOptions {
 }
 
 /**
+ * Milliseconds between two sweeps of a {@link MemoryBackplane}'s history for a TTL of `ttl` ms: a quarter of the
+ * TTL, at least 1 s and at most 60 s (so an expired message is held at most 60 s, or 25% of the TTL, longer; with
+ * the default 5 min TTL, 60 s). No sweep (undefined) when messages never expire.
+ */
+export function historySweepInterval(ttl: number): number | undefined {
+  if (ttl === Infinity) return undefined;
+  return Math.min(60_000, Math.max(1000, Math.floor(ttl / 4)));
+}
+
+/**
  * The single-process backplane: history, user registry and presence in memory; every call completes at once
  * (the promises resolve in the same turn). Counts of what it holds are exposed for leak checks.
+ *
+ * From {@link MemoryBackplane.attach} to {@link MemoryBackplane.close}, an unref'd timer sweeps the history every
+ * {@link historySweepInterval} (a quarter of the TTL, 1–60 s), so expired messages are freed even when nothing is
+ * published or resumed any more.
  */
 export class MemoryBackplane implements Backplane {
   readonly nodeId: string;
   readonly history: HistoryStore;
   private sink: BackplaneSink | null = null;
+  private sweeper: ReturnType<typeof setInterval> | null = null;
   /** Connection ids per user, oldest first. */
   private readonly users = new Map<string, string[]>();
   /** Per (tenant, topic): per user, the subscribed connection id (a Set from the user's second connection on). */
@@ -174,14 +189,22 @@ export class MemoryBackplane implements Backplane {
     this.history = new HistoryStore(options.history, options.now);
   }
 
-  /** Entries held (for leak checks): users with connections, presence keys, interest keys. */
-  get counts(): { users: number; presence: number; interest: number; topics: number } {
-    return { users: this.users.size, presence: this.presenceMap.size, interest: this.interest.size, topics: this.history.topicCount };
+  /**
+   * Entries held (for leak checks): users with connections, presence keys, interest keys, topics with a stream, and
+   * the bytes of held history ({@link HistoryStore.bytes}).
+   */
+  get counts(): { users: number; presence: number; interest: number; topics: number; historyBytes: number } {
+    return { users: this.users.size, presence: this.presenceMap.size, interest: this.interest.size, topics: this.history.topicCount, historyBytes: this.history.bytes };
   }
 
   async attach(sink: BackplaneSink): Promise<void> {
     if (this.sink !== null) throw new Error('this MemoryBackplane is already attached to a hub (one hub per MemoryBackplane)');
     this.sink = sink;
+    const interval = historySweepInterval(this.history.ttl);
+    if (interval !== undefined && this.sweeper === null) {
+      this.sweeper = setInterval(() => this.history.sweep(), interval);
+      this.sweeper.unref();
+    }
   }
 
   private target(): BackplaneSink {
@@ -301,5 +324,7 @@ export class MemoryBackplane implements Backplane {
 
   async close(): Promise<void> {
     this.sink = null;
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
   }
 }

@@ -1,6 +1,13 @@
 /**
- * Per-topic sequence numbers, epochs and bounded history (by count and by age), and the resume computation: what a
- * client that saw up to some position has missed, as the messages still held plus the exact ranges no longer held.
+ * Per-topic sequence numbers, epochs and bounded history (by count, by age and by bytes), and the resume computation:
+ * what a client that saw up to some position has missed, as the messages still held plus the exact ranges no longer
+ * held.
+ *
+ * Every held message is in two lists: its topic's (oldest first) and the store's (publication order across all
+ * topics and tenants). Whatever drops a message — the count, the age, a byte cap, {@link HistoryStore.sweep} — drops
+ * its topic's oldest, which is why what is lost is always an exact range (`droppedSeq`); the store's list makes
+ * expiry and the store-wide byte cap cost what they drop, not a walk over every topic. A dropped message is unlinked
+ * from both lists at once, so nothing of the store keeps it alive.
  *
  * Used by {@link MemoryBackplane}; adapters for brokers keep the same semantics in their store.
  *
@@ -17,16 +24,56 @@ export const HISTORY_DEFAULTS = {
   ttl: 300_000,
   /** 100,000 topics with history per store; the least recently published topic's history is dropped beyond it. */
   maxTopics: 100_000,
+  /** 64 MiB of history per store (as counted by {@link historyEntryBytes}); the oldest message is dropped beyond it. */
+  maxBytes: 64 * 1024 * 1024,
+  /**
+   * 8 MiB of history per topic: one topic can take at most an eighth of the default store, so a topic of large
+   * messages cannot push every other topic's history out, while 100 messages of up to ~40 KiB of text still fit.
+   */
+  maxTopicBytes: 8 * 1024 * 1024,
 } as const;
 
-/** How much history a store keeps. */
+/**
+ * Bytes counted per held message besides its `data`, `type` and `topic` text: the message object, its list links
+ * and numbers. Measured at about 180 bytes of heap per message on Node 20–24 (x64) with strings shared; rounded up.
+ */
+export const HISTORY_ENTRY_OVERHEAD = 192;
+
+/**
+ * The bytes a held message counts against {@link HistoryOptions.maxBytes} and {@link HistoryOptions.maxTopicBytes}:
+ * 2 bytes per UTF-16 code unit of `data`, `type` and `topic` (the most V8 uses for a string; text that is all
+ * Latin-1 takes half of it, so the count errs on the high side), plus {@link HISTORY_ENTRY_OVERHEAD}. Constant time:
+ * string lengths only, no encoding.
+ */
+export function historyEntryBytes(topic: string, type: string, data: string): number {
+  return 2 * (data.length + type.length + topic.length) + HISTORY_ENTRY_OVERHEAD;
+}
+
+/**
+ * How much history a store keeps. Each bound drops the oldest messages first, and a resume then reports exactly what
+ * was dropped as a gap. All values are non-negative numbers (`Infinity`: no bound); anything else is a RangeError.
+ */
 export interface HistoryOptions {
   /** Messages kept per topic; 0 keeps none (sequence numbers still count). Default: 100. */
   size?: number;
-  /** Milliseconds a message stays in the history. Default: 300,000 (5 min). */
+  /**
+   * Milliseconds a message stays in the history. Expired messages are dropped when their topic is read or published
+   * to, whenever anything is published, and by {@link HistoryStore.sweep} (which {@link MemoryBackplane} runs on a
+   * timer). Default: 300,000 (5 min).
+   */
   ttl?: number;
   /** Topics whose history is kept; beyond it the least recently published one is forgotten (its epoch ends). Default: 100,000. */
   maxTopics?: number;
+  /**
+   * Bytes of history in the whole store, counted by {@link historyEntryBytes}; beyond it the oldest message of the
+   * store (in publication order, whatever its topic or tenant) is dropped, until it fits. Default: 67,108,864 (64 MiB).
+   */
+  maxBytes?: number;
+  /**
+   * Bytes of history per topic, counted by {@link historyEntryBytes}; beyond it the topic's oldest message is
+   * dropped, until it fits (a message larger than this is delivered but not kept). Default: 8,388,608 (8 MiB).
+   */
+  maxTopicBytes?: number;
 }
 
 /** A position in a topic's stream: the last sequence number seen in an epoch. */
@@ -108,13 +155,29 @@ export function resumeFromOffset(since: PatternSince, current: { offset: number;
   return offset > current.offset ? 0 : offset;
 }
 
+/** A held message, linked in its topic's list and in the store's. */
+interface HeldEntry {
+  readonly message: PublishedMessage;
+  readonly history: TopicHistory;
+  /** {@link historyEntryBytes} of the message. */
+  readonly bytes: number;
+  /** The topic's next (newer) held message. */
+  next: HeldEntry | null;
+  /** Neighbours in the store's publication order. */
+  older: HeldEntry | null;
+  newer: HeldEntry | null;
+}
+
 interface TopicHistory {
   topic: string;
   epoch: string;
   seq: number;
-  /** Held messages, oldest first, from index `head`. */
-  entries: PublishedMessage[];
-  head: number;
+  /** Held messages, oldest first (linked by `next`). */
+  first: HeldEntry | null;
+  last: HeldEntry | null;
+  /** Number and bytes of the held messages. */
+  count: number;
+  bytes: number;
   /** The seq and tenant offset of the newest message dropped from the history (0 when none). */
   droppedSeq: number;
   droppedOffset: number;
@@ -140,22 +203,41 @@ export class HistoryStore {
   readonly size: number;
   readonly ttl: number;
   readonly maxTopics: number;
+  readonly maxBytes: number;
+  readonly maxTopicBytes: number;
   private readonly tenants = new Map<string, TenantHistory>();
   /** Every topic history, least recently published first (a Map keeps insertion order; re-inserted on publish). */
   private readonly lru = new Map<TopicHistory, string>();
   private readonly now: () => number;
   private streamEpoch = newEpoch();
+  /** Oldest and newest held message of the whole store (publication order). */
+  private oldest: HeldEntry | null = null;
+  private newest: HeldEntry | null = null;
+  private heldBytes = 0;
+  private heldCount = 0;
 
   constructor(options: HistoryOptions = {}, now: () => number = Date.now) {
     this.size = nonNegative('history.size', options.size ?? HISTORY_DEFAULTS.size);
     this.ttl = nonNegative('history.ttl', options.ttl ?? HISTORY_DEFAULTS.ttl);
     this.maxTopics = nonNegative('history.maxTopics', options.maxTopics ?? HISTORY_DEFAULTS.maxTopics);
+    this.maxBytes = nonNegative('history.maxBytes', options.maxBytes ?? HISTORY_DEFAULTS.maxBytes);
+    this.maxTopicBytes = nonNegative('history.maxTopicBytes', options.maxTopicBytes ?? HISTORY_DEFAULTS.maxTopicBytes);
     this.now = now;
   }
 
   /** Number of topics with a stream (sequence counter) held. */
   get topicCount(): number {
     return this.lru.size;
+  }
+
+  /** Bytes of the held messages, as counted by {@link historyEntryBytes} (what {@link HistoryOptions.maxBytes} bounds). */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Number of held messages, all topics. */
+  get messageCount(): number {
+    return this.heldCount;
   }
 
   private tenant(name: string): TenantHistory {
@@ -172,7 +254,7 @@ export class HistoryStore {
     const t = this.tenant(tenant);
     let h = t.topics.get(topic);
     if (h === undefined) {
-      h = { topic, epoch: newEpoch(), seq: 0, entries: [], head: 0, droppedSeq: 0, droppedOffset: 0, startOffset: t.offset };
+      h = { topic, epoch: newEpoch(), seq: 0, first: null, last: null, count: 0, bytes: 0, droppedSeq: 0, droppedOffset: 0, startOffset: t.offset };
       t.topics.set(topic, h);
       if (this.lru.size >= this.maxTopics) this.evictOldestTopic();
     } else {
@@ -181,33 +263,79 @@ export class HistoryStore {
     this.lru.set(h, tenant);
     const message: PublishedMessage = { tenant, topic, type, data, seq: ++h.seq, epoch: h.epoch, ts, offset: ++t.offset };
     if (this.size > 0) {
-      h.entries.push(message);
-      if (h.entries.length - h.head > this.size) this.drop(h, 1);
+      this.hold(h, message);
+      if (h.count > this.size) this.dropOldest(h);
+      while (h.bytes > this.maxTopicBytes) this.dropOldest(h);
+      while (this.heldBytes > this.maxBytes) this.dropOldest(this.oldest!.history);
     } else {
       h.droppedSeq = message.seq;
       h.droppedOffset = message.offset;
     }
+    // Each message expires once, so this costs O(1) per publication amortized.
+    this.sweep(ts);
     this.expire(h, ts);
     return message;
   }
 
-  private drop(h: TopicHistory, n: number): void {
-    const last = h.entries[h.head + n - 1];
-    h.droppedSeq = last.seq;
-    h.droppedOffset = last.offset;
-    h.head += n;
-    // Compact once the dead prefix is as long as the live part.
-    if (h.head >= 32 && h.head * 2 >= h.entries.length) {
-      h.entries = h.entries.slice(h.head);
-      h.head = 0;
-    }
+  /** Links a new message at the end of its topic's list and of the store's. */
+  private hold(h: TopicHistory, message: PublishedMessage): void {
+    const entry: HeldEntry = { message, history: h, bytes: historyEntryBytes(message.topic, message.type, message.data), next: null, older: this.newest, newer: null };
+    if (h.last === null) h.first = entry;
+    else h.last.next = entry;
+    h.last = entry;
+    h.count++;
+    h.bytes += entry.bytes;
+    if (this.newest === null) this.oldest = entry;
+    else this.newest.newer = entry;
+    this.newest = entry;
+    this.heldCount++;
+    this.heldBytes += entry.bytes;
+  }
+
+  /** Unlinks an entry from the store's list and counts it out (not from its topic's list). */
+  private release(entry: HeldEntry): void {
+    if (entry.older === null) this.oldest = entry.newer;
+    else entry.older.newer = entry.newer;
+    if (entry.newer === null) this.newest = entry.older;
+    else entry.newer.older = entry.older;
+    entry.older = entry.newer = entry.next = null;
+    this.heldCount--;
+    this.heldBytes -= entry.bytes;
+  }
+
+  /** Drops the topic's oldest held message, recording it as the newest dropped one (the exact gap). */
+  private dropOldest(h: TopicHistory): void {
+    const entry = h.first!;
+    h.first = entry.next;
+    if (h.first === null) h.last = null;
+    h.count--;
+    h.bytes -= entry.bytes;
+    h.droppedSeq = entry.message.seq;
+    h.droppedOffset = entry.message.offset;
+    this.release(entry);
   }
 
   private expire(h: TopicHistory, now: number): void {
     const limit = now - this.ttl;
-    let n = 0;
-    while (h.head + n < h.entries.length && h.entries[h.head + n].ts < limit) n++;
-    if (n > 0) this.drop(h, n);
+    while (h.first !== null && h.first.message.ts < limit) this.dropOldest(h);
+  }
+
+  /**
+   * Drops every message older than the TTL, in all topics, and returns how many. Walks the store's messages in
+   * publication order and stops at the first one that has not expired, so it costs what it drops (a call with
+   * nothing expired is O(1)). A topic left without messages keeps its stream (epoch, seq, what was dropped), so a
+   * resume still reports the exact gap; {@link HistoryOptions.maxTopics} bounds those. (Should the clock step
+   * back, messages published after a later-stamped one wait for it to expire, or for their topic to be read.)
+   */
+  sweep(now: number = this.now()): number {
+    const limit = now - this.ttl;
+    let dropped = 0;
+    for (let e = this.oldest; e !== null && e.message.ts < limit; e = this.oldest) {
+      // The store's oldest message is its topic's oldest too: both lists are in publication order.
+      this.dropOldest(e.history);
+      dropped++;
+    }
+    return dropped;
   }
 
   private evictOldestTopic(): void {
@@ -217,6 +345,14 @@ export class HistoryStore {
     this.lru.delete(h);
     const t = this.tenants.get(tenant)!;
     t.topics.delete(h.topic);
+    for (let e = h.first; e !== null; ) {
+      const next = e.next;
+      this.release(e);
+      e = next;
+    }
+    h.first = h.last = null;
+    h.count = 0;
+    h.bytes = 0;
   }
 
   /**
@@ -262,7 +398,7 @@ export class HistoryStore {
     const gaps: Gap[] = [];
     const messages: PublishedMessage[] = [];
     if (after < h.droppedSeq) gaps.push({ tenant, topic: h.topic, epoch: h.epoch, from: after + 1, to: h.droppedSeq });
-    for (let i = h.head; i < h.entries.length; i++) if (h.entries[i].seq > after) messages.push(h.entries[i]);
+    for (let e = h.first; e !== null; e = e.next) if (e.message.seq > after) messages.push(e.message);
     return { messages, gaps, recovered: gaps.length === 0 && !epochLost };
   }
 
@@ -299,9 +435,9 @@ export class HistoryStore {
         // offset is the first held entry after it, or (when all were dropped) known only as "after droppedSeq's
         // predecessor that the offset covered" — we report the range that cannot be ruled out.
         let after = 0;
-        for (let i = h.head; i < h.entries.length; i++) {
-          if (h.entries[i].offset > fromOffset) break;
-          after = h.entries[i].seq;
+        for (let e = h.first; e !== null; e = e.next) {
+          if (e.message.offset > fromOffset) break;
+          after = e.message.seq;
         }
         if (after === 0 && h.droppedOffset <= fromOffset) after = h.droppedSeq;
         part = this.replay(tenant, h, after, false);
@@ -318,6 +454,9 @@ export class HistoryStore {
   clear(): void {
     this.tenants.clear();
     this.lru.clear();
+    this.oldest = this.newest = null;
+    this.heldBytes = 0;
+    this.heldCount = 0;
     this.streamEpoch = newEpoch();
   }
 }

@@ -30,6 +30,7 @@ export {
   type SubscribeResult,
 } from './hub.js';
 export {
+  historySweepInterval,
   MemoryBackplane,
   type Backplane,
   type BackplaneSink,
@@ -43,6 +44,8 @@ export {
 export {
   GAP_UNKNOWN_END,
   HISTORY_DEFAULTS,
+  HISTORY_ENTRY_OVERHEAD,
+  historyEntryBytes,
   HistoryStore,
   newEpoch,
   type Gap,

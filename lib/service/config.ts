@@ -46,6 +46,10 @@ export interface ServiceConfig {
   historySize: number;
   /** Milliseconds a message stays in a topic's history. Default: 300,000 (5 minutes). */
   historyTtl: number;
+  /** Bytes of history the in-memory backplane keeps in all; beyond it the oldest message goes. Default: 64 MiB. */
+  historyMaxBytes: number;
+  /** Bytes of history the in-memory backplane keeps per topic; beyond it the topic's oldest message goes. Default: 8 MiB. */
+  historyTopicMaxBytes: number;
   /** Inbound messages per second per connection (bursts up to as many) before `rate_limited` errors; 0: no limit. Default: 100. */
   inboundRate: number;
   /** What happens to a subscriber whose outbound buffer is full. Default: `disconnect` (close 1008). */
@@ -129,6 +133,8 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   { flag: 'auth-deadline', key: 'authDeadline', kind: 'duration', default: 5_000, min: 10, help: 'time a connection without a token has to send {"type":"auth","token"} (then 4401)' },
   { flag: 'history-size', key: 'historySize', kind: 'int', default: 100, min: 0, max: 10_000_000, help: 'messages kept per topic for resume (0: no history)' },
   { flag: 'history-ttl', key: 'historyTtl', kind: 'duration', default: 300_000, min: 1, help: 'how long a message stays in a topic\'s history' },
+  { flag: 'history-max-bytes', key: 'historyMaxBytes', kind: 'bytes', default: 64 * MIB, min: 0, help: 'bytes of history kept in memory in all topics; beyond it the oldest message is dropped (not used with --redis/--nats: the broker holds the history)' },
+  { flag: 'history-topic-max-bytes', key: 'historyTopicMaxBytes', kind: 'bytes', default: 8 * MIB, min: 0, help: 'bytes of history kept in memory per topic; beyond it the topic\'s oldest message is dropped (not used with --redis/--nats)' },
   { flag: 'inbound-rate', key: 'inboundRate', kind: 'int', default: 100, min: 0, max: 10_000_000, help: 'inbound messages per second per connection, in bursts of as many, before rate_limited errors (0: no limit)' },
   { flag: 'slow-consumer', key: 'slowConsumer', kind: 'enum', values: ['disconnect', 'drop'], default: 'disconnect', help: 'full outbound buffer: close the connection (1008), or drop messages and send the client a gap report' },
   { flag: 'max-buffered', key: 'maxBuffered', kind: 'bytes', default: MIB, min: 1, help: 'outbound bytes buffered per connection before the slow-consumer policy applies' },

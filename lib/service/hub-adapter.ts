@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backplane } from '../hub/backplane.js';
+import { type Backplane, MemoryBackplane } from '../hub/backplane.js';
 import type { Principal } from '../hub/auth.js';
 import { createHub, type Hub, type HubOptions } from '../hub/hub.js';
 import { isPattern } from '../hub/topics.js';
@@ -89,7 +89,7 @@ export function hubOptions(config: ServiceConfig, backplane: Backplane | undefin
     ...(config.origins ? { origins: config.origins } : {}),
   };
   if (backplane) options.backplane = backplane;
-  else options.history = { size: config.historySize, ttl: config.historyTtl };
+  else options.history = { size: config.historySize, ttl: config.historyTtl, maxBytes: config.historyMaxBytes, maxTopicBytes: config.historyTopicMaxBytes };
   return options;
 }
 
@@ -152,7 +152,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
   return {
     hub,
     clustered: backplane !== undefined,
-    metrics: () => [...metricFamilies(hub, refusals), ...backplaneFamilies(backplane)],
+    metrics: () => [...metricFamilies(hub, refusals), ...historyFamilies(hub.backplane), ...backplaneFamilies(backplane)],
     async publish(message) {
       const tenant = message.tenant ?? 'default';
       const published = await hub.publish({ ...message, tenant });
@@ -188,6 +188,19 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
       await hub.close({ code: options.code, timeout: options.timeout });
     },
   };
+}
+
+/**
+ * The history the in-memory backplane holds (bytes as counted against `--history-max-bytes`, and messages). With
+ * `--redis`/`--nats` the broker holds the history: not reported here.
+ */
+function historyFamilies(backplane: Backplane): MetricFamily[] {
+  if (!(backplane instanceof MemoryBackplane)) return [];
+  const gauge = (name: string, help: string, value: number): MetricFamily => ({ name, type: 'gauge', help, samples: [{ value }] });
+  return [
+    gauge('wsengine_history_bytes', 'Bytes of topic history held in memory (as counted against --history-max-bytes).', backplane.history.bytes),
+    gauge('wsengine_history_messages', 'Topic messages held in memory for resume.', backplane.history.messageCount),
+  ];
 }
 
 /** Counters the broker backplanes keep (lib/hub/broker.ts); absent on the in-memory one. */
