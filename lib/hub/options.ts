@@ -243,7 +243,7 @@ export interface HubOptions {
   heartbeat?: HubHeartbeatOptions | false;
   /** Limits and policies. */
   limits?: HubLimits;
-  /** History per topic (count and age) of the default {@link MemoryBackplane}. Default: 100 messages, 5 min. */
+  /** History of the default {@link MemoryBackplane}: per topic count and age, byte caps per topic and in all (see {@link HistoryOptions}). Default: 100 messages, 5 min, 8 MiB per topic, 64 MiB in all. */
   history?: HistoryOptions;
   /** Shared state between hubs. Default: a new {@link MemoryBackplane} (single process). */
   backplane?: Backplane;
