@@ -194,6 +194,60 @@ t.test('GET /api/history and GET /api/presence', async (t) => {
   sub.ws.close();
 });
 
+t.test('GET /api/history answers in pages: limit, cursor, a byte cap, and 400 for a bad limit or cursor', async (t) => {
+  const text = 'x'.repeat(1000);
+  for (let i = 1; i <= 100; i++) {
+    for (const topic of ['paged.a', 'paged.b', 'paged.c']) {
+      const r = await api(service, 'POST', '/api/publish', { topic, type: 'chat', data: { i, text } });
+      t.equal(r.status, 200, `publish ${topic} ${i}`);
+      if (r.status !== 200) return;
+    }
+  }
+  // An exact topic, 7 at a time: every message exactly once, in order, then no more.
+  const seen: number[] = [];
+  let page = await api(service, 'GET', '/api/history?topic=paged.a&limit=7');
+  let pages = 1;
+  t.equal(page.body.messages.length, 7, 'limit=7: seven messages');
+  t.equal(page.body.more, true);
+  for (;;) {
+    seen.push(...page.body.messages.map((m: any) => m.seq));
+    if (!page.body.more) break;
+    page = await api(service, 'GET', `/api/history?topic=paged.a&limit=7&cursor=${encodeURIComponent(page.body.next)}`);
+    t.equal(page.status, 200);
+    if (++pages > 30) break;
+  }
+  t.same(seen, Array.from({ length: 100 }, (_, i) => i + 1), 'the pages together: seq 1..100, once each');
+  t.equal(page.body.next, undefined, 'the last page has no cursor');
+  // A pattern over 300 KB of history with the largest limit: the byte cap (256 KiB) cuts the page, the cursor goes on.
+  const first = await api(service, 'GET', '/api/history?topic=paged.%23&limit=1000');
+  t.equal(first.status, 200);
+  t.ok(first.body.messages.length > 10 && first.body.messages.length < 300, `the first page stops at the byte cap (${first.body.messages.length} messages)`);
+  t.ok(JSON.stringify(first.body.messages).length < 300 * 1024, 'no answer much larger than the cap');
+  const all = [...first.body.messages];
+  let next = first.body.next;
+  for (let i = 0; next !== undefined && i < 10; i++) {
+    const p = await api(service, 'GET', `/api/history?topic=paged.%23&limit=1000&cursor=${encodeURIComponent(next)}`);
+    all.push(...p.body.messages);
+    next = p.body.next;
+  }
+  t.equal(all.length, 300, 'every message of the three topics');
+  t.equal(new Set(all.map((m: any) => `${m.topic}:${m.seq}`)).size, 300, 'each once');
+  t.ok(all.every((m: any, i: number) => i === 0 || m.offset === undefined || m.offset > all[i - 1].offset), 'in publication order');
+  // Bad input.
+  for (const [query, why] of [
+    ['topic=paged.a&limit=0', /"limit"|limit must be/],
+    ['topic=paged.a&limit=5000', /limit must be an integer from 1 to 1000/],
+    ['topic=paged.a&limit=abc', /"limit"/],
+    ['topic=paged.a&cursor=not-a-cursor', /cursor/],
+    [`topic=paged.b&cursor=${encodeURIComponent(first.body.next)}`, /cursor belongs to another topic/],
+    [`topic=paged.a&since=3&cursor=${encodeURIComponent(first.body.next)}`, /either "since" or "cursor"/],
+  ] as Array<[string, RegExp]>) {
+    const r = await api(service, 'GET', `/api/history?${query}`);
+    t.equal(r.status, 400, `${query}: 400`);
+    t.match(r.body?.error?.message ?? JSON.stringify(r.body), why, `${query}: says why`);
+  }
+});
+
 t.test('POST /api/disconnect closes a user\'s sockets (default 4000)', async (t) => {
   const a = openSocket(service.wsUrl, ['bearer', tokenFor('ivan')]);
   const b = openSocket(service.wsUrl, ['bearer', tokenFor('ivan')]);

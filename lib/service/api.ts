@@ -91,8 +91,10 @@ export function createApi(hub: ServiceHub, config: ServiceConfig, log: Logger): 
         const topic = queryName(query, 'topic', true)!;
         const tenant = queryName(query, 'tenant', false);
         const since = parseSince(query.get('since'));
-        const answer = await hub.history(tenant, topic, since);
-        return answer;
+        const limit = parseLimit(query.get('limit'));
+        const cursor = query.get('cursor') ?? undefined;
+        if (cursor !== undefined && since !== undefined) throw new HttpError(400, 'bad_request', 'give either "since" or "cursor" (the "next" of an earlier answer), not both');
+        return hub.history(tenant, topic, since, { limit, cursor: cursor === '' ? undefined : cursor });
       },
     },
     '/api/presence': {
@@ -158,6 +160,13 @@ function queryName(query: URLSearchParams, name: string, required: boolean): str
   }
   if (value.length > MAX_NAME) throw new HttpError(400, 'bad_request', `"${name}" is longer than ${MAX_NAME} characters`);
   return value;
+}
+
+/** `limit` of `GET /api/history`: a positive integer (the hub checks its maximum). */
+function parseLimit(text: string | null): number | undefined {
+  if (text === null || text === '') return undefined;
+  if (!/^\d{1,9}$/.test(text)) throw new HttpError(400, 'bad_request', '"limit" must be a positive integer');
+  return Number(text);
 }
 
 /**

@@ -56,6 +56,16 @@ export interface ServiceConfig {
   slowConsumer: 'drop' | 'disconnect';
   /** Outbound bytes buffered per connection before the slow-consumer policy applies. Default: 1 MiB. */
   maxBuffered: number;
+  /** Most messages one resume replays; beyond it the ack reports the gaps instead. Default: 1,000. */
+  maxReplayMessages: number;
+  /** Most bytes one resume replays; beyond it the ack reports the gaps instead. Default: 8 MiB. */
+  maxReplayBytes: number;
+  /** Messages in a `history` answer without `limit` (socket and HTTP). Default: 100. */
+  historyLimit: number;
+  /** Largest `limit` of a `history` request. Default: 1,000. */
+  maxHistoryLimit: number;
+  /** Bytes of messages in one `history` answer (at least one message). Default: 256 KiB. */
+  maxHistoryBytes: number;
   /** Largest HTTP API request body, in bytes (413 above it). Default: 1 MiB. */
   maxBodySize: number;
   /** Milliseconds to wait for closing handshakes on SIGTERM / SIGINT before destroying sockets. Default: 5,000. */
@@ -138,6 +148,11 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   { flag: 'inbound-rate', key: 'inboundRate', kind: 'int', default: 100, min: 0, max: 10_000_000, help: 'inbound messages per second per connection, in bursts of as many, before rate_limited errors (0: no limit)' },
   { flag: 'slow-consumer', key: 'slowConsumer', kind: 'enum', values: ['disconnect', 'drop'], default: 'disconnect', help: 'full outbound buffer: close the connection (1008), or drop messages and send the client a gap report' },
   { flag: 'max-buffered', key: 'maxBuffered', kind: 'bytes', default: MIB, min: 1, help: 'outbound bytes buffered per connection before the slow-consumer policy applies' },
+  { flag: 'max-replay-messages', key: 'maxReplayMessages', kind: 'int', default: 1_000, min: 0, max: 10_000_000, help: 'most messages one resume (subscribe with since) replays; beyond it nothing is replayed and the ack reports the exact gaps' },
+  { flag: 'max-replay-bytes', key: 'maxReplayBytes', kind: 'bytes', default: 8 * MIB, min: 0, help: 'most bytes one resume replays; beyond it, as for --max-replay-messages' },
+  { flag: 'history-limit', key: 'historyLimit', kind: 'int', default: 100, min: 1, max: 1_000_000, help: 'messages in a history answer (socket or GET /api/history) that gives no limit' },
+  { flag: 'max-history-limit', key: 'maxHistoryLimit', kind: 'int', default: 1_000, min: 1, max: 1_000_000, help: 'largest limit a history request may ask for' },
+  { flag: 'max-history-bytes', key: 'maxHistoryBytes', kind: 'bytes', default: 256 * KIB, min: 1, max: 256 * MIB, help: 'bytes of messages in one history answer (at least one message); the rest is behind its next cursor' },
   { flag: 'max-body-size', key: 'maxBodySize', kind: 'bytes', default: MIB, min: 1, max: 256 * MIB, help: 'largest HTTP API request body (413 above)' },
   { flag: 'shutdown-timeout', key: 'shutdownTimeout', kind: 'duration', default: 5_000, min: 0, help: 'on SIGTERM/SIGINT: time for closing handshakes before sockets are destroyed' },
   { flag: 'redis', key: 'redis', kind: 'url', schemes: ['redis', 'rediss'], default: undefined, help: 'Redis URL to run several hubs together', defaultText: 'none (one process)' },

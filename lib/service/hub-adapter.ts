@@ -38,7 +38,7 @@ export interface ServiceHub {
    * every matching topic in publication order; `since` is then a tenant offset (`seq`) of the offset epoch
    * `epoch` (another offset epoch: everything held), and the answer carries the current `offset`/`offsetEpoch`.
    */
-  history(tenant: string | undefined, topic: string, since: { epoch?: string; seq: number } | undefined): Promise<{
+  history(tenant: string | undefined, topic: string, since: { epoch?: string; seq: number } | undefined, page?: { limit?: number; cursor?: string }): Promise<{
     tenant: string;
     topic: string;
     /** Exact topics: the current epoch (null before the first publication). Patterns: null. */
@@ -51,6 +51,10 @@ export interface ServiceHub {
     messages: HistoryMessage[];
     gaps: Array<{ topic: string; epoch: string; from: number; to: number }>;
     recovered: boolean;
+    /** Whether more is held after this page (at most `limit` messages, default 100, and 256 KiB of them). */
+    more: boolean;
+    /** With `more`: pass it as `cursor` for the next page. */
+    next?: string;
   }>;
   /** Who is subscribed to a topic name or pattern. */
   presence(tenant: string | undefined, topic: string): Promise<{ tenant: string; topic: string; users: Record<string, number>; connections: number }>;
@@ -85,6 +89,11 @@ export function hubOptions(config: ServiceConfig, backplane: Backplane | undefin
       maxBufferedBytes: config.maxBuffered,
       slowConsumer: config.slowConsumer,
       authDeadline: config.authDeadline,
+      maxReplayMessages: config.maxReplayMessages,
+      maxReplayBytes: config.maxReplayBytes,
+      historyLimit: config.historyLimit,
+      maxHistoryLimit: config.maxHistoryLimit,
+      maxHistoryBytes: config.maxHistoryBytes,
     },
     ...(config.origins ? { origins: config.origins } : {}),
   };
@@ -158,11 +167,11 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
       const published = await hub.publish({ ...message, tenant });
       return { tenant, seq: published.seq, epoch: published.epoch, ts: published.ts };
     },
-    async history(tenantIn, topic, since) {
+    async history(tenantIn, topic, since, page = {}) {
       const tenant = tenantIn ?? 'default';
       const pattern = isPattern(topic);
       const from = since === undefined ? undefined : since.epoch === undefined ? since.seq : pattern ? { offset: since.seq, offsetEpoch: since.epoch } : { epoch: since.epoch, seq: since.seq };
-      const answer = await hub.history(topic, { tenant, since: from });
+      const answer = await hub.history(topic, { tenant, since: from, limit: page.limit, cursor: page.cursor });
       return {
         tenant,
         topic,
@@ -172,6 +181,8 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
         messages: answer.messages.map(toMessage),
         gaps: answer.gaps.map((g) => ({ topic: g.topic, epoch: g.epoch, from: g.from, to: g.to })),
         recovered: answer.recovered,
+        more: answer.more,
+        ...(answer.next !== undefined ? { next: answer.next } : {}),
       };
     },
     async presence(tenantIn, topic) {
