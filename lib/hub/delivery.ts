@@ -22,7 +22,7 @@ import type { HubEnvelope } from './backplane.js';
 import { type HubClient, type Replay, STATE_CLOSED, STATE_OPEN, type Subscription } from './client.js';
 import type { Gap, PublishedMessage } from './history.js';
 import type { SlowConsumerPolicy } from './options.js';
-import { type Dialect, encodeDirect, encodeGap, encodeTopicMessage } from './protocol.js';
+import { APP_PING, type Dialect, encodeDirect, encodeGap, encodeTopicMessage } from './protocol.js';
 
 /** Bytes that replies may use beyond the outbound budget: 64 KiB. */
 export const REPLY_HEADROOM = 64 * 1024;
@@ -107,6 +107,12 @@ export class Delivery {
     c.send(text);
     this.counters.messagesOut++;
     return true;
+  }
+
+  /** The heartbeat's pings: the protocol ping, and the app-level `{"type":"ping"}` to clients that get it. */
+  ping(client: HubClient): void {
+    client.connection.ping();
+    if (client.appPing) this.reply(client, APP_PING);
   }
 
   /** A `gap` report (a reply). */

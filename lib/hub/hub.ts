@@ -5,9 +5,9 @@
  * state shared between hubs goes through a {@link Backplane} ({@link MemoryBackplane} by default).
  *
  * This file is the facade: the public API, events and stats, the connection lifecycle and the heartbeat. The jobs
- * live beside it: {@link Admission} (who gets in), `rate.ts` (inbound rate), {@link Requests} (what requests do,
- * in order), {@link Registry} (connections, users, subscriptions, interest) and {@link Delivery} (the one writer,
- * with the outbound budget and the slow-consumer policy).
+ * live beside it: {@link Admission} (who gets in), `rate.ts` (inbound rate), {@link Requests} (what requests do, in
+ * order), {@link Registry} (connections, users, subscriptions, interest), `sink.ts` (what arrives from the
+ * backplane) and {@link Delivery} (the one writer, with the outbound budget and the slow-consumer policy).
  *
  * @module
  */
@@ -19,13 +19,14 @@ import type { WebSocketConnection } from '../transport/connection.js';
 import { createServer, type IncomingUpgrade, type WebSocketServer } from '../transport/server.js';
 import { Admission, type UpgradeVerdict } from './admission.js';
 import { HUB_SUBPROTOCOLS, type Principal, resolveTokenOptions, selectHubProtocol, TicketStore } from './auth.js';
-import { type Backplane, type BackplaneSink, type DisconnectTarget, type HubEnvelope, MemoryBackplane, type PresenceEvent, type PresenceSnapshot } from './backplane.js';
-import { checkType, type ClientOwner, HubClient, HubError, STATE_CLOSED, STATE_OPEN, type Subscription } from './client.js';
+import { type Backplane, type HubEnvelope, MemoryBackplane, type PresenceSnapshot } from './backplane.js';
+import { checkType, type ClientOwner, HubClient, HubError, STATE_CLOSED, STATE_OPEN } from './client.js';
 import { Delivery, type DirectFrames } from './delivery.js';
-import type { Gap, PatternSince, PublishedMessage, StreamPosition } from './history.js';
+import { createSink } from './sink.js';
+import type { PatternSince, StreamPosition } from './history.js';
 import { jwtResolver } from './jwt.js';
 import { checkCloseCode, type HubHeartbeatOptions, type HubOptions, type HubRefusal, type ResolvedLimits, resolveHeartbeat, resolveLimits } from './options.js';
-import { APP_PING, encodeDirect, parseRequest, serializeData } from './protocol.js';
+import { parseRequest, serializeData } from './protocol.js';
 import { takeToken } from './rate.js';
 import { findSub, Registry } from './registry.js';
 import { Requests, tenantProblem } from './requests.js';
@@ -79,7 +80,6 @@ export class Hub extends EventEmitter implements ClientOwner {
   private readonly supportedProtocols: readonly string[];
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private nextId = 0;
-  private readonly matchScratch: Array<ReadonlySet<Subscription>> = [];
   private closing: Promise<void> | null = null;
   /** Whether the backplane's `attach` settled: `null` while it runs, then `'ok'` or `'failed'`. */
   private attachState: 'ok' | 'failed' | null = null;
@@ -127,7 +127,14 @@ export class Hub extends EventEmitter implements ClientOwner {
       },
       (connection, request) => this.accept(connection, request),
     );
-    this.attached = this.backplane.attach(this.sink());
+    this.attached = this.backplane.attach(
+      createSink(this.registry, this.delivery, {
+        close: (client, code, reason) => this.closeClient(client, code, reason),
+        presence: (event) => {
+          if (this.listenerCount('presence') > 0) this.emit('presence', event);
+        },
+      }),
+    );
     this.attached.then(
       () => {
         this.attachState = 'ok';
@@ -479,86 +486,9 @@ export class Hub extends EventEmitter implements ClientOwner {
     return this.admission.refresh(client, token, requestId, kind);
   }
 
-  // ─── From the backplane ───────────────────────────────────────────────────────────────────────────────────
-
   /** @internal A message without a sequence number for one client (`client.send` too). */
   deliverDirect(client: HubClient, message: HubEnvelope, frames: DirectFrames | null): boolean {
     return this.delivery.direct(client, message, frames);
-  }
-
-  private sink(): BackplaneSink {
-    const { registry, delivery } = this;
-    return {
-      message: (m) => this.onTopicMessage(m),
-      user: (user, message) => {
-        let n = 0;
-        const frames: DirectFrames = {};
-        for (const client of registry.ofUser(user)) if (delivery.direct(client, message, frames)) n++;
-        return n;
-      },
-      connection: (id, message) => {
-        const client = registry.clients.get(id);
-        return client !== undefined && delivery.direct(client, message, null);
-      },
-      broadcast: (message, tenant) => {
-        let n = 0;
-        const frames: DirectFrames = {};
-        for (const client of registry.open(tenant)) if (delivery.direct(client, message, frames)) n++;
-        return n;
-      },
-      disconnect: (target: DisconnectTarget, code, reason) => {
-        const list = 'user' in target ? registry.ofUser(target.user) : [registry.clients.get(target.connectionId)].filter((c) => c !== undefined);
-        for (const client of list) this.closeClient(client, code, reason);
-        return list.length;
-      },
-      presence: (event) => this.onPresence(event),
-      gap: (gap) => this.onBackplaneGap(gap),
-    };
-  }
-
-  private onTopicMessage(m: PublishedMessage): void {
-    const sets = this.matchScratch;
-    this.registry.match(m.tenant, m.topic, sets);
-    if (sets.length === 0) return;
-    try {
-      this.delivery.publish(m, sets);
-    } finally {
-      sets.length = 0;
-    }
-  }
-
-  /**
-   * A loss reported by the backplane: one `gap` frame per dialect, sent to every connection with a live
-   * subscription matching the topic (once per connection, however many of its patterns match). Subscriptions
-   * still being set up keep it in their buffer, in order with the messages.
-   */
-  private onBackplaneGap(gap: Gap): void {
-    if (typeof gap !== 'object' || gap === null || typeof gap.topic !== 'string' || typeof gap.tenant !== 'string') return;
-    const sets: Array<ReadonlySet<Subscription>> = [];
-    this.registry.match(gap.tenant, gap.topic, sets);
-    // Per connection, one subscription: a live one when there is one.
-    const chosen = new Map<HubClient, Subscription>();
-    for (const set of sets) {
-      for (const sub of set) {
-        const held = chosen.get(sub.client);
-        if (held === undefined || (held.buffer !== null && sub.buffer === null)) chosen.set(sub.client, sub);
-      }
-    }
-    for (const [client, sub] of chosen) {
-      if (sub.buffer !== null) this.delivery.hold(sub, gap);
-      else if (client.state === STATE_OPEN) this.delivery.gap(client, sub.dialect, gap);
-    }
-  }
-
-  private onPresence(event: PresenceEvent): void {
-    if (this.listenerCount('presence') > 0) this.emit('presence', event);
-    const subs = this.registry.exact(event.tenant, event.topic);
-    if (subs === undefined) return;
-    const data = serializeData({ tenant: event.tenant, topic: event.topic, user: event.user });
-    for (const sub of subs) {
-      if (!sub.presence || sub.buffer !== null || sub.client.user === event.user) continue;
-      this.delivery.reply(sub.client, sub.dialect === 'llps' ? `{"action":${JSON.stringify(event.kind)},"channel":${JSON.stringify(event.topic)},"tenant":${JSON.stringify(event.tenant)},"user":${JSON.stringify(event.user)}}` : encodeDirect('native', event.kind, data));
-    }
   }
 
   /** @internal */
@@ -606,8 +536,7 @@ export class Hub extends EventEmitter implements ClientOwner {
       }
       if (now - client.lastPing >= hb.interval) {
         client.lastPing = now;
-        client.connection.ping();
-        if (client.appPing) this.delivery.reply(client, APP_PING);
+        this.delivery.ping(client);
       }
     }
   }
