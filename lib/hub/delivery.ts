@@ -309,7 +309,7 @@ export class Delivery {
       if (!r.sub.cancelled && client.state === STATE_OPEN) r.done();
     }
     this.stalled.delete(client);
-    if (client.gaps !== null) this.flushGaps(client);
+    this.flushGaps(client);
   }
 
   /** Forgets a closed connection's replays and waits. */
@@ -340,7 +340,8 @@ export class Delivery {
   }
 
   private poll(): void {
-    for (const client of this.stalled) {
+    // A snapshot: a client that stalls again while resumed is checked on the next tick, not again now.
+    for (const client of [...this.stalled]) {
       if (client.state === STATE_CLOSED) {
         this.release(client);
         continue;
@@ -361,7 +362,7 @@ export class Delivery {
       client.connection.off('drain', this.onDrain);
     }
     if (client.replays !== null) this.pump(client);
-    else if (client.gaps !== null) this.flushGaps(client);
+    else this.flushGaps(client);
   }
 
   // ─── Slow consumers ───────────────────────────────────────────────────────────────────────────────────────
@@ -395,11 +396,15 @@ export class Delivery {
     this.stall(client);
   }
 
-  /** Sends the recorded gaps (policy `drop`) once the connection has room again and no replay is running. */
+  /**
+   * The connection caught up (it has room and no replay runs): sends the gaps recorded under policy `drop`, and the
+   * next drop will be reported again.
+   */
   flushGaps(client: HubClient): void {
+    if (client.replays !== null) return;
     client.dropping = false;
     const gaps = client.gaps;
-    if (gaps === null || client.state !== STATE_OPEN || client.replays !== null) return;
+    if (gaps === null || client.state !== STATE_OPEN) return;
     client.gaps = null;
     for (const g of gaps.values()) this.gap(client, g.dialect, g);
   }
