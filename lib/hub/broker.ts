@@ -1,24 +1,30 @@
 /**
- * What the Redis and NATS backplanes share: naming on the broker (escaping, wildcard mapping), the resume
- * computation over a topic's stream as a broker holds it, and {@link BrokerBackplane} — interest counting,
- * de-duplication by (topic, seq), in-order delivery with gap filling from the broker's stream, and resynchronisation
- * after a reconnect. Imported only by the adapter entry points (`wsengine/hub/redis`, `wsengine/hub/nats`); the hub
- * core never imports this file.
+ * What the Redis and NATS backplanes share: their options, a topic's stream as a broker holds it ({@link TopicView},
+ * read by the resume rules of resume-rules.ts), and {@link BrokerBackplane} — interest counting, de-duplication by
+ * (topic, seq), in-order delivery with gap filling from the broker's stream, and resynchronisation after a
+ * reconnect. Naming on the broker is in broker-names.ts, the messages between nodes in broker-wire.ts. Imported
+ * only by the adapter entry points (`wsengine/hub/redis`, `wsengine/hub/nats`); the hub core never imports this file.
  *
  * @module
  * @internal
  */
 import { randomBytes } from 'node:crypto';
-import type {
-  Backplane,
-  BackplaneSink,
-  DisconnectTarget,
-  HubEnvelope,
-  PresenceEvent,
-  PresenceSnapshot,
-  ResumeAnswer,
-} from './backplane.js';
-import { GAP_UNKNOWN_END, resumeFromOffset, type Gap, type PatternSince, type PublishedMessage, type ResumeResult, type StreamPosition } from './history.js';
+import type { Backplane, BackplaneSink, DisconnectTarget, HubEnvelope, PresenceSnapshot, ResumeAnswer } from './backplane.js';
+import { ownerNode } from './broker-names.js';
+import type { ControlMessage, HeldMessage } from './broker-wire.js';
+import {
+  GAP_UNKNOWN_END,
+  type Gap,
+  type PatternSince,
+  type PublishedMessage,
+  replayAfter,
+  resumeFromOffset,
+  resumePattern,
+  resumeTopic,
+  type ResumeView,
+  type StreamPosition,
+  type TenantOffset,
+} from './resume-rules.js';
 import { isPattern, matches } from './topics.js';
 
 /** Defaults shared by the broker backplanes. */
@@ -60,7 +66,7 @@ export interface BrokerBackplaneOptions {
   onError?: (error: Error) => void;
 }
 
-/** A topic's stream as the broker holds it, normalized for {@link replayView}. */
+/** A topic's stream as the broker holds it (what {@link BrokerBackplane.loadView} reads). */
 export interface TopicView {
   epoch: string;
   /** Last sequence number assigned in the epoch. */
@@ -73,19 +79,22 @@ export interface TopicView {
   held: HeldMessage[];
 }
 
-/** A tenant's current offset and the epoch of its offsets (which changes when the broker lost the counter). */
-export interface TenantOffset {
-  offset: number;
-  epoch: string;
+/**
+ * A {@link TopicView} as the resume rules read it. The broker drops a topic's oldest messages first, so what was
+ * dropped ends right before the oldest held message (its seq - 1, and its predecessor's offset `prev`), or, with
+ * nothing held, at the epoch's last message.
+ */
+export function resumeView(view: TopicView): ResumeView {
+  const first = view.held.length > 0 ? view.held[0] : undefined;
+  return {
+    epoch: view.epoch,
+    seq: view.seq,
+    droppedSeq: first !== undefined ? first.message.seq - 1 : view.seq,
+    droppedOffset: first !== undefined ? first.prev : view.lastOffset,
+    startOffset: view.startOffset,
+    held: () => view.held.map((h) => h.message),
+  };
 }
-
-/** A held message and the tenant offset of its predecessor in the topic (0 for seq 1). */
-export interface HeldMessage {
-  message: PublishedMessage;
-  prev: number;
-}
-
-export { GAP_UNKNOWN_END } from './history.js';
 
 const PREFIX_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -115,122 +124,6 @@ export function checkBrokerOptions(options: BrokerBackplaneOptions): Required<Om
   };
 }
 
-/**
- * Percent-escapes the characters of one name segment that a broker gives meaning to (and `%` itself), so
- * `a*`, `>` or `[x]` are plain text on every broker. `extra` lists further characters to escape.
- */
-export function escapeSegment(segment: string, extra: string): string {
-  let out = '';
-  for (const ch of segment) {
-    if (ch === '%' || extra.includes(ch)) out += '%' + ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0');
-    else out += ch;
-  }
-  return out;
-}
-
-/** Inverse of {@link escapeSegment}. */
-export function unescapeSegment(segment: string): string {
-  return segment.includes('%') ? segment.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))) : segment;
-}
-
-/**
- * Maps a hub pattern (`*` one segment, `#` zero or more) onto NATS subject suffixes (after `<base>.`): `*` stays
- * `*`; a trailing `#` becomes the prefix itself plus `prefix.>`; `#` alone becomes `>`; a `#` anywhere else
- * truncates the subject there with `>` (broader — the hub filters locally). Segments are escaped with `esc`.
- */
-export function natsPatternSubjects(pattern: string, esc: (s: string) => string): string[] {
-  const segs = pattern.split('.');
-  const out: string[] = [];
-  for (let i = 0; i < segs.length; i++) {
-    const s = segs[i];
-    if (s === '#') {
-      if (i === segs.length - 1 && i > 0) return [out.join('.'), [...out, '>'].join('.')];
-      out.push('>');
-      return [out.join('.')];
-    }
-    out.push(s === '*' ? '*' : esc(s));
-  }
-  return [out.join('.')];
-}
-
-/**
- * Maps a hub pattern onto one Redis glob (after `<base>`): literal characters `? * [ ] \` are escaped with a
- * backslash; `*` becomes `*` (which in Redis also crosses dots: broader, filtered locally); `#` becomes `*` and
- * absorbs one neighbouring dot so that "zero segments" still matches (`a.#` → `a*`, `a.#.b` → `a.*b`, `#.b` → `*b`).
- */
-export function redisPatternGlob(pattern: string, esc: (s: string) => string): string {
-  const segs = pattern.split('.');
-  let out = '';
-  for (let i = 0; i < segs.length; i++) {
-    const s = segs[i];
-    const last = i === segs.length - 1;
-    if (s === '#') {
-      out = out.endsWith('.') && last ? out.slice(0, -1) + '*' : out + '*';
-      continue; // `#` absorbs the following dot.
-    }
-    out += (s === '*' ? '*' : esc(s).replace(/[?*[\]\\]/g, (c) => '\\' + c)) + (last ? '' : '.');
-  }
-  return out;
-}
-
-/**
- * What a client that saw up to seq `after` of the view's epoch missed: the held messages after it, and the exact
- * range no longer held. `epochLost`: the client's position was in an epoch that no longer exists.
- */
-export function replayView(tenant: string, topic: string, view: TopicView, after: number, epochLost: boolean): ResumeResult {
-  const droppedSeq = view.held.length > 0 ? view.held[0].message.seq - 1 : view.seq;
-  const gaps: Gap[] = [];
-  if (after < droppedSeq) gaps.push({ tenant, topic, epoch: view.epoch, from: after + 1, to: droppedSeq });
-  const messages: PublishedMessage[] = [];
-  for (const h of view.held) if (h.message.seq > after) messages.push(h.message);
-  return { messages, gaps, recovered: gaps.length === 0 && !epochLost };
-}
-
-/** Resume of one exact topic from `since` against its view (null: the broker holds no stream for it). */
-export function resumeTopic(tenant: string, topic: string, view: TopicView | null, since: StreamPosition): ResumeResult {
-  if (view === null) return { messages: [], gaps: [], recovered: since.seq === 0 };
-  const same = since.epoch === view.epoch;
-  const after = same ? Math.min(Math.max(0, Math.floor(since.seq)), view.seq) : 0;
-  return replayView(tenant, topic, view, after, !same && since.seq > 0);
-}
-
-/**
- * Resume of a pattern subscription from the views of the topics concerned (those named in `since.positions` and
- * those published after `since.offset`), with the same rules as the in-memory history: a topic with a position
- * resumes from it; one without resumes from the tenant offset.
- */
-export function resumePattern(tenant: string, pattern: string, views: Map<string, TopicView>, since: PatternSince, current: TenantOffset): ResumeResult {
-  const result: ResumeResult = { messages: [], gaps: [], recovered: true };
-  const fromOffset = resumeFromOffset(since, current);
-  const positions = since.positions ?? {};
-  for (const [topic, view] of views) {
-    if (!matches(pattern, topic)) continue;
-    const known = Object.hasOwn(positions, topic) ? positions[topic] : undefined;
-    let part: ResumeResult;
-    if (known !== undefined) part = resumeTopic(tenant, topic, view, known);
-    else if (fromOffset === Infinity || view.seq === 0) continue;
-    else if (view.startOffset >= fromOffset) part = replayView(tenant, topic, view, 0, false);
-    else {
-      let after = 0;
-      for (const h of view.held) {
-        if (h.message.offset > fromOffset) break;
-        after = h.message.seq;
-      }
-      if (after === 0) {
-        const droppedOffset = view.held.length > 0 ? view.held[0].prev : view.lastOffset;
-        const droppedSeq = view.held.length > 0 ? view.held[0].message.seq - 1 : view.seq;
-        if (droppedOffset <= fromOffset) after = droppedSeq;
-      }
-      part = replayView(tenant, topic, view, after, false);
-    }
-    for (const m of part.messages) result.messages.push(m);
-    for (const g of part.gaps) result.gaps.push(g);
-    if (!part.recovered) result.recovered = false;
-  }
-  result.messages.sort((a, b) => a.offset - b.offset);
-  return result;
-}
-
 /** Rejects with a clear error when `promise` has not settled within `ms`. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -253,14 +146,6 @@ interface Tracked {
    */
   again?: boolean;
 }
-
-/** A message between nodes that is not a topic message (user, connection, broadcast, disconnect, presence). */
-export type ControlMessage =
-  | { k: 'user'; user: string; env: HubEnvelope }
-  | { k: 'conn'; id: string; env: HubEnvelope }
-  | { k: 'bcast'; tenant?: string; env: HubEnvelope }
-  | { k: 'disc'; target: DisconnectTarget; code: number; reason: string }
-  | { k: 'pres'; event: PresenceEvent };
 
 /**
  * The broker-independent half of a broker backplane. A subclass provides the broker operations; this class keeps
@@ -391,7 +276,7 @@ export abstract class BrokerBackplane implements Backplane {
       const current = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
       const position = view === null ? { epoch: '', seq: 0 } : { epoch: view.epoch, seq: view.seq };
       this.noteBaseline(tenant, name, position);
-      const result = since === null ? { messages: [], gaps: [], recovered: true } : resumeTopic(tenant, name, view, since as StreamPosition);
+      const result = since === null ? { messages: [], gaps: [], recovered: true } : resumeTopic(tenant, name, view === null ? null : resumeView(view), since as StreamPosition);
       return { ...result, position, offset: current.offset, offsetEpoch: current.epoch };
     }
     const current = await withTimeout(this.tenantOffset(tenant), t, 'reading the tenant offset');
@@ -401,17 +286,14 @@ export abstract class BrokerBackplane implements Backplane {
     const topics = new Set<string>();
     for (const topic of Object.keys(ps.positions ?? {})) if (matches(name, topic)) topics.add(topic);
     const from = resumeFromOffset(ps, current);
-    if (from !== Infinity) for (const topic of await withTimeout(this.topicsSince(tenant, name, from), t, 'listing topics')) topics.add(topic);
-    const views = new Map<string, TopicView>();
-    const missing: string[] = [];
+    if (from !== Infinity) for (const topic of await withTimeout(this.topicsSince(tenant, name, from), t, 'listing topics')) if (matches(name, topic)) topics.add(topic);
+    // In the order the reads complete; null: the broker holds no stream for the topic (a position in it is lost).
+    const views = new Map<string, ResumeView | null>();
     await Promise.all([...topics].map(async (topic) => {
       const v = await withTimeout(this.loadView(tenant, topic), t, `reading the history of ${tenant}/${topic}`);
-      if (v !== null) views.set(topic, v);
-      else missing.push(topic);
+      views.set(topic, v === null ? null : resumeView(v));
     }));
-    const result = resumePattern(tenant, name, views, ps, current);
-    // A topic the client knew in an epoch the broker no longer holds at all: not recovered.
-    for (const topic of missing) if ((ps.positions?.[topic]?.seq ?? 0) > 0) result.recovered = false;
+    const result = resumePattern(tenant, views, ps, current);
     return { ...result, ...offsets };
   }
 
@@ -603,7 +485,7 @@ export abstract class BrokerBackplane implements Backplane {
         t.epoch = view.epoch;
         t.seq = 0;
       }
-      const r = replayView(tenant, topic, view, after, false);
+      const r = replayAfter(tenant, topic, resumeView(view), after, false);
       for (const g of r.gaps) this.reportGap(g);
       if (r.gaps.length > 0) t.seq = r.gaps[r.gaps.length - 1].to;
       t.seq = Math.max(t.seq, after);
@@ -712,74 +594,3 @@ export abstract class BrokerBackplane implements Backplane {
   }
 }
 
-/** The node that owns a connection id (`${nodeId}.${n}`), or null for a malformed id. */
-export function ownerNode(connectionId: string): string | null {
-  if (typeof connectionId !== 'string') return null;
-  const dot = connectionId.indexOf('.');
-  return dot > 0 ? connectionId.slice(0, dot) : null;
-}
-
-/** Serializes a topic message for the wire between nodes: a JSON header line, then the data's JSON text. */
-export function encodeMessage(m: PublishedMessage, prev: number, start: number): string {
-  return JSON.stringify([m.tenant, m.topic, m.type, m.epoch, m.seq, m.ts, m.offset, prev, start]) + '\n' + m.data;
-}
-
-/** Inverse of {@link encodeMessage}; null when the text is not one (foreign traffic on our prefix). */
-export function decodeMessage(text: string): HeldMessage & { start: number } | null {
-  const nl = text.indexOf('\n');
-  if (nl < 0) return null;
-  let h: unknown;
-  try {
-    h = JSON.parse(text.slice(0, nl));
-  } catch {
-    return null;
-  }
-  if (!Array.isArray(h) || h.length !== 9) return null;
-  const [tenant, topic, type, epoch, seq, ts, offset, prev, start] = h as unknown[];
-  if (typeof tenant !== 'string' || typeof topic !== 'string' || typeof type !== 'string' || typeof epoch !== 'string') return null;
-  if (!isCount(seq) || !isCount(ts) || !isCount(offset) || !isCount(prev) || !isCount(start)) return null;
-  return { message: { tenant, topic, type, data: text.slice(nl + 1), seq, epoch, ts, offset }, prev, start };
-}
-
-function isCount(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-/** Encodes a control message. */
-export function encodeControl(from: string, message: ControlMessage): string {
-  return JSON.stringify({ from, ...message });
-}
-
-/** Decodes a control message; null when malformed. Returns the sending node's id too. */
-export function decodeControl(text: string): { from: string; message: ControlMessage } | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (v === null || typeof v !== 'object') return null;
-  const o = v as Record<string, unknown>;
-  if (typeof o.from !== 'string' || typeof o.k !== 'string') return null;
-  const env = o.env as HubEnvelope | undefined;
-  const envOk = env !== undefined && env !== null && typeof env.type === 'string' && typeof env.data === 'string';
-  switch (o.k) {
-    case 'user': if (typeof o.user === 'string' && envOk) return { from: o.from, message: { k: 'user', user: o.user, env: env! } }; break;
-    case 'conn': if (typeof o.id === 'string' && envOk) return { from: o.from, message: { k: 'conn', id: o.id, env: env! } }; break;
-    case 'bcast': if ((o.tenant === undefined || typeof o.tenant === 'string') && envOk) return { from: o.from, message: { k: 'bcast', tenant: o.tenant as string | undefined, env: env! } }; break;
-    case 'disc': {
-      const t = o.target as Record<string, unknown> | null;
-      const target = t !== null && typeof t === 'object' ? (typeof t.connectionId === 'string' ? { connectionId: t.connectionId } : typeof t.user === 'string' ? { user: t.user } : null) : null;
-      if (target !== null && typeof o.code === 'number' && typeof o.reason === 'string') return { from: o.from, message: { k: 'disc', target, code: o.code, reason: o.reason } };
-      break;
-    }
-    case 'pres': {
-      const e = o.event as Record<string, unknown> | null;
-      if (e !== null && typeof e === 'object' && (e.kind === 'join' || e.kind === 'leave') && typeof e.tenant === 'string' && typeof e.topic === 'string' && typeof e.user === 'string') {
-        return { from: o.from, message: { k: 'pres', event: { kind: e.kind, tenant: e.tenant, topic: e.topic, user: e.user } } };
-      }
-      break;
-    }
-  }
-  return null;
-}

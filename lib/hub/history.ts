@@ -1,7 +1,7 @@
 /**
- * Per-topic sequence numbers, epochs and bounded history (by count, by age and by bytes), and the resume computation:
+ * Per-topic sequence numbers, epochs and bounded history (by count, by age and by bytes), and resume over them:
  * what a client that saw up to some position has missed, as the messages still held plus the exact ranges no longer
- * held.
+ * held — computed by the rules of resume-rules.ts, shared with the broker adapters, over a view of a topic's list.
  *
  * Every held message is in two lists: its topic's (oldest first) and the store's (publication order across all
  * topics and tenants). Whatever drops a message — the count, the age, a byte cap, {@link HistoryStore.sweep} — drops
@@ -9,12 +9,17 @@
  * expiry and the store-wide byte cap cost what they drop, not a walk over every topic. A dropped message is unlinked
  * from both lists at once, so nothing of the store keeps it alive.
  *
- * Used by {@link MemoryBackplane}; adapters for brokers keep the same semantics in their store.
+ * Used by {@link MemoryBackplane}; adapters for brokers keep the same semantics in their store. Re-exports the
+ * stream types (positions, messages, gaps) from resume-rules.ts, where they are defined.
  *
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { type PatternSince, type PublishedMessage, type ResumeResult, type ResumeView, resumePattern, resumeTopic, type StreamPosition } from './resume-rules.js';
 import { matches } from './topics.js';
+
+export { GAP_UNKNOWN_END, resumeFromOffset } from './resume-rules.js';
+export type { Gap, PatternSince, PublishedMessage, ResumeResult, StreamPosition } from './resume-rules.js';
 
 /** Defaults of {@link HistoryOptions}. */
 export const HISTORY_DEFAULTS = {
@@ -74,85 +79,6 @@ export interface HistoryOptions {
    * dropped, until it fits (a message larger than this is delivered but not kept). Default: 8,388,608 (8 MiB).
    */
   maxTopicBytes?: number;
-}
-
-/** A position in a topic's stream: the last sequence number seen in an epoch. */
-export interface StreamPosition {
-  epoch: string;
-  seq: number;
-}
-
-/**
- * A published topic message as it travels between hubs and is kept in history. `data` is already serialized
- * (JSON text) so that every hub splices the same bytes into its frames.
- */
-export interface PublishedMessage {
-  tenant: string;
-  topic: string;
-  /** The message's type, as the publisher gave it. */
-  type: string;
-  /** The message's data, serialized as JSON text. */
-  data: string;
-  /** Sequence number in the topic's epoch, from 1, contiguous. */
-  seq: number;
-  epoch: string;
-  /** Publication time, ms since the epoch. */
-  ts: number;
-  /** Position in the tenant's stream of publications (monotonic per tenant across topics), for wildcard resume. */
-  offset: number;
-}
-
-/**
- * `to` of a {@link Gap} whose end cannot be known: the epoch itself was lost (a broker restarted without
- * persistence), so everything after `from` in that epoch is missing and the topic continues in a new epoch.
- * `Number.MAX_SAFE_INTEGER` (9007199254740991) on the wire; the hub client turns it into `Infinity`.
- */
-export const GAP_UNKNOWN_END = Number.MAX_SAFE_INTEGER;
-
-/** A missing range of sequence numbers, inclusive, in one topic's epoch. */
-export interface Gap {
-  tenant: string;
-  topic: string;
-  epoch: string;
-  from: number;
-  /** Last missing sequence number, inclusive; {@link GAP_UNKNOWN_END} when the epoch ended with an unknown last seq. */
-  to: number;
-}
-
-/** The answer to a resume request for one subscription: messages to replay in order, and ranges that are lost. */
-export interface ResumeResult {
-  messages: PublishedMessage[];
-  gaps: Gap[];
-  /** Whether everything missed is in `messages` (no gap). */
-  recovered: boolean;
-}
-
-/** What a client sends to resume a wildcard subscription (see the README's "History and resume"). */
-export interface PatternSince {
-  /** The last position seen, per topic. */
-  positions?: Record<string, StreamPosition>;
-  /** The tenant stream offset the subscription's ack (or last resume) reported; topics not in `positions` replay from it. */
-  offset?: number;
-  /**
-   * The offset epoch reported with `offset` (the ack's `offsetEpoch`). Offsets count publications of one stream;
-   * when the hub's stream is not the one the offset came from (a restarted hub without a persistent backplane, a
-   * broker that lost its data), the offset means nothing: every matching topic is then treated as unseen — all that
-   * is held is replayed, with gaps where messages are known to be gone. Without it, an offset is trusted unless it
-   * is ahead of the current one (which also proves it is from another stream).
-   */
-  offsetEpoch?: string;
-}
-
-/**
- * The tenant offset a pattern resume replays topics without a position from: `since.offset`, or 0 (everything held)
- * when the offset belongs to another stream (`since.offsetEpoch` differs from `current.epoch`, or the offset is
- * ahead of `current.offset`); `Infinity` when the client gave neither (only `positions` count).
- */
-export function resumeFromOffset(since: PatternSince, current: { offset: number; epoch: string }): number {
-  const offset = since.offset;
-  if (since.offsetEpoch !== undefined && since.offsetEpoch !== current.epoch) return 0;
-  if (offset === undefined) return Infinity;
-  return offset > current.offset ? 0 : offset;
 }
 
 /** A held message, linked in its topic's list and in the store's. */
@@ -378,76 +304,34 @@ export class HistoryStore {
   }
 
   /**
-   * What a client that saw up to `since` on an exact topic has missed. A different epoch means the stream it knew
-   * is gone: everything of the current epoch is replayed, and the client is told its old epoch cannot be resumed
-   * (a gap over the current epoch's dropped part, if any, and `recovered: false`).
+   * What a client that saw up to `since` on an exact topic has missed ({@link resumeTopic}), after dropping what
+   * expired.
    */
   since(tenant: string, topic: string, since: StreamPosition): ResumeResult {
     const h = this.tenants.get(tenant)?.topics.get(topic);
-    if (h === undefined) {
-      // Unknown topic: nothing was published since the hub (or its history) started; a different epoch is lost.
-      return { messages: [], gaps: [], recovered: since.seq === 0 };
-    }
-    this.expire(h, this.now());
-    const sameEpoch = since.epoch === h.epoch;
-    const after = sameEpoch ? Math.min(Math.max(0, Math.floor(since.seq)), h.seq) : 0;
-    return this.replay(tenant, h, after, !sameEpoch && since.seq > 0);
-  }
-
-  private replay(tenant: string, h: TopicHistory, after: number, epochLost: boolean): ResumeResult {
-    const gaps: Gap[] = [];
-    const messages: PublishedMessage[] = [];
-    if (after < h.droppedSeq) gaps.push({ tenant, topic: h.topic, epoch: h.epoch, from: after + 1, to: h.droppedSeq });
-    for (let e = h.first; e !== null; e = e.next) if (e.message.seq > after) messages.push(e.message);
-    return { messages, gaps, recovered: gaps.length === 0 && !epochLost };
+    if (h !== undefined) this.expire(h, this.now());
+    return resumeTopic(tenant, topic, h === undefined ? null : viewOf(h), since);
   }
 
   /**
-   * What a wildcard subscription missed: for each topic of the tenant with a stream that matches the pattern (a
-   * walk over the tenant's topics: resume is rare, publishing never does this), from its
-   * position in `since.positions`, or — for a topic the client has no position for — from the tenant offset
-   * `since.offset` (from 0 when that offset is of another offset epoch: {@link resumeFromOffset}). Messages are
-   * returned in publication order (tenant offset) across topics.
+   * What a wildcard subscription missed ({@link resumePattern}) over every topic of the tenant with a stream that
+   * matches the pattern (a walk over the tenant's topics: resume is rare, publishing never does this), each after
+   * dropping what expired. Only topics held are shown: a position in a topic this store does not hold (never
+   * published, or forgotten beyond {@link HistoryOptions.maxTopics}) is ignored.
    */
   sincePattern(tenant: string, pattern: string, since: PatternSince): ResumeResult {
     const t = this.tenants.get(tenant);
-    const result: ResumeResult = { messages: [], gaps: [], recovered: true };
-    if (t === undefined) return result;
-    const fromOffset = resumeFromOffset(since, { offset: t.offset, epoch: this.streamEpoch });
-    const positions = since.positions ?? {};
-    const now = this.now();
+    if (t === undefined) return { messages: [], gaps: [], recovered: true };
+    return resumePattern(tenant, this.matching(t, pattern, this.now()), since, { offset: t.offset, epoch: this.streamEpoch });
+  }
+
+  /** The views of the tenant's topics matching `pattern`, each expired at `now` when reached. */
+  private *matching(t: TenantHistory, pattern: string, now: number): Generator<[string, ResumeView]> {
     for (const h of t.topics.values()) {
       if (!matches(pattern, h.topic)) continue;
-      const topic = h.topic;
       this.expire(h, now);
-      const known = Object.hasOwn(positions, topic) ? positions[topic] : undefined;
-      let part: ResumeResult;
-      if (known !== undefined) {
-        const sameEpoch = known.epoch === h.epoch;
-        part = this.replay(tenant, h, sameEpoch ? Math.min(Math.max(0, Math.floor(known.seq)), h.seq) : 0, !sameEpoch && known.seq > 0);
-      } else if (fromOffset === Infinity || h.seq === 0) {
-        continue;
-      } else if (h.startOffset >= fromOffset) {
-        // The epoch began after the client's offset: all of it is new to the client.
-        part = this.replay(tenant, h, 0, false);
-      } else {
-        // Messages after the client's offset: the held ones are exact; for dropped ones, the first seq after the
-        // offset is the first held entry after it, or (when all were dropped) known only as "after droppedSeq's
-        // predecessor that the offset covered" — we report the range that cannot be ruled out.
-        let after = 0;
-        for (let e = h.first; e !== null; e = e.next) {
-          if (e.message.offset > fromOffset) break;
-          after = e.message.seq;
-        }
-        if (after === 0 && h.droppedOffset <= fromOffset) after = h.droppedSeq;
-        part = this.replay(tenant, h, after, false);
-      }
-      for (const m of part.messages) result.messages.push(m);
-      for (const g of part.gaps) result.gaps.push(g);
-      if (!part.recovered) result.recovered = false;
+      yield [h.topic, viewOf(h)];
     }
-    result.messages.sort((a, b) => a.offset - b.offset);
-    return result;
   }
 
   /** Forgets everything (a restart): every topic gets a new epoch on its next publication. */
@@ -459,6 +343,15 @@ export class HistoryStore {
     this.heldCount = 0;
     this.streamEpoch = newEpoch();
   }
+}
+
+/** A topic's history as the resume rules read it (made per resume; its messages are read from the topic's list). */
+function viewOf(h: TopicHistory): ResumeView {
+  return { epoch: h.epoch, seq: h.seq, droppedSeq: h.droppedSeq, droppedOffset: h.droppedOffset, startOffset: h.startOffset, held: () => heldMessages(h) };
+}
+
+function* heldMessages(h: TopicHistory): Generator<PublishedMessage> {
+  for (let e = h.first; e !== null; e = e.next) yield e.message;
 }
 
 function nonNegative(name: string, value: number): number {

@@ -30,25 +30,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { PresenceSnapshot } from './backplane.js';
-import {
-  BrokerBackplane,
-  type BrokerBackplaneOptions,
-  type ControlMessage,
-  decodeControl,
-  decodeMessage,
-  encodeControl,
-  encodeMessage,
-  escapeSegment,
-  natsPatternSubjects,
-  ownerNode,
-  type TenantOffset,
-  type TopicView,
-  withTimeout,
-} from './broker.js';
-import type { PublishedMessage } from './history.js';
+import { BrokerBackplane, type BrokerBackplaneOptions, type TopicView, withTimeout } from './broker.js';
+import { escapeSegment, natsPatternSubjects, ownerNode } from './broker-names.js';
+import { type ControlMessage, decodeControl, decodeMessage, encodeControl, encodeMessage } from './broker-wire.js';
+import type { PublishedMessage, TenantOffset } from './resume-rules.js';
 import { matches } from './topics.js';
 
-export { GAP_UNKNOWN_END } from './broker.js';
+export { GAP_UNKNOWN_END } from './resume-rules.js';
 
 type Nats = typeof import('nats');
 type NatsConnection = import('nats').NatsConnection;

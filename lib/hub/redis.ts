@@ -36,24 +36,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { PresenceSnapshot } from './backplane.js';
-import {
-  BrokerBackplane,
-  type BrokerBackplaneOptions,
-  type ControlMessage,
-  decodeControl,
-  decodeMessage,
-  encodeControl,
-  escapeSegment,
-  ownerNode,
-  redisPatternGlob,
-  type TenantOffset,
-  type TopicView,
-  withTimeout,
-} from './broker.js';
-import type { PublishedMessage } from './history.js';
+import { BrokerBackplane, type BrokerBackplaneOptions, type TopicView, withTimeout } from './broker.js';
+import { escapeSegment, ownerNode, redisPatternGlob } from './broker-names.js';
+import { type ControlMessage, decodeControl, decodeMessage, encodeControl } from './broker-wire.js';
+import type { PublishedMessage, TenantOffset } from './resume-rules.js';
 import { matches } from './topics.js';
 
-export { GAP_UNKNOWN_END } from './broker.js';
+export { GAP_UNKNOWN_END } from './resume-rules.js';
 
 /**
  * The part of a node-redis client (`redis` 5.x, `createClient()`) this adapter uses. Pass your application's
