@@ -249,3 +249,18 @@ t.test('MemoryBackplane sweeps its history on a timer from attach to close', asy
   t.equal(backplane.counts.topics, 10, 'the streams are kept');
   await backplane.close();
 });
+
+t.test('a wildcard resume with a position in a topic the store forgot is not recovered (as for an exact topic and on the brokers)', async (t) => {
+  const store = new HistoryStore({ maxTopics: 1 });
+  const x = store.append('default', 'a.x', 'm', '1');
+  store.append('default', 'a.y', 'm', '2'); // evicts a.x's stream
+  const forgotten = store.sincePattern('default', 'a.*', { positions: { 'a.x': { epoch: x.epoch, seq: 1 } } });
+  t.equal(forgotten.recovered, false, 'a.x is gone: what came after seq 1 cannot be known');
+  t.equal(store.since('default', 'a.x', { epoch: x.epoch, seq: 1 }).recovered, false, 'the exact resume agrees');
+  const fresh = store.sincePattern('default', 'a.*', { positions: { 'a.z': { epoch: '', seq: 0 } } });
+  t.equal(fresh.recovered, true, 'a position at 0 in an unknown topic loses nothing');
+  const other = store.sincePattern('default', 'a.*', { positions: { 'b.q': { epoch: 'e', seq: 5 } } });
+  t.equal(other.recovered, true, 'a position in a topic the pattern does not match is not this resume\'s business');
+  const empty = new HistoryStore().sincePattern('nobody', 'a.*', { positions: { 'a.x': { epoch: 'e', seq: 2 } } });
+  t.equal(empty.recovered, false, 'also in a tenant the store never saw');
+});

@@ -321,16 +321,24 @@ export class HistoryStore {
    */
   sincePattern(tenant: string, pattern: string, since: PatternSince): ResumeResult {
     const t = this.tenants.get(tenant);
-    if (t === undefined) return { messages: [], gaps: [], recovered: true };
-    return resumePattern(tenant, this.matching(t, pattern, this.now()), since, { offset: t.offset, epoch: this.streamEpoch });
+    return resumePattern(tenant, this.matching(t, pattern, since, this.now()), since, { offset: t?.offset ?? 0, epoch: this.streamEpoch });
   }
 
-  /** The views of the tenant's topics matching `pattern`, each expired at `now` when reached. */
-  private *matching(t: TenantHistory, pattern: string, now: number): Generator<[string, ResumeView]> {
-    for (const h of t.topics.values()) {
-      if (!matches(pattern, h.topic)) continue;
-      this.expire(h, now);
-      yield [h.topic, viewOf(h)];
+  /**
+   * The views of the tenant's topics matching `pattern`, each expired at `now` when reached; then, as `null`, the
+   * matching topics the client has a position for that the store no longer has a stream for (forgotten by
+   * `maxTopics` or a restart): a position past 0 in them is a loss, as for an exact topic and on the brokers.
+   */
+  private *matching(t: TenantHistory | undefined, pattern: string, since: PatternSince, now: number): Generator<[string, ResumeView | null]> {
+    if (t !== undefined) {
+      for (const h of t.topics.values()) {
+        if (!matches(pattern, h.topic)) continue;
+        this.expire(h, now);
+        yield [h.topic, viewOf(h)];
+      }
+    }
+    for (const topic of Object.keys(since.positions ?? {})) {
+      if (t?.topics.has(topic) !== true && matches(pattern, topic)) yield [topic, null];
     }
   }
 
