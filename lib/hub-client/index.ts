@@ -102,6 +102,8 @@ export interface HubMessage {
   epoch?: string;
   /** Publication time, ms since 1970 (topic messages). */
   ts?: number;
+  /** Who published it, when a client did: set by the hub from the publisher's verified token, never by a client. */
+  from?: { user: string };
 }
 
 /** What a subscribe ack said. */
@@ -1259,6 +1261,8 @@ export class HubClient {
     const out: HubMessage = { type: msg.type as string, data: msg.data, topic, seq, epoch };
     if (tenant !== undefined) out.tenant = tenant;
     if (typeof msg.ts === 'number') out.ts = msg.ts;
+    const from = msg.from as { user?: unknown } | undefined;
+    if (typeof from === 'object' && from !== null && typeof from.user === 'string') out.from = { user: from.user };
     this.emit('message', out);
   }
 }

@@ -113,7 +113,7 @@ export interface Backplane {
   /** Connects the hub's sink. Called once, before anything else. */
   attach(sink: BackplaneSink): Promise<void>;
   /** Assigns seq/epoch/offset, stores in history, delivers to interested hubs. */
-  publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage>;
+  publish(tenant: string, topic: string, type: string, data: string, from?: string): Promise<PublishedMessage>;
   /** Declares this hub's interest in (tenant, pattern); resolves once live. */
   subscribe(tenant: string, pattern: string): Promise<void>;
   /** Withdraws the interest. */
@@ -212,8 +212,8 @@ export class MemoryBackplane implements Backplane {
     return this.sink;
   }
 
-  async publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage> {
-    const message = this.history.append(tenant, topic, type, data);
+  async publish(tenant: string, topic: string, type: string, data: string, from?: string): Promise<PublishedMessage> {
+    const message = this.history.append(tenant, topic, type, data, undefined, from);
     this.target().message(message);
     return message;
   }

@@ -25,7 +25,9 @@ export type ControlMessage =
 
 /** Serializes a topic message for the wire between nodes: a JSON header line, then the data's JSON text. */
 export function encodeMessage(m: PublishedMessage, prev: number, start: number): string {
-  return JSON.stringify([m.tenant, m.topic, m.type, m.epoch, m.seq, m.ts, m.offset, prev, start]) + '\n' + m.data;
+  const head = [m.tenant, m.topic, m.type, m.epoch, m.seq, m.ts, m.offset, prev, start];
+  if (m.from !== undefined) head.push(m.from);
+  return JSON.stringify(head) + '\n' + m.data;
 }
 
 /** Inverse of {@link encodeMessage}; null when the text is not one (foreign traffic on our prefix). */
@@ -38,11 +40,14 @@ export function decodeMessage(text: string): HeldMessage & { start: number } | n
   } catch {
     return null;
   }
-  if (!Array.isArray(h) || h.length !== 9) return null;
-  const [tenant, topic, type, epoch, seq, ts, offset, prev, start] = h as unknown[];
+  if (!Array.isArray(h) || (h.length !== 9 && h.length !== 10)) return null;
+  const [tenant, topic, type, epoch, seq, ts, offset, prev, start, from] = h as unknown[];
+  if (from !== undefined && typeof from !== 'string') return null;
   if (typeof tenant !== 'string' || typeof topic !== 'string' || typeof type !== 'string' || typeof epoch !== 'string') return null;
   if (!isCount(seq) || !isCount(ts) || !isCount(offset) || !isCount(prev) || !isCount(start)) return null;
-  return { message: { tenant, topic, type, data: text.slice(nl + 1), seq, epoch, ts, offset }, prev, start };
+  const message: HeldMessage['message'] = { tenant, topic, type, data: text.slice(nl + 1), seq, epoch, ts, offset };
+  if (from !== undefined) message.from = from;
+  return { message, prev, start };
 }
 
 function isCount(v: unknown): v is number {

@@ -202,7 +202,7 @@ export abstract class BrokerBackplane implements Backplane {
   protected abstract tenantOffset(tenant: string): Promise<TenantOffset>;
   /** Sends a control message to every node (`node` undefined), or to one node, or to the nodes interested in a user. */
   protected abstract sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void>;
-  abstract publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage>;
+  abstract publish(tenant: string, topic: string, type: string, data: string, from?: string): Promise<PublishedMessage>;
   abstract registerConnection(user: string, connectionId: string): Promise<string[]>;
   abstract unregisterConnection(user: string, connectionId: string): Promise<void>;
   abstract presenceJoin(tenant: string, topic: string, user: string, connectionId: string): Promise<void>;

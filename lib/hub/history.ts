@@ -176,7 +176,7 @@ export class HistoryStore {
   }
 
   /** Assigns the next seq (and the tenant offset) to a message and keeps it. */
-  append(tenant: string, topic: string, type: string, data: string, ts = this.now()): PublishedMessage {
+  append(tenant: string, topic: string, type: string, data: string, ts = this.now(), from?: string): PublishedMessage {
     const t = this.tenant(tenant);
     let h = t.topics.get(topic);
     if (h === undefined) {
@@ -188,6 +188,7 @@ export class HistoryStore {
     }
     this.lru.set(h, tenant);
     const message: PublishedMessage = { tenant, topic, type, data, seq: ++h.seq, epoch: h.epoch, ts, offset: ++t.offset };
+    if (from !== undefined) message.from = from;
     if (this.size > 0) {
       this.hold(h, message);
       if (h.count > this.size) this.dropOldest(h);

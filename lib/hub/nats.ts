@@ -381,9 +381,9 @@ export class NatsBackplane extends BrokerBackplane {
   /** Per topic, the tail of this node's publishes: a node publishes to one topic one at a time (seq n+1 needs n's ack). */
   private readonly chains = new Map<string, Promise<unknown>>();
 
-  publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage> {
+  publish(tenant: string, topic: string, type: string, data: string, from?: string): Promise<PublishedMessage> {
     const k = `${tenant}\0${topic}`;
-    const run = (this.chains.get(k) ?? Promise.resolve()).then(() => this.publishNow(tenant, topic, type, data));
+    const run = (this.chains.get(k) ?? Promise.resolve()).then(() => this.publishNow(tenant, topic, type, data, from));
     const tail = run.catch(() => {});
     this.chains.set(k, tail);
     void tail.then(() => {
@@ -392,7 +392,7 @@ export class NatsBackplane extends BrokerBackplane {
     return run;
   }
 
-  private async publishNow(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage> {
+  private async publishNow(tenant: string, topic: string, type: string, data: string, from: string | undefined): Promise<PublishedMessage> {
     const nc = this.conn();
     if (!this.connected) throw new Error('NATS is disconnected: the message was not published');
     const js = nc.jetstream({ timeout: this.opts.timeout });
@@ -409,6 +409,7 @@ export class NatsBackplane extends BrokerBackplane {
       const prev = state === null ? 0 : state.streamSeq;
       const start = state === null ? 0 : state.start;
       const message: PublishedMessage = { tenant, topic, type, data, seq, epoch, ts: Date.now(), offset: 0 };
+      if (from !== undefined) message.from = from;
       try {
         const ack = await js.publish(subject, this.enc.encode(encodeMessage(message, prev, start)), { expect: { lastSubjectSequence: prev } });
         message.offset = ack.seq;

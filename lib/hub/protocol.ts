@@ -188,7 +188,7 @@ export function encodeError(dialect: Dialect, code: ErrorCode, message: string, 
 
 /** A topic message: native `{"type","data","topic","tenant","seq","epoch","ts"}`; llps `{"action":"message","tenant","channel","type","payload","seq","epoch","ts"}`. */
 export function encodeTopicMessage(dialect: Dialect, m: PublishedMessage): string {
-  const tail = `,"seq":${m.seq},"epoch":${JSON.stringify(m.epoch)},"ts":${m.ts}}`;
+  const tail = `,"seq":${m.seq},"epoch":${JSON.stringify(m.epoch)},"ts":${m.ts}${m.from === undefined ? '' : `,"from":{"user":${JSON.stringify(m.from)}}`}}`;
   if (dialect === 'llps') return `{"action":"message","tenant":${JSON.stringify(m.tenant)},"channel":${JSON.stringify(m.topic)},"type":${JSON.stringify(m.type)},"payload":${m.data}${tail}`;
   return `{"type":${JSON.stringify(m.type)},"data":${m.data},"topic":${JSON.stringify(m.topic)},"tenant":${JSON.stringify(m.tenant)}${tail}`;
 }

@@ -92,7 +92,7 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('HSET', KEYS[1], 'last', offset)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
-local payload = '[' .. ARGV[2] .. ',"' .. epoch .. '"' .. string.format(',%d,%d,%d,%d,%d]', seq, now, offset, prev, start) .. '\\n' .. ARGV[3]
+local payload = '[' .. ARGV[2] .. ',"' .. epoch .. '"' .. string.format(',%d,%d,%d,%d,%d', seq, now, offset, prev, start) .. ARGV[10] .. ']\\n' .. ARGV[3]
 if tonumber(ARGV[4]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], string.format('%d-0', seq), 'm', payload)
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -424,15 +424,17 @@ export class RedisBackplane extends BrokerBackplane {
     return this.sub;
   }
 
-  async publish(tenant: string, topic: string, type: string, data: string): Promise<PublishedMessage> {
+  async publish(tenant: string, topic: string, type: string, data: string, from?: string): Promise<PublishedMessage> {
     const head = `${JSON.stringify(tenant)},${JSON.stringify(topic)},${JSON.stringify(type)}`;
     const keys = [this.key(tenant, 'm', topic), this.key(tenant, 's', topic), this.key(tenant, 'o'), this.key(tenant, 'z')];
     const epochCandidate = randomBytes(8).toString('base64url');
     const r = await this.script<[string, number, number, number]>(PUBLISH_LUA, keys, [
       epochCandidate, head, data, String(this.opts.historySize), String(this.opts.historyTtl), this.channel(tenant, topic),
-      String(this.topicTtl), topic, '100000',
+      String(this.topicTtl), topic, '100000', from === undefined ? '' : `,${JSON.stringify(from)}`,
     ]);
-    return { tenant, topic, type, data, epoch: String(r[0]), seq: Number(r[1]), ts: Number(r[2]), offset: Number(r[3]) };
+    const message: PublishedMessage = { tenant, topic, type, data, epoch: String(r[0]), seq: Number(r[1]), ts: Number(r[2]), offset: Number(r[3]) };
+    if (from !== undefined) message.from = from;
+    return message;
   }
 
   protected async loadView(tenant: string, topic: string): Promise<TopicView | null> {

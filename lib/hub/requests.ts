@@ -160,7 +160,7 @@ export class Requests {
     } catch {
       throw new HubError('invalid_request', 'publish data must be JSON');
     }
-    const m = await this.host.backplane.publish(tenant, topic, r.type, data);
+    const m = await this.host.backplane.publish(tenant, topic, r.type, data, client.user);
     this.host.counters.publishes++;
     if (r.requestId !== undefined || r.dialect === 'llps') {
       this.host.delivery.reply(client, encodeAck(r.dialect, r.requestId, { topic, tenant, seq: m.seq, epoch: m.epoch, ...(r.dialect === 'llps' ? { channel: topic } : {}) }, 'published'));

@@ -35,6 +35,11 @@ export interface PublishedMessage {
   ts: number;
   /** Position in the tenant's stream of publications (monotonic per tenant across topics), for wildcard resume. */
   offset: number;
+  /**
+   * The user who published it, when a client did (set by the hub from the verified token, never by the client);
+   * absent for messages the server published (`hub.publish`, the HTTP API). Subscribers get it as `from: { user }`.
+   */
+  from?: string;
 }
 
 /**
