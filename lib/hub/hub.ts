@@ -24,7 +24,8 @@ import { checkType, type ClientOwner, HubClient, HubError, STATE_CLOSED, STATE_O
 import { Delivery, type DirectFrames } from './delivery.js';
 import { createSink } from './sink.js';
 import type { PatternSince, StreamPosition } from './history.js';
-import { jwtResolver } from './jwt.js';
+import { createJwtVerifier, type JwtVerifyOptions, jwtResolver } from './jwt.js';
+import { Permissions } from './permissions.js';
 import { checkCloseCode, type HubHeartbeatOptions, type HubOptions, type HubRefusal, type ResolvedLimits, resolveHeartbeat, resolveLimits } from './options.js';
 import { parseRequest, serializeData } from './protocol.js';
 import { takeToken } from './rate.js';
@@ -74,6 +75,9 @@ export class Hub extends EventEmitter implements ClientOwner {
   readonly attached: Promise<void>;
   /** @internal */
   readonly counters = { connectionsTotal: 0, messagesIn: 0, publishes: 0, rateLimited: 0, authFailures: 0 };
+  /** @internal */
+  readonly permissions: Permissions | null;
+  private readonly grantVerifier: ((token: string) => { user: string; topic: string } | null | Promise<{ user: string; topic: string } | null>) | null;
   private readonly requests: Requests;
   private readonly admission: Admission;
   private readonly heartbeat: Required<HubHeartbeatOptions> | null;
@@ -103,6 +107,8 @@ export class Hub extends EventEmitter implements ClientOwner {
     for (const [name, fn] of Object.entries(options.authorize ?? {})) {
       if (typeof fn !== 'function') throw new TypeError(`options.authorize.${name} must be a function`);
     }
+    this.permissions = options.permissions === undefined ? null : new Permissions(options.permissions);
+    this.grantVerifier = options.permissions?.verifySubscriptionToken ?? (options.jwt ? subscriptionTokenVerifier(options.jwt) : null);
     const report = (error: Error): void => this.report(error);
     this.registry = new Registry(this.backplane, report);
     this.delivery = new Delivery(
@@ -481,6 +487,18 @@ export class Hub extends EventEmitter implements ClientOwner {
     return this.admission.firstMessageAuth(client, token, requestId);
   }
 
+  /** @internal A subscription token's user and topic, or null (invalid, expired, or no way to verify it). */
+  async verifyGrant(token: string): Promise<{ user: string; topic: string } | null> {
+    if (this.grantVerifier === null) return null;
+    try {
+      const g = await this.grantVerifier(token);
+      return g !== null && typeof g === 'object' && typeof g.user === 'string' && typeof g.topic === 'string' ? g : null;
+    } catch (error) {
+      this.report(new Error(`the subscription token verifier threw: ${(error as Error)?.message ?? String(error)}`));
+      return null;
+    }
+  }
+
   /** @internal */
   refresh(client: HubClient, token: string, requestId: string | number | null | undefined, kind: 'auth' | 'refresh'): Promise<void> {
     return this.admission.refresh(client, token, requestId, kind);
@@ -573,6 +591,21 @@ function envelope(message: OutgoingMessage): HubEnvelope {
 function checkTenantName(tenant: unknown): asserts tenant is string {
   const problem = tenantProblem(tenant);
   if (problem !== null) throw new TypeError(problem);
+}
+
+/** Subscription tokens as JWTs signed like the connection tokens: `sub` the user, `topic` (or `channel`) the topic. */
+function subscriptionTokenVerifier(options: JwtVerifyOptions): (token: string) => { user: string; topic: string } | null {
+  const verify = createJwtVerifier(options);
+  return (token) => {
+    let payload: Record<string, unknown>;
+    try {
+      payload = verify(token) as Record<string, unknown>;
+    } catch {
+      return null; // a bad signature, an expired token, a wrong algorithm: refused like any other
+    }
+    const topic = payload.topic ?? payload.channel;
+    return typeof payload.sub === 'string' && typeof topic === 'string' ? { user: payload.sub, topic } : null;
+  };
 }
 
 /** Creates a hub. Attach it with `hub.handleUpgrade` or start it with `await hub.listen(port)`. */

@@ -10,6 +10,7 @@ import type { Backplane } from './backplane.js';
 import type { HubClient } from './client.js';
 import type { HistoryOptions } from './history.js';
 import type { JwtResolverOptions } from './jwt.js';
+import type { PermissionOptions } from './permissions.js';
 
 /** Defaults of {@link HubLimits}. */
 export const HUB_LIMIT_DEFAULTS = {
@@ -257,6 +258,13 @@ export interface HubOptions {
   ticketTtl?: number;
   /** Engine options (TLS, permessage-deflate, handshake timeout, …). `heartbeat`, `authenticate` and `selectProtocol` are the hub's. */
   server?: Omit<ServerOptions, 'heartbeat' | 'authenticate' | 'selectProtocol' | 'origins' | 'path' | 'port'>;
+  /**
+   * Channel permissions: rules per topic pattern for who may subscribe, publish, read history and presence
+   * (see {@link Permissions}). Default: none — every action open to signed-in clients, subject to
+   * `clientPublish` and `authorize`. With rules, topics no rule matches use their `defaults` (publishing: the
+   * server only).
+   */
+  permissions?: PermissionOptions;
   /** Frame topic messages compressed once as well, for clients that negotiated permessage-deflate without context takeover. Default: false. */
   compress?: boolean;
 }

@@ -38,7 +38,7 @@ interface Base {
 
 /** A parsed request. `topic` and `tenant` are only type-checked here; the hub validates names and permissions. */
 export type HubRequest =
-  | (Base & { kind: 'subscribe'; topic: unknown; tenant: unknown; since: unknown; presence: boolean })
+  | (Base & { kind: 'subscribe'; topic: unknown; tenant: unknown; since: unknown; presence: boolean; token: unknown })
   | (Base & { kind: 'unsubscribe'; topic: unknown; tenant: unknown })
   | (Base & { kind: 'publish'; topic: unknown; tenant: unknown; type: string; data: unknown })
   | (Base & { kind: 'ping' })
@@ -46,7 +46,7 @@ export type HubRequest =
   | (Base & { kind: 'auth'; token: string })
   | (Base & { kind: 'refresh'; token: string })
   | (Base & { kind: 'presence'; topic: unknown; tenant: unknown })
-  | (Base & { kind: 'history'; topic: unknown; tenant: unknown; since: unknown; limit: unknown; cursor: unknown })
+  | (Base & { kind: 'history'; topic: unknown; tenant: unknown; since: unknown; limit: unknown; cursor: unknown; token: unknown })
   | (Base & { kind: 'app'; type: string; data: unknown; envelope: Record<string, unknown> });
 
 /** A message that could not be understood: reply with `invalid_request` and this message. */
@@ -123,10 +123,10 @@ function parseNative(o: Record<string, unknown>): HubRequest | InvalidRequest {
       if (!isObject(rawData)) return invalid(`${type} needs "data" to be an object`, dialect, requestId);
       const topic = own(rawData, 'topic') ?? own(rawData, 'channel');
       const tenant = own(rawData, 'tenant');
-      if (type === 'subscribe') return { kind: 'subscribe', dialect, requestId, topic, tenant, since: own(rawData, 'since'), presence: own(rawData, 'presence') === true };
+      if (type === 'subscribe') return { kind: 'subscribe', dialect, requestId, topic, tenant, since: own(rawData, 'since'), presence: own(rawData, 'presence') === true, token: own(rawData, 'token') };
       if (type === 'unsubscribe') return { kind: 'unsubscribe', dialect, requestId, topic, tenant };
       if (type === 'presence') return { kind: 'presence', dialect, requestId, topic, tenant };
-      if (type === 'history') return { kind: 'history', dialect, requestId, topic, tenant, since: own(rawData, 'since'), limit: own(rawData, 'limit'), cursor: own(rawData, 'cursor') };
+      if (type === 'history') return { kind: 'history', dialect, requestId, topic, tenant, since: own(rawData, 'since'), limit: own(rawData, 'limit'), cursor: own(rawData, 'cursor'), token: own(rawData, 'token') };
       const messageType = own(rawData, 'type') ?? 'message';
       if (typeof messageType !== 'string' || messageType.length === 0 || messageType.length > PROTOCOL_LIMITS.maxTypeLength) {
         return invalid(`publish needs data.type to be a non-empty string of at most ${PROTOCOL_LIMITS.maxTypeLength} characters`, dialect, requestId);
@@ -148,7 +148,7 @@ function parseLlps(o: Record<string, unknown>): HubRequest | InvalidRequest {
   const tenant = own(o, 'tenant');
   switch (action) {
     case 'subscribe':
-      return { kind: 'subscribe', dialect, requestId, topic, tenant, since: own(o, 'since'), presence: own(o, 'presence') === true };
+      return { kind: 'subscribe', dialect, requestId, topic, tenant, since: own(o, 'since'), presence: own(o, 'presence') === true, token: own(o, 'token') };
     case 'unsubscribe':
       return { kind: 'unsubscribe', dialect, requestId, topic, tenant };
     case 'publish':

@@ -14,6 +14,7 @@ import { type Delivery, isGap } from './delivery.js';
 import type { PatternSince, StreamPosition } from './history.js';
 import type { HubOptions, ResolvedLimits } from './options.js';
 import { type Dialect, encodeAck, encodeError, encodeHistory, type ErrorCode, type HubRequest, type RequestId, serializeData } from './protocol.js';
+import type { Action, Permissions } from './permissions.js';
 import { findSub, type Registry, subKey } from './registry.js';
 import { capReplay, cutPage, decodeCursor, encodeCursor, type HistoryPage } from './resume.js';
 import { checkTopic, isPattern, matches, normalizePattern } from './topics.js';
@@ -33,6 +34,10 @@ export interface RequestHost {
   listeners(event: 'message' | 'text' | 'binary'): Function[];
   listenerCount(event: 'message' | 'text' | 'binary'): number;
   firstMessageAuth(client: HubClient, token: string, requestId: RequestId | undefined): Promise<void>;
+  /** The channel permissions, when configured. */
+  readonly permissions: Permissions | null;
+  /** Verifies a subscription token: the user and topic it grants, or null. */
+  verifyGrant(token: string): Promise<{ user: string; topic: string } | null>;
   refresh(client: HubClient, token: string, requestId: RequestId | undefined, kind: 'auth' | 'refresh'): Promise<void>;
 }
 
@@ -127,7 +132,7 @@ export class Requests {
       case 'refresh':
         return this.host.refresh(client, r.token, r.requestId, r.kind);
       case 'subscribe':
-        return this.subscribe(client, r.tenant, r.topic, r.since, r.dialect, r.presence, false, r.requestId).then(() => undefined);
+        return this.subscribe(client, r.tenant, r.topic, r.since, r.dialect, r.presence, false, r.requestId, r.token).then(() => undefined);
       case 'unsubscribe': {
         const tenant = this.tenantFor(client, r.tenant);
         const topic = this.checkName(r.topic, true);
@@ -152,6 +157,7 @@ export class Requests {
     const tenant = this.tenantFor(client, r.tenant);
     const topic = this.checkName(r.topic, false);
     if (this.host.options.clientPublish === false) throw new HubError('unauthorized', 'clients may not publish on this hub');
+    await this.permit('publish', client, tenant, topic, undefined);
     const hook = this.host.options.authorize?.publish;
     if (hook !== undefined && (await hook({ client, tenant, topic })) !== true) throw new HubError('unauthorized', `not allowed to publish to ${topic}`);
     let data: string;
@@ -170,6 +176,7 @@ export class Requests {
   private async presence(client: HubClient, r: Extract<HubRequest, { kind: 'presence' }>): Promise<void> {
     const tenant = this.tenantFor(client, r.tenant);
     const topic = this.checkName(r.topic, true);
+    await this.permit('presence', client, tenant, topic, undefined);
     const snapshot = await this.host.backplane.presence(tenant, topic);
     this.host.delivery.reply(client, encodeAck(r.dialect, r.requestId, { ...snapshot }, 'presence'));
   }
@@ -177,6 +184,7 @@ export class Requests {
   private async history(client: HubClient, r: Extract<HubRequest, { kind: 'history' }>): Promise<void> {
     const tenant = this.tenantFor(client, r.tenant);
     const topic = this.checkName(r.topic, false);
+    await this.permit('history', client, tenant, topic, r.token);
     await this.authorizeSubscribe(client, tenant, topic);
     const since = r.since === undefined || r.since === null ? undefined : this.checkPosition(r.since);
     const page = await this.page(tenant, topic, since, r.limit, r.cursor);
@@ -234,6 +242,24 @@ export class Requests {
     const allowed = client.principal?.tenants;
     if (allowed !== undefined && !allowed.includes(tenant as string)) throw new HubError('unauthorized', `not allowed to use tenant ${JSON.stringify(tenant)}`);
     return tenant as string;
+  }
+
+  /**
+   * The channel permissions (when configured) for a client's request; `token`: the request's subscription token,
+   * if any. Throws `unauthorized` naming the rule.
+   */
+  private async permit(action: Action, client: HubClient, tenant: string, topic: string, token: unknown): Promise<void> {
+    const permissions = this.host.permissions;
+    if (permissions === null) return;
+    let grant: string | undefined;
+    if (token !== undefined && token !== null) {
+      if (typeof token !== 'string' || token.length === 0 || token.length > 16_384) throw new HubError('invalid_request', 'token must be a subscription token (a non-empty string)');
+      const granted = await this.host.verifyGrant(token);
+      if (granted === null || granted.user !== client.user) throw new HubError('unauthorized', 'the subscription token is invalid, expired, or for another user');
+      grant = granted.topic;
+    }
+    const refusal = permissions.check(action, { user: client.user, claims: client.principal?.claims }, tenant, topic, grant);
+    if (refusal !== null) throw new HubError('unauthorized', refusal);
   }
 
   private async authorizeSubscribe(client: HubClient, tenant: string, topic: string): Promise<void> {
@@ -325,13 +351,17 @@ export class Requests {
     presence: boolean,
     fromApp: boolean,
     requestId?: RequestId,
+    token?: unknown,
   ): Promise<SubscribeResult> {
     const { registry, delivery, backplane, limits } = this.host;
     const tenant = this.tenantFor(client, rawTenant);
     const topic = this.checkName(rawTopic, true);
     const pattern = isPattern(topic);
     const since = rawSince === undefined || rawSince === null ? null : pattern ? this.checkPatternSince(rawSince) : this.checkPosition(rawSince);
-    if (!fromApp) await this.authorizeSubscribe(client, tenant, topic);
+    if (!fromApp) {
+      await this.permit('subscribe', client, tenant, topic, token);
+      await this.authorizeSubscribe(client, tenant, topic);
+    }
     if (client.state !== STATE_OPEN) throw new HubError('unauthorized', 'the connection is closed');
     const existing = findSub(client, tenant, topic);
     if (existing !== undefined && since === null) {
