@@ -695,8 +695,12 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.updateFlow();
   }
 
-  /** Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline. */
-  private updateFlow(): void {
+  /**
+   * @internal Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline.
+   * Also how the server and the client start reading a connection they made paused (a `pause()` by the application
+   * in the meantime holds).
+   */
+  updateFlow(): void {
     if (this.closed) return;
     // Once the core is done (close received, or failed) input is ignored: read on regardless, so the peer's end of
     // the TCP connection is seen (a paused direct-read socket reads nothing at all, not even its EOF).
