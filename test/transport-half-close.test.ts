@@ -130,6 +130,25 @@ t.test('handleUpgrade on node:https (TLS): a FIN alone closes the connection wit
   await halfCloseClosesPromptly(t, client, conns);
 });
 
+t.test('a FIN while the application has paused the connection is seen all the same', async (t) => {
+  // Paused, the socket still reads up to its stream's high-water mark (on the direct read path too): a FIN with
+  // nothing before it is seen at once.
+  for (const where of ['node:http', 'standalone'] as const) {
+    await t.test(where, async (t) => {
+      const wss = createServer({ noServer: where === 'node:http', heartbeat: false });
+      const conns = collect(wss);
+      wss.on('connection', (c: WebSocketConnection) => c.pause());
+      let port: number;
+      if (where === 'node:http') port = await attach(t, wss);
+      else {
+        port = (await wss.listen(0, '127.0.0.1')).port;
+        t.teardown(() => wss.close({ timeout: 200 }));
+      }
+      await halfCloseClosesPromptly(t, await rawTcp(port), conns);
+    });
+  }
+});
+
 t.test('what was queued as the FIN came is still written before our FIN', async (t) => {
   const big = Buffer.alloc(4 * 1024 * 1024, 7);
   const wss = createServer({ noServer: true, heartbeat: false });

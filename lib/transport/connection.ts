@@ -703,7 +703,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   updateFlow(): void {
     if (this.closed) return;
     // Once the core is done (close received, or failed) input is ignored: read on regardless, so the peer's end of
-    // the TCP connection is seen (a paused direct-read socket reads nothing at all, not even its EOF).
+    // the TCP connection is seen (a paused socket reads only up to its stream's high-water mark: no EOF behind that).
     const done = this.core.readyState === ReadyState.CLOSED;
     if (!done && (this.userPaused || this.iteratorPaused || this.core.isPaused)) this.socket.pause();
     else this.socket.resume();
@@ -719,7 +719,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.socket.destroy();
   }
 
-  /** Pauses reading from the peer (TCP backpressure). */
+  /**
+   * Pauses reading from the peer (TCP backpressure): no `message` until {@link resume}. The socket reads ahead up to
+   * its stream's high-water mark, as Node's streams do, so a peer that leaves with FIN alone is still seen (1006).
+   */
   pause(): void {
     this.userPaused = true;
     this.updateFlow();
