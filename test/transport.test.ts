@@ -315,14 +315,15 @@ t.test('pause() right as a connection is made holds: on a handleUpgrade socket a
     serverConn = c;
     c.pause(); // before handleUpgrade resumes the socket it paused for the handshake
     c.on('message', (d) => serverGot.push(String(d)));
-    // Later than the 101: bytes that came with it are the handshake's, fed to the connection as it is made.
-    setTimeout(() => c.send('to the client'), 50);
   });
   const client = await connect(`ws://127.0.0.1:${(http.address() as { port: number }).port}`);
   client.pause(); // before connect() starts reading, on the next turn of the event loop
   const clientGot: string[] = [];
   client.on('message', (d) => clientGot.push(String(d)));
   client.send('to the server');
+  // Once connect() has fed what came with the 101 (the handshake's bytes) and would have started reading.
+  await new Promise((resolve) => setImmediate(resolve));
+  serverConn!.send('to the client');
   // Nothing may arrive while paused; a short wait can only miss a failure, never cause one.
   await new Promise((resolve) => setTimeout(resolve, 250));
   t.same(serverGot, [], 'the paused server connection read nothing');
