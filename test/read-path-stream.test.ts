@@ -13,3 +13,4 @@ await import('./transport.test.js');
 await import('./transport-seams.test.js');
 await import('./deflate-hostile.test.js');
 await import('./close-after-large.test.js');
+await import('./transport-half-close.test.js');

@@ -2,8 +2,8 @@
  * The direct read path (lib/transport/reads.ts): a plain TCP connection reads through one shared buffer, copied
  * out per read; TLS and other Duplexes stay on `data` events. What must hold on it: messages from many
  * connections interleaved are never mixed up (the buffer is shared), large messages spread over many reads
- * arrive whole, frames that came with the handshake are kept in order, and `pause()` stops the socket's handle
- * (TCP backpressure) until `resume()`.
+ * arrive whole, frames that came with the handshake are kept in order, and `pause()` stops reading once the
+ * socket's stream holds its high-water mark (TCP backpressure) until `resume()`.
  *
  * test/read-path-stream.test.ts runs this file (and the transport suites) again with WSENGINE_READ_PATH=stream,
  * where every socket must be on the public path.

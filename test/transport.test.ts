@@ -300,6 +300,41 @@ t.test('backpressure: send reports a full buffer, drain and sendAsync follow', a
   client.close();
 });
 
+t.test('pause() right as a connection is made holds: on a handleUpgrade socket and on the client', async (t) => {
+  const wss = createServer({ noServer: true, heartbeat: false });
+  const http = createHttpServer();
+  http.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head));
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(async () => {
+    await wss.close({ timeout: 100 });
+    await new Promise((resolve) => http.close(resolve));
+  });
+  const serverGot: string[] = [];
+  let serverConn: WebSocketConnection | undefined;
+  wss.on('connection', (c: WebSocketConnection) => {
+    serverConn = c;
+    c.pause(); // before handleUpgrade resumes the socket it paused for the handshake
+    c.on('message', (d) => serverGot.push(String(d)));
+  });
+  const client = await connect(`ws://127.0.0.1:${(http.address() as { port: number }).port}`);
+  client.pause(); // before connect() starts reading, on the next turn of the event loop
+  const clientGot: string[] = [];
+  client.on('message', (d) => clientGot.push(String(d)));
+  client.send('to the server');
+  // Once connect() has fed what came with the 101 (the handshake's bytes) and would have started reading.
+  await new Promise((resolve) => setImmediate(resolve));
+  serverConn!.send('to the client');
+  // Nothing may arrive while paused; a short wait can only miss a failure, never cause one.
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  t.same(serverGot, [], 'the paused server connection read nothing');
+  t.same(clientGot, [], 'the paused client read nothing');
+  serverConn!.resume();
+  client.resume();
+  await until(() => serverGot.length === 1 && clientGot.length === 1, 5000, 'both messages after resume');
+  t.same([serverGot, clientGot], [['to the server'], ['to the client']]);
+  client.close();
+});
+
 t.test('async iteration yields messages in order and ends on close', async (t) => {
   const server = createServer({ heartbeat: false }, (c) => {
     for (let i = 0; i < 100; i++) c.send(`m${i}`);

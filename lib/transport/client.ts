@@ -251,7 +251,7 @@ function attempt(
       const rest = parser.rest;
       setImmediate(() => {
         if (rest.length > 0) connection.receive(Buffer.from(rest));
-        socket.resume();
+        connection.updateFlow();
       });
     };
     socket.on('data', onData);

@@ -39,7 +39,10 @@ export interface ConnectionOptions {
   autoPong?: boolean;
   /** Reject non-minimal frame length encodings with 1002. Default: false. */
   strictLengths?: boolean;
-  /** Milliseconds to wait for the closing handshake to finish before destroying the socket. Default: 10,000. */
+  /**
+   * Milliseconds to wait for the closing handshake to finish before destroying the socket; after the peer ended TCP
+   * without one (FIN alone), for what is still to be written to leave. Default: 10,000.
+   */
   closeTimeout?: number;
   /**
    * Bytes of unsent data above which an incoming ping cuts the connection instead of queueing a pong: a peer that
@@ -81,7 +84,12 @@ export interface ConnectionEvents {
   message: (data: Buffer, isBinary: boolean) => void;
   ping: (data: Buffer) => void;
   pong: (data: Buffer) => void;
-  /** Always fires once, last: the peer's close code (1005 without one, 1006 with no close frame) and reason. */
+  /**
+   * Always fires once, last: the peer's close code (1005 without one, 1006 with no close frame) and reason. A peer
+   * that ends TCP without a close frame (FIN alone) is not left half-open, even on a socket made with `allowHalfOpen`
+   * (`node:http`'s): what was already sent is written, our side ended, the socket closed, then `close` reports 1006
+   * (or the peer's code, when its close frame came before).
+   */
   close: (code: number, reason: string) => void;
   /** A protocol violation by the peer or a socket error. Never emitted without a listener. */
   error: (error: Error) => void;
@@ -199,6 +207,8 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   private userPaused = false;
   private iteratorPaused = false;
   private closeRequested = false;
+  /** Our side of TCP is ended (`socket.end()` called): nothing more is written. */
+  private ending = false;
   /** An application's fragmented message is open (its final fragment not yet accepted). */
   private streaming = false;
   /** Whole messages sent while a fragmented one is open: they follow its final fragment, in order. */
@@ -260,6 +270,9 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     socket.on('drain', onSocketDrain);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
+    // The peer's FIN: a socket made with `allowHalfOpen` (node:http's, so `handleUpgrade`'s) would stay half-open.
+    socket.on('end', onSocketEnd);
+    if (socket.readableEnded) this.onEnd(); // it came while the handshake was checked
     // Small frames leave at once (no Nagle delay); a server that set it at accept time says so.
     if (options.noDelay !== false && 'setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
   }
@@ -267,7 +280,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** {@link ReadyState}: 1 OPEN, 2 CLOSING, 3 CLOSED. */
   get readyState(): number {
     if (this.closed) return ReadyState.CLOSED;
-    if (this.core.readyState === ReadyState.CLOSED || this.closeRequested) return ReadyState.CLOSING;
+    if (this.core.readyState === ReadyState.CLOSED || this.closeRequested || this.ending) return ReadyState.CLOSING;
     return this.core.readyState;
   }
 
@@ -302,7 +315,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       this.pipeline.enqueue({ kind: 'write', data, cb });
       return;
     }
-    if (this.socket.destroyed) {
+    if (this.ending || this.socket.destroyed) {
       if (cb !== null) failLater(cb, new Error('WebSocket closed before the data was written'));
       return;
     }
@@ -408,7 +421,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       if (typeof options === 'function') options = undefined;
     }
     const binary = (options as SendOptions | undefined)?.binary ?? typeof data !== 'string';
-    if (this.closeRequested || this.closed || this.core.closeSent) {
+    if (this.closeRequested || this.ending || this.closed || this.core.closeSent) {
       if (typeof data !== 'string') toBytes(data);
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
@@ -540,7 +553,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (typeof fin !== 'boolean') throw new TypeError(`sendFragment(data, fin): fin must be a boolean, got ${typeof fin}`);
     callback = sendArgs(options, callback, 'sendFragment');
     const binary = (typeof options === 'object' ? options.binary : undefined) ?? typeof data !== 'string';
-    if (this.closeRequested || this.closed || this.core.closeSent) {
+    if (this.closeRequested || this.ending || this.closed || this.core.closeSent) {
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
@@ -564,7 +577,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    */
   sendPrepared(message: PreparedMessage, callback?: SendCallback): boolean {
     if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`sendPrepared callback must be a function, got ${typeof callback}`);
-    if (this.closeRequested || this.closed || this.core.closeSent) {
+    if (this.closeRequested || this.ending || this.closed || this.core.closeSent) {
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
@@ -682,11 +695,15 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.updateFlow();
   }
 
-  /** Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline. */
-  private updateFlow(): void {
+  /**
+   * @internal Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline.
+   * Also how the server and the client start reading a connection they made paused (a `pause()` by the application
+   * in the meantime holds).
+   */
+  updateFlow(): void {
     if (this.closed) return;
     // Once the core is done (close received, or failed) input is ignored: read on regardless, so the peer's end of
-    // the TCP connection is seen (a paused direct-read socket reads nothing at all, not even its EOF).
+    // the TCP connection is seen (a paused socket reads only up to its stream's high-water mark: no EOF behind that).
     const done = this.core.readyState === ReadyState.CLOSED;
     if (!done && (this.userPaused || this.iteratorPaused || this.core.isPaused)) this.socket.pause();
     else this.socket.resume();
@@ -702,7 +719,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.socket.destroy();
   }
 
-  /** Pauses reading from the peer (TCP backpressure). */
+  /**
+   * Pauses reading from the peer (TCP backpressure): no `message` until {@link resume}. The socket reads ahead up to
+   * its stream's high-water mark, as Node's streams do, so a peer that leaves with FIN alone is still seen (1006).
+   */
   pause(): void {
     this.userPaused = true;
     this.updateFlow();
@@ -766,8 +786,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   /** @internal The peer's close frame (the reply is already written). */
   onClose(_code: number, _reason: string): void {
-    // The reply is written; the server's core asks to end TCP itself. A client waits for the server to close.
+    // The reply is written; the server's core asks to end TCP itself. A client waits for the server to close: it
+    // reads on even if paused, to see that.
     if (this.closeTimer === null) this.armCloseTimer();
+    this.updateFlow();
   }
 
   /** @internal */
@@ -775,13 +797,18 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
-  /** @internal The core asks for TCP to be closed once written data is out. */
+  /**
+   * @internal Ends our side of TCP once written data is out: asked by the core (closing handshake done, or failed),
+   * or the peer ended its side (FIN; the `close` event then reports 1006 unless its close frame came first).
+   */
   onEnd(): void {
+    if (this.ending) return;
     if (this.pipeline?.holding) {
       this.pipeline.enqueue({ kind: 'end' });
       return;
     }
     this.flush();
+    this.ending = true;
     this.socket.end();
     if (this.closeTimer === null) this.armCloseTimer();
     this.updateFlow();
@@ -919,6 +946,9 @@ function onSocketDrain(this: SocketWithConnection): void {
 }
 function onSocketError(this: SocketWithConnection, error: Error): void {
   this[kConnection].onSocketError(error);
+}
+function onSocketEnd(this: SocketWithConnection): void {
+  this[kConnection].onEnd();
 }
 function onSocketClose(this: SocketWithConnection): void {
   this[kConnection].finish();

@@ -14,11 +14,14 @@
  * - the handle's `useUserBuffer(buffer)` (what the constructor calls for that option).
  *
  * Node itself then does the rest, as for a socket created with `onread`: its read callback calls ours,
- * `pause()`/`resume()` stop and restart the handle, end-of-stream and errors go through the stream as before
- * (`end`, `error`, `close`). One difference: such a socket's `read()`/`_read()` restart the handle, and the
- * stream's read-ahead calls them after a push even while paused, so that a socket switched while paused (during a
- * handshake) would read on, ahead of bytes its owner still has to feed; the socket's own `read` and `_read` are
- * replaced by guarded ones that leave the handle alone while the stream is paused.
+ * end-of-stream and errors go through the stream as before (`end`, `error`, `close`). One difference: Node's
+ * `pause()` of such a socket stops its handle, so that a paused socket reads nothing, not even the peer's FIN or
+ * reset. Here pausing keeps the stream's own meaning instead (the socket's `pause` is the stream's): the handle
+ * reads on, and a read that comes while the stream is paused, or still holds bytes to emit, goes into the stream's
+ * buffer behind them, up to its high-water mark (Node then stops the handle until the stream wants more), as on the
+ * public path. Bytes are thus never handed on ahead of bytes still waiting (those of a socket switched while paused
+ * during a handshake, whose owner feeds the handshake's rest first), and a paused socket sees its end as a public
+ * one does (`end`, once what it holds is read).
  *
  * Both are undocumented, so everything is checked before use (a `net.Socket` whose handle is a plain TCP or pipe
  * handle, not TLS; the three slots present and empty; `useUserBuffer` a function) and any mismatch leaves the
@@ -120,39 +123,31 @@ export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
   record[slots.generator] = nextBuffer;
   record[slots.buffer] = shared;
   (handle.useUserBuffer as (b: Buffer) => void).call(handle, shared);
-  // Paused must now mean that the handle stops: every read reaches `onRead` at once, and one that came while the
-  // caller still holds bytes to feed first (the rest of the handshake's read) would overtake them. With the slots
-  // set, `pause()` stops the handle and `resume()` restarts it (before the stream emits what it had buffered, on
-  // the next tick, ahead of any new read). But the stream's read-ahead (`read(0)` after a push, which may still be
-  // scheduled) restarts the handle of such a socket even while it is paused: `read` and `_read` are guarded.
-  const guarded = socket as unknown as { read: typeof guardedRead; _read: typeof guardedPull };
-  guarded.read = guardedRead;
-  guarded._read = guardedPull;
-  if (socket.isPaused()) socket.pause();
+  // With the slots set, Node's `pause()` would stop the handle: the stream's is used (see the module's doc).
+  (socket as unknown as { pause: () => Socket }).pause = streamPause;
   return true;
 }
 
-const socketRead = Socket.prototype.read;
-const socketPull = Socket.prototype._read;
-const streamRead = Duplex.prototype.read;
+/** `pause` of a socket that reads directly: the stream's, which leaves the handle reading (see the module's doc). */
+const streamPause = Duplex.prototype.pause as () => Socket;
 
-/** `read` of a socket that reads directly: while paused, serves the stream's buffer without restarting the handle. */
-function guardedRead(this: Socket, n?: number): ReturnType<Socket['read']> {
-  return this.isPaused() ? streamRead.call(this, n) : socketRead.call(this, n);
-}
+type NodeReadCallback = (this: Socket, nread: number, buffer: Buffer) => boolean | undefined;
 
-/** `_read` of a socket that reads directly: starts the handle only while the stream is not paused. */
-function guardedPull(this: Socket, n: number): void {
-  if (!this.isPaused()) socketPull.call(this, n);
-}
+const wrappers = new WeakMap<ReadCallback, NodeReadCallback>();
 
-const wrappers = new WeakMap<ReadCallback, (this: Socket, nread: number, buffer: Buffer) => void>();
-
-/** Node's callback for a read: copies a small read, hands over a filled own buffer, lends a large read; passes it on. */
-function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: Buffer) => void {
+/**
+ * Node's callback for a read: copies a small read, hands over a filled own buffer, lends a large read; passes it on.
+ * While the stream is paused, or holds bytes still to emit, the read is kept in its buffer instead; false (Node then
+ * stops the handle) once that buffer is full.
+ */
+function wrapperOf(onRead: ReadCallback): NodeReadCallback {
   let wrapper = wrappers.get(onRead);
   if (wrapper === undefined) {
-    wrapper = function onSocketRead(this: Socket, nread: number, buffer: Buffer): void {
+    wrapper = function onSocketRead(this: Socket, nread: number, buffer: Buffer): boolean | undefined {
+      if (this.isPaused() || this.readableLength > 0) {
+        expected = 0;
+        return this.push(buffer === shared ? Buffer.from(buffer.subarray(0, nread)) : buffer.subarray(0, nread));
+      }
       let chunk: Buffer;
       let borrowed = false;
       if (buffer !== shared && nread * 4 >= buffer.length) {
@@ -174,6 +169,7 @@ function wrapperOf(onRead: ReadCallback): (this: Socket, nread: number, buffer: 
       const coming = onRead.call(this, chunk, borrowed);
       // Node calls `nextBuffer` right after this returns (synchronously): it picks the buffer of the next read.
       expected = typeof coming === 'number' ? coming : 0;
+      return undefined;
     };
     wrappers.set(onRead, wrapper);
   }

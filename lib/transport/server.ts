@@ -489,7 +489,7 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     else this.emit('connection', connection, request);
     // Frames sent right behind the request are read once the application's listeners are in place.
     if (rest.length > 0) connection.receive(Buffer.from(rest));
-    if (paused) socket.resume();
+    if (paused) connection.updateFlow();
   }
 
   private async answerHttp(socket: Duplex, head: HttpHead, secure: boolean): Promise<void> {
