@@ -83,10 +83,12 @@ const TABLE: Array<[who: 'alice' | 'bob', action: string, topic: string, expecte
   ['alice', 'publish', 'misc.topic', 'unauthorized'],
   ['alice', 'history', 'misc.topic', 'ok'],
   ['alice', 'presence', 'misc.topic', 'ok'],
-  // wildcards reaching several rules: allowed only when every rule they reach allows it
-  ['alice', 'subscribe', '#', 'unauthorized'],
-  ['alice', 'subscribe', '*.x', 'unauthorized'],
+  // wildcards reaching several rules: all allowed → ok; none allowed → refused; some → accepted and filtered
   ['alice', 'subscribe', 'open.#', 'ok'],
+  ['alice', 'subscribe', 'secret.*', 'unauthorized'],
+  ['alice', 'subscribe', '#', 'ok'],
+  ['alice', 'subscribe', '*.x', 'ok'],
+  ['alice', 'presence', '#', 'unauthorized'],
 ];
 
 t.test('every rule kind × action, over a socket', async (t) => {
@@ -109,6 +111,30 @@ t.test('the server publishes where clients may not; client publishes carry the v
   t.same(chat.data.from, { user: 'mallory' }, 'what the client wrote stays inside data, never in the envelope');
   const history = await hub.history('open.chat');
   t.equal(history.messages[0].from, 'alice', 'history keeps the publisher');
+});
+
+t.test('a wildcard subscription reaching private topics is filtered: live, replayed, and never another user\'s', async (t) => {
+  const carol = await open(`${url}?token=${token('carol')}`);
+  t.teardown(() => carol.ws.close());
+  await hub.publish({ topic: 'user.bob.inbox', type: 'dm', data: { n: 'old-bob' } });
+  await hub.publish({ topic: 'user.carol.inbox', type: 'dm', data: { n: 'old-carol' } });
+  await hub.publish({ topic: 'misc.old', type: 'dm', data: { n: 'old-misc' } });
+  const id = nextId++;
+  carol.send({ type: 'subscribe', data: { topic: 'user.#', since: { offset: 0 } }, request_id: id });
+  const ack = await carol.next((m) => m.request_id === id);
+  t.equal(ack.type, 'ack', 'user.# is accepted (carol may read her own part of it)');
+  t.equal(await ask(carol, 'subscribe', { topic: '#' }), 'ok', '# too');
+  await hub.publish({ topic: 'user.bob.inbox', type: 'dm', data: { n: 'live-bob' } });
+  await hub.publish({ topic: 'user.carol.inbox', type: 'dm', data: { n: 'live-carol' } });
+  await hub.publish({ topic: 'secret.plan', type: 'dm', data: { n: 'live-secret' } });
+  await hub.publish({ topic: 'misc.new', type: 'dm', data: { n: 'live-misc' } });
+  await carol.next((m) => m.type === 'dm' && m.data.n === 'live-misc');
+  const got = carol.json.filter((m) => m.type === 'dm').map((m) => m.data.n);
+  t.ok(got.includes('old-carol'), 'her own old message was replayed');
+  t.ok(got.includes('live-carol'), 'her own live message arrived');
+  t.notOk(got.some((n: string) => n.includes('bob')), 'nothing of bob\'s private topic, replayed or live');
+  t.notOk(got.includes('live-secret'), 'nothing of a nobody topic');
+  t.equal(got.filter((n: string) => n === 'live-carol').length, 1, 'once, though two of her subscriptions match');
 });
 
 t.test('bad rules are refused at createHub with the rule and field named', async (t) => {

@@ -40,6 +40,11 @@ export interface Subscription {
   buffer: Array<PublishedMessage | Gap> | null;
   /** Approximate bytes held in `buffer` (bounded by the connection's outbound budget). */
   bufferBytes: number;
+  /**
+   * For a wildcard subscription that reaches topics the client may not read (channel permissions): whether a topic
+   * may reach it. Null for every other subscription.
+   */
+  filter: ((topic: string) => boolean) | null;
   /** Whether the subscription was cancelled while being set up. */
   cancelled: boolean;
 }

@@ -166,6 +166,7 @@ export class Delivery {
     // Only the subscription and its connection are touched per recipient, unless several pattern sets matched
     // (then the client carries the de-duplication stamp) or the policy is `drop` (then its gap record is checked).
     for (const sub of set) {
+      if (sub.filter !== null && !sub.filter(m.topic)) continue;
       if (dedupe) {
         const client = sub.client;
         if (client.stamp === stamp) continue;
@@ -209,6 +210,7 @@ export class Delivery {
    * connection's budget: past it, the policy applies (`drop`: recorded as a gap, reported once the replays end).
    */
   hold(sub: Subscription, entry: PublishedMessage | Gap): void {
+    if (sub.filter !== null && !sub.filter(entry.topic)) return;
     const buffer = sub.buffer!;
     if (isGap(entry)) {
       buffer.push(entry);
@@ -227,7 +229,7 @@ export class Delivery {
   /** One topic message to one subscription (messages kept while it was set up). */
   topic(sub: Subscription, m: PublishedMessage): void {
     const client = sub.client;
-    if (client.state !== STATE_OPEN) return;
+    if (client.state !== STATE_OPEN || (sub.filter !== null && !sub.filter(m.topic))) return;
     const frame = prepare(encodeTopicMessage(sub.dialect, m), { compress: this.compress });
     if (client.connection.bufferedAmount + frameSize(frame) > this.max) {
       if (this.drop) this.recordDrop(client, sub.dialect, m);

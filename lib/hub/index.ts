@@ -26,6 +26,7 @@ export {
   type HubStats,
   type OutgoingMessage,
   type PublishMessage,
+  type SlowConsumerInfo,
   type SlowConsumerPolicy,
   type SubscribeResult,
 } from './hub.js';
@@ -73,5 +74,7 @@ export {
   type RequestId,
 } from './protocol.js';
 export { TimerQueue, type Deadline } from './timers.js';
+export { covers, overlaps, PERMISSION_DEFAULTS, Permissions, type Action, type Asker, type PermissionOptions, type TopicRule, type Who } from './permissions.js';
+export { type HistoryPage } from './resume.js';
 export * from './auth.js';
 export * from './jwt.js';

@@ -11,13 +11,18 @@
  * - `granted`: only when the token grants the topic — a pattern in its `topics` (or `channels`) claim that covers
  *   it — or, for `subscribe`, `history` and `presence` of one exact topic, a subscription token for it;
  * - `server`: no client (the application and the HTTP API only);
- * - `nobody`: no client either (and documents that the server does not use it).
+ * - `nobody`: no client, and the service's HTTP API is refused too (403); {@link Permissions.serverMay} says so
+ *   (the library's own `hub.publish`/`hub.history` stay the application's to use).
  *
- * Rules are tried in order; for an exact topic, the first rule whose pattern matches it decides. A wildcard request
- * (`subscribe` to `orders.#`) can receive the topics of several rules: it is allowed only when every rule whose
- * topics it overlaps allows it (down to the first rule that covers it entirely), and the defaults do for whatever
- * no rule covers. So `#` is refused as soon as any rule keeps some topics private — a client must ask for what it
- * may read. Topics no rule matches use `defaults`.
+ * Rules are tried in order; for an exact topic, the first rule whose pattern matches it decides; topics no rule
+ * matches use `defaults`. A wildcard request (`subscribe` to `#`) can reach the topics of several rules:
+ *
+ * - allowed for all of them: allowed;
+ * - allowed for none: refused;
+ * - allowed for some (`#` while `user.{sub}.#` is owner-only): a wildcard **subscription** is accepted and
+ *   *filtered* — each message (live, replayed or a gap report) reaches it only when its topic would be allowed
+ *   as an exact subscription (so `#` gets everything but other users' private topics); a wildcard `presence`
+ *   request is refused.
  *
  * @module
  */
@@ -123,19 +128,50 @@ export class Permissions {
    * allowed, else why not.
    */
   check(action: Action, asker: Asker, tenant: string, topic: string, grant?: string): string | null {
+    const v = this.verdict(action, asker, tenant, topic, grant);
+    return v.verdict === 'allow' ? null : v.verdict === 'filter' ? `not allowed to ${action} every topic of ${topic} (${v.reason})` : v.reason;
+  }
+
+  /**
+   * The decision on a request: `allow`; `deny` with the reason (naming the rule); or, for a wildcard reaching
+   * topics some of which are allowed and some not, `filter` (see the module documentation).
+   */
+  verdict(action: Action, asker: Asker, tenant: string, topic: string, grant?: string): { verdict: 'allow' | 'filter' | 'deny'; reason: string } {
     const request = topic.split('.');
     const wildcard = isPattern(topic);
+    let allowedSome = false;
+    let denied: string | null = null;
     for (const rule of this.rules) {
       if (rule.tenant !== undefined && rule.tenant !== tenant) continue;
       const generic = rule.owner ? rule.segments.map((s) => (s === '{sub}' ? '*' : s)) : rule.segments;
       if (!overlaps(generic, request)) continue;
       const allowed = this.allows(rule.who[action], rule, asker, request, topic, grant);
-      if (!wildcard || !allowed) return allowed ? null : `not allowed to ${action} ${topic} (rule ${JSON.stringify(rule.source)}: ${rule.who[action]})`;
-      if (covers(generic, request)) return null;
+      const why = `not allowed to ${action} ${topic} (rule ${JSON.stringify(rule.source)}: ${rule.who[action]})`;
+      if (!wildcard) return allowed ? { verdict: 'allow', reason: '' } : { verdict: 'deny', reason: why };
+      if (allowed) allowedSome = true;
+      else denied ??= why;
+      if (covers(generic, request)) return mixed(allowedSome, denied);
     }
     const who = this.defaults[action];
-    if (this.allows(who, null, asker, request, topic, grant)) return null;
-    return `not allowed to ${action} ${topic} (${wildcard ? 'the pattern reaches topics of no rule, and ' : ''}default: ${who})`;
+    if (this.allows(who, null, asker, request, topic, grant)) allowedSome = true;
+    else denied ??= `not allowed to ${action} ${topic} (${wildcard ? 'topics of no rule: ' : ''}default: ${who})`;
+    return mixed(allowedSome, denied);
+  }
+
+  /**
+   * Whether the server side (the service's HTTP API) may do `action` on an exact topic or pattern: yes unless a rule
+   * it reaches (or, for topics no rule covers, the default) says `nobody`. Returns null when allowed, else why not.
+   */
+  serverMay(action: Action, tenant: string, topic: string): string | null {
+    const request = topic.split('.');
+    for (const rule of this.rules) {
+      if (rule.tenant !== undefined && rule.tenant !== tenant) continue;
+      const generic = rule.owner ? rule.segments.map((s) => (s === '{sub}' ? '*' : s)) : rule.segments;
+      if (!overlaps(generic, request)) continue;
+      if (rule.who[action] === 'nobody') return `nobody may ${action} ${topic} (rule ${JSON.stringify(rule.source)})`;
+      if (covers(generic, request)) return null;
+    }
+    return this.defaults[action] === 'nobody' ? `nobody may ${action} ${topic} (default)` : null;
   }
 
   private allows(who: Who, rule: CompiledRule | null, asker: Asker, request: string[], topic: string, grant: string | undefined): boolean {
@@ -158,6 +194,11 @@ export class Permissions {
         return false;
     }
   }
+}
+
+function mixed(allowedSome: boolean, denied: string | null): { verdict: 'allow' | 'filter' | 'deny'; reason: string } {
+  if (denied === null) return { verdict: 'allow', reason: '' };
+  return { verdict: allowedSome ? 'filter' : 'deny', reason: denied };
 }
 
 /** A user id usable as a `{sub}` segment: one plain segment. */

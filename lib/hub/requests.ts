@@ -248,9 +248,9 @@ export class Requests {
    * The channel permissions (when configured) for a client's request; `token`: the request's subscription token,
    * if any. Throws `unauthorized` naming the rule.
    */
-  private async permit(action: Action, client: HubClient, tenant: string, topic: string, token: unknown): Promise<void> {
+  private async permit(action: Action, client: HubClient, tenant: string, topic: string, token: unknown): Promise<((topic: string) => boolean) | null> {
     const permissions = this.host.permissions;
-    if (permissions === null) return;
+    if (permissions === null) return null;
     let grant: string | undefined;
     if (token !== undefined && token !== null) {
       if (typeof token !== 'string' || token.length === 0 || token.length > 16_384) throw new HubError('invalid_request', 'token must be a subscription token (a non-empty string)');
@@ -258,8 +258,10 @@ export class Requests {
       if (granted === null || granted.user !== client.user) throw new HubError('unauthorized', 'the subscription token is invalid, expired, or for another user');
       grant = granted.topic;
     }
-    const refusal = permissions.check(action, { user: client.user, claims: client.principal?.claims }, tenant, topic, grant);
-    if (refusal !== null) throw new HubError('unauthorized', refusal);
+    const v = permissions.verdict(action, { user: client.user, claims: client.principal?.claims }, tenant, topic, grant);
+    if (v.verdict === 'allow') return null;
+    if (v.verdict === 'deny' || action !== 'subscribe') throw new HubError('unauthorized', v.verdict === 'deny' ? v.reason : permissions.check(action, client, tenant, topic, grant)!);
+    return topicFilter(permissions, client, tenant);
   }
 
   private async authorizeSubscribe(client: HubClient, tenant: string, topic: string): Promise<void> {
@@ -358,8 +360,9 @@ export class Requests {
     const topic = this.checkName(rawTopic, true);
     const pattern = isPattern(topic);
     const since = rawSince === undefined || rawSince === null ? null : pattern ? this.checkPatternSince(rawSince) : this.checkPosition(rawSince);
+    let filter: ((topic: string) => boolean) | null = null;
     if (!fromApp) {
-      await this.permit('subscribe', client, tenant, topic, token);
+      filter = await this.permit('subscribe', client, tenant, topic, token);
       await this.authorizeSubscribe(client, tenant, topic);
     }
     if (client.state !== STATE_OPEN) throw new HubError('unauthorized', 'the connection is closed');
@@ -372,7 +375,7 @@ export class Requests {
     }
     if (existing !== undefined) registry.remove(existing);
     if ((client.subs?.length ?? 0) >= limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${limits.maxSubscriptions} per connection)`);
-    const sub: Subscription = { client, connection: client.connection, tenant, topic, key: subKey(tenant, topic), dialect, pattern, presence, buffer: [], bufferBytes: 0, cancelled: false };
+    const sub: Subscription = { client, connection: client.connection, tenant, topic, key: subKey(tenant, topic), dialect, pattern, presence, buffer: [], bufferBytes: 0, filter, cancelled: false };
     let answer: ResumeAnswer;
     try {
       await registry.add(sub);
@@ -383,6 +386,7 @@ export class Requests {
       throw new HubError('subscription_failed', 'the subscription could not be set up; try again');
     }
     if (sub.cancelled) throw new HubError('subscription_failed', 'unsubscribed or disconnected while subscribing');
+    if (filter !== null) answer = { ...answer, messages: answer.messages.filter((m) => filter(m.topic)), gaps: answer.gaps.filter((g) => filter(g.topic)) };
     const capped = capReplay(answer, limits.maxReplayMessages, limits.maxReplayBytes);
     if (capped !== null) delivery.counters.replaysRefused++;
     const gaps = capped?.gaps ?? answer.gaps;
@@ -429,6 +433,28 @@ export class Requests {
     }
     void backplane.presenceJoin(sub.tenant, sub.topic, client.user, client.id).catch((e: Error) => this.host.report(e));
   }
+}
+
+/**
+ * The filter of a wildcard subscription that reaches topics the client may not read: per topic, what an exact
+ * subscription would be told (with the client's current claims), remembered for up to 1,024 topics while the
+ * principal stays the same (a refresh starts over).
+ */
+function topicFilter(permissions: Permissions, client: HubClient, tenant: string): (topic: string) => boolean {
+  let seen = new Map<string, boolean>();
+  let principal = client.principal;
+  return (topic) => {
+    if (client.principal !== principal || seen.size >= 1024) {
+      seen = new Map();
+      principal = client.principal;
+    }
+    let ok = seen.get(topic);
+    if (ok === undefined) {
+      ok = permissions.verdict('subscribe', { user: client.user, claims: client.principal?.claims }, tenant, topic).verdict === 'allow';
+      seen.set(topic, ok);
+    }
+    return ok;
+  };
 }
 
 /** Whether another live subscription of the same client matches the message (it was delivered through that one). */

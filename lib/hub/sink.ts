@@ -75,6 +75,7 @@ function backplaneGap(registry: Registry, delivery: Delivery, gap: Gap): void {
   const chosen = new Map<HubClient, Subscription>();
   for (const set of sets) {
     for (const sub of set) {
+      if (sub.filter !== null && !sub.filter(gap.topic)) continue;
       const held = chosen.get(sub.client);
       if (held === undefined || (held.buffer !== null && sub.buffer === null)) chosen.set(sub.client, sub);
     }

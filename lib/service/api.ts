@@ -47,6 +47,7 @@ export function createApi(hub: ServiceHub, config: ServiceConfig, log: Logger): 
         const tenant = stringField(b, 'tenant', false, MAX_NAME);
         const topic = stringField(b, 'topic', true, MAX_NAME);
         const { type, data } = message(b);
+        forbidden(hub.serverMay('publish', tenant, topic));
         const published = await hub.publish({ tenant, topic, type, data });
         return { topic, tenant: published.tenant, seq: published.seq, epoch: published.epoch, ts: published.ts };
       },
@@ -90,6 +91,7 @@ export function createApi(hub: ServiceHub, config: ServiceConfig, log: Logger): 
       GET: async (_req, query) => {
         const topic = queryName(query, 'topic', true)!;
         const tenant = queryName(query, 'tenant', false);
+        forbidden(hub.serverMay('history', tenant, topic));
         const since = parseSince(query.get('since'));
         const limit = parseLimit(query.get('limit'));
         const cursor = query.get('cursor') ?? undefined;
@@ -101,6 +103,7 @@ export function createApi(hub: ServiceHub, config: ServiceConfig, log: Logger): 
       GET: async (_req, query) => {
         const topic = queryName(query, 'topic', true)!;
         const tenant = queryName(query, 'tenant', false);
+        forbidden(hub.serverMay('presence', tenant, topic));
         return hub.presence(tenant, topic);
       },
     },
@@ -160,6 +163,11 @@ function queryName(query: URLSearchParams, name: string, required: boolean): str
   }
   if (value.length > MAX_NAME) throw new HttpError(400, 'bad_request', `"${name}" is longer than ${MAX_NAME} characters`);
   return value;
+}
+
+/** 403 when the channel permissions say `nobody` for what the API is asked. */
+function forbidden(refusal: string | null): void {
+  if (refusal !== null) throw new HttpError(403, 'forbidden', refusal);
 }
 
 /** `limit` of `GET /api/history`: a positive integer (the hub checks its maximum). */

@@ -3,14 +3,21 @@
  * its default and its help line. Parsing, validation, `--help` and the start-up summary are all driven by the table,
  * so adding an option is one entry.
  *
- * Precedence: a command-line flag wins over its environment variable, which wins over the default. Flags are
+ * Precedence: a command-line flag wins over its environment variable, which wins over the config file
+ * (`--config wsengine.json`), which wins over the default. Flags are
  * written `--name value` or `--name=value`; booleans take no value (`--dev`) or an explicit `--dev=false`.
  * Durations are milliseconds, or a number with a unit (`250ms`, `30s`, `5m`, `1h`); sizes are bytes, or a number
  * with a unit (`64k`/`64KiB`, `1m`/`1MiB`; units are binary).
  *
+ * The config file is one JSON object: any option by its flag name (`"history-size": 200`, `"origins":
+ * ["https://app.example"]`, `"dev": true`; values as JSON numbers, booleans, strings or, for lists, arrays), plus
+ * the sections only a file can hold: `"permissions"` (channel permissions, see `lib/hub/permissions.ts`) and
+ * `"hooks"` (backend hooks). An unknown key is an error naming the file and the key.
+ *
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { type PermissionOptions, Permissions } from '../hub/permissions.js';
 
 /** What {@link parseConfig} returns: every option with its value (defaults filled in). */
 export interface ServiceConfig {
@@ -86,6 +93,16 @@ export interface ServiceConfig {
   nodeTtl: number | undefined;
   /** Development mode: generated secret and API key, a token endpoint for the demo page. Default: false. */
   dev: boolean;
+  /** The config file read (`--config`). Default: none. */
+  config: string | undefined;
+  /**
+   * Channel permissions, from the config file's `"permissions"` section. Default: none — then the service applies
+   * its own default (see the README's "Channel permissions"): `user.{sub}.#` owner-only, the rest open to signed-in
+   * clients; with `--dev`, everything open.
+   */
+  permissions: PermissionOptions | undefined;
+  /** Backend hooks, from the config file's `"hooks"` section (checked where they are built). Default: none. */
+  hooks: unknown;
 }
 
 /** A configuration error: names the flag (and the variable when the value came from the environment). */
@@ -161,7 +178,11 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   { flag: 'node-heartbeat', key: 'nodeHeartbeat', kind: 'duration', default: 5_000, min: 100, help: 'with --redis/--nats: interval of this hub\'s liveness heartbeats on the broker' },
   { flag: 'node-ttl', key: 'nodeTtl', kind: 'duration', default: undefined, min: 200, defaultText: 'max(15s, 3 × --node-heartbeat)', help: 'with --redis/--nats: a hub without a heartbeat for this long is dead; its connections and presence stop counting and are removed (at least 2 × --node-heartbeat)' },
   { flag: 'dev', key: 'dev', kind: 'boolean', default: false, help: 'development mode: generated secret and API key, a token endpoint for the demo page' },
+  { flag: 'config', key: 'config', kind: 'string', default: undefined, help: 'a JSON file with options by flag name, and the "permissions" and "hooks" sections; flags and environment variables win over it', defaultText: 'none' },
 ]);
+
+/** Sections of the config file that have no flag. */
+const FILE_SECTIONS = ['permissions', 'hooks'] as const;
 
 /** The environment variable of a flag: `max-message-size` → `WSENGINE_MAX_MESSAGE_SIZE`. */
 export function envName(flag: string): string {
@@ -269,7 +290,39 @@ export interface ConfigInput {
 }
 
 /** What the command line asked for: a configuration to run, or the help text. */
-export type ParsedCommand = { help: true } | { help: false; config: ServiceConfig; /** Where each value came from. */ sources: Record<keyof ServiceConfig, 'flag' | 'env' | 'default'> };
+export type ParsedCommand = { help: true } | { help: false; config: ServiceConfig; /** Where each value came from. */ sources: Record<keyof ServiceConfig, 'flag' | 'env' | 'file' | 'default'> };
+
+/** Reads a config file: its options as raw strings by flag, and its sections. ConfigError naming the file and key. */
+function readConfigFile(path: string, byFlag: ReadonlyMap<string, OptionSpec>): { values: Map<OptionSpec, string>; sections: Record<string, unknown> } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`--config: cannot read ${JSON.stringify(path)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`--config ${path}: not valid JSON (${(error as Error).message})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`--config ${path}: must hold one JSON object of options by flag name`);
+  const values = new Map<OptionSpec, string>();
+  const sections: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if ((FILE_SECTIONS as readonly string[]).includes(key)) {
+      sections[key] = v;
+      continue;
+    }
+    const spec = byFlag.get(key);
+    if (spec === undefined || key === 'config') throw new ConfigError(`--config ${path}: unknown key ${JSON.stringify(key)} (options by flag name, as in --help, or ${FILE_SECTIONS.map((s) => JSON.stringify(s)).join(', ')})`);
+    if (typeof v === 'number' || typeof v === 'boolean') values.set(spec, String(v));
+    else if (typeof v === 'string') values.set(spec, v);
+    else if (Array.isArray(v) && spec.kind === 'list' && v.every((x) => typeof x === 'string')) values.set(spec, v.join(','));
+    else throw new ConfigError(`--config ${path}: "${key}" must be ${describe(spec)}${spec.kind === 'list' ? ' (or an array of strings)' : ''}`);
+  }
+  return { values, sections };
+}
 
 /**
  * Parses flags and environment variables against {@link OPTIONS}. Throws a {@link ConfigError} whose message is
@@ -298,13 +351,18 @@ export function parseConfig(input: ConfigInput): ParsedCommand {
     fromFlags.set(spec, value);
   }
   const env = input.env ?? {};
+  const configSpec = byFlag.get('config')!;
+  const configPath = fromFlags.get(configSpec) ?? (env[envName('config')] || undefined);
+  const file = configPath === undefined ? null : readConfigFile(configPath, byFlag);
   const config = {} as Record<string, unknown>;
-  const sources = {} as Record<string, 'flag' | 'env' | 'default'>;
+  const sources = {} as Record<string, 'flag' | 'env' | 'file' | 'default'>;
   for (const spec of OPTIONS) {
     const flagValue = fromFlags.get(spec);
     const envValue = env[envName(spec.flag)];
-    const where = flagValue !== undefined ? `--${spec.flag}` : `${envName(spec.flag)} (--${spec.flag})`;
-    const raw = flagValue ?? (envValue !== undefined && envValue !== '' ? envValue : undefined);
+    const fileValue = file?.values.get(spec);
+    const fromEnv = envValue !== undefined && envValue !== '' ? envValue : undefined;
+    const raw = flagValue ?? fromEnv ?? fileValue;
+    const where = flagValue !== undefined ? `--${spec.flag}` : fromEnv !== undefined ? `${envName(spec.flag)} (--${spec.flag})` : `"${spec.flag}" in ${configPath}`;
     if (raw === undefined) {
       config[spec.key] = spec.default;
       sources[spec.key] = 'default';
@@ -315,11 +373,22 @@ export function parseConfig(input: ConfigInput): ParsedCommand {
     } catch (error) {
       throw new ConfigError(`${where}: ${(error as Error).message}`);
     }
-    sources[spec.key] = flagValue !== undefined ? 'flag' : 'env';
+    sources[spec.key] = flagValue !== undefined ? 'flag' : fromEnv !== undefined ? 'env' : 'file';
   }
+  if (file?.sections.permissions !== undefined) {
+    try {
+      new Permissions(file.sections.permissions as PermissionOptions);
+    } catch (error) {
+      throw new ConfigError(`--config ${configPath}: ${(error as Error).message}`);
+    }
+  }
+  config.permissions = file?.sections.permissions;
+  sources.permissions = file?.sections.permissions === undefined ? 'default' : 'file';
+  config.hooks = file?.sections.hooks;
+  sources.hooks = file?.sections.hooks === undefined ? 'default' : 'file';
   const result = config as unknown as ServiceConfig;
   checkCombination(result);
-  return { help: false, config: result, sources: sources as Record<keyof ServiceConfig, 'flag' | 'env' | 'default'> };
+  return { help: false, config: result, sources: sources as Record<keyof ServiceConfig, 'flag' | 'env' | 'file' | 'default'> };
 }
 
 /** Rules across options. */

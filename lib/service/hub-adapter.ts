@@ -7,6 +7,7 @@
 import { type Backplane, MemoryBackplane } from '../hub/backplane.js';
 import type { Principal } from '../hub/auth.js';
 import { createHub, type Hub, type HubOptions } from '../hub/hub.js';
+import type { PermissionOptions } from '../hub/permissions.js';
 import { isPattern } from '../hub/topics.js';
 import type { ServiceConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -56,6 +57,8 @@ export interface ServiceHub {
     /** With `more`: pass it as `cursor` for the next page. */
     next?: string;
   }>;
+  /** Null when the HTTP API may do `action` on `topic` (the channel permissions say `nobody` nowhere it reaches), else why not. */
+  serverMay(action: 'publish' | 'history' | 'presence', tenant: string | undefined, topic: string): string | null;
   /** Who is subscribed to a topic name or pattern. */
   presence(tenant: string | undefined, topic: string): Promise<{ tenant: string; topic: string; users: Record<string, number>; connections: number }>;
   /** Closes every socket of a user with `code`; resolves with the number closed. */
@@ -69,6 +72,17 @@ export interface ServiceHub {
   /** Graceful shutdown of the hub (sockets closed with `code`). */
   close(options: { code: 1001 | 1012; timeout: number }): Promise<void>;
 }
+
+/**
+ * The service's channel permissions when the config file has none (and not `--dev`, which leaves every topic open):
+ * `user.{sub}.#` is each user's own (only its owner subscribes, publishes, reads history and presence there); every
+ * other topic is open to signed-in clients. Every client publication carries its publisher (`from`), so no one can
+ * write as someone else.
+ */
+export const SERVICE_PERMISSIONS: PermissionOptions = {
+  rules: [{ pattern: 'user.{sub}.#', subscribe: 'owner', publish: 'owner', history: 'owner', presence: 'owner' }],
+  defaults: { subscribe: 'signed-in', publish: 'signed-in', history: 'signed-in', presence: 'signed-in' },
+};
 
 /** The hub options a configuration stands for (exported for tests). */
 export function hubOptions(config: ServiceConfig, backplane: Backplane | undefined, onJwtReject: (reason: string) => void): HubOptions {
@@ -97,6 +111,8 @@ export function hubOptions(config: ServiceConfig, backplane: Backplane | undefin
     },
     ...(config.origins ? { origins: config.origins } : {}),
   };
+  const permissions = config.permissions ?? (config.dev ? undefined : SERVICE_PERMISSIONS);
+  if (permissions !== undefined) options.permissions = permissions;
   if (backplane) options.backplane = backplane;
   else options.history = { size: config.historySize, ttl: config.historyTtl, maxBytes: config.historyMaxBytes, maxTopicBytes: config.historyTopicMaxBytes };
   return options;
@@ -185,6 +201,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
         ...(answer.next !== undefined ? { next: answer.next } : {}),
       };
     },
+    serverMay: (action, tenant, topic) => hub.permissions?.serverMay(action, tenant ?? 'default', topic) ?? null,
     async presence(tenantIn, topic) {
       const snapshot = await hub.presence(topic, tenantIn ?? 'default');
       return { tenant: snapshot.tenant, topic: snapshot.topic, users: { ...snapshot.users }, connections: snapshot.connections };
