@@ -73,12 +73,24 @@ export class Admission {
         return { reject: true, status: 403, message: 'origin not allowed' };
       }
     }
-    if (this.resolver === null) return { principal: ANONYMOUS };
-    const location = extractToken(request, this.tokenOptions);
-    if (location === null) return { principal: undefined };
+    const location = this.resolver === null ? null : extractToken(request, this.tokenOptions);
+    if (location === null) {
+      const hook = this.host.options.authenticateUpgrade;
+      if (hook !== undefined) {
+        let p: Principal | null | undefined;
+        try {
+          p = await hook(request);
+        } catch (error) {
+          this.host.report(new Error(`authenticateUpgrade threw: ${(error as Error)?.message ?? String(error)}`));
+          p = null;
+        }
+        if (p !== undefined) return { principal: validPrincipal(p) ? p : { refused: 'token' } };
+      }
+      return { principal: this.resolver === null ? ANONYMOUS : undefined };
+    }
     let principal: Principal | null = null;
     try {
-      principal = location.source === 'ticket' ? this.host.tickets.redeem(location.token) : await this.resolver(location.token, request);
+      principal = location.source === 'ticket' ? this.host.tickets.redeem(location.token) : await this.resolver!(location.token, request);
     } catch (error) {
       this.host.report(new Error(`the token resolver threw: ${(error as Error)?.message ?? String(error)}`));
       principal = null;
@@ -159,8 +171,25 @@ export class Admission {
     client.deadline = timers.schedule(Math.max(0, expiresAt - Date.now()), () => {
       client.deadline = null;
       if (client.state !== STATE_OPEN) return;
-      this.host.closeClient(client, 4401, 'token expired');
+      const hook = this.host.options.onExpiry;
+      if (hook === undefined) return this.host.closeClient(client, 4401, 'token expired');
+      const principal = client.principal;
+      void (async () => hook(client))().then(
+        (next) => this.extend(client, principal, next),
+        (error: unknown) => {
+          this.host.report(new Error(`onExpiry threw: ${(error as Error)?.message ?? String(error)}`));
+          this.extend(client, principal, null);
+        },
+      );
     });
+  }
+
+  /** After `onExpiry`: a new principal of the same user keeps the connection; anything else closes it (4401). */
+  private extend(client: HubClient, was: Principal | null, next: Principal | null): void {
+    if (client.state !== STATE_OPEN || client.principal !== was) return; // closed, or refreshed meanwhile
+    if (next === null || !validPrincipal(next) || next.user !== client.user) return this.host.closeClient(client, 4401, 'token expired');
+    client.principal = next;
+    this.armExpiry(client);
   }
 
   /** `{"type":"auth","token"}` from a connection whose handshake carried no token. */

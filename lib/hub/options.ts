@@ -5,7 +5,7 @@
  * @module
  */
 import type { IncomingUpgrade, ServerOptions } from '../transport/server.js';
-import type { TokenExtractOptions, TokenResolver, TokenSource } from './auth.js';
+import type { Principal, TokenExtractOptions, TokenResolver, TokenSource } from './auth.js';
 import type { Backplane } from './backplane.js';
 import type { HubClient } from './client.js';
 import type { HistoryOptions } from './history.js';
@@ -212,12 +212,23 @@ export interface AuthorizationRequest {
   topic: string;
 }
 
-/** Authorization hooks: return (or resolve) false to refuse; the client gets an `unauthorized` error reply. */
+/**
+ * What an authorization hook answers: `true` (allow), `false` (refuse: the client gets `unauthorized`), or a
+ * decision — `{ allow: false, message }` (refuse with that message), `{ allow: false, disconnect: { code, reason } }`
+ * (refuse and close the connection with a code of 4000–4999), or, for `publish`, `{ allow: true, data }` (publish
+ * `data` instead of what the client sent).
+ */
+export type AuthorizeDecision = boolean | { allow: boolean; message?: string; data?: unknown; disconnect?: { code: number; reason?: string } };
+
+/** Authorization hooks: return (or resolve) a {@link AuthorizeDecision}. */
 export interface HubAuthorize {
   /** May this client subscribe? Default: yes, within the principal's tenants. */
-  subscribe?: (request: AuthorizationRequest) => boolean | Promise<boolean>;
-  /** May this client publish? Default: yes, within the principal's tenants (`clientPublish: false` refuses all). */
-  publish?: (request: AuthorizationRequest) => boolean | Promise<boolean>;
+  subscribe?: (request: AuthorizationRequest) => AuthorizeDecision | Promise<AuthorizeDecision>;
+  /**
+   * May this client publish (and what)? `request.data` is what the client sent. Default: yes, within the
+   * principal's tenants (`clientPublish: false` refuses all).
+   */
+  publish?: (request: AuthorizationRequest & { type: string; data: unknown }) => AuthorizeDecision | Promise<AuthorizeDecision>;
 }
 
 /** Options of {@link createHub}. */
@@ -230,6 +241,18 @@ export interface HubOptions {
    * lifetime (for `refresh`); one declared with one parameter does not (less memory per connection).
    */
   authenticate?: TokenResolver;
+  /**
+   * Called for an upgrade that carried no token at all (no header, subprotocol, ticket, query or cookie token):
+   * resolve with a principal to admit it (e.g. from its session cookie, through your backend), `null` to refuse
+   * (4401), or `undefined` to let it authenticate by first message as usual. Default: none (first-message auth).
+   */
+  authenticateUpgrade?: (request: IncomingUpgrade) => Principal | null | undefined | Promise<Principal | null | undefined>;
+  /**
+   * Called when a connection's principal expires (`expiresAt`), before it is closed: resolve with a new principal
+   * of the same user to keep the connection (its new `expiresAt` is armed), or `null` to close it with 4401
+   * (`token expired`) as without this hook. Default: none.
+   */
+  onExpiry?: (client: HubClient) => Principal | null | Promise<Principal | null>;
   /** Verify tokens as JWTs with the built-in verifier (`user` = `sub`, `tenants` claim, `exp`). */
   jwt?: JwtResolverOptions;
   /** Where tokens are looked for, first found wins. Default: header, subprotocol, ticket, query, cookie. */

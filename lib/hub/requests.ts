@@ -12,7 +12,7 @@ import type { Backplane, ResumeAnswer } from './backplane.js';
 import { type HubClient, HubError, STATE_CLOSED, STATE_OPEN, type Subscription } from './client.js';
 import { type Delivery, isGap } from './delivery.js';
 import type { PatternSince, StreamPosition } from './history.js';
-import type { HubOptions, ResolvedLimits } from './options.js';
+import type { AuthorizeDecision, HubOptions, ResolvedLimits } from './options.js';
 import { type Dialect, encodeAck, encodeError, encodeHistory, type ErrorCode, type HubRequest, type RequestId, serializeData } from './protocol.js';
 import type { Action, Permissions } from './permissions.js';
 import { findSub, type Registry, subKey } from './registry.js';
@@ -34,6 +34,7 @@ export interface RequestHost {
   listeners(event: 'message' | 'text' | 'binary'): Function[];
   listenerCount(event: 'message' | 'text' | 'binary'): number;
   firstMessageAuth(client: HubClient, token: string, requestId: RequestId | undefined): Promise<void>;
+  closeClient(client: HubClient, code: number, reason: string): void;
   /** The channel permissions, when configured. */
   readonly permissions: Permissions | null;
   /** Verifies a subscription token: the user and topic it grants, or null. */
@@ -159,10 +160,14 @@ export class Requests {
     if (this.host.options.clientPublish === false) throw new HubError('unauthorized', 'clients may not publish on this hub');
     await this.permit('publish', client, tenant, topic, undefined);
     const hook = this.host.options.authorize?.publish;
-    if (hook !== undefined && (await hook({ client, tenant, topic })) !== true) throw new HubError('unauthorized', `not allowed to publish to ${topic}`);
+    let value = r.data;
+    if (hook !== undefined) {
+      const decided = this.decide(client, await hook({ client, tenant, topic, type: r.type, data: r.data }), `not allowed to publish to ${topic}`);
+      if (decided.rewrite) value = decided.data;
+    }
     let data: string;
     try {
-      data = serializeData(r.data);
+      data = serializeData(value);
     } catch {
       throw new HubError('invalid_request', 'publish data must be JSON');
     }
@@ -266,7 +271,24 @@ export class Requests {
 
   private async authorizeSubscribe(client: HubClient, tenant: string, topic: string): Promise<void> {
     const hook = this.host.options.authorize?.subscribe;
-    if (hook !== undefined && (await hook({ client, tenant, topic })) !== true) throw new HubError('unauthorized', `not allowed to subscribe to ${topic}`);
+    if (hook !== undefined) this.decide(client, await hook({ client, tenant, topic }), `not allowed to subscribe to ${topic}`);
+  }
+
+  /**
+   * An authorization hook's answer ({@link AuthorizeDecision}): returns when allowed (with data to publish instead,
+   * when given); throws `unauthorized` (with the hook's message) when not, after closing the connection when the
+   * hook asked for it.
+   */
+  private decide(client: HubClient, result: AuthorizeDecision, refused: string): { rewrite: boolean; data?: unknown } {
+    if (result === true) return { rewrite: false };
+    if (typeof result === 'object' && result !== null && result.allow === true) return Object.hasOwn(result, 'data') ? { rewrite: true, data: result.data } : { rewrite: false };
+    const message = typeof result === 'object' && result !== null && typeof result.message === 'string' && result.message.length > 0 ? result.message.slice(0, 256) : refused;
+    const disconnect = typeof result === 'object' && result !== null ? result.disconnect : undefined;
+    if (disconnect !== undefined && Number.isInteger(disconnect.code) && disconnect.code >= 4000 && disconnect.code <= 4999) {
+      // The error reply goes first, then the close frame.
+      setImmediate(() => this.host.closeClient(client, disconnect.code, typeof disconnect.reason === 'string' ? disconnect.reason.slice(0, 120) : ''));
+    }
+    throw new HubError('unauthorized', message);
   }
 
   checkPosition(since: unknown): StreamPosition {
