@@ -1,18 +1,22 @@
 /**
- * Fuzzer entry point: `npm run fuzz -- [--seconds N] [--seed S] [--target core|http|all] [--role server|client|both]
- * [--progress N] [--corpus DIR]`.
+ * Fuzzer entry point: `npm run fuzz -- [--seconds N] [--seed S] [--target core|http|hub-order|all]
+ * [--role server|client|both] [--progress N] [--corpus DIR]`.
  *
  * Targets:
  * - `core`: {@link runCampaign} (frame parser and state machine through `checkInput`, plus serialize → parse
  *   round trips), for the roles given by `--role`.
  * - `http`: {@link runHttpCampaign} (the opening-handshake parsers: HTTP head parser, protocol/extension
  *   tokenizers, upgrade checks, permessage-deflate negotiation, through `checkHead` and `checkTokens`).
- * - `all` (the default): both, one after the other, sharing `--seconds` equally.
+ * - `hub-order`: {@link runHubOrderCampaign} (the hub's per-connection request order: a few clients on real sockets
+ *   pipeline random subscribe/unsubscribe/refresh/publish/ping batches against a backplane with random delays,
+ *   checked against a sequential model of each client's requests).
+ * - `all` (the default): the three, one after the other, sharing `--seconds` equally.
  *
  * Prints iterations per second and progress every few seconds. A failing input is saved as
  * `<corpus>/<target>-<sha1 of bytes>.bin` (`http-<kind>-<sha1>.bin` for the handshake target) with a `.json`
  * sidecar (target, role or kind, options or limits, seeds, violations) and printed; similar violations are saved
- * once per run. Exits 1 at the end when any violation was found.
+ * once per run. The `hub-order` target saves nothing (its inputs depend on timing): its violations are printed, and
+ * `--seed` repeats its requests (not their timing). Exits 1 at the end when any violation was found.
  *
  * @module
  */
@@ -22,9 +26,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CampaignStats, type Finding, parseSeed, runCampaign } from './core.js';
 import { type HttpCampaignStats, type HttpFinding, runHttpCampaign } from './http.js';
+import { type HubOrderStats, runHubOrderCampaign } from './hub.js';
 
 /** Which campaign(s) to run. */
-export type FuzzTarget = 'core' | 'http' | 'all';
+export type FuzzTarget = 'core' | 'http' | 'hub-order' | 'all';
 
 /** Parsed command line. */
 export interface RunArgs {
@@ -36,7 +41,7 @@ export interface RunArgs {
   corpus: string;
 }
 
-const USAGE = 'usage: npm run fuzz -- [--seconds N] [--seed S] [--target core|http|all] [--role server|client|both] [--progress N] [--corpus DIR]';
+const USAGE = 'usage: npm run fuzz -- [--seconds N] [--seed S] [--target core|http|hub-order|all] [--role server|client|both] [--progress N] [--corpus DIR]';
 
 /** Parses `argv` (without node and script); throws a usage error on anything unknown. */
 export function parseArgs(argv: readonly string[]): RunArgs {
@@ -67,7 +72,7 @@ export function parseArgs(argv: readonly string[]): RunArgs {
         break;
       case '--target': {
         const target = value();
-        if (target !== 'core' && target !== 'http' && target !== 'all') throw new Error(`--target must be core, http or all\n${USAGE}`);
+        if (target !== 'core' && target !== 'http' && target !== 'hub-order' && target !== 'all') throw new Error(`--target must be core, http, hub-order or all\n${USAGE}`);
         args.target = target;
         break;
       }
@@ -174,27 +179,35 @@ function httpLine(stats: HttpCampaignStats): string {
   );
 }
 
-/** Prints a finding's violations once per kind and saves up to 50 inputs; shared by both targets. */
+function hubOrderLine(stats: HubOrderStats): string {
+  return (
+    `[hub-order ${(stats.elapsedMs / 1000).toFixed(0).padStart(4)}s] ${stats.batches} batches (${rate(stats.batches, stats.elapsedMs)}/s): ` +
+    `${stats.requests} requests, ${stats.publishes} publishes, ${stats.deliveries} deliveries, ` +
+    `${stats.selfChecks} own-publish and ${stats.crossChecks} cross-client delivery checks | violations ${stats.violations.length}`
+  );
+}
+
+/** Prints a finding's violations once per kind and saves up to 50 inputs (when it has some to save); shared by the targets. */
 class Reporter {
   readonly kinds = new Set<string>();
   private saved = 0;
   constructor(private readonly corpus: string) {}
 
-  report(header: string, violations: string[], save: () => string): void {
+  report(header: string, violations: string[], save?: () => string): void {
     const kinds = violations.map(violationKind).filter((k) => !this.kinds.has(k));
     if (kinds.length === 0) return; // seen this run already
     kinds.forEach((k) => this.kinds.add(k));
     console.log(`\nVIOLATION (${header}):`);
     for (const line of violations) console.log(`  ${line}`);
-    if (this.saved < 50) {
+    if (save !== undefined && this.saved < 50) {
       this.saved++;
       console.log(`  saved ${save()} (in ${this.corpus})\n`);
     }
   }
 }
 
-/** Runs the fuzzer with the given command line; returns the exit code. */
-export function main(argv: readonly string[]): number {
+/** Runs the fuzzer with the given command line; resolves with the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
   let args: RunArgs;
   try {
     args = parseArgs(argv);
@@ -202,15 +215,16 @@ export function main(argv: readonly string[]): number {
     console.error((error as Error).message);
     return 2;
   }
-  const seconds = args.target === 'all' ? args.seconds / 2 : args.seconds;
+  const seconds = args.target === 'all' ? args.seconds / 3 : args.seconds;
+  const runs = (target: Exclude<FuzzTarget, 'all'>): boolean => args.target === target || args.target === 'all';
   console.log(
     `fuzz: ${args.seconds} s, target ${args.target}, seed ${args.seed} (--seed ${args.seed} repeats this run), ` +
-      `${args.target === 'http' ? '' : `roles ${args.roles.join('+')}, `}corpus ${args.corpus}`,
+      `${runs('core') ? `roles ${args.roles.join('+')}, ` : ''}corpus ${args.corpus}`,
   );
   const reporter = new Reporter(args.corpus);
   let findings = 0;
 
-  if (args.target !== 'http') {
+  if (runs('core')) {
     const stats = runCampaign({
       seconds,
       seed: args.seed,
@@ -233,7 +247,7 @@ export function main(argv: readonly string[]): number {
     findings += stats.findings;
   }
 
-  if (args.target !== 'core') {
+  if (runs('http')) {
     const stats = runHttpCampaign({
       seconds,
       seed: args.seed,
@@ -255,10 +269,35 @@ export function main(argv: readonly string[]): number {
     findings += stats.findings;
   }
 
+  if (runs('hub-order')) {
+    const stats = await runHubOrderCampaign({
+      seconds,
+      seed: args.seed,
+      progressMs: args.progressSeconds * 1000,
+      onProgress: (s) => console.log(hubOrderLine(s)),
+    });
+    console.log(hubOrderLine(stats));
+    if (stats.violations.length > 0) reporter.report(`hub-order, seed ${args.seed}`, stats.violations);
+    console.log(
+      `hub-order done: ${stats.batches} batches in ${(stats.elapsedMs / 1000).toFixed(1)} s: ${stats.requests} requests, ${stats.publishes} publishes, ` +
+        `${stats.deliveries} deliveries; ${stats.violations.length} violations`,
+    );
+    // Counted as one failing iteration: the campaign is one run, its violations are not tied to one input.
+    if (stats.violations.length > 0) findings++;
+  }
+
   console.log(`violations: ${findings} iterations (${reporter.kinds.size} kinds)`);
   return findings > 0 ? 1 : 0;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  process.exitCode = main(process.argv.slice(2));
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      console.error(error);
+      process.exitCode = 1;
+    },
+  );
 }
