@@ -221,9 +221,8 @@ export interface HubOrderOptions {
   /** Most ms to wait for a batch's replies before reporting them missing (and stopping). Default 5,000. */
   replyTimeoutMs?: number;
   /**
-   * Also check, once the backplane's delayed calls are done, that its presence holds exactly the subscriptions.
-   * Off by default: the hub issues a subscription's `presenceJoin` and `presenceLeave` without ordering them, so
-   * when the leave overtakes the join (as these delays allow) a stale presence entry stays.
+   * Also check, once the backplane's delayed calls are done, that its presence holds exactly the subscriptions
+   * (a leave must never overtake its join). Default: true.
    */
   checkPresence?: boolean;
   progressMs?: number;
@@ -534,7 +533,7 @@ export async function runHubOrderCampaign(options: HubOrderOptions): Promise<Hub
         }
       }
       checkBatch(batch, clients, plans, marks, hub.stats().subscriptions, stats);
-      if (options.checkPresence) await checkPresence(batch, hub, backplane, clients, violations);
+      if (options.checkPresence !== false) await checkPresence(batch, hub, backplane, clients, violations);
       for (const c of clients) {
         // Resynchronize with the hub, so that one violation does not cascade into the next batches.
         const subs = new Map<string, { tenant: string; topic: string }>();

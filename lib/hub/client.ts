@@ -45,6 +45,8 @@ export interface Subscription {
    * may reach it. Null for every other subscription.
    */
   filter: ((topic: string) => boolean) | null;
+  /** The backplane's `presenceJoin` for this subscription, once live: a leave waits for it (never overtakes it). */
+  joined: Promise<unknown> | null;
   /** Whether the subscription was cancelled while being set up. */
   cancelled: boolean;
 }

@@ -420,5 +420,6 @@ export function frameSize(message: PreparedMessage): number {
 
 /** Whether a buffered entry is a backplane gap report. */
 export function isGap(entry: PublishedMessage | Gap): entry is Gap {
-  return (entry as Gap).from !== undefined;
+  // Not by `from`: a message published by a client has a `from` too (its publisher).
+  return (entry as PublishedMessage).seq === undefined;
 }

@@ -121,7 +121,12 @@ export class Registry {
       const { tenant, topic } = sub;
       void (interest.ready ?? Promise.resolve()).then(() => this.backplane.unsubscribe(tenant, topic)).catch(this.report);
     }
-    if (sub.buffer === null) void this.backplane.presenceLeave(sub.tenant, sub.topic, client.user, client.id).catch(this.report);
+    if (sub.buffer === null) {
+      // After the join has settled: a leave that overtook it would leave a stale entry behind.
+      const { tenant, topic } = sub;
+      void (sub.joined ?? Promise.resolve()).then(() => this.backplane.presenceLeave(tenant, topic, client.user, client.id)).catch(this.report);
+      sub.joined = null;
+    }
   }
 
   /** Appends the subscription sets whose pattern matches `topic` in `tenant` (live sets: use them at once). */

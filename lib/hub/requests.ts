@@ -397,7 +397,7 @@ export class Requests {
     }
     if (existing !== undefined) registry.remove(existing);
     if ((client.subs?.length ?? 0) >= limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${limits.maxSubscriptions} per connection)`);
-    const sub: Subscription = { client, connection: client.connection, tenant, topic, key: subKey(tenant, topic), dialect, pattern, presence, buffer: [], bufferBytes: 0, filter, cancelled: false };
+    const sub: Subscription = { client, connection: client.connection, tenant, topic, key: subKey(tenant, topic), dialect, pattern, presence, buffer: [], bufferBytes: 0, filter, joined: null, cancelled: false };
     let answer: ResumeAnswer;
     try {
       await registry.add(sub);
@@ -453,7 +453,7 @@ export class Requests {
       if (coveredElsewhere(sub, m)) continue;
       delivery.topic(sub, m);
     }
-    void backplane.presenceJoin(sub.tenant, sub.topic, client.user, client.id).catch((e: Error) => this.host.report(e));
+    sub.joined = backplane.presenceJoin(sub.tenant, sub.topic, client.user, client.id).catch((e: Error) => this.host.report(e));
   }
 }
 
