@@ -21,6 +21,7 @@ import type { WebSocketConnection } from '../transport/connection.js';
 import type { HubEnvelope } from './backplane.js';
 import { type HubClient, type Replay, STATE_CLOSED, STATE_OPEN, type Subscription } from './client.js';
 import type { Gap, PublishedMessage } from './history.js';
+import { Histogram } from './histogram.js';
 import type { SlowConsumerPolicy } from './options.js';
 import { APP_PING, type Dialect, encodeDirect, encodeGap, encodeTopicMessage } from './protocol.js';
 
@@ -32,6 +33,8 @@ const STALL_POLL = 100;
 /** Counters kept by {@link Delivery} (part of the hub's stats). */
 export interface DeliveryCounters {
   messagesOut: number;
+  /** Bytes of the frames written (WebSocket frames, as prepared; before compression of replies). */
+  bytesOut: number;
   deliveries: number;
   drops: number;
   gapReports: number;
@@ -50,6 +53,8 @@ export interface DeliveryHost {
 /** The state of the fan-out in progress (one object per hub, reused). */
 interface Fanout {
   message: PublishedMessage | null;
+  /** Bytes written by the fan-out in progress. */
+  bytes: number;
   stamp: number;
   native: PreparedMessage | null;
   nativeSize: number;
@@ -62,7 +67,9 @@ export type DirectFrames = Partial<Record<Dialect, PreparedMessage>>;
 
 /** The hub's one writer. See the module documentation for the policy. */
 export class Delivery {
-  readonly counters: DeliveryCounters = { messagesOut: 0, deliveries: 0, drops: 0, gapReports: 0, slowConsumerDisconnects: 0, replaysRefused: 0 };
+  readonly counters: DeliveryCounters = { messagesOut: 0, bytesOut: 0, deliveries: 0, drops: 0, gapReports: 0, slowConsumerDisconnects: 0, replaysRefused: 0 };
+  /** Seconds from a topic message's publication (`ts`) to its fan-out's socket writes, per publication delivered. */
+  readonly latency = new Histogram();
   /** Replays in progress, over all connections. */
   replaying = 0;
   private readonly max: number;
@@ -72,7 +79,7 @@ export class Delivery {
   private readonly host: DeliveryHost;
   private stampCounter = 0;
   private readonly fanQueue: Array<{ message: PublishedMessage; sets: Array<ReadonlySet<Subscription>> }> = [];
-  private readonly fanout: Fanout = { message: null, stamp: 0, native: null, nativeSize: 0, llps: null, llpsSize: 0 };
+  private readonly fanout: Fanout = { message: null, bytes: 0, stamp: 0, native: null, nativeSize: 0, llps: null, llpsSize: 0 };
   /** Connections waiting for room (a replay or gaps to flush), checked every {@link STALL_POLL} ms. */
   private readonly stalled = new Set<HubClient>();
   private stallTimer: NodeJS.Timeout | null = null;
@@ -106,6 +113,7 @@ export class Delivery {
     }
     c.send(text);
     this.counters.messagesOut++;
+    this.counters.bytesOut += text.length + 4;
     return true;
   }
 
@@ -154,6 +162,9 @@ export class Delivery {
       fan.llps = null;
       this.counters.deliveries += delivered;
       this.counters.messagesOut += delivered;
+      this.counters.bytesOut += fan.bytes;
+      fan.bytes = 0;
+      if (delivered > 0) this.latency.observe(Math.max(0, Date.now() - m.ts) / 1000);
     }
   }
 
@@ -193,6 +204,7 @@ export class Delivery {
       }
       if (drop && sub.client.gaps !== null) this.flushGaps(sub.client);
       connection.sendPrepared(frame);
+      fan.bytes += size;
       delivered++;
     }
     return delivered;
@@ -239,6 +251,7 @@ export class Delivery {
     if (client.gaps !== null) this.flushGaps(client);
     client.connection.sendPrepared(frame);
     this.counters.messagesOut++;
+    this.counters.bytesOut += frameSize(frame);
     this.counters.deliveries++;
   }
 
@@ -258,6 +271,7 @@ export class Delivery {
     }
     client.connection.sendPrepared(frame);
     this.counters.messagesOut++;
+    this.counters.bytesOut += frameSize(frame);
     this.counters.deliveries++;
     return true;
   }
@@ -298,9 +312,11 @@ export class Delivery {
         while (r.index < r.messages.length) {
           const frame = prepare(encodeTopicMessage(r.sub.dialect, r.messages[r.index]));
           const buffered = c.bufferedAmount;
-          if (buffered > 0 && buffered + frameSize(frame) > max) return this.stall(client);
+          const size = frameSize(frame);
+          if (buffered > 0 && buffered + size > max) return this.stall(client);
           c.sendPrepared(frame);
           this.counters.messagesOut++;
+          this.counters.bytesOut += size;
           this.counters.deliveries++;
           r.index++;
         }

@@ -74,7 +74,8 @@ export class Hub extends EventEmitter implements ClientOwner {
   /** @internal */
   readonly attached: Promise<void>;
   /** @internal */
-  readonly counters = { connectionsTotal: 0, messagesIn: 0, publishes: 0, rateLimited: 0, authFailures: 0 };
+  readonly counters = { connectionsTotal: 0, messagesIn: 0, bytesIn: 0, publishes: 0, rateLimited: 0, authFailures: 0 };
+  private readonly byType: Record<string, number> = Object.create(null) as Record<string, number>;
   /** @internal */
   readonly permissions: Permissions | null;
   private readonly grantVerifier: ((token: string) => { user: string; topic: string } | null | Promise<{ user: string; topic: string } | null>) | null;
@@ -333,6 +334,10 @@ export class Hub extends EventEmitter implements ClientOwner {
       connectionsTotal: this.counters.connectionsTotal,
       messagesIn: this.counters.messagesIn,
       messagesOut: delivery.counters.messagesOut,
+      bytesIn: this.counters.bytesIn,
+      bytesOut: delivery.counters.bytesOut,
+      messagesByType: { ...this.byType },
+      deliveryLatency: delivery.latency.snapshot(),
       publishes: this.counters.publishes,
       deliveries: delivery.counters.deliveries,
       drops: delivery.counters.drops,
@@ -443,6 +448,7 @@ export class Hub extends EventEmitter implements ClientOwner {
   onMessage(client: HubClient, data: Buffer, isBinary: boolean): void {
     if (client.state === STATE_CLOSED) return;
     this.counters.messagesIn++;
+    this.counters.bytesIn += data.length;
     const now = Date.now();
     client.lastSeen = now;
     const requests = this.requests;
@@ -454,12 +460,14 @@ export class Hub extends EventEmitter implements ClientOwner {
         this.closeClient(client, 4429, 'rate limit exceeded repeatedly', 1000);
         return;
       }
+      this.countType('rate_limited');
       const rate = this.limits.rate as { messages: number; interval: number };
       // The reply names the request it refuses, so that a client waiting for it learns at once.
       const parsed = isBinary ? null : parseRequest(data.toString());
       return requests.replyError(client, parsed?.dialect ?? client.dialect, 'rate_limited', `more than ${rate.messages} messages per ${rate.interval} ms: slow down`, parsed?.requestId);
     }
     if (isBinary) {
+      this.countType('binary');
       if (client.state !== STATE_OPEN) return requests.replyError(client, client.dialect, 'unauthorized', 'authenticate first: send {"type":"auth","token":…}', undefined);
       if (this.listenerCount('binary') === 0) return requests.replyError(client, client.dialect, 'invalid_request', 'binary messages are not accepted here', undefined);
       void requests.callApp(client, 'binary', [client, data], undefined, client.dialect);
@@ -467,19 +475,46 @@ export class Hub extends EventEmitter implements ClientOwner {
     }
     const text = data.toString();
     if (text === 'ping') {
+      this.countType('ping');
       this.delivery.reply(client, 'pong');
       return;
     }
     if (text.charCodeAt(0) !== 0x7b /* { */ && text.trimStart().charCodeAt(0) !== 0x7b) {
+      this.countType('text');
       if (client.state !== STATE_OPEN) return requests.replyError(client, client.dialect, 'unauthorized', 'authenticate first: send {"type":"auth","token":…}', undefined);
       if (this.listenerCount('text') === 0) return requests.replyError(client, client.dialect, 'invalid_request', 'expected a JSON object {"type": string, "data": object, "request_id"?: string | number}', undefined);
       void requests.callApp(client, 'text', [client, text], undefined, client.dialect);
       return;
     }
     const request = parseRequest(text);
+    this.countType(request.kind);
     if (request.kind === 'invalid') return requests.replyError(client, request.dialect, request.code, request.message, request.requestId);
     if (request.kind === 'pong') return;
     requests.enqueue(client, request);
+  }
+
+  /** Counts an inbound message by kind (a fixed set of names: the cardinality is bounded). */
+  private countType(kind: string): void {
+    this.byType[kind] = (this.byType[kind] ?? 0) + 1;
+  }
+
+  /**
+   * Open, authenticated connections by tenant they may use (a principal with a `tenants` list counts under each;
+   * one without it, which may use any tenant, under `*`), at most `max` tenants (the largest; the rest summed
+   * under `other`). Walks the connections: for metrics scrapes, not hot paths.
+   */
+  connectionsByTenant(max = 50): Record<string, number> {
+    const counts = new Map<string, number>();
+    for (const client of this.registry.open()) {
+      const tenants = client.principal?.tenants;
+      if (tenants === undefined) counts.set('*', (counts.get('*') ?? 0) + 1);
+      else for (const t of tenants) counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+    const sorted = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const out: Record<string, number> = Object.create(null) as Record<string, number>;
+    for (const [tenant, n] of sorted.slice(0, max)) out[tenant] = n;
+    if (sorted.length > max) out.other = sorted.slice(max).reduce((sum, [, n]) => sum + n, 0);
+    return out;
   }
 
   /** @internal {@link Admission} and {@link Requests} call these. */

@@ -76,5 +76,6 @@ export {
 export { TimerQueue, type Deadline } from './timers.js';
 export { covers, overlaps, PERMISSION_DEFAULTS, Permissions, type Action, type Asker, type PermissionOptions, type TopicRule, type Who } from './permissions.js';
 export { type HistoryPage } from './resume.js';
+export { Histogram, LATENCY_BOUNDS, type HistogramSnapshot } from './histogram.js';
 export * from './auth.js';
 export * from './jwt.js';

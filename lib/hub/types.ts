@@ -7,6 +7,7 @@
 import type { IncomingUpgrade } from '../transport/server.js';
 import type { PresenceEvent } from './backplane.js';
 import type { HubClient } from './client.js';
+import type { HistogramSnapshot } from './histogram.js';
 import type { Gap } from './history.js';
 import type { HubRefusal, SlowConsumerPolicy } from './options.js';
 import type { RequestId } from './protocol.js';
@@ -91,6 +92,17 @@ export interface HubStats {
   replaysRefused: number;
   /** Client requests waiting for the ones before them (the per-connection order). */
   pendingRequests: number;
+  /** Bytes of the messages received from clients (payloads). */
+  bytesIn: number;
+  /** Bytes of the frames written to clients. */
+  bytesOut: number;
+  /**
+   * Messages received, by kind: the request types (`subscribe`, `unsubscribe`, `publish`, `ping`, `pong`, `auth`,
+   * `refresh`, `presence`, `history`), `app` (other JSON types), `text`, `binary`, `invalid`, `rate_limited`.
+   */
+  messagesByType: Record<string, number>;
+  /** Seconds from a topic message's publication to its socket writes on this hub, per publication delivered. */
+  deliveryLatency: HistogramSnapshot;
   /** Bytes of history the backplane holds, when it says (the {@link MemoryBackplane} does; brokers hold theirs). */
   historyBytes?: number;
 }

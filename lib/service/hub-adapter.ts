@@ -11,7 +11,8 @@ import type { PermissionOptions } from '../hub/permissions.js';
 import { isPattern } from '../hub/topics.js';
 import type { ServiceConfig } from './config.js';
 import type { Logger } from './log.js';
-import { LabelledCounter, type MetricFamily } from './metrics.js';
+import { histogramSamples, LabelledCounter, type MetricFamily } from './metrics.js';
+import { ProcessMetrics } from './process-metrics.js';
 
 /** A topic message as the history endpoint returns it: the envelope a subscriber got, data parsed. */
 export interface HistoryMessage {
@@ -157,6 +158,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
   });
   hub.on('error', (error) => log('error', 'hub_error', { error: error.message }));
   // Drops (policy `drop`) are summarised every 10 s rather than logged per message.
+  const processMetrics = new ProcessMetrics();
   const dropTimer = setInterval(() => {
     const drops = hub.stats().drops;
     if (drops > dropsSeen) log('warn', 'slow_consumer', { policy: 'drop', dropped: drops - dropsSeen });
@@ -177,7 +179,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
   return {
     hub,
     clustered: backplane !== undefined,
-    metrics: () => [...metricFamilies(hub, refusals), ...historyFamilies(hub.backplane), ...backplaneFamilies(backplane)],
+    metrics: () => [...metricFamilies(hub, refusals), ...historyFamilies(hub.backplane), ...backplaneFamilies(backplane), ...processMetrics.families()],
     async publish(message) {
       const tenant = message.tenant ?? 'default';
       const published = await hub.publish({ ...message, tenant });
@@ -213,6 +215,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     connections: () => hub.stats().connections,
     async close(options) {
       clearInterval(dropTimer);
+      processMetrics.close();
       await hub.close({ code: options.code, timeout: options.timeout });
     },
   };
@@ -280,5 +283,18 @@ function metricFamilies(hub: Hub, refusals: LabelledCounter): MetricFamily[] {
     byLabel('wsengine_errors_total', 'Error replies sent, by error code.', 'code', s.errors),
     byLabel('wsengine_closes_total', 'Closed connections, by close code.', 'code', s.closeCodes),
     { name: 'wsengine_handshakes_refused_total', type: 'counter', help: 'Refused WebSocket handshakes, by reason.', samples: refusals.samples('reason') },
+    one('wsengine_bytes_in_total', 'counter', 'Bytes of the messages received from clients (payloads).', s.bytesIn),
+    one('wsengine_bytes_out_total', 'counter', 'Bytes of the frames written to clients.', s.bytesOut),
+    byLabel('wsengine_messages_received_total', 'Messages received from clients, by type (request types, app, text, binary, invalid, rate_limited).', 'type', s.messagesByType),
+    { name: 'wsengine_delivery_latency_seconds', type: 'histogram', help: 'Seconds from a topic message\'s publication to its socket writes on this hub, per publication delivered.', samples: histogramSamples(s.deliveryLatency) },
+    {
+      name: 'wsengine_tenant_connections',
+      type: 'gauge',
+      help: 'Open connections by tenant they may use (* for tokens without a tenants claim; the 50 largest, the rest under other).',
+      samples: Object.entries(hub.connectionsByTenant(50)).map(([tenant, value]) => ({ labels: { tenant }, value })),
+    },
+    one('wsengine_replays', 'gauge', 'Resume replays in progress (paced by their connection).', s.replays),
+    one('wsengine_replays_refused_total', 'counter', 'Resumes over the replay cap, answered with gaps instead.', s.replaysRefused),
+    one('wsengine_requests_pending', 'gauge', 'Client requests waiting behind earlier ones of their connection.', s.pendingRequests),
   ];
 }

@@ -8,10 +8,26 @@
 export interface MetricFamily {
   /** `wsengine_…`; must match `[a-zA-Z_:][a-zA-Z0-9_:]*`. */
   name: string;
-  type: 'counter' | 'gauge';
+  type: 'counter' | 'gauge' | 'histogram';
   help: string;
-  /** Samples; a family with no labels has one sample with `labels` undefined. */
-  samples: ReadonlyArray<{ labels?: Readonly<Record<string, string | number>>; value: number }>;
+  /**
+   * Samples; a family with no labels has one sample with `labels` undefined. A histogram's samples carry their
+   * `suffix` (`_bucket` with an `le` label, `_sum`, `_count`): build them with {@link histogramSamples}.
+   */
+  samples: ReadonlyArray<{ labels?: Readonly<Record<string, string | number>>; value: number; suffix?: '_bucket' | '_sum' | '_count' }>;
+}
+
+/**
+ * The samples of a histogram from cumulative counts per upper bound (`counts[i]` observations ≤ `bounds[i]`), with
+ * the `+Inf` bucket, `_sum` and `_count`; `labels` are added to each.
+ */
+export function histogramSamples(h: { bounds: readonly number[]; counts: readonly number[]; sum: number; count: number }, labels: Readonly<Record<string, string>> = {}): MetricFamily['samples'] {
+  const out: Array<MetricFamily['samples'][number]> = [];
+  h.bounds.forEach((bound, i) => out.push({ suffix: '_bucket', labels: { ...labels, le: String(bound) }, value: h.counts[i] }));
+  out.push({ suffix: '_bucket', labels: { ...labels, le: '+Inf' }, value: h.count });
+  out.push({ suffix: '_sum', labels, value: h.sum });
+  out.push({ suffix: '_count', labels, value: h.count });
+  return out;
 }
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -36,7 +52,7 @@ export function renderMetrics(families: readonly MetricFamily[]): string {
     for (const sample of family.samples) {
       const labels = sample.labels ? Object.entries(sample.labels) : [];
       const labelText = labels.length === 0 ? '' : `{${labels.map(([k, v]) => `${k}="${escapeLabel(String(v))}"`).join(',')}}`;
-      out += `${family.name}${labelText} ${formatValue(sample.value)}\n`;
+      out += `${family.name}${sample.suffix ?? ''}${labelText} ${formatValue(sample.value)}\n`;
     }
   }
   return out;
