@@ -388,11 +388,14 @@ t.test('the "hooks" section: errors name the field (exit 2); a JWT key is needed
     [[], /hooks: must be an object/],
     [{ subscribe: { url: 'http://b/c' } }, /--jwt-secret or --jwt-public-key is required .*connect hook/, true],
   ];
-  for (const [hooks, message, withoutJwt] of cases) {
-    const path = configFile('bad.json', { hooks });
-    const args = withoutJwt ? ['hub', '--port', '0', '--config', path] : ['hub', ...serviceArgs(['--config', path])];
-    const { code, stderr } = await runBin(args);
-    t.equal(code, 2, `${JSON.stringify(hooks)}: exit 2`);
-    t.match(stderr, message);
-  }
+  const runs = await Promise.all(
+    cases.map(([hooks, , withoutJwt], i) => {
+      const path = configFile(`bad-${i}.json`, { hooks });
+      return runBin(withoutJwt ? ['hub', '--port', '0', '--config', path] : ['hub', ...serviceArgs(['--config', path])]);
+    }),
+  );
+  cases.forEach(([hooks, message], i) => {
+    t.equal(runs[i].code, 2, `${JSON.stringify(hooks)}: exit 2`);
+    t.match(runs[i].stderr, message);
+  });
 });

@@ -19,7 +19,8 @@
  * hub from anyone else), `failure` (`deny`, the default, or `allow`). `timeout`, `headers`, `secret` and `failure`
  * may also be given once at the top of the section for every hook. A forwarded header whose value holds the
  * service's API key is never sent; the handshake's own headers (`host`, `connection`, `upgrade`, `sec-websocket-*`,
- * …) cannot be forwarded.
+ * …) cannot be forwarded. For `subscribe`, `publish` and `refresh`, which run after the handshake, each connection
+ * keeps the values of the headers they forward (the cookie, by default) for its lifetime.
  *
  * Every request is a POST with a JSON body, `Content-Type: application/json`, `X-Wsengine-Hook: <hook>`; keep-alive
  * connections are reused. Answers:
