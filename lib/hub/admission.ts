@@ -11,7 +11,7 @@ import { extractToken, type Principal, type TicketStore, type TokenExtractOption
 import type { Backplane } from './backplane.js';
 import { type HubClient, HubError, STATE_CLOSED, STATE_OPEN, STATE_PENDING_AUTH } from './client.js';
 import type { Delivery } from './delivery.js';
-import { HUB_CLOSE_CODES, type HubOptions, type HubRefusal, type ResolvedLimits } from './options.js';
+import { HUB_CLOSE_CODES, type HubOptions, type HubRefusal, type ResolvedLimits, type UpgradeRefusal } from './options.js';
 import { encodeAck, type RequestId } from './protocol.js';
 import type { Registry } from './registry.js';
 import type { TimerQueue } from './timers.js';
@@ -21,6 +21,8 @@ export const ANONYMOUS = Symbol('anonymous');
 /** A refused handshake token, by where it came from. */
 interface Refused {
   refused: 'token' | 'ticket';
+  /** The close reason, when `authenticateUpgrade` gave one. */
+  reason?: string;
 }
 /** What the handshake decided: a principal, a refusal, anonymous, or nothing yet (first-message auth). */
 export type UpgradeVerdict = Principal | Refused | typeof ANONYMOUS | undefined;
@@ -77,12 +79,19 @@ export class Admission {
     if (location === null) {
       const hook = this.host.options.authenticateUpgrade;
       if (hook !== undefined) {
-        let p: Principal | null | undefined;
+        let p: Principal | UpgradeRefusal | null | undefined;
         try {
           p = await hook(request);
         } catch (error) {
           this.host.report(new Error(`authenticateUpgrade threw: ${(error as Error)?.message ?? String(error)}`));
           p = null;
+        }
+        if (typeof p === 'object' && p !== null && (p as UpgradeRefusal).reject === true) {
+          const r = p as UpgradeRefusal;
+          const message = typeof r.message === 'string' && r.message.length > 0 ? r.message : undefined;
+          if (r.status === undefined) return { principal: { refused: 'token', reason: message === undefined ? undefined : closeReason(message) } };
+          const status = Number.isInteger(r.status) && r.status >= 400 && r.status <= 599 ? r.status : 500;
+          return { reject: true, status, message: message ?? 'refused' };
         }
         if (p !== undefined) return { principal: validPrincipal(p) ? p : { refused: 'token' } };
       }
@@ -105,7 +114,7 @@ export class Admission {
       host.counters.authFailures++;
       client.state = STATE_CLOSED;
       host.refused({ reason: verdict.refused, request, code: 4401, connectionId: client.id });
-      host.closeClient(client, 4401, verdict.refused === 'ticket' ? 'unknown, expired or already used ticket' : 'invalid or expired token');
+      host.closeClient(client, 4401, verdict.reason ?? (verdict.refused === 'ticket' ? 'unknown, expired or already used ticket' : 'invalid or expired token'));
       return;
     }
     if (this.keepRequest) client.request = request;
@@ -186,7 +195,7 @@ export class Admission {
 
   /** After `onExpiry`: a new principal of the same user keeps the connection; anything else closes it (4401). */
   private extend(client: HubClient, was: Principal | null, next: Principal | null): void {
-    if (client.state !== STATE_OPEN || client.principal !== was) return; // closed, or refreshed meanwhile
+    if (client.state !== STATE_OPEN || client.closeCode !== 0 || client.principal !== was) return; // closed (or closing), or refreshed meanwhile
     if (next === null || !validPrincipal(next) || next.user !== client.user) return this.host.closeClient(client, 4401, 'token expired');
     client.principal = next;
     this.armExpiry(client);
@@ -243,6 +252,17 @@ export class Admission {
       return null;
     }
   }
+}
+
+/** At most 120 bytes of `text` (a close reason may hold 123), cut on a character boundary. */
+function closeReason(text: string): string {
+  if (Buffer.byteLength(text) <= 120) return text;
+  let out = '';
+  for (const ch of text) {
+    if (Buffer.byteLength(out + ch) > 120) break;
+    out += ch;
+  }
+  return out;
 }
 
 function validPrincipal(p: unknown): p is Principal {

@@ -13,6 +13,7 @@ export {
   HUB_HEARTBEAT_DEFAULTS,
   HUB_LIMIT_DEFAULTS,
   type AuthorizationRequest,
+  type AuthorizeDecision,
   type ClientMessage,
   type HubAuthorize,
   type HubCloseOptions,
@@ -29,6 +30,7 @@ export {
   type SlowConsumerInfo,
   type SlowConsumerPolicy,
   type SubscribeResult,
+  type UpgradeRefusal,
 } from './hub.js';
 export {
   historySweepInterval,

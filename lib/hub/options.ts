@@ -220,6 +220,18 @@ export interface AuthorizationRequest {
  */
 export type AuthorizeDecision = boolean | { allow: boolean; message?: string; data?: unknown; disconnect?: { code: number; reason?: string } };
 
+/**
+ * What {@link HubOptions.authenticateUpgrade} answers to refuse with more than `null`: an HTTP status (400–599) for
+ * the handshake, or (no `status`) a 4401 close with `message` as its reason (at most 120 bytes are sent).
+ */
+export interface UpgradeRefusal {
+  reject: true;
+  /** Answer the handshake with this HTTP status instead of opening the WebSocket. */
+  status?: number;
+  /** The HTTP body, or the 4401 close reason. */
+  message?: string;
+}
+
 /** Authorization hooks: return (or resolve) a {@link AuthorizeDecision}. */
 export interface HubAuthorize {
   /** May this client subscribe? Default: yes, within the principal's tenants. */
@@ -244,13 +256,17 @@ export interface HubOptions {
   /**
    * Called for an upgrade that carried no token at all (no header, subprotocol, ticket, query or cookie token):
    * resolve with a principal to admit it (e.g. from its session cookie, through your backend), `null` to refuse
-   * (4401), or `undefined` to let it authenticate by first message as usual. Default: none (first-message auth).
+   * (4401), `undefined` to let it authenticate by first message as usual, or an {@link UpgradeRefusal}: with a
+   * `status`, the handshake is answered with that HTTP status and no WebSocket opens (e.g. 503 while the backend
+   * that decides is unavailable: clients retry later); without, the connection is closed with 4401 and `message`
+   * as its reason. Default: none (first-message auth).
    */
-  authenticateUpgrade?: (request: IncomingUpgrade) => Principal | null | undefined | Promise<Principal | null | undefined>;
+  authenticateUpgrade?: (request: IncomingUpgrade) => Principal | UpgradeRefusal | null | undefined | Promise<Principal | UpgradeRefusal | null | undefined>;
   /**
    * Called when a connection's principal expires (`expiresAt`), before it is closed: resolve with a new principal
    * of the same user to keep the connection (its new `expiresAt` is armed), or `null` to close it with 4401
-   * (`token expired`) as without this hook. Default: none.
+   * (`token expired`) as without this hook. A hook that closed the client itself (`client.close(code, reason)`,
+   * e.g. 1013 to have it retry later) resolves `null`: that close stands. Default: none.
    */
   onExpiry?: (client: HubClient) => Principal | null | Promise<Principal | null>;
   /** Verify tokens as JWTs with the built-in verifier (`user` = `sub`, `tenants` claim, `exp`). */

@@ -18,6 +18,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { type PermissionOptions, Permissions } from '../hub/permissions.js';
+import { parseHooks } from './hooks.js';
 
 /** What {@link parseConfig} returns: every option with its value (defaults filled in). */
 export interface ServiceConfig {
@@ -101,7 +102,10 @@ export interface ServiceConfig {
    * clients; with `--dev`, everything open.
    */
   permissions: PermissionOptions | undefined;
-  /** Backend hooks, from the config file's `"hooks"` section (checked where they are built). Default: none. */
+  /**
+   * Backend hooks, from the config file's `"hooks"` section as written (checked here with `parseHooks`, and built by
+   * the hub adapter; see `lib/service/hooks.ts`). Default: none. With a `connect` hook, no JWT key is required.
+   */
   hooks: unknown;
 }
 
@@ -384,20 +388,26 @@ export function parseConfig(input: ConfigInput): ParsedCommand {
   }
   config.permissions = file?.sections.permissions;
   sources.permissions = file?.sections.permissions === undefined ? 'default' : 'file';
+  let hooks: ReturnType<typeof parseHooks>;
+  try {
+    hooks = parseHooks(file?.sections.hooks);
+  } catch (error) {
+    throw new ConfigError(`--config ${configPath}: ${(error as Error).message}`);
+  }
   config.hooks = file?.sections.hooks;
   sources.hooks = file?.sections.hooks === undefined ? 'default' : 'file';
   const result = config as unknown as ServiceConfig;
-  checkCombination(result);
+  checkCombination(result, hooks?.connect !== undefined);
   return { help: false, config: result, sources: sources as Record<keyof ServiceConfig, 'flag' | 'env' | 'file' | 'default'> };
 }
 
-/** Rules across options. */
-function checkCombination(config: ServiceConfig): void {
+/** Rules across options. `connectHook`: the config file has a connect hook (then no JWT key is needed). */
+function checkCombination(config: ServiceConfig, connectHook = false): void {
   if (config.jwtSecret !== undefined && config.jwtPublicKey !== undefined) {
     throw new ConfigError('--jwt-secret and --jwt-public-key: give one of them, not both');
   }
-  if (config.jwtSecret === undefined && config.jwtPublicKey === undefined && !config.dev) {
-    throw new ConfigError('--jwt-secret or --jwt-public-key is required to verify tokens (or --dev for a development setup)');
+  if (config.jwtSecret === undefined && config.jwtPublicKey === undefined && !config.dev && !connectHook) {
+    throw new ConfigError('--jwt-secret or --jwt-public-key is required to verify tokens (or a connect hook in --config, or --dev for a development setup)');
   }
   if (config.jwtSecret !== undefined && config.jwtSecret.length < 32 && !config.dev) {
     throw new ConfigError('--jwt-secret: too short, use at least 32 characters (e.g. openssl rand -base64 32)');

@@ -9,7 +9,8 @@ import type { Principal } from '../hub/auth.js';
 import { createHub, type Hub, type HubOptions } from '../hub/hub.js';
 import type { PermissionOptions } from '../hub/permissions.js';
 import { isPattern } from '../hub/topics.js';
-import type { ServiceConfig } from './config.js';
+import { ConfigError, type ServiceConfig } from './config.js';
+import { type BackendHooks, createBackendHooks, HOOK_NAMES, parseHooks } from './hooks.js';
 import type { Logger } from './log.js';
 import { histogramSamples, LabelledCounter, type MetricFamily } from './metrics.js';
 import { ProcessMetrics } from './process-metrics.js';
@@ -85,16 +86,26 @@ export const SERVICE_PERMISSIONS: PermissionOptions = {
   defaults: { subscribe: 'signed-in', publish: 'signed-in', history: 'signed-in', presence: 'signed-in' },
 };
 
-/** The hub options a configuration stands for (exported for tests). */
-export function hubOptions(config: ServiceConfig, backplane: Backplane | undefined, onJwtReject: (reason: string) => void): HubOptions {
+/**
+ * The hub options a configuration stands for (exported for tests); `hooks`: the backend hooks' options. Without a
+ * JWT key (a deployment whose connect hook authenticates), only one-time tickets are looked for in upgrades and
+ * every other upgrade goes to the connect hook; tokens (first-message `auth`, `refresh`) are refused.
+ */
+export function hubOptions(config: ServiceConfig, backplane: Backplane | undefined, onJwtReject: (reason: string) => void, hooks?: BackendHooks['options']): HubOptions {
   const jwtKey = config.jwtPublicKey !== undefined ? { publicKey: config.jwtPublicKey } : { secret: config.jwtSecret };
+  const withoutJwt = config.jwtPublicKey === undefined && config.jwtSecret === undefined && hooks?.authenticateUpgrade !== undefined;
   const options: HubOptions = {
-    jwt: {
-      ...jwtKey,
-      ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
-      ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
-      onReject: (error) => onJwtReject(error.reason),
-    },
+    ...(withoutJwt
+      ? { authenticate: () => null, tokenOrder: ['ticket'] as const }
+      : {
+          jwt: {
+            ...jwtKey,
+            ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
+            ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
+            onReject: (error: { reason: string }) => onJwtReject(error.reason),
+          },
+        }),
+    ...hooks,
     heartbeat: { interval: config.heartbeatInterval, timeout: config.heartbeatTimeout },
     limits: {
       maxMessageSize: config.maxMessageSize,
@@ -122,14 +133,30 @@ export function hubOptions(config: ServiceConfig, backplane: Backplane | undefin
 /** Creates the hub for a configuration and wires logs and metrics. */
 export function createServiceHub(config: ServiceConfig, backplane: Backplane | undefined, log: Logger): ServiceHub {
   const refusals = new LabelledCounter();
+  let hooks: BackendHooks | null = null;
+  try {
+    const specs = parseHooks(config.hooks);
+    if (specs !== undefined) {
+      hooks = createBackendHooks(specs, { log, apiKey: config.apiKey });
+      log('info', 'hooks', Object.fromEntries(HOOK_NAMES.filter((h) => specs[h]).map((h) => [h, `${redactUrl(specs[h]!.url)} timeout=${specs[h]!.timeout}ms failure=${specs[h]!.failure}`])));
+    }
+  } catch (error) {
+    throw error instanceof TypeError ? new ConfigError(`--config ${config.config ?? ''}: ${error.message}`) : error;
+  }
   // Refused tokens are logged with the verifier's reason (onJwtReject); the hub's `refused` event names the other
   // refusals (tickets, missed auth deadlines, the connection and rate limits) with their request.
   const hub = createHub(
-    hubOptions(config, backplane, (reason) => {
-      refusals.inc(`token_${reason}`);
-      log('warn', 'handshake_refused', { reason: `token_${reason}` });
-    }),
+    hubOptions(
+      config,
+      backplane,
+      (reason) => {
+        refusals.inc(`token_${reason}`);
+        log('warn', 'handshake_refused', { reason: `token_${reason}` });
+      },
+      hooks?.options,
+    ),
   );
+  hooks?.attach(hub);
   hub.on('refused', (refusal) => {
     // JWT refusals were counted with their reason above; origin refusals are logged from the server's `rejected`.
     if (refusal.reason === 'token' || refusal.reason === 'origin') return;
@@ -179,7 +206,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
   return {
     hub,
     clustered: backplane !== undefined,
-    metrics: () => [...metricFamilies(hub, refusals), ...historyFamilies(hub.backplane), ...backplaneFamilies(backplane), ...processMetrics.families()],
+    metrics: () => [...metricFamilies(hub, refusals), ...historyFamilies(hub.backplane), ...backplaneFamilies(backplane), ...(hooks?.metrics() ?? []), ...processMetrics.families()],
     async publish(message) {
       const tenant = message.tenant ?? 'default';
       const published = await hub.publish({ ...message, tenant });
@@ -217,6 +244,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
       clearInterval(dropTimer);
       processMetrics.close();
       await hub.close({ code: options.code, timeout: options.timeout });
+      hooks?.close();
     },
   };
 }
@@ -297,4 +325,12 @@ function metricFamilies(hub: Hub, refusals: LabelledCounter): MetricFamily[] {
     one('wsengine_replays_refused_total', 'counter', 'Resumes over the replay cap, answered with gaps instead.', s.replaysRefused),
     one('wsengine_requests_pending', 'gauge', 'Client requests waiting behind earlier ones of their connection.', s.pendingRequests),
   ];
+}
+
+/** A hook URL for the log: without its password, query and fragment. */
+function redactUrl(text: string): string {
+  const url = new URL(text);
+  if (url.password) url.password = '***';
+  url.search = '';
+  return url.href;
 }

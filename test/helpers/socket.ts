@@ -2,7 +2,7 @@
  * A recording WebSocket for service tests: this package's browser-style `WebSocket`, every text message parsed and
  * kept, with waits for a message matching a predicate and for the close.
  */
-import { WebSocket } from '../../lib/index.js';
+import { type ClientOptions, WebSocket } from '../../lib/index.js';
 
 export interface RecordingSocket {
   ws: WebSocket;
@@ -17,8 +17,9 @@ export interface RecordingSocket {
   send(value: unknown): void;
 }
 
-export function openSocket(url: string, protocols?: string[], timeout = 10_000): RecordingSocket {
-  const ws = new WebSocket(url, protocols);
+/** `options`: the engine client's options (request headers such as `Cookie`, …). */
+export function openSocket(url: string, protocols?: string[], timeout = 10_000, options: ClientOptions = {}): RecordingSocket {
+  const ws = new WebSocket(url, protocols, options);
   const messages: any[] = [];
   const waiters = new Set<() => void>();
   ws.addEventListener('message', (event: any) => {
