@@ -102,10 +102,7 @@ export interface HubMessage {
   epoch?: string;
   /** Publication time, ms since 1970 (topic messages). */
   ts?: number;
-  /**
-   * Who published it, as the hub verified it (the authenticated user of the publishing connection), when the hub
-   * says so. Unlike anything inside `data`, a client cannot forge it. Absent for messages published by the server.
-   */
+  /** Who published it, when a client did: set by the hub from the publisher's verified token, never by a client. */
   from?: { user: string };
 }
 
@@ -1326,7 +1323,8 @@ export class HubClient {
     const out: HubMessage = { type: msg.type as string, data: msg.data, topic, seq, epoch };
     if (tenant !== undefined) out.tenant = tenant;
     if (typeof msg.ts === 'number') out.ts = msg.ts;
-    if (isObject(msg.from) && typeof msg.from.user === 'string') out.from = { ...msg.from, user: msg.from.user };
+    const from = msg.from as { user?: unknown } | undefined;
+    if (typeof from === 'object' && from !== null && typeof from.user === 'string') out.from = { user: from.user };
     this.emit('message', out);
   }
 }
