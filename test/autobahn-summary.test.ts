@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -31,7 +31,8 @@ import {
 
 const FIXTURE = path.resolve(import.meta.dirname, 'fixtures/autobahn');
 const SUMMARY_SCRIPT = path.resolve(import.meta.dirname, '../autobahn/summary.ts');
-const WS_REPORT = path.resolve(import.meta.dirname, '../../shared/autobahn/ws-8.23-server');
+/** A real Autobahn report (ws 8.23 as the server), kept in the repository: the index and the one case report read. */
+const WS_REPORT = path.resolve(import.meta.dirname, 'fixtures/autobahn-ws-8.23-server');
 
 function capture(): { out: string; err: string; io: { out(text: string): void; err(text: string): void } } {
   const result = {
@@ -336,7 +337,7 @@ t.test('CLI (spawned with node --import tsx)', async (t) => {
   t.match(result.stdout, /7\.5\.1\s+behavior OK, close UNCLEAN: Send a close frame/);
 });
 
-t.test('the real ws 8.23 report', { skip: existsSync(WS_REPORT) ? false : `${WS_REPORT} is absent (../shared is not checked out here)` }, async (t) => {
+t.test('the real ws 8.23 report', async (t) => {
   const report = loadReport(WS_REPORT);
   t.equal(report.agent, 'ws');
   const summary = summarize(report.agent, report.cases, (_, r) => readCaseDescription(WS_REPORT, r.reportfile));

@@ -105,7 +105,7 @@ t.test('the packed package, installed in a user project', async (t) => {
   const scratch = mkdtempSync(join(tmpdir(), 'wsengine-pack-'));
   t.teardown(() => rmSync(scratch, { recursive: true, force: true }));
 
-  // dist/ is already built: --ignore-scripts keeps `prepack` from rebuilding it under tests that are reading it.
+  // dist/ is already built: --ignore-scripts keeps `prepare` from rebuilding it under tests that are reading it.
   const pack = await run(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', scratch], root);
   t.equal(pack.code, 0, 'npm pack');
   if (pack.code !== 0) return;

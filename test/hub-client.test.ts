@@ -128,6 +128,59 @@ t.test('misuse throws at once', async (t) => {
   if ((globalThis as { WebSocket?: unknown }).WebSocket === undefined) t.throws(() => new HubClient({ url }), /options\.WebSocket/, 'no global WebSocket: says to pass one');
 });
 
+t.test('every options object refuses unknown keys and wrong types with a TypeError naming the key and what is accepted', async (t) => {
+  const url = 'ws://127.0.0.1:1/';
+  const bad = (what: string, fn: () => unknown, message: RegExp, type: new (...a: any[]) => Error = TypeError): void => {
+    t.throws(fn, type, what);
+    t.throws(fn, { message }, `${what}: the message names the key and what is accepted`);
+  };
+  // The constructor and its nested objects.
+  bad('constructor: presence is not a client option', () => new HubClient({ url, WebSocket, presence: true } as never), /HubClient options: unknown option "presence"; accepted: url, WebSocket, protocols, token, .*maxTrackedTopics, random, now/);
+  bad('constructor: a misspelt option', () => new HubClient({ url, WebSocket, requestTimout: 5 } as never), /unknown option "requestTimout".*requestTimeout/);
+  bad('backoff: unknown key', () => new HubClient({ url, WebSocket, backoff: { initialDelay: 10, jitter: true } as never }), /options\.backoff: unknown option "jitter"; accepted: initialDelay, maxDelay, multiplier, stableAfter, maxAttempts/);
+  bad('queue: unknown key', () => new HubClient({ url, WebSocket, queue: { size: 10 } as never }), /options\.queue: unknown option "size"; accepted: max, overflow/);
+  bad('heartbeat: unknown key', () => new HubClient({ url, WebSocket, heartbeat: { interval: 10 } as never }), /options\.heartbeat: unknown option "interval"; accepted: idle, timeout/);
+  bad('heartbeat: true is not an object', () => new HubClient({ url, WebSocket, heartbeat: true as never }), /options\.heartbeat must be an object or false, got boolean true/);
+  bad('backoff: not an object', () => new HubClient({ url, WebSocket, backoff: 500 as never }), /options\.backoff must be an object, got number 500/);
+  bad('requestTimeout: a string', () => new HubClient({ url, WebSocket, requestTimeout: '5000' as never }), /options\.requestTimeout must be a number \(milliseconds\), got the string "5000"/);
+  bad('backoff.initialDelay: a string', () => new HubClient({ url, WebSocket, backoff: { initialDelay: '1s' as never } }), /backoff\.initialDelay must be a number/);
+  bad('backoff.multiplier: a string', () => new HubClient({ url, WebSocket, backoff: { multiplier: '2' as never } }), /backoff\.multiplier must be a number >= 1, got the string "2"/);
+  bad('backoff.maxAttempts: a string', () => new HubClient({ url, WebSocket, backoff: { maxAttempts: 'forever' as never } }), /backoff\.maxAttempts must be a number \(a count or Infinity\)/);
+  bad('queue.max: a string', () => new HubClient({ url, WebSocket, queue: { max: '10' as never } }), /queue\.max must be a number \(a count\)/);
+  bad('maxTrackedTopics: a string', () => new HubClient({ url, WebSocket, maxTrackedTopics: '10' as never }), /options\.maxTrackedTopics must be a positive integer, got the string "10"/);
+  bad('onTokenExpired: not a function', () => new HubClient({ url, WebSocket, onTokenExpired: 'renew' as never }), /options\.onTokenExpired must be a function, got the string "renew"/);
+  bad('WebSocket: not a constructor', () => new HubClient({ url, WebSocket: {} as never }), /options\.WebSocket must be a WebSocket constructor, got an object/);
+  bad('tokenPlacement: unknown value', () => new HubClient({ url, WebSocket, tokenPlacement: 'header' as never }), /tokenPlacement must be 'subprotocol', 'query' or 'message', got the string "header"/);
+  t.throws(() => new HubClient({ url, WebSocket, backoff: { initialDelay: -1 } }), RangeError, 'a number out of range stays a RangeError');
+  t.doesNotThrow(() => new HubClient({ url, WebSocket, backoff: { initialDelay: 10, maxDelay: 100, multiplier: 1.5, stableAfter: 10, maxAttempts: Infinity }, queue: { max: 0, overflow: 'drop-oldest' }, heartbeat: { idle: 10, timeout: 10 }, requestTimeout: 1, connectTimeout: 1, maxTrackedTopics: 1, tokenPlacement: 'query', tokenParam: 't', token: 'x', protocols: ['p'], random: Math.random, now: Date.now, closeAction: () => undefined, onTokenExpired: () => null }), 'every documented option is accepted');
+  t.doesNotThrow(() => new HubClient({ url: new URL(url), WebSocket, heartbeat: false }), 'a URL object and heartbeat: false');
+
+  // The methods' options.
+  const c = new HubClient({ url, WebSocket });
+  bad('subscribe: unknown option', () => c.subscribe('a', { presense: true } as never), /subscribe options: unknown option "presense"; accepted: tenant, since, presence/);
+  bad('subscribe: timeout is not a subscribe option', () => c.subscribe('a', { timeout: 5 } as never), /subscribe options: unknown option "timeout"/);
+  bad('subscribe: presence must be a boolean', () => c.subscribe('a', { presence: 'yes' as never }), /subscribe options\.presence must be true or false, got the string "yes"/);
+  bad('subscribe: tenant must be a string', () => c.subscribe('a', { tenant: 7 as never }), /subscribe options\.tenant must be a non-empty string when given, got number 7/);
+  bad('subscribe: options must be an object', () => c.subscribe('a', 'prod' as never), /subscribe options must be an object, got the string "prod"/);
+  bad('subscribe: since for a topic has epoch and seq only', () => c.subscribe('a', { since: { epoch: 'e', seq: 1, topic: 'a' } as never }), /since \(for a topic: \{ epoch, seq \}\): unknown option "topic"; accepted: epoch, seq/);
+  bad('subscribe: since for a pattern', () => c.subscribe('a.#', { since: { offset: 1, epoch: 'e' } as never }), /since \(for a pattern: \{ positions, offset, offsetEpoch \}\): unknown option "epoch"; accepted: positions, offset, offsetEpoch/);
+  bad('subscribe: a position in since.positions', () => c.subscribe('a.#', { since: { positions: { 'a.b': { epoch: 'e', seq: 1, ts: 5 } } } as never }), /since\.positions\["a\.b"\]: unknown option "ts"; accepted: epoch, seq/);
+  bad('unsubscribe: unknown option', () => c.unsubscribe('a', { presence: true } as never), /unsubscribe options: unknown option "presence"; accepted: tenant, timeout/);
+  bad('unsubscribe: timeout must be a number', () => c.unsubscribe('a', { timeout: '1s' as never }), /unsubscribe options\.timeout must be a number \(milliseconds\)/);
+  bad('publish: unknown key in the message', () => c.publish({ topic: 'a', type: 't', presence: true } as never), /publish message: unknown option "presence"; accepted: topic, type, data, tenant/);
+  bad('publish: a misplaced request option in the message', () => c.publish({ topic: 'a', type: 't', timeout: 5 } as never), /publish message: unknown option "timeout"/);
+  bad('publish: type must be a string', () => c.publish({ topic: 'a', type: 5 as never }), /publish message\.type must be a non-empty string, got number 5/);
+  bad('publish: topic must be a string', () => c.publish({ topic: ['a'] as never, type: 't' }), /publish message\.topic must be a non-empty string, got an array/);
+  bad('publish: unknown request option', () => c.publish({ topic: 'a', type: 't' }, { retries: 3 } as never), /publish options: unknown option "retries"; accepted: timeout/);
+  bad('publish: timeout must be a number', () => c.publish({ topic: 'a', type: 't' }, { timeout: '5' as never }), /publish options\.timeout must be a number/);
+  bad('request: unknown option', () => c.request('hello', {}, { tenant: 'x' } as never), /request options: unknown option "tenant"; accepted: timeout/);
+  bad('refreshToken: unknown option', () => c.refreshToken('tok', { force: true } as never), /refreshToken options: unknown option "force"; accepted: timeout/);
+  bad('backoffDelay: unknown option', () => backoffDelay(1, { initial: 5 } as never), /backoffDelay options: unknown option "initial"; accepted: initialDelay/);
+  t.same(c.subscriptions, [], 'nothing refused was recorded');
+  t.doesNotThrow(() => void c.subscribe('a', { tenant: 'x', presence: false, since: { epoch: 'e', seq: 0 } }).catch(() => {}), 'documented subscribe options are accepted');
+  c.close();
+});
+
 t.test('connects, subscribes, publishes, receives; answers the hub ping', async (t) => {
   const hub = await hubFor(t);
   const c = client(t, { url: hub.url, token: 'tok-1' });
@@ -471,6 +524,32 @@ t.test('unsubscribe while disconnected and after close; connect() again resumes'
   await until(() => ev.messages.length === 2);
   t.same(hub.history[0].frames.map((f) => [f.type, f.data.topic, f.data.since?.seq]), [['subscribe', 'keep', 1]]);
   t.same(seqs(ev.messages, 'keep'), [1, 2]);
+});
+
+t.test('presence: true is sent with the subscription and again after a reconnect; join/leave and the verified sender arrive', async (t) => {
+  let hub = await startFakeHub();
+  const port = hub.port;
+  t.teardown(() => hub.kill());
+  const c = client(t, { url: hub.url });
+  const ev = record(c);
+  await c.connect();
+  await c.subscribe('room.1', { presence: true });
+  await c.subscribe('room.2');
+  const subscribes = (h: FakeHub): unknown[] => h.history.at(-1)!.frames.filter((f) => f.type === 'subscribe').map((f) => [f.data.topic, f.data.presence]);
+  t.same(subscribes(hub), [['room.1', true], ['room.2', undefined]], 'presence only where asked');
+  hub.sendAll({ type: 'join', data: { tenant: 'default', topic: 'room.1', user: 'bob' } });
+  hub.sendAll({ type: 'say', data: { text: 'hi' }, topic: 'room.1', tenant: 'default', seq: 1, epoch: 'e1', ts: 1, from: { user: 'bob' } });
+  hub.sendAll({ type: 'say', data: { text: 'from the server' }, topic: 'room.1', tenant: 'default', seq: 2, epoch: 'e1', ts: 2 });
+  hub.sendAll({ type: 'say', data: { text: 'odd' }, topic: 'room.1', tenant: 'default', seq: 3, epoch: 'e1', ts: 3, from: 'bob' });
+  await until(() => ev.messages.length === 4);
+  t.same(ev.messages[0], { type: 'join', data: { tenant: 'default', topic: 'room.1', user: 'bob' } }, 'a join arrives as a message of type join');
+  t.same(ev.messages[1].from, { user: 'bob' }, 'the hub\'s verified sender is passed on');
+  t.equal(ev.messages[2].from, undefined, 'no sender: none made up');
+  t.equal(ev.messages[3].from, undefined, 'a malformed sender is dropped');
+  await hub.kill();
+  hub = await startFakeHub({ store: hub.store, port });
+  await until(() => c.state === 'open' && hub.history.length === 1 && subscribes(hub).length === 2, 10_000);
+  t.same(subscribes(hub), [['room.1', true], ['room.2', undefined]], 're-subscribed with presence after the reconnect');
 });
 
 /** Compiles lib/hub-client alone, with no Node or DOM types, to a temporary directory. */

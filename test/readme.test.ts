@@ -81,3 +81,19 @@ process.exit(0);
   t.equal(exit, 0, stderr);
   t.same(stdout.trim().split('\n'), ['/chat welcome to chat', '/feed welcome to the feed']);
 });
+
+t.test('every install line in the README works while the package is not on the registry', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; version: string };
+  const shell = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => m[1].split('\n'));
+  const installs = shell.filter((line) => /\bnpm (?:install|i|add)\b/.test(line));
+  t.ok(installs.length >= 3, `install lines found: ${installs.length}`);
+  for (const line of installs) {
+    const command = line.split('#')[0];
+    const args = command.slice(command.search(/\bnpm (?:install|i|add)\b/)).split('&&')[0].trim().split(/\s+/).slice(2);
+    t.notOk(args.includes(pkg.name) || args.some((a) => a.startsWith(`${pkg.name}@`)), `${JSON.stringify(line.trim())} does not install ${pkg.name} from the registry (404 until it is published)`);
+    for (const tarball of args.filter((a) => a.endsWith('.tgz'))) {
+      t.ok(tarball.endsWith(`${pkg.name}-${pkg.version}.tgz`), `${tarball} is the name npm pack gives (${pkg.name}-${pkg.version}.tgz)`);
+    }
+  }
+  t.match(readme, `writes ${pkg.name}-${pkg.version}.tgz`, 'the npm pack line names the tarball of this version');
+});

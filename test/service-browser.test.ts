@@ -3,15 +3,20 @@
  * starts it (the bin, a real port):
  * - the seed documents' browser snippets, as written — only the service URL and the token filled in, and a
  *   recording listener added beside them;
- * - the demo page: two pages chat; the service restarts; both reconnect and nothing is lost or duplicated.
- * A screenshot of the demo page is saved to test-artifacts/ (git-ignored).
+ * - the demo page: two pages chat; the service restarts; both reconnect and nothing is lost or duplicated (and
+ *   nothing is said to be); who is online; sign-in with a token alone, a refused token (controls stay disabled), a
+ *   refused subscription, a pattern as a publish topic, the verified sender, reported gaps, long messages, a narrow
+ *   screen, sign-out.
+ * Screenshots of the demo page are saved to test-artifacts/ (git-ignored).
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page, WebSocketRoute } from 'playwright-core';
+import { HubClient, type HubMessage } from '../lib/hub-client/index.js';
+import { WebSocket } from '../lib/index.js';
 import { api, ROOT, serviceArgs, startService, tokenFor, type ServiceProcess } from './helpers/service.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -339,23 +344,23 @@ window.__ws = ws;
     for (const p of [alice, bob]) p.on('pageerror', (e) => pageErrors.push(e.message));
     const signIn = async (page: Page, name: string): Promise<void> => {
       await page.goto(service.url);
+      t.ok(await page.isDisabled('#subscribe') && await page.isDisabled('#publish'), `${name}: subscribe and publish disabled before signing in`);
       await page.fill('#name', name);
       await page.click('#signin');
       await page.waitForSelector('#state[data-state="open"]');
+      await page.waitForSelector('#subscribe:not([disabled])');
+      t.equal(await page.textContent('#who'), name, `${name}: the header names the user`);
       await page.click('#subscribe');
-      await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#subscriptions li').length === 1);
+      await page.waitForSelector('#subscriptions li[data-topic="chat.#"][data-state="active"]');
     };
     await signIn(alice, 'alice');
     await signIn(bob, 'bob');
+    await waitForOnline(alice, ['alice', 'bob']);
+    t.pass('alice sees bob online (presence)');
     const say = async (page: Page, text: string): Promise<void> => {
       await page.fill('#text', text);
       await page.click('#publish');
     };
-    const lines = (page: Page): Promise<Array<{ topic: string; seq: string; text: string }>> =>
-      page.$$eval('#messages li', (items) => items.map((li) => ({ topic: (li as any).dataset.topic ?? '', seq: (li as any).dataset.seq ?? '', text: li.querySelector('.body')?.textContent ?? '' })));
-    const waitForText = (page: Page, text: string): Promise<unknown> =>
-      page.waitForFunction((text) => [...(globalThis as any).document.querySelectorAll('#messages .body')].some((e: any) => e.textContent === text), text, { timeout: 30_000 });
-
     await say(alice, 'hello bob');
     await waitForText(bob, 'alice: hello bob');
     await say(bob, 'hi alice');
@@ -383,15 +388,221 @@ window.__ws = ws;
         t.equal(texts.filter((x) => x === text).length, 1, `${name} has "${text}" exactly once`);
       }
       t.equal(texts.length, 5, `${name}: nothing else, no duplicate`);
+      // The hub restarted with a new history (the resume says recovered: false) but reported no gap: nothing was lost.
+      const log = (await page.textContent('#log')) ?? '';
+      t.match(log, 'subscribed chat.# again, nothing missing', `${name}: the resume after the restart says nothing is missing`);
+      t.notMatch(log, /lost|gaps? reported/, `${name}: no loss claimed`);
+      t.equal(await page.locator('#messages li.gap').count(), 0, `${name}: no gap shown`);
+      await waitForOnline(page, ['alice', 'bob']);
     }
     t.same(pageErrors, [], 'no script errors on the pages');
-    const shots = join(ROOT, 'test-artifacts');
-    mkdirSync(shots, { recursive: true });
-    await alice.screenshot({ path: join(shots, 'demo-page.png'), fullPage: true });
+    await alice.screenshot({ path: join(shots(), 'demo-page.png'), fullPage: true });
     t.pass(`screenshot saved to ${join('test-artifacts', 'demo-page.png')}`);
     await alice.close();
     await bob.close();
   });
+
+  t.test('the demo page: token sign-in, refused token and subscription, patterns, verified sender, gaps, long messages, narrow screens, presence, sign-out', async (t) => {
+    const service = await startService(serviceArgs(['--dev']));
+    t.teardown(() => service.stop('SIGKILL'));
+    const pageErrors: string[] = [];
+    const open = async (): Promise<Page> => {
+      const page = await browser.context.newPage();
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+      return page;
+    };
+    const alice = await open();
+    await alice.goto(service.url);
+    await alice.fill('#name', 'alice');
+    await alice.click('#signin');
+    await alice.waitForSelector('#subscribe:not([disabled])');
+    await alice.click('#subscribe');
+    await alice.waitForSelector('#subscriptions li[data-topic="chat.#"][data-state="active"]');
+
+    // A refused token: an error in the sign-in box, and the controls stay disabled.
+    const carol = await open();
+    await carol.goto(service.url);
+    await carol.fill('#token', `${tokenFor('carol')}x`);
+    await carol.click('#token-signin');
+    await carol.waitForFunction(() => ((globalThis as any).document.querySelector('#signin-error').textContent as string).length > 0, undefined, { timeout: 20_000 });
+    t.match(await carol.textContent('#signin-error'), /refused this token/, 'a refused token is reported in the sign-in box');
+    await new Promise((r) => setTimeout(r, 300));
+    t.ok(await carol.isDisabled('#subscribe'), 'subscribe stays disabled after a refused token');
+    t.ok(await carol.isDisabled('#publish'), 'publish stays disabled after a refused token');
+    t.ok(await carol.isVisible('#signin-box'), 'the sign-in box stays');
+    t.notOk(await carol.isVisible('#signout'), 'nothing to sign out of');
+
+    // A token alone (no name): signed in as the token's user.
+    await carol.fill('#token', tokenFor('carol'));
+    t.equal(await carol.inputValue('#name'), '', 'no name given');
+    await carol.click('#token-signin');
+    await carol.waitForSelector('#subscribe:not([disabled])');
+    t.equal(await carol.textContent('#who'), 'carol', 'signed in with the token alone, as its user');
+    t.equal(await carol.textContent('#signin-error'), '', 'the earlier error is gone');
+    t.notOk(await carol.isVisible('#signin-box'), 'the sign-in box is hidden while signed in');
+    await waitForOnline(alice, ['alice', 'carol']);
+    t.pass('alice sees carol join');
+    await waitForOnline(carol, ['alice', 'carol']);
+    t.equal(await carol.textContent('#online li[data-self="true"]'), 'carol(you)', 'carol is marked as herself');
+
+    // A refused subscription is marked refused, with the hub's reason, and is not counted as active.
+    await carol.fill('#pattern', 'chat..bad');
+    await carol.click('#subscribe');
+    await carol.waitForSelector('#subscriptions li[data-topic="chat..bad"][data-state="refused"]');
+    t.match(await carol.textContent('#subscriptions li[data-topic="chat..bad"] .status'), /^refused: /, 'marked refused');
+    t.match(await carol.textContent('#subscribe-error'), /The hub refused chat\.\.bad: /, 'and explained');
+    await carol.fill('#pattern', 'chat.#');
+    await carol.click('#subscribe');
+    await carol.waitForSelector('#subscriptions li[data-topic="chat.#"][data-state="active"]');
+    t.equal(await carol.locator('#subscriptions li[data-state="active"]').count(), 1, 'one active subscription');
+    await carol.click('#subscriptions li[data-topic="chat..bad"] button');
+    t.equal(await carol.locator('#subscriptions li').count(), 1, 'the refused one dismissed');
+
+    // Publishing to a pattern is refused in the page, and the text is kept; a concrete topic sends it.
+    await carol.fill('#topic', 'chat.#');
+    await carol.fill('#text', 'meant for the lobby');
+    await carol.click('#publish');
+    t.match(await carol.textContent('#publish-error'), /chat\.# is a pattern.*concrete topic, e\.g\. chat\.lobby/, 'a pattern is refused with a clear message');
+    t.equal(await carol.inputValue('#text'), 'meant for the lobby', 'the message is kept');
+    await carol.fill('#topic', 'chat.lobby');
+    await carol.click('#publish');
+    await waitForText(alice, 'carol: meant for the lobby');
+    t.equal(await carol.textContent('#publish-error'), '', 'the error is cleared');
+    t.equal(await carol.inputValue('#text'), '', 'sent: the box is emptied');
+
+    // The sender: the hub's verified from.user when present, else the name inside the message, marked unverified.
+    // Dave's page gets from.user added in flight (as a hub that verifies senders sends it), plus two gap reports.
+    const dave = await open();
+    let daveSocket: WebSocketRoute | undefined;
+    await dave.routeWebSocket(/\/ws$/, (ws) => {
+      daveSocket = ws;
+      const server = ws.connectToServer();
+      server.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.topic !== undefined && frame.from === undefined && frame.data?.text === 'I am alice') frame.from = { user: 'mallory' };
+        ws.send(JSON.stringify(frame));
+      });
+    });
+    await dave.goto(service.url);
+    await dave.fill('#name', 'dave');
+    await dave.click('#signin');
+    await dave.waitForSelector('#subscribe:not([disabled])');
+    await dave.click('#subscribe');
+    await dave.waitForSelector('#subscriptions li[data-topic="chat.#"][data-state="active"]');
+    const mallory = new HubClient({ url: service.wsUrl, WebSocket: WebSocket as never, token: tokenFor('mallory') });
+    t.teardown(() => mallory.close());
+    const seen: HubMessage[] = [];
+    mallory.on('message', (m) => seen.push(m));
+    await mallory.connect();
+    await mallory.subscribe('chat.lobby');
+    await mallory.publish({ topic: 'chat.lobby', type: 'chat', data: { from: 'alice', text: 'I am alice' } });
+    await until('mallory\'s own copy', async () => seen.some((m) => (m.data as { text?: string }).text === 'I am alice'));
+    const hubFrom = seen.find((m) => (m.data as { text?: string }).text === 'I am alice')!.from;
+    await waitForText(dave, 'mallory: I am alice');
+    t.same(await senderOf(dave, 'I am alice'), { sender: 'mallory', verified: 'true', className: 'sender verified' }, 'the verified sender is shown, not the name in the message');
+    await waitForText(alice, hubFrom ? 'mallory: I am alice' : 'alice: I am alice');
+    t.same(
+      await senderOf(alice, 'I am alice'),
+      hubFrom ? { sender: hubFrom.user, verified: 'true', className: 'sender verified' } : { sender: 'alice', verified: 'false', className: 'sender unverified' },
+      hubFrom ? 'this hub verifies senders: shown' : 'this hub does not name the sender: the claimed name, marked unverified',
+    );
+    daveSocket!.send(JSON.stringify({ type: 'gap', data: { topic: 'chat.lobby', tenant: 'default', epoch: 'e', from: 50, to: 52 } }));
+    daveSocket!.send(JSON.stringify({ type: 'gap', data: { topic: 'chat.lobby', tenant: 'default', epoch: 'e', from: 7, to: Number.MAX_SAFE_INTEGER } }));
+    await dave.waitForFunction(() => (globalThis as any).document.querySelectorAll('#messages li.gap').length === 2);
+    t.same(await dave.$$eval('#messages li.gap', (items) => items.map((li) => li.textContent)), [
+      'chat.lobby: 3 messages lost (#50–#52, no longer held by the hub)',
+      'chat.lobby: messages after #6 of its earlier history may be lost (the hub lost that history)',
+    ], 'a reported gap is shown where it happened');
+
+    // Long messages wrap; nothing scrolls sideways.
+    const long = `${'x'.repeat(3000)} ${'a long line with spaces '.repeat(40)}`;
+    await carol.fill('#text', long);
+    await carol.click('#publish');
+    await waitForText(alice, `carol: ${long}`);
+    for (const [name, page] of [['alice', alice], ['carol', carol]] as const) {
+      await waitForText(page, `carol: ${long}`);
+      const fit = await noSidewaysOverflow(page, long);
+      t.ok(fit.ok, `${name}: a 3,000-character word and a long line wrap inside the message list (${JSON.stringify(fit)})`);
+    }
+
+    // A narrow screen: one column, nothing wider than the screen.
+    await alice.setViewportSize({ width: 375, height: 812 });
+    const narrow = await alice.evaluate(() => {
+      const d = (globalThis as any).document;
+      const publish = d.querySelector('#publish-form').getBoundingClientRect();
+      const messages = d.querySelector('#messages').getBoundingClientRect();
+      return {
+        columns: (globalThis as any).getComputedStyle(d.querySelector('main')).gridTemplateColumns.split(' ').length,
+        scrollWidth: d.documentElement.scrollWidth,
+        publishLeft: publish.left,
+        messagesLeft: messages.left,
+        messagesBelow: messages.top > publish.bottom,
+      };
+    });
+    t.equal(narrow.columns, 1, 'one column on a 375 px screen');
+    t.ok(narrow.scrollWidth <= 375, `no sideways scrolling (${narrow.scrollWidth} px)`);
+    t.ok(narrow.messagesBelow && Math.abs(narrow.messagesLeft - narrow.publishLeft) < 20, 'the messages are stacked below the forms');
+    t.ok((await noSidewaysOverflow(alice, long)).ok, 'long messages still wrap');
+    await alice.screenshot({ path: join(shots(), 'demo-page-narrow.png'), fullPage: true });
+    t.pass(`screenshot saved to ${join('test-artifacts', 'demo-page-narrow.png')}`);
+    await alice.setViewportSize({ width: 1280, height: 720 });
+
+    // Sign-out: the others see carol leave; her page is back to signed out with the controls disabled.
+    await waitForOnline(alice, ['alice', 'carol', 'dave']);
+    await carol.click('#signout');
+    await waitForOnline(alice, ['alice', 'dave']);
+    t.pass('alice sees carol leave');
+    t.equal(await carol.textContent('#state'), 'signed out');
+    t.equal(await carol.textContent('#who'), '');
+    t.ok(await carol.isDisabled('#subscribe') && await carol.isDisabled('#publish'), 'controls disabled after signing out');
+    t.ok(await carol.isVisible('#signin-box'), 'the sign-in box is back');
+    t.equal(await carol.locator('#subscriptions li').count(), 0, 'no subscription listed');
+    t.same(pageErrors, [], 'no script errors on the pages');
+    await dave.screenshot({ path: join(shots(), 'demo-page-features.png'), fullPage: true });
+    t.pass(`screenshot saved to ${join('test-artifacts', 'demo-page-features.png')}`);
+    for (const p of [alice, carol, dave]) await p.close();
+  });
+}
+
+/** test-artifacts/ (git-ignored), created when needed. */
+function shots(): string {
+  const dir = join(ROOT, 'test-artifacts');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** The demo page's message rows (not gap reports). */
+function lines(page: Page): Promise<Array<{ topic: string; seq: string; text: string }>> {
+  return page.$$eval('#messages li:not(.gap)', (items) => items.map((li) => ({ topic: (li as any).dataset.topic ?? '', seq: (li as any).dataset.seq ?? '', text: li.querySelector('.body')?.textContent ?? '' })));
+}
+
+function waitForText(page: Page, text: string): Promise<unknown> {
+  return page.waitForFunction((text) => [...(globalThis as any).document.querySelectorAll('#messages .body')].some((e: any) => e.textContent === text), text, { timeout: 30_000 });
+}
+
+/** Waits until the page's "Online" list is exactly `users`. */
+function waitForOnline(page: Page, users: string[]): Promise<unknown> {
+  return page.waitForFunction((users) => [...(globalThis as any).document.querySelectorAll('#online li')].map((li: any) => li.dataset.user).join(',') === users.join(','), users, { timeout: 30_000 });
+}
+
+/** How the page shows the sender of the message whose text ends with `text`. */
+function senderOf(page: Page, text: string): Promise<{ sender: string; verified: string; className: string }> {
+  return page.$$eval('#messages li:not(.gap)', (items, text) => {
+    const li = items.find((l) => (l.querySelector('.body')?.textContent ?? '').endsWith(`: ${text}`)) as any;
+    return { sender: li.dataset.sender, verified: li.dataset.verified, className: li.querySelector('.sender').className };
+  }, text);
+}
+
+/** Whether the message with `text` fits in the message list and the page does not scroll sideways. */
+function noSidewaysOverflow(page: Page, text: string): Promise<{ ok: boolean; page: number; viewport: number; body: number; list: number; height: number }> {
+  return page.$$eval('#messages li:not(.gap)', (items, text) => {
+    const d = (globalThis as any).document;
+    const li = items.find((l) => (l.querySelector('.body')?.textContent ?? '').endsWith(text)) as any;
+    const body = li.querySelector('.body').getBoundingClientRect();
+    const list = d.querySelector('#messages').getBoundingClientRect();
+    const result = { page: d.documentElement.scrollWidth, viewport: d.documentElement.clientWidth, body: Math.round(body.right), list: Math.round(list.right), height: Math.round(body.height) };
+    return { ok: result.page <= result.viewport && result.body <= result.list + 1 && result.height > 100, ...result };
+  }, text);
 }
 
 /** Seed 003's ReconnectingWebSocket, HeartbeatWebSocket and QueuedWebSocket classes, as the guide writes them. */

@@ -214,6 +214,7 @@ export const BACKOFF_DEFAULTS = { initialDelay: 500, maxDelay: 30_000, multiplie
  * once. `random` returns a number in [0, 1) (default `Math.random`).
  */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
+  checkObject('backoffDelay options', options, OPTION_KEYS.backoff);
   const initial = options.initialDelay ?? BACKOFF_DEFAULTS.initialDelay;
   const max = options.maxDelay ?? BACKOFF_DEFAULTS.maxDelay;
   const multiplier = options.multiplier ?? BACKOFF_DEFAULTS.multiplier;
@@ -324,6 +325,21 @@ export interface RequestOptions {
   timeout?: number;
 }
 
+/** Options of {@link HubClient.subscribe}. */
+export interface SubscribeOptions {
+  /** The tenant (default: the hub's, `default`). */
+  tenant?: string;
+  /** Where to resume from on the first subscribe (see {@link HubClient.position}); later reconnects use the last position delivered. */
+  since?: StreamPosition | PatternSince;
+  /**
+   * Also receive `join` / `leave` events for this topic or pattern (as subscribed): `message` events of type `join`
+   * or `leave` with `data: { tenant, topic, user }`, when a user's first connection subscribes or its last one goes
+   * (never for the user itself). Ask for the users already there with `request('presence', { topic })`.
+   * Default: false.
+   */
+  presence?: boolean;
+}
+
 /** What to publish. */
 export interface PublishOptions {
   topic: string;
@@ -356,6 +372,8 @@ interface Subscription {
   topic: string;
   tenant: string | undefined;
   pattern: boolean;
+  /** Asked for `join`/`leave` events (sent again with every re-subscription). */
+  presence: boolean;
   /** The tenant the hub resolved in its ack (for position keys). */
   ackTenant: string | undefined;
   /** Wildcard subscriptions: tenant stream offset from the first ack (of its offset epoch). */
@@ -402,24 +420,59 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function checkObject(name: string, v: unknown, or = ''): void {
-  if (!isObject(v)) throw new TypeError(`${name} must be an object${or}`);
+/** A value as an error message shows it: type and a short rendering. */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'function') return 'a function';
+  return `${typeof v} ${String(v)}`;
 }
 
-function checkMs(name: string, value: unknown, allowInfinity = false): void {
+/**
+ * `v` must be a plain object whose keys are all in `accepted` (a misspelt or misplaced option is a mistake the
+ * application wants to hear about, not a setting silently ignored).
+ */
+function checkObject(name: string, v: unknown, accepted: readonly string[], or = ''): void {
+  if (!isObject(v)) throw new TypeError(`${name} must be an object${or}, got ${shown(v)}`);
+  for (const key of Object.keys(v)) {
+    if (!accepted.includes(key)) {
+      throw new TypeError(`${name}: unknown option "${key}"; ${accepted.length === 0 ? 'it takes no options' : `accepted: ${accepted.join(', ')}`}`);
+    }
+  }
+}
+
+/** A duration in ms (or a count): a number (TypeError otherwise), non-negative and finite unless allowed (RangeError). */
+function checkMs(name: string, value: unknown, allowInfinity = false, unit = 'milliseconds'): void {
   if (value === undefined) return;
-  if (typeof value !== 'number' || Number.isNaN(value) || value < 0 || (!allowInfinity && !Number.isFinite(value))) {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number (${unit}${allowInfinity ? ' or Infinity' : ''}), got ${shown(value)}`);
+  if (Number.isNaN(value) || value < 0 || (!allowInfinity && !Number.isFinite(value))) {
     throw new RangeError(`${name} must be a non-negative ${allowInfinity ? 'number' : 'finite number'}, got ${String(value)}`);
   }
 }
 
-function checkTopic(topic: unknown): asserts topic is string {
-  if (typeof topic !== 'string' || topic.length === 0) throw new TypeError(`topic must be a non-empty string, got ${typeof topic === 'string' ? '""' : typeof topic}`);
+function checkTopic(topic: unknown, name = 'topic'): asserts topic is string {
+  if (typeof topic !== 'string' || topic.length === 0) throw new TypeError(`${name} must be a non-empty string, got ${typeof topic === 'string' ? '""' : shown(topic)}`);
 }
 
-function checkTenant(tenant: unknown): void {
-  if (tenant !== undefined && (typeof tenant !== 'string' || tenant.length === 0)) throw new TypeError('tenant must be a non-empty string when given');
+function checkTenant(tenant: unknown, name = 'tenant'): void {
+  if (tenant !== undefined && (typeof tenant !== 'string' || tenant.length === 0)) throw new TypeError(`${name} must be a non-empty string when given, got ${typeof tenant === 'string' ? '""' : shown(tenant)}`);
 }
+
+/** Keys of every options object the client takes, for {@link checkObject}. */
+const OPTION_KEYS = {
+  client: ['url', 'WebSocket', 'protocols', 'token', 'tokenPlacement', 'tokenParam', 'onTokenExpired', 'backoff', 'queue', 'heartbeat', 'requestTimeout', 'connectTimeout', 'closeAction', 'maxTrackedTopics', 'random', 'now'],
+  backoff: ['initialDelay', 'maxDelay', 'multiplier', 'stableAfter', 'maxAttempts'],
+  queue: ['max', 'overflow'],
+  heartbeat: ['idle', 'timeout'],
+  subscribe: ['tenant', 'since', 'presence'],
+  unsubscribe: ['tenant', 'timeout'],
+  publish: ['topic', 'type', 'data', 'tenant'],
+  request: ['timeout'],
+  position: ['epoch', 'seq'],
+  patternSince: ['positions', 'offset', 'offsetEpoch'],
+} as const satisfies Record<string, readonly string[]>;
 
 /** Characters of an HTTP token (RFC 9110), which a subprotocol must be. */
 const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -468,9 +521,10 @@ export class HubClient {
   private readonly counters = { delivered: 0, duplicates: 0, reconnects: 0, connections: 0 };
 
   constructor(options: HubClientOptions) {
-    if (!isObject(options)) throw new TypeError('HubClient options must be an object with at least { url }');
+    if (!isObject(options)) throw new TypeError(`HubClient options must be an object with at least { url }, got ${shown(options)}`);
+    checkObject('HubClient options', options, OPTION_KEYS.client);
     const rawUrl = typeof options.url === 'string' ? options.url : isObject(options.url) && typeof options.url.href === 'string' ? options.url.href : undefined;
-    if (rawUrl === undefined) throw new TypeError('options.url must be a string or a URL');
+    if (rawUrl === undefined) throw new TypeError(`options.url must be a string or a URL, got ${shown(options.url)}`);
     let parsed;
     try {
       parsed = new URL(rawUrl);
@@ -484,49 +538,51 @@ export class HubClient {
     this.url = parsed.href;
 
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (options.WebSocket !== undefined && typeof options.WebSocket !== 'function') throw new TypeError(`options.WebSocket must be a WebSocket constructor, got ${shown(options.WebSocket)}`);
     if (typeof WS !== 'function') throw new TypeError('no WebSocket constructor: pass options.WebSocket (in Node: import { WebSocket } from "wsengine")');
     this.WS = WS;
 
     if (options.protocols !== undefined && (!Array.isArray(options.protocols) || !options.protocols.every((p) => typeof p === 'string' && TOKEN_CHARS.test(p)))) {
-      throw new TypeError('options.protocols must be an array of subprotocol names (HTTP tokens)');
+      throw new TypeError(`options.protocols must be an array of subprotocol names (HTTP tokens), got ${shown(options.protocols)}`);
     }
     this.protocols = options.protocols ?? [];
     if (options.token !== undefined && typeof options.token !== 'string' && typeof options.token !== 'function') {
-      throw new TypeError('options.token must be a string or a function returning one (or a promise of one)');
+      throw new TypeError(`options.token must be a string or a function returning one (or a promise of one), got ${shown(options.token)}`);
     }
     if (typeof options.token === 'string' && options.token.length === 0) throw new TypeError('options.token must not be empty');
     this.tokenProvider = options.token;
     const placement = options.tokenPlacement ?? 'subprotocol';
     if (placement !== 'subprotocol' && placement !== 'query' && placement !== 'message') {
-      throw new TypeError(`options.tokenPlacement must be 'subprotocol', 'query' or 'message', got ${String(placement)}`);
+      throw new TypeError(`options.tokenPlacement must be 'subprotocol', 'query' or 'message', got ${shown(placement)}`);
     }
     this.placement = placement;
-    if (options.tokenParam !== undefined && (typeof options.tokenParam !== 'string' || options.tokenParam.length === 0)) throw new TypeError('options.tokenParam must be a non-empty string');
+    if (options.tokenParam !== undefined && (typeof options.tokenParam !== 'string' || options.tokenParam.length === 0)) throw new TypeError(`options.tokenParam must be a non-empty string, got ${shown(options.tokenParam)}`);
     this.tokenParam = options.tokenParam ?? 'token';
     for (const name of ['onTokenExpired', 'closeAction', 'random', 'now'] as const) {
-      if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`options.${name} must be a function`);
+      if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`options.${name} must be a function, got ${shown(options[name])}`);
     }
     this.onTokenExpired = options.onTokenExpired;
     this.closeActionOverride = options.closeAction;
 
-    const b = options.backoff ?? {};
-    checkObject('options.backoff', b);
+    const b: BackoffOptions = options.backoff ?? {};
+    checkObject('options.backoff', b, OPTION_KEYS.backoff);
     checkMs('backoff.initialDelay', b.initialDelay);
     checkMs('backoff.maxDelay', b.maxDelay);
     checkMs('backoff.stableAfter', b.stableAfter);
-    checkMs('backoff.maxAttempts', b.maxAttempts, true);
-    if (b.multiplier !== undefined && (typeof b.multiplier !== 'number' || !(b.multiplier >= 1) || !Number.isFinite(b.multiplier))) {
+    checkMs('backoff.maxAttempts', b.maxAttempts, true, 'a count');
+    if (b.multiplier !== undefined && typeof b.multiplier !== 'number') throw new TypeError(`backoff.multiplier must be a number >= 1, got ${shown(b.multiplier)}`);
+    if (b.multiplier !== undefined && (!(b.multiplier >= 1) || !Number.isFinite(b.multiplier))) {
       throw new RangeError(`backoff.multiplier must be a finite number >= 1, got ${String(b.multiplier)}`);
     }
     this.backoff = { ...BACKOFF_DEFAULTS, ...stripUndefined(b) };
     if (this.backoff.initialDelay > this.backoff.maxDelay) throw new RangeError('backoff.initialDelay must not exceed backoff.maxDelay');
 
-    const q = options.queue ?? {};
-    checkObject('options.queue', q);
-    checkMs('queue.max', q.max);
+    const q: QueueOptions = options.queue ?? {};
+    checkObject('options.queue', q, OPTION_KEYS.queue);
+    checkMs('queue.max', q.max, false, 'a count');
     if (q.max !== undefined && !Number.isInteger(q.max)) throw new RangeError(`queue.max must be an integer, got ${q.max}`);
     if (q.overflow !== undefined && q.overflow !== 'reject-newest' && q.overflow !== 'drop-oldest') {
-      throw new TypeError(`queue.overflow must be 'reject-newest' or 'drop-oldest', got ${String(q.overflow)}`);
+      throw new TypeError(`queue.overflow must be 'reject-newest' or 'drop-oldest', got ${shown(q.overflow)}`);
     }
     this.queueMax = q.max ?? QUEUE_DEFAULTS.max;
     this.overflow = q.overflow ?? QUEUE_DEFAULTS.overflow;
@@ -534,8 +590,8 @@ export class HubClient {
     if (options.heartbeat === false) {
       this.heartbeat = null;
     } else {
-      const h = options.heartbeat ?? {};
-      checkObject('options.heartbeat', h, ' or false');
+      const h: HeartbeatOptions = options.heartbeat ?? {};
+      checkObject('options.heartbeat', h, OPTION_KEYS.heartbeat, ' or false');
       checkMs('heartbeat.idle', h.idle);
       checkMs('heartbeat.timeout', h.timeout);
       if (h.idle === 0 || h.timeout === 0) throw new RangeError('heartbeat.idle and heartbeat.timeout must be positive (use heartbeat: false to disable)');
@@ -545,6 +601,7 @@ export class HubClient {
     checkMs('options.connectTimeout', options.connectTimeout);
     this.requestTimeout = options.requestTimeout ?? 10_000;
     this.connectTimeout = options.connectTimeout ?? 10_000;
+    if (options.maxTrackedTopics !== undefined && typeof options.maxTrackedTopics !== 'number') throw new TypeError(`options.maxTrackedTopics must be a positive integer, got ${shown(options.maxTrackedTopics)}`);
     if (options.maxTrackedTopics !== undefined && (!Number.isInteger(options.maxTrackedTopics) || options.maxTrackedTopics < 1)) {
       throw new RangeError(`options.maxTrackedTopics must be a positive integer, got ${String(options.maxTrackedTopics)}`);
     }
@@ -662,19 +719,22 @@ export class HubClient {
    * disconnected the subscription is recorded and sent on the next connection (the request timeout starts when it
    * is sent). Subscribing again to a held subscription resolves with its last ack (or its first, when pending).
    * `since` starts from a stored position (see {@link HubClient.position}); later reconnects use the last position
-   * delivered.
+   * delivered. `presence: true` adds `join`/`leave` events (see {@link SubscribeOptions.presence}); the options of a
+   * repeated subscribe to a held subscription are not applied (unsubscribe first to change them). An unknown option
+   * or one of the wrong type throws a TypeError.
    */
-  subscribe(topic: string, options: { tenant?: string; since?: StreamPosition | PatternSince } = {}): Promise<SubscribeResult> {
+  subscribe(topic: string, options: SubscribeOptions = {}): Promise<SubscribeResult> {
     checkTopic(topic);
-    checkObject('subscribe options', options);
-    checkTenant(options.tenant);
+    checkObject('subscribe options', options, OPTION_KEYS.subscribe);
+    checkTenant(options.tenant, 'subscribe options.tenant');
+    if (options.presence !== undefined && typeof options.presence !== 'boolean') throw new TypeError(`subscribe options.presence must be true or false, got ${shown(options.presence)}`);
     const pattern = isPattern(topic);
     if (options.since !== undefined) checkSince(options.since, pattern);
     const key = positionKey(options.tenant, topic);
     let sub = this.subs.get(key);
     const promise = new Promise<SubscribeResult>((resolve, reject) => {
       if (sub === undefined) {
-        sub = { key, topic, tenant: options.tenant, pattern, ackTenant: undefined, offset: undefined, offsetEpoch: undefined, since: options.since, acked: false, last: undefined, waiters: [] };
+        sub = { key, topic, tenant: options.tenant, pattern, presence: options.presence === true, ackTenant: undefined, offset: undefined, offsetEpoch: undefined, since: options.since, acked: false, last: undefined, waiters: [] };
         this.subs.set(key, sub);
         sub.waiters.push({ resolve, reject });
         if (this.currentState === 'open') this.sendSubscribe(sub);
@@ -693,9 +753,9 @@ export class HubClient {
    */
   unsubscribe(topic: string, options: { tenant?: string } & RequestOptions = {}): Promise<boolean> {
     checkTopic(topic);
-    checkObject('unsubscribe options', options);
-    checkTenant(options.tenant);
-    checkMs('timeout', options.timeout);
+    checkObject('unsubscribe options', options, OPTION_KEYS.unsubscribe);
+    checkTenant(options.tenant, 'unsubscribe options.tenant');
+    checkMs('unsubscribe options.timeout', options.timeout);
     const sub = this.subs.get(positionKey(options.tenant, topic));
     if (sub === undefined) return Promise.resolve(false);
     this.subs.delete(sub.key);
@@ -711,12 +771,13 @@ export class HubClient {
    * rejected with `connection_lost` — not re-sent, since the hub may have received it; re-publish if you need to.
    */
   publish(message: PublishOptions, options: RequestOptions = {}): Promise<Record<string, unknown>> {
-    if (!isObject(message)) throw new TypeError('publish takes { topic, type, data, tenant? }');
-    checkTopic(message.topic);
+    if (!isObject(message)) throw new TypeError(`publish takes { topic, type, data, tenant? }, got ${shown(message)}`);
+    checkObject('publish message', message, OPTION_KEYS.publish);
+    checkTopic(message.topic, 'publish message.topic');
     if (isPattern(message.topic)) throw new TypeError(`cannot publish to a pattern (${message.topic}): "*" and "#" are for subscriptions`);
-    if (typeof message.type !== 'string' || message.type.length === 0) throw new TypeError('publish: type must be a non-empty string');
-    checkTenant(message.tenant);
-    return this.call(this.frame('publish', withTenant({ topic: message.topic, type: message.type, data: message.data ?? null }, message.tenant)), options);
+    if (typeof message.type !== 'string' || message.type.length === 0) throw new TypeError(`publish message.type must be a non-empty string, got ${typeof message.type === 'string' ? '""' : shown(message.type)}`);
+    checkTenant(message.tenant, 'publish message.tenant');
+    return this.call(this.frame('publish', withTenant({ topic: message.topic, type: message.type, data: message.data ?? null }, message.tenant)), options, 'publish options');
   }
 
   /**
@@ -727,7 +788,7 @@ export class HubClient {
   request(type: string, data?: unknown, options: RequestOptions = {}): Promise<Record<string, unknown>> {
     if (typeof type !== 'string' || type.length === 0) throw new TypeError('request type must be a non-empty string');
     if (RESERVED_TYPES.has(type)) throw new TypeError(`use the client's ${type === 'pong' ? 'automatic pong' : type + '()'} instead of request('${type}')`);
-    return this.call(this.frame(type, data), options);
+    return this.call(this.frame(type, data), options, 'request options');
   }
 
   /**
@@ -737,8 +798,8 @@ export class HubClient {
   refreshToken(token?: string, options: RequestOptions = {}): Promise<void> {
     if (token === undefined && typeof this.tokenProvider !== 'function') throw new TypeError('refreshToken() needs a token, or options.token must be a function');
     if (token !== undefined && (typeof token !== 'string' || token.length === 0)) throw new TypeError('refreshToken: the token must be a non-empty string');
-    checkObject('refreshToken options', options);
-    checkMs('timeout', options.timeout);
+    checkObject('refreshToken options', options, OPTION_KEYS.request);
+    checkMs('refreshToken options.timeout', options.timeout);
     return this.sendRefresh(token, options.timeout ?? this.requestTimeout);
   }
 
@@ -1034,9 +1095,9 @@ export class HubClient {
   }
 
   /** Sends now when open, else queues (bounded). */
-  private call(text: string, options: RequestOptions): Promise<Record<string, unknown>> {
-    checkObject('request options', options);
-    checkMs('timeout', options.timeout);
+  private call(text: string, options: RequestOptions, name: string): Promise<Record<string, unknown>> {
+    checkObject(name, options, OPTION_KEYS.request);
+    checkMs(`${name}.timeout`, options.timeout);
     const timeout = options.timeout ?? this.requestTimeout;
     return new Promise((resolve, reject) => {
       const item: Outgoing = { text, timeout, resolve, reject };
@@ -1080,6 +1141,7 @@ export class HubClient {
     const data: Record<string, unknown> = withTenant({ topic: sub.topic }, sub.tenant);
     const since = this.sinceFor(sub);
     if (since !== undefined) data.since = since;
+    if (sub.presence) data.presence = true;
     this.sendRequest(this.frame('subscribe', data), this.requestTimeout, sub).then(
       (ack) => this.subscribed(sub, ack, sub.acked),
       (error: HubError) => {
@@ -1287,15 +1349,20 @@ function toGap(v: unknown, source: 'report' | 'resume', topic?: string, tenant?:
 }
 
 function checkSince(value: unknown, pattern: boolean): void {
-  if (!isObject(value)) throw new TypeError('since must be an object');
-  const since = value;
   const isPosition = (p: unknown): boolean => isObject(p) && typeof p.epoch === 'string' && typeof p.seq === 'number' && Number.isInteger(p.seq) && p.seq >= 0;
   if (!pattern) {
-    if (!isPosition(since)) throw new TypeError('since for a topic must be { epoch: string, seq: non-negative integer }');
+    checkObject('subscribe options.since (for a topic: { epoch, seq })', value, OPTION_KEYS.position);
+    if (!isPosition(value)) throw new TypeError('since for a topic must be { epoch: string, seq: non-negative integer }');
     return;
   }
-  if (since.positions !== undefined && (!isObject(since.positions) || !Object.values(since.positions).every(isPosition))) {
-    throw new TypeError('since.positions must map topics to { epoch, seq }');
+  checkObject('subscribe options.since (for a pattern: { positions, offset, offsetEpoch })', value, OPTION_KEYS.patternSince);
+  const since = value as Record<string, unknown>;
+  if (since.positions !== undefined) {
+    if (!isObject(since.positions)) throw new TypeError(`since.positions must map topics to { epoch, seq }, got ${shown(since.positions)}`);
+    for (const [topic, p] of Object.entries(since.positions)) {
+      checkObject(`since.positions[${JSON.stringify(topic)}]`, p, OPTION_KEYS.position);
+      if (!isPosition(p)) throw new TypeError('since.positions must map topics to { epoch: string, seq: non-negative integer }');
+    }
   }
   if (since.offset !== undefined && (typeof since.offset !== 'number' || !(since.offset >= 0))) throw new TypeError('since.offset must be a non-negative number');
   if (since.offsetEpoch !== undefined && typeof since.offsetEpoch !== 'string') throw new TypeError('since.offsetEpoch must be a string (the offsetEpoch of an earlier ack)');

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +13,7 @@ import { createApi, type Api } from './api.js';
 import { createBackplane } from './broker.js';
 import { configSummary, type ServiceConfig } from './config.js';
 import { DEMO_HTML, DEMO_SCRIPT } from './demo-page.js';
+import { devCredentials, type DevCredentials } from './dev-credentials.js';
 import { checkBearer, HttpError, readJsonObject, sendError, sendJson } from './http.js';
 import type { Logger } from './log.js';
 import { createServiceHub, type ServiceHub } from './hub-adapter.js';
@@ -46,6 +46,8 @@ export interface RunningService {
 export interface StartOptions {
   /** Where log lines go. */
   log: Logger;
+  /** Dev mode: the folder of `.wsengine-dev.json`, the stored secret and API key. Default: the working directory. */
+  devDir?: string;
 }
 
 const CLIENT_DIR = new URL('../hub-client/', import.meta.url);
@@ -56,12 +58,17 @@ const DEMO_PAGE = { body: Buffer.from(DEMO_HTML), headers: { 'Content-Type': 'te
 const DEMO_JS = { body: Buffer.from(DEMO_SCRIPT), headers: { 'Content-Type': 'text/javascript; charset=utf-8', 'X-Content-Type-Options': 'nosniff' } };
 
 /** Starts the service and resolves once it listens. Throws on a listen failure (port in use, …). */
-export async function startService(input: ServiceConfig, { log }: StartOptions): Promise<RunningService> {
+export async function startService(input: ServiceConfig, { log, devDir }: StartOptions): Promise<RunningService> {
   const config: ServiceConfig = { ...input };
   let devToken: string | undefined;
+  let dev: DevCredentials | undefined;
   if (config.dev) {
-    config.jwtSecret ??= `dev-${randomBytes(24).toString('base64url')}`;
-    config.apiKey ??= `dev-${randomBytes(18).toString('base64url')}`;
+    // Kept in .wsengine-dev.json so that tokens and the API key survive a restart.
+    dev = devCredentials(devDir ?? process.cwd(), { jwtSecret: config.jwtSecret, apiKey: config.apiKey });
+    config.jwtSecret = dev.jwtSecret;
+    config.apiKey = dev.apiKey;
+    if (dev.state === 'unsaved') log('warn', 'dev_credentials_unsaved', { file: dev.path, error: dev.note });
+    else if (dev.state !== 'flags') log('info', 'dev_credentials', { file: dev.path, state: dev.state, note: dev.note });
   }
   const backplane = await createBackplane(config, log);
   const hub = createServiceHub(config, backplane, log);
@@ -178,6 +185,7 @@ export async function startService(input: ServiceConfig, { log }: StartOptions):
       `  JWT secret   ${config.jwtSecret}   (HS256)`,
       `  API key      ${config.apiKey}`,
       `  token        ${devToken}   (user "alice", valid 24 h)`,
+      ...devFileLines(dev!),
       '',
       '  try:',
       `    curl -H 'Authorization: Bearer ${config.apiKey}' -H 'Content-Type: application/json' \\`,
@@ -205,6 +213,20 @@ export async function startService(input: ServiceConfig, { log }: StartOptions):
       return closed;
     },
   };
+}
+
+/** The banner's lines about where the development credentials are kept. */
+function devFileLines(dev: DevCredentials): string[] {
+  switch (dev.state) {
+    case 'created':
+      return [`  stored in    ${dev.path}   (new; kept across restarts, delete it for new credentials)`];
+    case 'loaded':
+      return [`  stored in    ${dev.path}   (reused, so earlier tokens still work; delete it for new credentials)`];
+    case 'unsaved':
+      return [`  not stored   ${dev.note}   (new credentials at every start)`];
+    default:
+      return ['  (secret and API key given by flags or environment: nothing stored)'];
+  }
 }
 
 function requireKey(req: IncomingMessage, config: ServiceConfig): void {

@@ -44,10 +44,10 @@ export interface ServiceProcess {
 const EXIT_WITH_PARENT = join(ROOT, 'test', 'helpers', 'exit-with-parent.mjs');
 
 /** Runs the bin with `args` (and `env` added to the environment) until it prints its URL. */
-export async function startService(args: readonly string[], env: Record<string, string> = {}, timeout = 20_000, options: { exitWithParent?: boolean } = {}): Promise<ServiceProcess> {
+export async function startService(args: readonly string[], env: Record<string, string> = {}, timeout = 20_000, options: { exitWithParent?: boolean; cwd?: string } = {}): Promise<ServiceProcess> {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build first (npm test does)`);
   const nodeArgs = options.exitWithParent === true ? ['--import', pathToFileURL(EXIT_WITH_PARENT).href] : [];
-  const child = spawn(process.execPath, [...nodeArgs, BIN, 'hub', ...args], { env: { ...process.env, ...env }, stdio: [options.exitWithParent === true ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, BIN, 'hub', ...args], { cwd: options.cwd, env: { ...process.env, ...env }, stdio: [options.exitWithParent === true ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   child.stdin?.on('error', () => {});
   let output = '';
   const watchers = new Set<() => void>();
@@ -100,9 +100,9 @@ export async function startService(args: readonly string[], env: Record<string, 
 }
 
 /** Runs the bin to completion (for --help and configuration errors). */
-export function runBin(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runBin(args: readonly string[], env: Record<string, string> = {}, cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
