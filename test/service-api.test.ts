@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { api, API_KEY, SECRET, serviceArgs, startService, tokenFor } from './helpers/service.js';
+import { readExposition } from './helpers/prom.js';
 import { openSocket } from './helpers/socket.js';
 
 const service = await startService(serviceArgs(['--max-body-size', '2k']));
@@ -282,7 +283,7 @@ t.test('GET /metrics: Prometheus text with connections, messages, deliveries, cl
   const heldBytes = Number(/^wsengine_history_bytes (\d+)$/m.exec(text)?.[1]);
   t.ok(heldMessages >= 3, `the messages published above are held (${heldMessages})`);
   t.ok(heldBytes >= heldMessages * 192, `and counted in bytes (${heldBytes})`);
-  for (const line of text.trim().split('\n')) t.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{\w+="[^"]*"\})? -?[\d.e+]+)$/, 'well-formed line');
+  t.same(readExposition(text).problems, [], 'well-formed exposition (the strict checker of test/helpers/prom.ts)');
 });
 
 t.test('WebSocket paths: / and /ws upgrade, others get 404', async (t) => {
