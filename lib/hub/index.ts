@@ -6,6 +6,8 @@
  * @module
  */
 export {
+  ATTACH_BACKOFF,
+  BackplaneUnavailableError,
   createHub,
   Hub,
   HubClient,
@@ -13,10 +15,12 @@ export {
   HUB_HEARTBEAT_DEFAULTS,
   HUB_LIMIT_DEFAULTS,
   type AuthorizationRequest,
+  type BackplaneState,
   type ClientMessage,
   type HubAuthorize,
   type HubCloseOptions,
   type HubEvents,
+  type HubHealth,
   type HubHeartbeatOptions,
   type HubLimits,
   type HubRate,
