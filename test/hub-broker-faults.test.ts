@@ -241,5 +241,6 @@ for (const broker of ['redis', 'nats'] as const) {
     await eventually('a publish to be accepted after the broker came back', 40_000, async () => (await api(node, 'POST', '/api/publish', { topic: 'known', type: 'n', data: {} })).status === 200);
     t.match((await api(node, 'GET', '/health', undefined, null)).body, { status: 'ok', backplane: 'up' }, '/health: ok again');
     t.equal((await timed(node, 'GET', '/api/history?topic=known')).status, 200, 'history works again');
+    t.match(node.output(), /event=backplane state=down[^\n]*\n[^]*event=backplane state=up/, 'the outage and the recovery are logged');
   });
 }

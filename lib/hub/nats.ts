@@ -252,12 +252,8 @@ export class NatsBackplane extends BrokerBackplane {
   /** A probe of another node: its control subscription answers a request; none ("no responders") or late: no. */
   protected override async probeNode(node: string): Promise<boolean> {
     this.requireLink('probing a node');
-    try {
-      await this.conn().request(`${this.opts.prefix}.n.${node}`, new Uint8Array(0), { timeout: PROBE_TIMEOUT });
-      return true;
-    } catch {
-      return false;
-    }
+    const asked = this.conn().request(`${this.opts.prefix}.n.${node}`, new Uint8Array(0), { timeout: PROBE_TIMEOUT });
+    return asked.then(() => true, () => false);
   }
 
   /**
