@@ -1,6 +1,7 @@
 /**
  * A hub whose backplane is still attaching (a broker adapter connecting and opening its buckets) must not hand
- * connections to it: `handleUpgrade` holds the upgrade until `attach` settles (503 if it failed), and a connection
+ * connections to it: `handleUpgrade` holds the upgrade until `attach` settles (503 if it failed; the retries are in
+ * test/hub-broker-faults.test.ts), and a connection
  * the backplane could not register is closed with 1013 instead of staying open outside the per-user limit.
  */
 import t from 'tap';
@@ -68,20 +69,25 @@ t.test('an upgrade during attach waits for it; the connection is registered afte
   early.ws.close();
 });
 
-t.test('an upgrade waiting for an attach that fails is answered 503', async (t) => {
+t.test('an upgrade waiting for an attach that fails is answered 503 with Retry-After', async (t) => {
   const backplane = new SlowBackplane();
   const { hub, server, port } = await serve(backplane);
   const errors: string[] = [];
   hub.on('error', (e) => errors.push(e.message));
-  t.teardown(() => server.close());
+  t.teardown(async () => {
+    await hub.close();
+    server.close();
+  });
   const answer = rawUpgrade(port, `/ws?token=${token('late')}`);
   await sleep(100);
   backplane.fail();
   const { head, closed } = await answer;
   t.equal(head.status, 503);
+  t.match(head.headers.get('retry-after')?.[0], /^\d+$/, 'with Retry-After');
   await closed;
-  t.same(errors, ['broker unreachable'], 'the attach failure is reported');
+  t.match(errors[0], /could not attach \(attempt 1, next in \d+ ms\): broker unreachable/, 'the attach failure is reported, with the retry');
   t.same(backplane.calls, [], 'nothing registered');
+  t.equal(hub.health().backplane, 'down');
 });
 
 t.test('a connection the backplane cannot register is closed with 1013, not left outside the per-user limit', async (t) => {

@@ -153,12 +153,7 @@ export class Admission {
     const registered: Promise<unknown> = host.backplane.registerConnection(user, client.id).then(
       (ids) => {
         if (client.registered === registered) client.registered = null;
-        const excess = ids.length - host.limits.maxConnectionsPerUser;
-        for (let i = 0; i < excess; i++) {
-          if (ids[i] === client.id) continue;
-          host.refused({ reason: 'connection_limit', request, code: 4429, connectionId: ids[i], user });
-          void host.backplane.disconnect({ connectionId: ids[i] }, 4429, 'too many connections for this user: oldest closed').catch((e: Error) => host.report(e));
-        }
+        if (ids.length > host.limits.maxConnectionsPerUser) void this.enforceLimit(client, user, ids, request);
       },
       (error: Error) => {
         if (client.registered === registered) client.registered = null;
@@ -169,6 +164,34 @@ export class Admission {
     );
     client.registered = registered;
     host.connected(client, request);
+  }
+
+  /**
+   * The user has more connections than the limit: closes the oldest beyond it with 4429 — counting only live ones.
+   * A ghost (a connection of this hub that is already closed but still registered, or one of a node that does not
+   * answer: crashed, awaiting the heartbeat sweep) must never make a live connection close, so those are left out
+   * first (this hub's from its registry, other nodes' through {@link Backplane.liveConnections}). When the
+   * backplane cannot tell, nothing is closed (the error is reported): the limit waits rather than cut a user off.
+   */
+  private async enforceLimit(client: HubClient, user: string, all: string[], request: IncomingUpgrade | undefined): Promise<void> {
+    const { host } = this;
+    const max = host.limits.maxConnectionsPerUser;
+    const here = `${host.backplane.nodeId}.`;
+    let ids = all.filter((id) => !id.startsWith(here) || id === client.id || host.registry.clients.has(id));
+    if (ids.length > max && host.backplane.liveConnections !== undefined) {
+      try {
+        ids = await host.backplane.liveConnections(user, ids);
+      } catch (error) {
+        host.report(error as Error);
+        return;
+      }
+    }
+    const excess = ids.length - max;
+    for (let i = 0; i < excess; i++) {
+      if (ids[i] === client.id) continue;
+      host.refused({ reason: 'connection_limit', request, code: 4429, connectionId: ids[i], user });
+      void host.backplane.disconnect({ connectionId: ids[i] }, 4429, 'too many connections for this user: oldest closed').catch((e: Error) => host.report(e));
+    }
   }
 
   private armExpiry(client: HubClient): void {

@@ -5,8 +5,10 @@
  *
  * ## For adapter authors
  *
- * A hub calls {@link Backplane.attach} once with its {@link BackplaneSink}, then the other methods. Every method
- * that a broker would answer asynchronously returns a promise; the hub awaits it where ordering matters:
+ * A hub calls {@link Backplane.attach} with its {@link BackplaneSink}, then the other methods. When `attach`
+ * rejects (the broker is not up yet), the hub calls it again with backoff until it resolves or the hub closes: a
+ * failed `attach` must release whatever it had set up, so that the next one starts afresh. Every method that a
+ * broker would answer asynchronously returns a promise; the hub awaits it where ordering matters:
  *
  * - **Publishing** ({@link Backplane.publish}) assigns the topic's next sequence number (contiguous from 1 in its
  *   epoch), the tenant stream offset, keeps the message in the topic's bounded history, and delivers it to the
@@ -35,7 +37,11 @@
  *   {@link BackplaneSink.gap} so that clients learn exactly what they missed instead of only seeing a new epoch.
  *
  * Failures: a rejected promise makes the hub answer the client with an error (`subscription_failed`,
- * `internal_error`); adapters should reject rather than hang, and time out broker calls themselves.
+ * `internal_error`); adapters should reject rather than hang, time out broker calls themselves, and reject at once
+ * while their broker connection is known to be lost. An adapter that knows its connection state exposes it as
+ * {@link Backplane.reachable} (and tells the sink's `status` when it changes): while it is false, the hub refuses
+ * upgrades (503) and publishes at once. An adapter that knows which nodes are alive implements
+ * {@link Backplane.liveConnections}, so that connections of a crashed node never make the hub close a live one.
  *
  * @module
  */
@@ -104,14 +110,28 @@ export interface BackplaneSink {
    * tests may leave it out): adapters call it as `sink.gap?.(gap)`.
    */
   gap?(gap: Gap): void;
+  /**
+   * The broker connection was lost (`reachable` false, with the error when the adapter has one) or is back. Set
+   * by the hub; adapters call it as `sink.status?.(…)` when {@link Backplane.reachable} changes after attach.
+   */
+  status?(reachable: boolean, error?: Error): void;
 }
 
 /** The interface every backplane implements. See the module documentation for the contract. */
 export interface Backplane {
   /** This hub's id in the cluster; connection ids are `${nodeId}.${n}`. */
   readonly nodeId: string;
-  /** Connects the hub's sink. Called once, before anything else. */
+  /**
+   * Connects the hub's sink, before anything else. Called again (with backoff) after it rejected, until it
+   * resolves: a failed attempt must leave nothing behind.
+   */
   attach(sink: BackplaneSink): Promise<void>;
+  /**
+   * Optional: whether the broker answers now. `false` from the moment the client library reports the connection
+   * lost until it is back (and before attach); adapters without a broker leave it out. The hub reads it for
+   * `hub.health()` and refuses upgrades (503) and publishes at once while it is false.
+   */
+  readonly reachable?: boolean;
   /** Assigns seq/epoch/offset, stores in history, delivers to interested hubs. */
   publish(tenant: string, topic: string, type: string, data: string, from?: string): Promise<PublishedMessage>;
   /** Declares this hub's interest in (tenant, pattern); resolves once live. */
@@ -133,6 +153,13 @@ export interface Backplane {
   disconnect(target: DisconnectTarget, code: number, reason: string): Promise<number>;
   /** Records an open connection of `user`; resolves with all of the user's connection ids, oldest first. */
   registerConnection(user: string, connectionId: string): Promise<string[]>;
+  /**
+   * Optional. Called by the hub when {@link Backplane.registerConnection} answered more connections than the
+   * per-user limit allows, before it closes any: `ids` (in the same order) without the connections of nodes that
+   * do not answer now (crashed, cut off from the broker, silent), which must not count. The hub then closes the
+   * oldest of what is left beyond the limit. Without it, every id counts.
+   */
+  liveConnections?(user: string, ids: string[]): Promise<string[]>;
   /** Forgets a connection (every close path calls it once). */
   unregisterConnection(user: string, connectionId: string): Promise<void>;
   /** A connection of `user` subscribed to `topic` (a name or pattern, as subscribed). */

@@ -1,7 +1,7 @@
 /**
  * What the Redis and NATS backplanes send between nodes, as text: topic messages (a JSON header line with the
  * stream fields, then the data's JSON text, unchanged) and control messages (to a user, a connection, everyone, a
- * disconnect, a presence event), with decoders that reject whatever is not one (foreign traffic on the prefix).
+ * disconnect, a presence event, a node probe), with decoders that reject whatever is not one (foreign traffic on the prefix).
  *
  * @module
  * @internal
@@ -15,13 +15,16 @@ export interface HeldMessage {
   prev: number;
 }
 
-/** A message between nodes that is not a topic message (user, connection, broadcast, disconnect, presence). */
+/** A message between nodes that is not a topic message (user, connection, broadcast, disconnect, presence, probes). */
 export type ControlMessage =
   | { k: 'user'; user: string; env: HubEnvelope }
   | { k: 'conn'; id: string; env: HubEnvelope }
   | { k: 'bcast'; tenant?: string; env: HubEnvelope }
   | { k: 'disc'; target: DisconnectTarget; code: number; reason: string }
-  | { k: 'pres'; event: PresenceEvent };
+  | { k: 'pres'; event: PresenceEvent }
+  /** Are you there? (answered with a `pong` carrying the same nonce, to the sending node) */
+  | { k: 'ping'; n: string }
+  | { k: 'pong'; n: string };
 
 /** Serializes a topic message for the wire between nodes: a JSON header line, then the data's JSON text. */
 export function encodeMessage(m: PublishedMessage, prev: number, start: number): string {
@@ -82,6 +85,8 @@ export function decodeControl(text: string): { from: string; message: ControlMes
       if (target !== null && typeof o.code === 'number' && typeof o.reason === 'string') return { from: o.from, message: { k: 'disc', target, code: o.code, reason: o.reason } };
       break;
     }
+    case 'ping':
+    case 'pong': if (typeof o.n === 'string') return { from: o.from, message: { k: o.k, n: o.n } }; break;
     case 'pres': {
       const e = o.event as Record<string, unknown> | null;
       if (e !== null && typeof e === 'object' && (e.kind === 'join' || e.kind === 'leave') && typeof e.tenant === 'string' && typeof e.topic === 'string' && typeof e.user === 'string') {

@@ -1,17 +1,21 @@
 /**
- * What the Redis and NATS backplanes share: their options, a topic's stream as a broker holds it ({@link TopicView},
- * read by the resume rules of resume-rules.ts), and {@link BrokerBackplane} — interest counting, de-duplication by
- * (topic, seq), in-order delivery with gap filling from the broker's stream, and resynchronisation after a
- * reconnect. Naming on the broker is in broker-names.ts, the messages between nodes in broker-wire.ts. Imported
- * only by the adapter entry points (`wsengine/hub/redis`, `wsengine/hub/nats`); the hub core never imports this file.
+ * What the Redis and NATS backplanes share: {@link BrokerBackplane} — interest counting, de-duplication by
+ * (topic, seq), in-order delivery with gap filling from the broker's stream, resynchronisation after a reconnect,
+ * attach attempts that leave nothing behind when they fail, the broker connection's state
+ * ({@link BrokerBackplane.reachable}), and which nodes answer ({@link BrokerBackplane.liveConnections}). The options
+ * and a topic's stream as a broker holds it ({@link TopicView}) are in broker-options.ts, naming on the broker in
+ * broker-names.ts, the messages between nodes in broker-wire.ts, node probes in broker-nodes.ts. Imported only by
+ * the adapter entry points (`wsengine/hub/redis`, `wsengine/hub/nats`); the hub core never imports this file.
  *
  * @module
  * @internal
  */
-import { randomBytes } from 'node:crypto';
+import { BackplaneUnavailableError } from './attach.js';
 import type { Backplane, BackplaneSink, DisconnectTarget, HubEnvelope, PresenceSnapshot, ResumeAnswer } from './backplane.js';
 import { ownerNode } from './broker-names.js';
-import type { ControlMessage, HeldMessage } from './broker-wire.js';
+import { NodeProbes, PROBE_TIMEOUT } from './broker-nodes.js';
+import { BROKER_DEFAULTS, checkBrokerOptions, resumeView, type BrokerBackplaneOptions, type TopicView, withTimeout } from './broker-options.js';
+import type { ControlMessage } from './broker-wire.js';
 import {
   GAP_UNKNOWN_END,
   type Gap,
@@ -27,112 +31,7 @@ import {
 } from './resume-rules.js';
 import { isPattern, matches } from './topics.js';
 
-/** Defaults shared by the broker backplanes. */
-export const BROKER_DEFAULTS = {
-  /** Messages kept per topic in the broker's stream. */
-  historySize: 100,
-  /** Milliseconds a message stays resumable. */
-  historyTtl: 300_000,
-  /** Milliseconds a broker call may take before it is failed (the hub then answers the client with an error). */
-  timeout: 5_000,
-  /** Milliseconds between a node's liveness heartbeats. */
-  heartbeat: 5_000,
-  /** A node that sent no heartbeat for this long (ms) is dead: its connections and presence no longer count. */
-  nodeTtl: 15_000,
-  /** Topics whose last delivered position a node remembers for de-duplication and gap filling. */
-  maxTracked: 100_000,
-} as const;
-
-/** Options every broker backplane accepts. */
-export interface BrokerBackplaneOptions {
-  /**
-   * Prefix of every key, channel, subject and stream the adapter uses, so that several deployments (or test runs)
-   * share one broker without seeing each other. Default: `'wsengine'`. Letters, digits, `_` and `-` only.
-   */
-  prefix?: string;
-  /** This node's id (the start of its connection ids). Default: 6 random bytes, base64url. */
-  nodeId?: string;
-  /** Messages kept per topic on the broker for resume. Default: 100. */
-  historySize?: number;
-  /** Milliseconds a message stays resumable. Default: 300,000 (5 min). */
-  historyTtl?: number;
-  /** Milliseconds before a broker call is failed. Default: 5,000. */
-  timeout?: number;
-  /** Milliseconds between liveness heartbeats of this node. Default: 5,000. */
-  heartbeat?: number;
-  /** Milliseconds without a heartbeat after which a node counts as dead. Default: 15,000 (3 heartbeats). */
-  nodeTtl?: number;
-  /** Called with every broker error the adapter survives (connection loss, failed resynchronisation). Default: none. */
-  onError?: (error: Error) => void;
-}
-
-/** A topic's stream as the broker holds it (what {@link BrokerBackplane.loadView} reads). */
-export interface TopicView {
-  epoch: string;
-  /** Last sequence number assigned in the epoch. */
-  seq: number;
-  /** Tenant offset of the last message. */
-  lastOffset: number;
-  /** Tenant offset just before the epoch's first message. */
-  startOffset: number;
-  /** Messages still held, oldest first, each with the tenant offset of the message before it in this topic. */
-  held: HeldMessage[];
-}
-
-/**
- * A {@link TopicView} as the resume rules read it. The broker drops a topic's oldest messages first, so what was
- * dropped ends right before the oldest held message (its seq - 1, and its predecessor's offset `prev`), or, with
- * nothing held, at the epoch's last message.
- */
-export function resumeView(view: TopicView): ResumeView {
-  const first = view.held.length > 0 ? view.held[0] : undefined;
-  return {
-    epoch: view.epoch,
-    seq: view.seq,
-    droppedSeq: first !== undefined ? first.message.seq - 1 : view.seq,
-    droppedOffset: first !== undefined ? first.prev : view.lastOffset,
-    startOffset: view.startOffset,
-    held: () => view.held.map((h) => h.message),
-  };
-}
-
-const PREFIX_RE = /^[A-Za-z0-9_-]{1,64}$/;
-
-/** Checks the common options; throws TypeError/RangeError saying what to do. */
-export function checkBrokerOptions(options: BrokerBackplaneOptions): Required<Omit<BrokerBackplaneOptions, 'onError'>> & Pick<BrokerBackplaneOptions, 'onError'> {
-  if (options === null || typeof options !== 'object') throw new TypeError('backplane options must be an object');
-  const prefix = options.prefix ?? 'wsengine';
-  if (typeof prefix !== 'string' || !PREFIX_RE.test(prefix)) throw new TypeError(`prefix must be 1–64 letters, digits, "_" or "-", got ${JSON.stringify(prefix)}`);
-  const nodeId = options.nodeId ?? randomBytes(6).toString('base64url');
-  if (typeof nodeId !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(nodeId)) throw new TypeError(`nodeId must be 1–64 letters, digits, "_" or "-", got ${JSON.stringify(nodeId)}`);
-  const num = (name: string, v: number | undefined, d: number, min: number): number => {
-    const x = v ?? d;
-    if (typeof x !== 'number' || !Number.isFinite(x) || x < min) throw new RangeError(`${name} must be a finite number ≥ ${min}, got ${String(x)}`);
-    return Math.floor(x);
-  };
-  if (options.onError !== undefined && typeof options.onError !== 'function') throw new TypeError('onError must be a function');
-  const heartbeat = num('heartbeat', options.heartbeat, BROKER_DEFAULTS.heartbeat, 100);
-  return {
-    prefix,
-    nodeId,
-    historySize: num('historySize', options.historySize, BROKER_DEFAULTS.historySize, 0),
-    historyTtl: num('historyTtl', options.historyTtl, BROKER_DEFAULTS.historyTtl, 1),
-    timeout: num('timeout', options.timeout, BROKER_DEFAULTS.timeout, 1),
-    heartbeat,
-    nodeTtl: num('nodeTtl', options.nodeTtl, Math.max(BROKER_DEFAULTS.nodeTtl, heartbeat * 3), heartbeat * 2),
-    onError: options.onError,
-  };
-}
-
-/** Rejects with a clear error when `promise` has not settled within `ms`. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: the broker did not answer within ${ms} ms`)), ms);
-    timer.unref?.();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+export { BROKER_DEFAULTS, checkBrokerOptions, resumeView, withTimeout, type BrokerBackplaneOptions, type TopicView } from './broker-options.js';
 
 /** Last delivered position of a topic on this node, and messages held back while a gap is being filled. */
 interface Tracked {
@@ -180,10 +79,15 @@ export abstract class BrokerBackplane implements Backplane {
    * messages fetched from the stream to fill a skipped seq (`filled`), gaps reported.
    */
   readonly counters = { received: 0, duplicates: 0, filled: 0, gaps: 0 };
+  /** Which other nodes answer, for {@link liveConnections}. */
+  private readonly probes: NodeProbes;
+  /** {@link reachable} as the sink was last told. */
+  private told = false;
 
   constructor(options: BrokerBackplaneOptions) {
     this.opts = checkBrokerOptions(options);
     this.nodeId = this.opts.nodeId;
+    this.probes = new NodeProbes(this.nodeId, (node) => this.probeNode(node));
   }
 
   // ---- what a broker provides -------------------------------------------------------------------------------
@@ -200,8 +104,16 @@ export abstract class BrokerBackplane implements Backplane {
   protected abstract topicsSince(tenant: string, pattern: string, offset: number): Promise<string[]>;
   /** The tenant's current offset, and the epoch of its offsets (a new one whenever the broker's counter restarted). */
   protected abstract tenantOffset(tenant: string): Promise<TenantOffset>;
-  /** Sends a control message to every node (`node` undefined), or to one node, or to the nodes interested in a user. */
-  protected abstract sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void>;
+  /**
+   * Sends a control message to every node, to one node, or to the nodes interested in a user. Resolves with the
+   * number of connections that received it when the broker says (Redis), else with nothing.
+   */
+  protected abstract sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<number | void>;
+  /**
+   * Whether the broker answers now, from the client library's connection events: false before attach, from a lost
+   * connection until it is back, and after close. While false, calls that need the broker reject at once.
+   */
+  abstract get reachable(): boolean;
   abstract publish(tenant: string, topic: string, type: string, data: string, from?: string): Promise<PublishedMessage>;
   abstract registerConnection(user: string, connectionId: string): Promise<string[]>;
   abstract unregisterConnection(user: string, connectionId: string): Promise<void>;
@@ -215,11 +127,24 @@ export abstract class BrokerBackplane implements Backplane {
 
   // ---- Backplane ----------------------------------------------------------------------------------------------
 
+  /**
+   * Connects to the broker. When that fails (the broker is not up yet), whatever the attempt set up is released
+   * and the error thrown: the hub calls `attach` again with backoff until it succeeds.
+   */
   async attach(sink: BackplaneSink): Promise<void> {
     if (this.sink !== null) throw new Error('this backplane is already attached to a hub (one hub per backplane instance)');
     if (this.closed) throw new Error('this backplane is closed');
     this.sink = sink;
-    await this.start();
+    try {
+      await this.start();
+      if (this.closed) throw new Error('the backplane was closed while attaching');
+    } catch (error) {
+      await withTimeout(this.stop(), this.opts.timeout, 'releasing a failed attach').catch(() => {});
+      this.sink = null;
+      throw error;
+    }
+    this.told = this.reachable;
+    if (!this.told) this.sink.status?.(false);
   }
 
   async subscribe(tenant: string, pattern: string): Promise<void> {
@@ -270,6 +195,7 @@ export abstract class BrokerBackplane implements Backplane {
   }
 
   async resume(tenant: string, name: string, since: StreamPosition | PatternSince | null): Promise<ResumeAnswer> {
+    this.requireLink('reading the history');
     const t = this.opts.timeout;
     if (!isPattern(name)) {
       const view = await withTimeout(this.loadView(tenant, name), t, `reading the history of ${tenant}/${name}`);
@@ -329,6 +255,14 @@ export abstract class BrokerBackplane implements Backplane {
     return here;
   }
 
+  /**
+   * `ids` without the connections of other nodes that do not answer now (see broker-nodes.ts): a crashed node's
+   * connections must not make the hub close a live one for the per-user limit while they await the sweep.
+   */
+  liveConnections(_user: string, ids: string[]): Promise<string[]> {
+    return this.probes.filter(ids);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -348,6 +282,34 @@ export abstract class BrokerBackplane implements Backplane {
     return this.sink;
   }
 
+  /** Subclasses call it on their client library's connection events: tells the sink when {@link reachable} changed. */
+  protected linkChanged(error?: unknown): void {
+    const now = this.reachable;
+    if (now === this.told || this.sink === null || this.closed) return;
+    this.told = now;
+    this.sink.status?.(now, error === undefined ? undefined : error instanceof Error ? error : new Error(String(error)));
+  }
+
+  /** Throws at once while the broker is known to be unreachable (rather than waiting for a call's timeout). */
+  protected requireLink(what: string): void {
+    if (!this.reachable) throw new BackplaneUnavailableError(`${what}: the broker is unreachable (the connection is lost; reconnecting), retry later`);
+  }
+
+  /**
+   * Whether `node` answers now: a `ping` it must answer with a `pong` within {@link PROBE_TIMEOUT} ms; a broker
+   * that says nobody received the ping (Redis's `PUBLISH` count) is a no at once. NATS overrides it.
+   */
+  protected async probeNode(node: string): Promise<boolean> {
+    const { nonce, answered } = this.probes.ping(PROBE_TIMEOUT);
+    try {
+      const receivers = await withTimeout(this.sendControl({ node }, { k: 'ping', n: nonce }), PROBE_TIMEOUT, 'probing a node');
+      if (receivers === 0) this.probes.cancel(nonce);
+    } catch {
+      this.probes.cancel(nonce);
+    }
+    return answered;
+  }
+
   protected error(error: unknown): void {
     const e = error instanceof Error ? error : new Error(String(error));
     try {
@@ -357,11 +319,15 @@ export abstract class BrokerBackplane implements Backplane {
     }
   }
 
-  /** A control message from another node (the adapter drops its own echoes before calling this). */
-  protected control(message: ControlMessage): void {
+  /** A control message from another node `from` (the adapter drops its own echoes before calling this). */
+  protected control(message: ControlMessage, from?: string): void {
     const sink = this.sink;
     if (sink === null) return;
     switch (message.k) {
+      case 'ping':
+        if (from !== undefined) this.sendControl({ node: from }, { k: 'pong', n: message.n }).catch((e: unknown) => this.error(e));
+        break;
+      case 'pong': this.probes.pong(message.n); break;
       case 'user': sink.user(message.user, message.env); break;
       case 'conn': sink.connection(message.id, message.env); break;
       case 'bcast': sink.broadcast(message.env, message.tenant); break;

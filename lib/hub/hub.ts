@@ -7,7 +7,8 @@
  * This file is the facade: the public API, events and stats, the connection lifecycle and the heartbeat. The jobs
  * live beside it: {@link Admission} (who gets in), `rate.ts` (inbound rate), {@link Requests} (what requests do, in
  * order), {@link Registry} (connections, users, subscriptions, interest), `sink.ts` (what arrives from the
- * backplane) and {@link Delivery} (the one writer, with the outbound budget and the slow-consumer policy).
+ * backplane), {@link Delivery} (the one writer, with the outbound budget and the slow-consumer policy) and
+ * {@link Attacher} (attaching the backplane, retried until it succeeds; {@link Hub.health}).
  *
  * @module
  */
@@ -18,6 +19,7 @@ import type { Duplex } from 'node:stream';
 import type { WebSocketConnection } from '../transport/connection.js';
 import { createServer, type IncomingUpgrade, type WebSocketServer } from '../transport/server.js';
 import { Admission, type UpgradeVerdict } from './admission.js';
+import { Attacher, type HubHealth } from './attach.js';
 import { HUB_SUBPROTOCOLS, type Principal, resolveTokenOptions, selectHubProtocol, TicketStore } from './auth.js';
 import { type Backplane, type HubEnvelope, MemoryBackplane, type PresenceSnapshot } from './backplane.js';
 import { checkType, HubClient, HubError, STATE_CLOSED, STATE_OPEN } from './client.js';
@@ -40,6 +42,7 @@ export { HubClient } from './client.js';
 export * from './options.js';
 export * from './types.js';
 export type { HistoryPage } from './resume.js';
+export { ATTACH_BACKOFF, BackplaneUnavailableError, type BackplaneState, type HubHealth } from './attach.js';
 
 /** `Hub` listeners, typed. */
 export interface Hub {
@@ -72,8 +75,6 @@ export class Hub extends EventEmitter {
   /** @internal */
   readonly timers = new TimerQueue();
   /** @internal */
-  readonly attached: Promise<void>;
-  /** @internal */
   readonly counters = { connectionsTotal: 0, messagesIn: 0, bytesIn: 0, publishes: 0, rateLimited: 0, authFailures: 0 };
   private readonly byType: Record<string, number> = Object.create(null) as Record<string, number>;
   /** @internal */
@@ -86,8 +87,7 @@ export class Hub extends EventEmitter {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private nextId = 0;
   private closing: Promise<void> | null = null;
-  /** Whether the backplane's `attach` settled: `null` while it runs, then `'ok'` or `'failed'`. */
-  private attachState: 'ok' | 'failed' | null = null;
+  private readonly attacher: Attacher;
   private readonly closeCounts: Record<string, number> = Object.create(null) as Record<string, number>;
 
   constructor(options: HubOptions = {}) {
@@ -129,50 +129,66 @@ export class Hub extends EventEmitter {
         maxMessageSize: this.limits.maxMessageSize,
         path: options.path,
         heartbeat: false,
-        authenticate: (request) => this.admission.upgrade(request),
+        authenticate: (request) => this.attacher.upgradeRefusal() ?? this.admission.upgrade(request),
         selectProtocol: (offered) => selectHubProtocol(offered, this.supportedProtocols),
       },
       (connection, request) => this.accept(connection, request),
     );
-    this.attached = this.backplane.attach(
-      createSink(this.registry, this.delivery, {
-        close: (client, code, reason) => this.closeClient(client, code, reason),
-        presence: (event) => {
-          if (this.listenerCount('presence') > 0) this.emit('presence', event);
-        },
-      }),
-    );
-    this.attached.then(
-      () => {
-        this.attachState = 'ok';
+    const sink = createSink(this.registry, this.delivery, {
+      close: (client, code, reason) => this.closeClient(client, code, reason),
+      presence: (event) => {
+        if (this.listenerCount('presence') > 0) this.emit('presence', event);
       },
-      (error: Error) => {
-        this.attachState = 'failed';
-        this.report(error);
+    });
+    this.attacher = new Attacher(this.backplane, sink, {
+      report: (error) => this.report(error),
+      changed: (health) => {
+        if (this.listenerCount('backplane') > 0) this.emit('backplane', health);
       },
-    );
+      closing: () => this.closing !== null,
+    });
+  }
+
+  /**
+   * @internal Resolves when the backplane can be used: at once when it is up, after the first attach attempt while
+   * that runs; rejects at once with a {@link BackplaneUnavailableError} while it is down.
+   */
+  get attached(): Promise<void> {
+    return this.attacher.ready();
+  }
+
+  /**
+   * Whether the hub can serve, for readiness checks: the backplane's state (`'attaching'` at startup, `'up'`, or
+   * `'down'` while attach is retried or the broker is unreachable), whether new connections are accepted, the
+   * failed attach attempts and the last error. See {@link HubHealth}; the `backplane` event announces changes.
+   */
+  health(): HubHealth {
+    return this.attacher.health();
   }
 
   // ─── Attaching ────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * Completes an upgrade from a `node:http`/`https` server's `upgrade` event. An upgrade that arrives while the
-   * backplane is still attaching (connecting to its broker) waits for it, since a connection cannot be registered
-   * (per-user limit, presence) before; if attaching failed, it is answered `503 Service Unavailable`.
+   * Completes an upgrade from a `node:http`/`https` server's `upgrade` event. An upgrade that arrives during the
+   * first attach attempt (startup, connecting to the broker) waits for it, since a connection cannot be registered
+   * (per-user limit, presence) before. While the backplane is down (attach failed and is being retried, or the
+   * broker is unreachable) upgrades are answered `503 Service Unavailable` with `Retry-After`; once it is up they
+   * are accepted again, without a restart.
    */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (this.attachState === 'ok') return this.server.handleUpgrade(request, socket, head);
-    const go = (): void => {
-      if (socket.destroyed) return;
-      if (this.attachState === 'ok') this.server.handleUpgrade(request, socket, head);
-      else socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    };
-    this.attached.then(go, go);
+    const first = this.attacher.pending;
+    if (first === null) return this.server.handleUpgrade(request, socket, head);
+    void first.then(() => {
+      if (!socket.destroyed) this.server.handleUpgrade(request, socket, head);
+    });
   }
 
-  /** Listens standalone (ws, or wss with `server.tls`). Resolves with the bound address. */
+  /**
+   * Listens standalone (ws, or wss with `server.tls`). Resolves with the bound address, after the first attach
+   * attempt: when it failed, the hub listens anyway, answers upgrades 503 and keeps attaching (see {@link health}).
+   */
   async listen(port = 0, host?: string): Promise<AddressInfo> {
-    await this.attached;
+    await this.attacher.first;
     return this.server.listen(port, host);
   }
 
@@ -181,6 +197,7 @@ export class Hub extends EventEmitter {
   /**
    * Publishes a topic message to every subscriber of a matching pattern (each connection once). Resolves with its
    * sequence number, epoch and timestamp (`ts`, ms since 1970, as subscribers receive it) once the backplane stored it. TypeError/RangeError for a bad topic, tenant or type.
+   * While the backplane is down (see {@link health}) it rejects at once with a {@link BackplaneUnavailableError}.
    */
   async publish(message: PublishMessage): Promise<{ seq: number; epoch: string; ts: number }> {
     if (typeof message !== 'object' || message === null) throw new TypeError('publish needs { topic, type, data, tenant? }');
@@ -365,6 +382,7 @@ export class Hub extends EventEmitter {
     if (this.closing) return this.closing;
     const code = options.code ?? 1001;
     if (code !== 1001 && code !== 1012) throw new RangeError('close code must be 1001 (going away) or 1012 (restart)');
+    this.attacher.stop();
     for (const c of this.registry.clients.values()) if (c.closeCode === 0) c.closeCode = code;
     this.closing = (async () => {
       await this.server.close({ code, reason: options.reason ?? (code === 1012 ? 'server restarting' : 'server shutting down'), timeout: options.timeout });

@@ -6,6 +6,8 @@
  * @module
  */
 export {
+  ATTACH_BACKOFF,
+  BackplaneUnavailableError,
   createHub,
   Hub,
   HubClient,
@@ -14,10 +16,12 @@ export {
   HUB_LIMIT_DEFAULTS,
   type AuthorizationRequest,
   type AuthorizeDecision,
+  type BackplaneState,
   type ClientMessage,
   type HubAuthorize,
   type HubCloseOptions,
   type HubEvents,
+  type HubHealth,
   type HubHeartbeatOptions,
   type HubLimits,
   type HubRate,

@@ -31,7 +31,9 @@
 import { randomBytes } from 'node:crypto';
 import type { PresenceSnapshot } from './backplane.js';
 import { BrokerBackplane, type BrokerBackplaneOptions, type TopicView, withTimeout } from './broker.js';
-import { escapeSegment, natsPatternSubjects, ownerNode } from './broker-names.js';
+import { PROBE_TIMEOUT } from './broker-nodes.js';
+import { b64, casUpdate, direct, escToken, escTopic, isNotFound, isWrongLastSequence, sweepBuckets, unescape } from './nats-kv.js';
+import { natsPatternSubjects, ownerNode } from './broker-names.js';
 import { type ControlMessage, decodeControl, decodeMessage, encodeControl, encodeMessage } from './broker-wire.js';
 import type { PublishedMessage, TenantOffset } from './resume-rules.js';
 import { matches } from './topics.js';
@@ -55,10 +57,6 @@ export interface NatsBackplaneOptions extends BrokerBackplaneOptions {
   topicTtl?: number;
 }
 
-const escTopic = (s: string): string => escapeSegment(s, '*>');
-const escToken = (s: string): string => escapeSegment(s, '.*>');
-const unescape = (s: string): string => (s.includes('%') ? s.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))) : s);
-const b64 = (s: string): string => Buffer.from(s).toString('base64url') || '_';
 
 interface LastState {
   streamSeq: number;
@@ -148,8 +146,11 @@ export class NatsBackplane extends BrokerBackplane {
       this.nc = await withTimeout(N.connect({ servers: this.url!.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 250, name: `wsengine-hub-${this.nodeId}` }), this.opts.timeout, 'connecting to NATS');
     }
     const nc = this.nc;
-    this.connected = true;
-    void this.watchStatus(nc);
+    this.connected = !nc.isClosed();
+    if (this.watching !== nc) {
+      this.watching = nc;
+      void this.watchStatus(nc);
+    }
     const jsm = await nc.jetstreamManager({ timeout: this.opts.timeout });
     const storage = this.storage === 'file' ? N.StorageType.File : N.StorageType.Memory;
     const config = {
@@ -178,11 +179,12 @@ export class NatsBackplane extends BrokerBackplane {
     this.nodes = await js.views.kv(`${this.opts.prefix}_nodes`, { history: 1, storage: kvStorage, ttl: this.opts.nodeTtl });
     const onControl = (err: Error | null, msg: import('nats').Msg): void => {
       if (err !== null) return this.error(err);
+      // A probe (probeNode): answering is all it asks.
+      if (msg.reply) return void msg.respond();
       const c = decodeControl(this.dec.decode(msg.data));
-      if (c !== null && c.from !== this.nodeId) this.control(c.message);
+      if (c !== null && c.from !== this.nodeId) this.control(c.message, c.from);
     };
-    nc.subscribe(`${this.opts.prefix}.a`, { callback: onControl });
-    nc.subscribe(`${this.opts.prefix}.n.${this.nodeId}`, { callback: onControl });
+    this.controlSubs = [nc.subscribe(`${this.opts.prefix}.a`, { callback: onControl }), nc.subscribe(`${this.opts.prefix}.n.${this.nodeId}`, { callback: onControl })];
     this.onControlMsg = onControl;
     await nc.flush();
     await this.beat();
@@ -191,35 +193,67 @@ export class NatsBackplane extends BrokerBackplane {
   }
 
   private onControlMsg: ((err: Error | null, msg: import('nats').Msg) => void) | null = null;
+  private controlSubs: Subscription[] = [];
+  /** The connection whose status events are followed (once per connection, whatever the attach attempts). */
+  private watching: NatsConnection | null = null;
 
+  /** The connection is up, per nats.js's status events. */
+  get reachable(): boolean {
+    return !this.closed && this.nc !== null && this.connected;
+  }
+
+  /**
+   * Follows the connection's status. The flag changes as the events come (never behind an await: a publish must
+   * not wait for the confirmation of an earlier reconnect to learn that the connection is lost again).
+   */
   private async watchStatus(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect') this.connected = false;
-      else if (s.type === 'reconnect') {
+      if (s.type === 'disconnect') {
+        this.connected = false;
+        this.linkChanged(new Error(`NATS connection lost (${String(s.data)})`));
+      } else if (s.type === 'reconnect') {
         this.connected = true;
-        // nats.js re-sends every SUB on reconnect; a flush proves the server has them, then catch up from the stream.
-        try {
-          await withTimeout(nc.flush(), this.opts.timeout, 'confirming subscriptions after a reconnect');
-        } catch (error) {
-          this.error(error);
-        }
-        this.resync();
-        void this.beat().catch((e) => this.error(e));
+        this.linkChanged();
+        void this.afterReconnect(nc);
       } else if (s.type === 'error') this.error(new Error(String(s.data)));
     }
+    if (this.watching === nc) this.watching = null;
+  }
+
+  private async afterReconnect(nc: NatsConnection): Promise<void> {
+    // nats.js re-sends every SUB on reconnect; a flush proves the server has them, then catch up from the stream.
+    try {
+      await withTimeout(nc.flush(), this.opts.timeout, 'confirming subscriptions after a reconnect');
+    } catch (error) {
+      this.error(error);
+    }
+    this.resync();
+    void this.beat().catch((e) => this.error(e));
   }
 
   protected async stop(): Promise<void> {
     if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = null;
-    for (const s of this.subs.values()) s.unsubscribe();
+    for (const s of [...this.subs.values(), ...this.controlSubs]) s.unsubscribe();
     for (const u of this.userSubs.values()) u.sub.unsubscribe();
     this.subs.clear();
     this.userSubs.clear();
+    this.controlSubs = [];
     const nc = this.nc;
+    const up = this.connected;
+    if (this.ownsConnection) this.nc = null; // the next attach attempt connects afresh
+    this.connected = false;
     if (nc === null || nc.isClosed()) return;
-    if (this.nodes !== null) await withTimeout(this.nodes.delete(this.nodeId), this.opts.timeout, 'leaving').catch(() => {});
-    if (this.ownsConnection) await nc.drain().catch(() => nc.close());
+    if (this.nodes !== null && up) await withTimeout(this.nodes.delete(this.nodeId), this.opts.timeout, 'leaving').catch(() => {});
+    // A connection that is down is closed at once (draining would wait for a server that is not there).
+    if (this.ownsConnection) await (up ? nc.drain() : nc.close()).catch(() => nc.close());
+  }
+
+  /** A probe of another node: its control subscription answers a request; none ("no responders") or late: no. */
+  protected override async probeNode(node: string): Promise<boolean> {
+    this.requireLink('probing a node');
+    const asked = this.conn().request(`${this.opts.prefix}.n.${node}`, new Uint8Array(0), { timeout: PROBE_TIMEOUT });
+    return asked.then(() => true, () => false);
   }
 
   /**
@@ -257,38 +291,11 @@ export class NatsBackplane extends BrokerBackplane {
 
   /** Removes dead nodes' connections from every user and presence entry (compare-and-set, so concurrent sweeps agree). */
   private async sweep(): Promise<void> {
-    const t = this.opts.timeout;
-    for (const key of await withTimeout(collect(this.kv(this.users)), t, 'listing users')) {
-      await withTimeout(this.casUpdate<[string, number][]>(this.kv(this.users), key, [], (v) => {
-        const rest = v.filter(([id]) => !this.isSwept(id));
-        return rest.length === v.length ? v : rest.length > 0 ? rest : null;
-      }), t, 'sweeping a user');
-    }
-    for (const key of await withTimeout(collect(this.kv(this.presenceKv)), t, 'listing presence')) {
-      let left: string[] = [];
-      await withTimeout(this.casUpdate<Record<string, string>>(this.kv(this.presenceKv), key, {}, (v) => {
-        const next: Record<string, string> = {};
-        const before = new Set<string>();
-        const after = new Set<string>();
-        for (const [id, u] of Object.entries(v)) {
-          before.add(u);
-          if (this.isSwept(id)) continue;
-          next[id] = u;
-          after.add(u);
-        }
-        left = [...before].filter((u) => !after.has(u));
-        if (Object.keys(next).length === Object.keys(v).length) return v;
-        return Object.keys(next).length > 0 ? next : null;
-      }), t, 'sweeping presence');
-      const dot = key.indexOf('.');
-      const tenant = Buffer.from(key.slice(0, dot), 'base64url').toString();
-      const topic = Buffer.from(key.slice(dot + 1), 'base64url').toString();
-      for (const user of left) {
-        const message: ControlMessage = { k: 'pres', event: { kind: 'leave', tenant, topic, user } };
-        this.control(message);
-        await this.sendControl('all', message);
-      }
-    }
+    await sweepBuckets(this.kv(this.users), this.kv(this.presenceKv), (id) => this.isSwept(id), this.opts.timeout, async (tenant, topic, user) => {
+      const message: ControlMessage = { k: 'pres', event: { kind: 'leave', tenant, topic, user } };
+      this.control(message);
+      await this.sendControl('all', message);
+    });
   }
 
   /** After this node counted as dead for a while: its connections and presence entries, registered again. */
@@ -326,7 +333,7 @@ export class NatsBackplane extends BrokerBackplane {
 
   protected async brokerSubscribe(key: string): Promise<void> {
     const nc = this.conn();
-    if (!this.connected) throw new Error('NATS is disconnected');
+    this.requireLink('subscribing');
     const sub = nc.subscribe(key, {
       callback: (err, msg) => {
         if (err !== null) return this.error(err);
@@ -362,6 +369,7 @@ export class NatsBackplane extends BrokerBackplane {
 
   /** The subject's last stored message, decoded, or null when the stream holds none. */
   private async readLast(subject: string): Promise<{ state: LastState; held: ReturnType<typeof decodeMessage> } | null> {
+    this.requireLink('reading a stream');
     const jsm = await this.conn().jetstreamManager({ timeout: this.opts.timeout });
     let sm: import('nats').StoredMsg;
     try {
@@ -394,7 +402,7 @@ export class NatsBackplane extends BrokerBackplane {
 
   private async publishNow(tenant: string, topic: string, type: string, data: string, from: string | undefined): Promise<PublishedMessage> {
     const nc = this.conn();
-    if (!this.connected) throw new Error('NATS is disconnected: the message was not published');
+    this.requireLink('publishing (the message was not published)');
     const js = nc.jetstream({ timeout: this.opts.timeout });
     const subject = this.subject('s', tenant, topic);
     let state: LastState | null = this.last.get(`${tenant}\0${topic}`) ?? null;
@@ -473,6 +481,7 @@ export class NatsBackplane extends BrokerBackplane {
   }
 
   protected async tenantOffset(_tenant: string): Promise<TenantOffset> {
+    this.requireLink('reading the tenant offset');
     // The tenant offset is the stream sequence (shared by all tenants: monotonic per tenant, not contiguous); its
     // epoch is the stream's creation time in ms, base 36 (a stream lost and created again restarts its sequence).
     const jsm = await this.conn().jetstreamManager({ timeout: this.opts.timeout });
@@ -482,39 +491,21 @@ export class NatsBackplane extends BrokerBackplane {
   }
 
   protected async sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void> {
-    if (!this.connected) throw new Error('NATS is disconnected: the message reached this node only');
+    this.requireLink('sending to other nodes (the message reached this node only)');
     const subject = to === 'all' ? `${this.opts.prefix}.a` : 'node' in to ? `${this.opts.prefix}.n.${to.node}` : `${this.opts.prefix}.u.${b64(to.user)}`;
     this.conn().publish(subject, this.enc.encode(encodeControl(this.nodeId, message)));
   }
 
   // ---- users and presence ------------------------------------------------------------------------------------
 
-  /**
-   * Compare-and-set update of a KV entry holding a JSON value; `change` returns the new value (null: delete; the
-   * value it was given: no change, nothing written).
-   */
-  private async casUpdate<T>(kv: KV, key: string, empty: T, change: (v: T) => T | null): Promise<T | null> {
-    for (let attempt = 0; attempt < 32; attempt++) {
-      const e = await kv.get(key);
-      const exists = e !== null && e.operation === 'PUT';
-      const current: T = exists ? (JSON.parse(this.dec.decode(e!.value)) as T) : empty;
-      const next = change(current);
-      if (next === current) return next; // unchanged: nothing to write
-      try {
-        if (next === null) {
-          if (exists) await kv.delete(key, { previousSeq: e!.revision });
-        } else if (e === null) await kv.create(key, this.enc.encode(JSON.stringify(next)));
-        else if (!exists) await kv.create(key, this.enc.encode(JSON.stringify(next)));
-        else await kv.update(key, this.enc.encode(JSON.stringify(next)), e.revision);
-        return next;
-      } catch (error) {
-        if (!isWrongLastSequence(error) && !String((error as Error).message).includes('exists')) throw error;
-      }
-    }
-    throw new Error('too many concurrent updates, try again');
+  /** {@link casUpdate} of nats-kv.ts, refused at once while NATS is unreachable. */
+  private casUpdate<T>(kv: KV, key: string, empty: T, change: (v: T) => T | null): Promise<T | null> {
+    this.requireLink('updating users or presence');
+    return casUpdate(kv, key, empty, change);
   }
 
   async registerConnection(user: string, connectionId: string): Promise<string[]> {
+    this.requireLink('registering a connection');
     const u = this.userSubs.get(user);
     if (u !== undefined) u.n++;
     else {
@@ -586,6 +577,7 @@ export class NatsBackplane extends BrokerBackplane {
   }
 
   async presence(tenant: string, topic: string): Promise<PresenceSnapshot> {
+    this.requireLink('reading presence');
     const e = await withTimeout(this.kv(this.presenceKv).get(`${b64(tenant)}.${b64(topic)}`), this.opts.timeout, 'reading presence');
     const users: Record<string, number> = Object.create(null) as Record<string, number>;
     let connections = 0;
@@ -598,34 +590,6 @@ export class NatsBackplane extends BrokerBackplane {
     }
     return { tenant, topic, users, connections };
   }
-}
-
-/** Every key of a KV bucket. */
-async function collect(kv: KV): Promise<string[]> {
-  const out: string[] = [];
-  for await (const k of await kv.keys()) out.push(k);
-  return out;
-}
-
-/** The direct-get API: present on the manager nats.js returns, though its interface does not declare it. */
-interface DirectGet {
-  getMessage(stream: string, query: { last_by_subj: string } | { seq: number; next_by_subj: string }): Promise<import('nats').StoredMsg>;
-}
-
-function direct(jsm: import('nats').JetStreamManager): DirectGet {
-  const d = (jsm as unknown as { direct?: DirectGet }).direct;
-  if (d === undefined) throw new Error('this nats client has no direct-get API (nats 2.29 has it)');
-  return d;
-}
-
-function isNotFound(error: unknown): boolean {
-  const e = error as { code?: string | number; api_error?: { code?: number }; message?: string };
-  return e?.api_error?.code === 404 || e?.code === '404' || e?.code === 404 || /not found/i.test(String(e?.message));
-}
-
-function isWrongLastSequence(error: unknown): boolean {
-  const e = error as { api_error?: { err_code?: number }; message?: string };
-  return e?.api_error?.err_code === 10071 || /wrong last sequence/.test(String(e?.message));
 }
 
 /** Creates a {@link NatsBackplane} from a URL (`nats://127.0.0.1:4222`) or your `nats` connection. */

@@ -50,6 +50,8 @@ export { GAP_UNKNOWN_END } from './resume-rules.js';
  */
 export interface RedisClientLike {
   readonly isOpen: boolean;
+  /** Connected and ready for commands (node-redis); when absent, `isOpen` is taken instead. */
+  readonly isReady?: boolean;
   connect(): Promise<unknown>;
   duplicate(overrides?: Record<string, unknown>): RedisClientLike;
   sendCommand<T = unknown>(args: ReadonlyArray<string>): Promise<T>;
@@ -239,9 +241,12 @@ export class RedisBackplane extends BrokerBackplane {
   };
   private readonly onControl = (raw: string): void => {
     const c = decodeControl(raw);
-    if (c !== null && c.from !== this.nodeId) this.control(c.message);
+    if (c !== null && c.from !== this.nodeId) this.control(c.message, c.from);
   };
   private everReady = false;
+  /** Whether the listeners are on `pub` (your client survives failed attach attempts: added once). */
+  private pubWatched = false;
+  private readonly onLink = (error?: unknown): void => this.linkChanged(error);
 
   constructor(options: RedisBackplaneOptions) {
     super(options);
@@ -281,6 +286,12 @@ export class RedisBackplane extends BrokerBackplane {
     return `${this.opts.prefix}:u:${user}`;
   }
 
+  /** Both connections (commands and subscriptions) are ready, per node-redis. */
+  get reachable(): boolean {
+    const ready = (c: RedisClientLike | null): boolean => c !== null && (c.isReady ?? c.isOpen);
+    return !this.closed && ready(this.pub) && ready(this.sub);
+  }
+
   protected async start(): Promise<void> {
     if (this.pub === null) {
       let mod: { createClient(options: Record<string, unknown>): RedisClientLike };
@@ -292,12 +303,24 @@ export class RedisBackplane extends BrokerBackplane {
       this.pub = mod.createClient({ url: this.url, disableOfflineQueue: true });
     }
     const pub = this.pub;
-    pub.on('error', (e: Error) => this.error(e));
+    if (!this.pubWatched) {
+      this.pubWatched = true;
+      pub.on('error', (e: Error) => {
+        this.error(e);
+        this.onLink(e);
+      });
+      for (const event of ['ready', 'end', 'reconnecting']) pub.on(event, () => this.onLink());
+    }
     if (!pub.isOpen) await withTimeout(pub.connect(), this.opts.timeout, 'connecting to Redis');
     const sub = pub.duplicate({ disableOfflineQueue: true });
     this.sub = sub;
-    sub.on('error', (e: Error) => this.error(e));
+    sub.on('error', (e: Error) => {
+      this.error(e);
+      this.onLink(e);
+    });
+    for (const event of ['end', 'reconnecting']) sub.on(event, () => this.onLink());
     sub.on('ready', () => {
+      this.onLink();
       if (!this.everReady) {
         this.everReady = true;
         return;
@@ -339,8 +362,14 @@ export class RedisBackplane extends BrokerBackplane {
       // sweep removes whatever it still had registered.
       await withTimeout(pub.sendCommand(['ZADD', this.nodesKey, '0', this.nodeId]), this.opts.timeout, 'leaving').catch(() => {});
     }
+    this.everReady = false;
     await closeClient(sub);
-    if (this.ownsPub) await closeClient(pub);
+    if (this.ownsPub) {
+      // A new client for the next attach attempt (a failed one may still be reconnecting: it is closed here).
+      this.pub = null;
+      this.pubWatched = false;
+      await closeClient(pub);
+    }
   }
 
   private async beat(): Promise<void> {
@@ -463,9 +492,10 @@ export class RedisBackplane extends BrokerBackplane {
     return { offset: Number(offset ?? 0), epoch: String(epoch) };
   }
 
-  protected async sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<void> {
+  /** Resolves with the number of subscriber connections that received it (Redis's `PUBLISH` answer). */
+  protected async sendControl(to: { node: string } | { user: string } | 'all', message: ControlMessage): Promise<number> {
     const channel = to === 'all' ? `${this.opts.prefix}:a` : 'node' in to ? `${this.opts.prefix}:n:${to.node}` : this.userChannel(to.user);
-    await this.pub!.sendCommand(['PUBLISH', channel, encodeControl(this.nodeId, message)]);
+    return Number(await this.pub!.sendCommand(['PUBLISH', channel, encodeControl(this.nodeId, message)]));
   }
 
   async registerConnection(user: string, connectionId: string): Promise<string[]> {

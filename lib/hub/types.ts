@@ -5,6 +5,7 @@
  * @module
  */
 import type { IncomingUpgrade } from '../transport/server.js';
+import type { HubHealth } from './attach.js';
 import type { PresenceEvent } from './backplane.js';
 import type { HubClient } from './client.js';
 import type { HistogramSnapshot } from './histogram.js';
@@ -166,6 +167,14 @@ export interface HubEvents {
    * skipped (emitted on the first drop after it last caught up, not per message). For logs and alerts.
    */
   slowConsumer: (client: HubClient, info: SlowConsumerInfo) => void;
-  /** An application handler failed, or the backplane rejected. Never emitted without a listener. */
+  /**
+   * An application handler failed, or the backplane rejected (every failed attach attempt too, with the delay
+   * before the next). Never emitted without a listener.
+   */
   error: (error: Error) => void;
+  /**
+   * `hub.health().backplane` changed: `'up'` once attached (also after failed attempts) or when the broker is back,
+   * `'down'` when an attach attempt failed or the adapter reported its broker unreachable. For logs and readiness.
+   */
+  backplane: (health: HubHealth) => void;
 }

@@ -184,6 +184,8 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     if (code === 4401) log('info', 'auth_closed', { connection: client.id, code });
   });
   hub.on('error', (error) => log('error', 'hub_error', { error: error.message }));
+  // Attach retries and broker outages: each failed attempt is a hub_error above; this says when the state changes.
+  hub.on('backplane', (h) => log(h.backplane === 'up' ? 'info' : 'warn', 'backplane', { state: h.backplane, attempts: h.attempts, error: h.error ?? undefined }));
   // Drops (policy `drop`) are summarised every 10 s rather than logged per message.
   const processMetrics = new ProcessMetrics();
   const dropTimer = setInterval(() => {

@@ -1,6 +1,7 @@
 /**
  * The hub service: one `node:http` server carrying the WebSocket endpoints (`/` and `/ws`), the demo page (`GET /`),
- * the HTTP API (`/api/*`, with the API key), `GET /health` and `GET /metrics`.
+ * the HTTP API (`/api/*`, with the API key), `GET /health` (503 while shutting down, or while the hub's backplane
+ * is not up: see `Hub.health`) and `GET /metrics`.
  *
  * @module
  */
@@ -86,7 +87,10 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     const method = req.method ?? 'GET';
     if (path === '/health') {
       if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', 'use GET /health');
-      sendJson(res, closing ? 503 : 200, { status: closing ? 'shutting_down' : 'ok', uptime_ms: Date.now() - started, connections: hub.connections() });
+      // 503 while the backplane is not up (attaching, or its broker unreachable): this hub cannot serve then.
+      const backplane = hub.hub.health().backplane;
+      const status = closing ? 'shutting_down' : backplane !== 'up' ? 'unavailable' : 'ok';
+      sendJson(res, status === 'ok' ? 200 : 503, { status, uptime_ms: Date.now() - started, connections: hub.connections(), backplane });
       return;
     }
     if (path === '/metrics') {

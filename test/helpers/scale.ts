@@ -202,10 +202,11 @@ export class OwnBroker {
   monitorPort = 0;
   private constructor(readonly kind: 'redis' | 'nats', readonly port: number) {}
 
-  static async create(kind: 'redis' | 'nats'): Promise<OwnBroker> {
+  /** A server on a spare port, started unless `start: false` (then only its port is chosen: start it later). */
+  static async create(kind: 'redis' | 'nats', options: { start?: boolean } = {}): Promise<OwnBroker> {
     const b = new OwnBroker(kind, await freePort());
     if (kind === 'nats') b.monitorPort = await freePort();
-    await b.start();
+    if (options.start !== false) await b.start();
     return b;
   }
 
