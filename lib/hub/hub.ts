@@ -26,8 +26,8 @@ import { checkType, HubClient, HubError, STATE_CLOSED, STATE_OPEN } from './clie
 import { Delivery, type DirectFrames } from './delivery.js';
 import { createSink } from './sink.js';
 import type { PatternSince, StreamPosition } from './history.js';
-import { createJwtVerifier, type JwtVerifyOptions, jwtResolver } from './jwt.js';
-import { Permissions } from './permissions.js';
+import { jwtResolver } from './jwt.js';
+import { Permissions, subscriptionTokenVerifier } from './permissions.js';
 import { checkCloseCode, type HubHeartbeatOptions, type HubOptions, type HubRefusal, type ResolvedLimits, resolveHeartbeat, resolveLimits } from './options.js';
 import { parseRequest, serializeData } from './protocol.js';
 import { takeToken } from './rate.js';
@@ -293,39 +293,13 @@ export class Hub extends EventEmitter {
     const tenant = options.tenant ?? 'default';
     checkTenantName(tenant);
     const name = pattern ? normalizePattern(topic) : topic;
-    const since = await this.historySince(tenant, name, pattern, options.since);
+    const since = await this.requests.historySince(tenant, name, pattern, options.since);
     try {
       return await this.requests.page(tenant, name, since, options.limit, options.cursor);
     } catch (error) {
       if (error instanceof HubError) throw new RangeError(error.message);
       throw error;
     }
-  }
-
-  private async historySince(tenant: string, name: string, pattern: boolean, since: StreamPosition | PatternSince | number | undefined): Promise<StreamPosition | PatternSince | undefined> {
-    if (since === undefined) return undefined;
-    if (typeof since === 'number') {
-      if (!Number.isInteger(since) || since < 0) throw new RangeError(`since must be a non-negative integer ${pattern ? 'tenant offset' : 'sequence number'}, got ${String(since)}`);
-      if (pattern) return { offset: since };
-      await this.attached;
-      const now = await this.backplane.resume(tenant, name, null);
-      return { epoch: now.position?.epoch ?? '', seq: since };
-    }
-    if (pattern) {
-      let checked: PatternSince;
-      try {
-        checked = this.requests.checkPatternSince(since);
-      } catch (error) {
-        throw new TypeError(`since for a pattern must be a tenant offset or { positions?, offset?, offsetEpoch? }: ${(error as Error).message}`);
-      }
-      if (checked.offset === undefined && checked.positions === undefined) throw new TypeError('since for a pattern needs positions or an offset');
-      return checked;
-    }
-    const position = since as Partial<StreamPosition> | null;
-    if (typeof position !== 'object' || position === null || typeof position.epoch !== 'string' || !Number.isInteger(position.seq) || position.seq! < 0) {
-      throw new TypeError('since for a topic must be a sequence number or { epoch: string, seq: non-negative integer }');
-    }
-    return { epoch: position.epoch, seq: position.seq! };
   }
 
   /** Issues a one-time ticket for `?ticket=` (single use, `ttl` ms, default `ticketTtl`). */
@@ -516,23 +490,9 @@ export class Hub extends EventEmitter {
     this.byType[kind] = (this.byType[kind] ?? 0) + 1;
   }
 
-  /**
-   * Open, authenticated connections by tenant they may use (a principal with a `tenants` list counts under each;
-   * one without it, which may use any tenant, under `*`), at most `max` tenants (the largest; the rest summed
-   * under `other`). Walks the connections: for metrics scrapes, not hot paths.
-   */
+  /** Open connections by tenant, for metrics: see {@link Registry.connectionsByTenant}. */
   connectionsByTenant(max = 50): Record<string, number> {
-    const counts = new Map<string, number>();
-    for (const client of this.registry.open()) {
-      const tenants = client.principal?.tenants;
-      if (tenants === undefined) counts.set('*', (counts.get('*') ?? 0) + 1);
-      else for (const t of tenants) counts.set(t, (counts.get(t) ?? 0) + 1);
-    }
-    const sorted = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
-    const out: Record<string, number> = Object.create(null) as Record<string, number>;
-    for (const [tenant, n] of sorted.slice(0, max)) out[tenant] = n;
-    if (sorted.length > max) out.other = sorted.slice(max).reduce((sum, [, n]) => sum + n, 0);
-    return out;
+    return this.registry.connectionsByTenant(max);
   }
 
   /** @internal {@link Admission} and {@link Requests} call these. */
@@ -644,21 +604,6 @@ function envelope(message: OutgoingMessage): HubEnvelope {
 function checkTenantName(tenant: unknown): asserts tenant is string {
   const problem = tenantProblem(tenant);
   if (problem !== null) throw new TypeError(problem);
-}
-
-/** Subscription tokens as JWTs signed like the connection tokens: `sub` the user, `topic` (or `channel`) the topic. */
-function subscriptionTokenVerifier(options: JwtVerifyOptions): (token: string) => { user: string; topic: string } | null {
-  const verify = createJwtVerifier(options);
-  return (token) => {
-    let payload: Record<string, unknown>;
-    try {
-      payload = verify(token) as Record<string, unknown>;
-    } catch {
-      return null; // a bad signature, an expired token, a wrong algorithm: refused like any other
-    }
-    const topic = payload.topic ?? payload.channel;
-    return typeof payload.sub === 'string' && typeof topic === 'string' ? { user: payload.sub, topic } : null;
-  };
 }
 
 /** Creates a hub. Attach it with `hub.handleUpgrade` or start it with `await hub.listen(port)`. */

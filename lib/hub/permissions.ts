@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { createJwtVerifier, type JwtVerifyOptions } from './jwt.js';
 import { isPattern } from './topics.js';
 
 /** Who may do an action (see the module documentation). */
@@ -253,3 +254,19 @@ export function overlaps(a: readonly string[], b: readonly string[]): boolean {
   };
   return go(0, 0);
 }
+
+/** Subscription tokens as JWTs signed like the connection tokens: `sub` the user, `topic` (or `channel`) the topic. */
+export function subscriptionTokenVerifier(options: JwtVerifyOptions): (token: string) => { user: string; topic: string } | null {
+  const verify = createJwtVerifier(options);
+  return (token) => {
+    let payload: Record<string, unknown>;
+    try {
+      payload = verify(token) as Record<string, unknown>;
+    } catch {
+      return null; // a bad signature, an expired token, a wrong algorithm: refused like any other
+    }
+    const topic = payload.topic ?? payload.channel;
+    return typeof payload.sub === 'string' && typeof topic === 'string' ? { user: payload.sub, topic } : null;
+  };
+}
+

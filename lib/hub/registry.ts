@@ -129,6 +129,25 @@ export class Registry {
     }
   }
 
+  /**
+   * Open, authenticated connections by tenant they may use (a principal with a `tenants` list counts under each;
+   * one without it, which may use any tenant, under `*`), at most `max` tenants (the largest; the rest summed
+   * under `other`). Walks the connections: for metrics scrapes, not hot paths.
+   */
+  connectionsByTenant(max = 50): Record<string, number> {
+    const counts = new Map<string, number>();
+    for (const client of this.open()) {
+      const tenants = client.principal?.tenants;
+      if (tenants === undefined) counts.set('*', (counts.get('*') ?? 0) + 1);
+      else for (const t of tenants) counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+    const sorted = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const out: Record<string, number> = Object.create(null) as Record<string, number>;
+    for (const [tenant, n] of sorted.slice(0, max)) out[tenant] = n;
+    if (sorted.length > max) out.other = sorted.slice(max).reduce((sum, [, n]) => sum + n, 0);
+    return out;
+  }
+
   /** Appends the subscription sets whose pattern matches `topic` in `tenant` (live sets: use them at once). */
   match(tenant: string, topic: string, out: Array<ReadonlySet<Subscription>>): void {
     this.tries.get(tenant)?.collect(topic, out);

@@ -359,6 +359,36 @@ export class Requests {
     );
   }
 
+  /**
+   * The `since` of `hub.history` (the application's call: a TypeError or RangeError for a bad one) as a page's
+   * start: a bare number is a sequence number of the topic's current epoch, or a tenant offset for a pattern.
+   */
+  async historySince(tenant: string, name: string, pattern: boolean, since: StreamPosition | PatternSince | number | undefined): Promise<StreamPosition | PatternSince | undefined> {
+    if (since === undefined) return undefined;
+    if (typeof since === 'number') {
+      if (!Number.isInteger(since) || since < 0) throw new RangeError(`since must be a non-negative integer ${pattern ? 'tenant offset' : 'sequence number'}, got ${String(since)}`);
+      if (pattern) return { offset: since };
+      await this.host.attached;
+      const now = await this.host.backplane.resume(tenant, name, null);
+      return { epoch: now.position?.epoch ?? '', seq: since };
+    }
+    if (pattern) {
+      let checked: PatternSince;
+      try {
+        checked = this.checkPatternSince(since);
+      } catch (error) {
+        throw new TypeError(`since for a pattern must be a tenant offset or { positions?, offset?, offsetEpoch? }: ${(error as Error).message}`);
+      }
+      if (checked.offset === undefined && checked.positions === undefined) throw new TypeError('since for a pattern needs positions or an offset');
+      return checked;
+    }
+    const position = since as Partial<StreamPosition> | null;
+    if (typeof position !== 'object' || position === null || typeof position.epoch !== 'string' || !Number.isInteger(position.seq) || position.seq! < 0) {
+      throw new TypeError('since for a topic must be a sequence number or { epoch: string, seq: non-negative integer }');
+    }
+    return { epoch: position.epoch, seq: position.seq! };
+  }
+
   // ─── Subscriptions ────────────────────────────────────────────────────────────────────────────────────────
 
   /**
