@@ -358,7 +358,8 @@ export class Delivery {
   }
 
   private poll(): void {
-    // A snapshot: a client that stalls again while resumed is checked on the next tick, not again now.
+    // Over a copy: a replay resumed here may stall again at once (its next frame does not fit yet), which deletes
+    // and re-adds its client; iterating the Set itself would visit it again, forever.
     for (const client of [...this.stalled]) {
       if (client.state === STATE_CLOSED) {
         this.release(client);
