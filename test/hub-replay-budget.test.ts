@@ -334,18 +334,15 @@ t.test('a replay that stalls again as soon as the poll resumes it waits for the 
   t.equal(result.replayed, true, 'once the client reads, the message is replayed');
 });
 
-// ─── Known bugs (reported; their assertions are tap `todo` until fixed) ────────────────────────────────────────
+// ─── Found by these tests, fixed ────────────────────────────────────────────────────────────────────────────
 //
-// A paced replay keeps the connection's unsent data within one frame of `maxBufferedBytes`, and every other write
-// is then checked against that same budget. So a client that reads quickly (~20 MB/s here: 5 ms out of every
-// 50–100 ms) is closed as a slow consumer (1008) (B1) by a 10 KB live message of another subscription arriving
-// while its replay runs, and (B2) at the end of its own replay, when the live messages kept during it (within the
-// budget, as documented) are sent through `Delivery.topic` with the strict check while the replay's tail still
-// fills the buffer. Each test tries up to 3 times, stopping at the first disconnect; at a247976, B1 hit 3 runs of 3
-// and B2 between 1 of 3 and 8 of 10 (so each test almost always shows its bug).
-
-const B1 = 'bug B1: the paced replay fills the budget; live messages of other subscriptions find no room';
-const B2 = 'bug B2: goLive sends the kept messages through the strict budget check while the replay tail fills the buffer';
+// Once, a paced replay kept the connection's unsent data within one frame of `maxBufferedBytes` and every other write
+// was checked against that same budget: a client that reads quickly (~20 MB/s here: 5 ms out of every 50–100 ms)
+// was closed as a slow consumer (1008) (B1) by a 10 KB live message of another subscription arriving while its
+// replay ran, and (B2) at the end of its own replay, when the live messages kept during it were sent at once with
+// the strict check while the replay's tail still filled the buffer. Now a replay writes within half the budget and
+// the kept messages follow as further paced rounds. Each test tries up to 3 times, stopping at the first
+// disconnect; before the fix, B1 hit 3 runs of 3 and B2 between 1 of 3 and 8 of 10.
 
 /** Reads for `readMs` out of every `everyMs` (a client that keeps up, in bursts). */
 function burstyReader(client: { startReading(): void; stopReading(): void }, readMs: number, everyMs: number): () => void {
@@ -383,7 +380,7 @@ t.test('B1: a live message of another subscription during a replay does not clos
     client.destroy();
     await hub.close({ timeout: 100 });
     if (disconnects > 0 || attempt === 3) {
-      t.equal(disconnects, 0, `attempt ${attempt}: not closed as a slow consumer (${chat} chat messages of 10 KB; ${replayed} of ${history.length} replayed)`, { todo: B1 });
+      t.equal(disconnects, 0, `attempt ${attempt}: not closed as a slow consumer (${chat} chat messages of 10 KB; ${replayed} of ${history.length} replayed)`);
       break;
     }
   }
@@ -415,7 +412,7 @@ t.test('B2: live messages kept during a replay (within the budget) do not close 
     await hub.close({ timeout: 100 });
     if (!keptWithoutPolicy || disconnects > 0 || attempt === 3) {
       t.ok(keptWithoutPolicy, `attempt ${attempt}: the live messages were kept without applying the policy`);
-      t.equal(disconnects, 0, `attempt ${attempt}: not closed as a slow consumer (${got} of ${history.length + 15} received)`, { todo: B2 });
+      t.equal(disconnects, 0, `attempt ${attempt}: not closed as a slow consumer (${got} of ${history.length + 15} received)`);
       break;
     }
   }

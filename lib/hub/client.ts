@@ -66,10 +66,10 @@ export interface ClientOwner {
 /** @internal A resume replay in progress (see `Delivery.replay`). */
 export interface Replay {
   readonly sub: Subscription;
-  readonly messages: readonly PublishedMessage[];
+  /** Messages and gap reports, in the order they are written. */
+  readonly entries: ReadonlyArray<PublishedMessage | Gap>;
   index: number;
-  readonly gaps: readonly Gap[];
-  /** Called once every message and gap was written (not when cancelled). */
+  /** Called once every entry was written (not when cancelled). */
   readonly done: () => void;
 }
 

@@ -10,9 +10,11 @@
  * - **replies** (acks, errors, pongs, presence events, gap reports, `history` answers, pings) may use 64 KiB beyond
  *   the budget (so a connection being dropped for still gets its acks); past that the connection is closed with
  *   1008 under either policy, since a reply cannot be skipped without leaving the client waiting;
- * - **replays** of a resume are paced: written while the connection has room, continued on `drain` (with a 100 ms
- *   check as a backstop), never queued whole. While a subscription replays, its live messages wait in its buffer,
- *   which is bounded by the same budget (then the policy applies).
+ * - **replays** of a resume are paced: written while the connection's unsent data stays within half the budget
+ *   (the other half is left to its live traffic and replies), continued on `drain` (with a 100 ms check as a
+ *   backstop), never queued whole. While a subscription replays, its live messages wait in its buffer, which is
+ *   bounded by the budget (then the policy applies); when the replay ends, what waited is written the same paced
+ *   way, round after round, until nothing waits and the subscription goes live.
  *
  * @module
  */
@@ -73,6 +75,8 @@ export class Delivery {
   /** Replays in progress, over all connections. */
   replaying = 0;
   private readonly max: number;
+  /** Unsent bytes up to which a replay writes: half the budget. */
+  private readonly replayShare: number;
   private readonly drop: boolean;
   private readonly policy: SlowConsumerPolicy;
   private readonly compress: boolean;
@@ -88,6 +92,7 @@ export class Delivery {
 
   constructor(options: { maxBufferedBytes: number; slowConsumer: SlowConsumerPolicy; compress: boolean }, host: DeliveryHost) {
     this.max = options.maxBufferedBytes;
+    this.replayShare = options.maxBufferedBytes / 2;
     this.policy = options.slowConsumer;
     this.drop = options.slowConsumer === 'drop';
     this.compress = options.compress;
@@ -238,23 +243,6 @@ export class Delivery {
     sub.bufferBytes += size;
   }
 
-  /** One topic message to one subscription (messages kept while it was set up). */
-  topic(sub: Subscription, m: PublishedMessage): void {
-    const client = sub.client;
-    if (client.state !== STATE_OPEN || (sub.filter !== null && !sub.filter(m.topic))) return;
-    const frame = prepare(encodeTopicMessage(sub.dialect, m), { compress: this.compress });
-    if (client.connection.bufferedAmount + frameSize(frame) > this.max) {
-      if (this.drop) this.recordDrop(client, sub.dialect, m);
-      else this.disconnect(client);
-      return;
-    }
-    if (client.gaps !== null) this.flushGaps(client);
-    client.connection.sendPrepared(frame);
-    this.counters.messagesOut++;
-    this.counters.bytesOut += frameSize(frame);
-    this.counters.deliveries++;
-  }
-
   // ─── Direct messages ──────────────────────────────────────────────────────────────────────────────────────
 
   /** A message without a sequence number for one client (user, connection, broadcast, `client.send`). */
@@ -279,13 +267,13 @@ export class Delivery {
   // ─── Replays ──────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * Replays a resume to `sub`'s connection, paced by its drain: the messages in order, then `gaps`, then `done`
-   * (which delivers what arrived live meanwhile). Replays of one connection run one after the other. A replay of
-   * a subscription cancelled meanwhile stops (without `done`).
+   * Replays entries (messages and gap reports, in order) to `sub`'s connection, paced by its drain, then calls
+   * `done` (which may start the next round: what arrived live meanwhile). Replays of one connection run one after
+   * the other. A replay of a subscription cancelled meanwhile stops (without `done`).
    */
-  replay(sub: Subscription, messages: readonly PublishedMessage[], gaps: readonly Gap[], done: () => void): void {
+  replay(sub: Subscription, entries: ReadonlyArray<PublishedMessage | Gap>, done: () => void): void {
     const client = sub.client;
-    const r: Replay = { sub, messages, index: 0, gaps, done };
+    const r: Replay = { sub, entries, index: 0, done };
     this.replaying++;
     if (client.replays !== null) {
       client.replays.push(r);
@@ -308,19 +296,24 @@ export class Delivery {
       const r = list[0];
       if (!r.sub.cancelled) {
         const c = client.connection;
-        const max = this.max;
-        while (r.index < r.messages.length) {
-          const frame = prepare(encodeTopicMessage(r.sub.dialect, r.messages[r.index]));
+        const share = this.replayShare;
+        while (r.index < r.entries.length) {
+          const entry = r.entries[r.index];
+          if (isGap(entry)) {
+            this.gap(client, r.sub.dialect, entry);
+            r.index++;
+            continue;
+          }
+          const frame = prepare(encodeTopicMessage(r.sub.dialect, entry));
           const buffered = c.bufferedAmount;
           const size = frameSize(frame);
-          if (buffered > 0 && buffered + size > max) return this.stall(client);
+          if (buffered > 0 && buffered + size > share) return this.stall(client);
           c.sendPrepared(frame);
           this.counters.messagesOut++;
           this.counters.bytesOut += size;
           this.counters.deliveries++;
           r.index++;
         }
-        for (const g of r.gaps) this.gap(client, r.sub.dialect, g);
       }
       list.shift();
       this.replaying--;
@@ -365,7 +358,7 @@ export class Delivery {
         this.release(client);
         continue;
       }
-      if (client.connection.bufferedAmount <= this.max / 2) this.resume(client);
+      if (client.connection.bufferedAmount <= this.replayShare / 2) this.resume(client);
     }
     if (this.stalled.size === 0 && this.stallTimer !== null) {
       clearInterval(this.stallTimer);

@@ -11,7 +11,7 @@
 import type { Backplane, ResumeAnswer } from './backplane.js';
 import { type HubClient, HubError, STATE_CLOSED, STATE_OPEN, type Subscription } from './client.js';
 import { type Delivery, isGap } from './delivery.js';
-import type { PatternSince, StreamPosition } from './history.js';
+import type { Gap, PatternSince, PublishedMessage, StreamPosition } from './history.js';
 import type { AuthorizeDecision, HubOptions, ResolvedLimits } from './options.js';
 import { type Dialect, encodeAck, encodeError, encodeHistory, type ErrorCode, type HubRequest, type RequestId, serializeData } from './protocol.js';
 import type { Action, Permissions } from './permissions.js';
@@ -457,32 +457,44 @@ export class Requests {
     const last = new Map<string, number>();
     if (!pattern && answer.position !== undefined) last.set(topic, answer.position.seq);
     for (const m of answer.messages) last.set(m.topic, m.seq);
-    delivery.replay(sub, replay, gaps, () => this.goLive(sub, answer, last));
+    delivery.replay(sub, gaps.length === 0 ? replay : [...replay, ...gaps], () => this.goLive(sub, answer, last));
     return result;
   }
 
-  /** After the replay: the messages that arrived live meanwhile (newer than the replay only), then live delivery. */
+  /**
+   * After a replay round: what arrived live meanwhile (only what is newer than what the client has), written as
+   * one more paced round while newer messages keep waiting; once a round finds nothing waiting, live delivery.
+   */
   private goLive(sub: Subscription, answer: ResumeAnswer, last: Map<string, number>): void {
     const { delivery, backplane } = this.host;
     const client = sub.client;
-    const buffered = sub.buffer!;
-    sub.buffer = null;
-    sub.bufferBytes = 0;
-    for (const m of buffered) {
+    const kept = sub.buffer!;
+    const next: Array<PublishedMessage | Gap> = [];
+    for (const m of kept) {
       if (isGap(m)) {
         // A loss the backplane reported while this subscription was being set up: sent unless the client's
         // starting point (the ack's position, or what was replayed) is already past it.
         const position = answer.position;
         const before = sub.pattern ? (last.get(m.topic) ?? 0) >= m.to : position === undefined || m.epoch !== position.epoch || m.to <= position.seq;
-        if (!before && !coveredElsewhere(sub, m)) delivery.gap(client, sub.dialect, m);
+        if (!before && !coveredElsewhere(sub, m)) next.push(m);
         continue;
       }
       if (sub.pattern && m.offset <= answer.offset && !last.has(m.topic)) continue;
       const seen = last.get(m.topic);
       if (seen !== undefined && m.seq <= seen && (sub.pattern || m.epoch === answer.position?.epoch)) continue;
       if (coveredElsewhere(sub, m)) continue;
-      delivery.topic(sub, m);
+      last.set(m.topic, m.seq);
+      next.push(m);
     }
+    if (next.length > 0) {
+      // Another paced round; the subscription keeps waiting (and keeping what arrives) until one comes up empty.
+      sub.buffer = [];
+      sub.bufferBytes = 0;
+      delivery.replay(sub, next, () => this.goLive(sub, answer, last));
+      return;
+    }
+    sub.buffer = null;
+    sub.bufferBytes = 0;
     sub.joined = backplane.presenceJoin(sub.tenant, sub.topic, client.user, client.id).catch((e: Error) => this.host.report(e));
   }
 }
