@@ -45,8 +45,6 @@ export interface Subscription {
    * may reach it. Null for every other subscription.
    */
   filter: ((topic: string) => boolean) | null;
-  /** The backplane's `presenceJoin` for this subscription, once live: a leave waits for it (never overtakes it). */
-  joined: Promise<unknown> | null;
   /** Whether the subscription was cancelled while being set up. */
   cancelled: boolean;
 }
@@ -128,6 +126,11 @@ export class HubClient<Data = unknown> {
   replays: Replay[] | null = null;
   /** @internal whether a `drain` listener is armed (replays to continue, gaps to flush). */
   drainArmed = false;
+  /**
+   * @internal the connection's presence calls to the backplane (joins and leaves), one after the other: a leave
+   * never overtakes its join, nor a new join the leave before it. Null when none is pending.
+   */
+  presence: Promise<void> | null = null;
   /** @internal whether messages were dropped for it since it last caught up (policy `drop`). */
   dropping = false;
 

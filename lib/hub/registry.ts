@@ -122,11 +122,21 @@ export class Registry {
       void (interest.ready ?? Promise.resolve()).then(() => this.backplane.unsubscribe(tenant, topic)).catch(this.report);
     }
     if (sub.buffer === null) {
-      // After the join has settled: a leave that overtook it would leave a stale entry behind.
       const { tenant, topic } = sub;
-      void (sub.joined ?? Promise.resolve()).then(() => this.backplane.presenceLeave(tenant, topic, client.user, client.id)).catch(this.report);
-      sub.joined = null;
+      this.presenceCall(client, () => this.backplane.presenceLeave(tenant, topic, client.user, client.id));
     }
+  }
+
+  /**
+   * Runs a presence call of a connection after its earlier ones have settled: a leave that overtook its join (or a
+   * join the leave before it) would leave the backplane's presence wrong.
+   */
+  presenceCall(client: HubClient, call: () => Promise<void>): void {
+    const run = (client.presence ?? Promise.resolve()).then(call).catch(this.report);
+    client.presence = run;
+    void run.then(() => {
+      if (client.presence === run) client.presence = null;
+    });
   }
 
   /**

@@ -427,7 +427,7 @@ export class Requests {
     }
     if (existing !== undefined) registry.remove(existing);
     if ((client.subs?.length ?? 0) >= limits.maxSubscriptions) throw new HubError('subscription_failed', `subscription limit reached (${limits.maxSubscriptions} per connection)`);
-    const sub: Subscription = { client, connection: client.connection, tenant, topic, key: subKey(tenant, topic), dialect, pattern, presence, buffer: [], bufferBytes: 0, filter, joined: null, cancelled: false };
+    const sub: Subscription = { client, connection: client.connection, tenant, topic, key: subKey(tenant, topic), dialect, pattern, presence, buffer: [], bufferBytes: 0, filter, cancelled: false };
     let answer: ResumeAnswer;
     try {
       await registry.add(sub);
@@ -495,7 +495,8 @@ export class Requests {
     }
     sub.buffer = null;
     sub.bufferBytes = 0;
-    sub.joined = backplane.presenceJoin(sub.tenant, sub.topic, client.user, client.id).catch((e: Error) => this.host.report(e));
+    const { tenant, topic } = sub;
+    this.host.registry.presenceCall(client, () => backplane.presenceJoin(tenant, topic, client.user, client.id));
   }
 }
 
