@@ -121,6 +121,12 @@ for (const broker of ['redis', 'nats'] as const) {
     const health = await api(node, 'GET', '/health', undefined, null);
     t.equal(health.status, 503, '/health: 503 while the backplane is down');
     t.match(health.body, { status: 'unavailable', backplane: 'down' });
+    const notReady = await api(node, 'GET', '/health/ready', undefined, null);
+    t.equal(notReady.status, 503, '/health/ready: 503 before the broker is up');
+    t.match(notReady.body, { status: 'not_ready', checks: { backplane: { status: 'down', reachable: false }, accepting: { status: 'no' } } });
+    const alive = await api(node, 'GET', '/health/live', undefined, null);
+    t.equal(alive.status, 200, '/health/live: 200 all the same (the process is fine; restarting it would not help)');
+    t.match(alive.body, { status: 'ok', checks: { event_loop: { status: 'ok' } } });
     const refused = await timed(node, 'POST', '/api/publish', { topic: 'news', type: 'n', data: {} });
     t.equal(refused.status, 503, 'publish: 503');
     t.ok(refused.ms < AT_ONCE, `at once (${refused.ms} ms)`);
@@ -133,6 +139,9 @@ for (const broker of ['redis', 'nats'] as const) {
     const took = await eventually('a publish to be accepted after the broker came up', 40_000, async () => (await api(node, 'POST', '/api/publish', { topic: 'probe', type: 'n', data: {} })).status === 200);
     t.comment(`${broker}: serving ${took} ms after the broker came up (attach backoff at most 5 s)`);
     t.match((await api(node, 'GET', '/health', undefined, null)).body, { status: 'ok', backplane: 'up' }, '/health: ok');
+    const ready = await api(node, 'GET', '/health/ready', undefined, null);
+    t.equal(ready.status, 200, '/health/ready: 200 once the broker is up');
+    t.match(ready.body, { status: 'ready', checks: { backplane: { status: 'up', reachable: true }, accepting: { status: 'ok' }, shutdown: { status: 'no' } } });
     const c = await Client.open(node.port, 'late');
     clients.push(c);
     await c.subscribe('news');
@@ -218,6 +227,8 @@ for (const broker of ['redis', 'nats'] as const) {
     await eventually('a publish to be refused', 15_000, async () => (await api(node, 'POST', '/api/publish', { topic: 'known', type: 'n', data: {} })).status === 503);
     await sleep(500);
     t.match((await api(node, 'GET', '/health', undefined, null)).body, { status: 'unavailable', backplane: 'down' }, '/health: 503 unavailable');
+    t.equal((await api(node, 'GET', '/health/ready', undefined, null)).status, 503, '/health/ready: 503 when the broker goes away');
+    t.equal((await api(node, 'GET', '/health/live', undefined, null)).status, 200, '/health/live: still 200');
     const calls: Array<[string, string, unknown?]> = [
       ['POST', '/api/publish', { topic: 'known', type: 'n', data: {} }],
       ['POST', '/api/publish', { topic: 'unknown.so.far', type: 'n', data: {} }],
@@ -240,6 +251,10 @@ for (const broker of ['redis', 'nats'] as const) {
     await own.start();
     await eventually('a publish to be accepted after the broker came back', 40_000, async () => (await api(node, 'POST', '/api/publish', { topic: 'known', type: 'n', data: {} })).status === 200);
     t.match((await api(node, 'GET', '/health', undefined, null)).body, { status: 'ok', backplane: 'up' }, '/health: ok again');
+    t.equal((await api(node, 'GET', '/health/ready', undefined, null)).status, 200, '/health/ready: 200 again');
+    const metrics = (await api(node, 'GET', '/metrics')).body as string;
+    t.match(metrics, /^wsengine_backplane_up 1$/m, 'metrics: the backplane is up');
+    t.match(metrics, /^wsengine_backplane_rtt_seconds_count [1-9]/m, 'metrics: the broker round trip is measured');
     t.equal((await timed(node, 'GET', '/api/history?topic=known')).status, 200, 'history works again');
     t.match(node.output(), /event=backplane state=down[^\n]*\n[^]*event=backplane state=up/, 'the outage and the recovery are logged');
   });

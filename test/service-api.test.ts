@@ -29,6 +29,17 @@ t.test('GET /health needs no key', async (t) => {
   t.type(res.body.connections, 'number');
 });
 
+t.test('GET /health/live and /health/ready: each check\'s state, no key; other methods 405', async (t) => {
+  const live = await api(service, 'GET', '/health/live', undefined, null);
+  t.equal(live.status, 200);
+  t.match(live.body, { status: 'ok', checks: { event_loop: { status: 'ok' } } });
+  t.type(live.body.checks.event_loop.lag_ms, 'number');
+  const ready = await api(service, 'GET', '/health/ready', undefined, null);
+  t.equal(ready.status, 200);
+  t.match(ready.body, { status: 'ready', checks: { backplane: { status: 'up', reachable: true, attempts: 0, error: null }, accepting: { status: 'ok' }, shutdown: { status: 'no' } } });
+  t.equal((await api(service, 'POST', '/health/ready', {}, null)).status, 405);
+});
+
 t.test('the API key: missing, wrong, or another scheme → 401 on /api/* and /metrics', async (t) => {
   for (const key of [null, 'wrong-key', `${API_KEY}x`, API_KEY.slice(0, -1)]) {
     for (const [method, path, body] of [['POST', '/api/publish', { topic: 'a', type: 't', data: {} }], ['GET', '/api/presence?topic=a'], ['GET', '/metrics']] as const) {

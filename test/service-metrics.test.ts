@@ -56,6 +56,7 @@ t.test('the service exposes well-formed metrics with every expected series', asy
     ['wsengine_replays', 'gauge'],
     ['wsengine_replays_refused_total', 'counter'],
     ['wsengine_requests_pending', 'gauge'],
+    ['wsengine_backplane_up', 'gauge'],
     ['process_cpu_seconds_total', 'counter'],
     ['process_resident_memory_bytes', 'gauge'],
     ['process_heap_bytes', 'gauge'],
@@ -73,5 +74,6 @@ t.test('the service exposes well-formed metrics with every expected series', asy
   t.ok(value('wsengine_history_bytes')! > 0, 'history bytes held');
   t.ok(value('process_resident_memory_bytes')! > 10e6, 'RSS in bytes');
   t.ok(value('process_cpu_seconds_total')! > 0, 'CPU seconds');
+  t.equal(value('wsengine_backplane_up'), 1, 'the in-memory backplane is up');
   s.ws.close();
 });

@@ -29,6 +29,7 @@ import {
   type StreamPosition,
   type TenantOffset,
 } from './resume-rules.js';
+import { Histogram } from './histogram.js';
 import { isPattern, matches } from './topics.js';
 
 export { BROKER_DEFAULTS, checkBrokerOptions, resumeView, withTimeout, type BrokerBackplaneOptions, type TopicView } from './broker-options.js';
@@ -79,6 +80,15 @@ export abstract class BrokerBackplane implements Backplane {
    * messages fetched from the stream to fill a skipped seq (`filled`), gaps reported.
    */
   readonly counters = { received: 0, duplicates: 0, filled: 0, gaps: 0 };
+  /** Seconds each liveness heartbeat took on the broker (a write and a read, round trip): the broker's latency. */
+  readonly rtt = new Histogram();
+
+  /** Times a heartbeat into {@link BrokerBackplane.rtt} (successful ones only). */
+  protected async timed(beat: Promise<void>): Promise<void> {
+    const start = performance.now();
+    await beat;
+    this.rtt.observe((performance.now() - start) / 1000);
+  }
   /** Which other nodes answer, for {@link liveConnections}. */
   private readonly probes: NodeProbes;
   /** {@link reachable} as the sink was last told. */

@@ -188,7 +188,7 @@ export class NatsBackplane extends BrokerBackplane {
     this.onControlMsg = onControl;
     await nc.flush();
     await this.beat();
-    this.heartbeatTimer = setInterval(() => void this.beat().catch((e) => this.error(e)), this.opts.heartbeat);
+    this.heartbeatTimer = setInterval(() => void this.timed(this.beat()).catch((e) => this.error(e)), this.opts.heartbeat);
     this.heartbeatTimer.unref();
   }
 

@@ -335,7 +335,7 @@ export class RedisBackplane extends BrokerBackplane {
       sub.subscribe(`${this.opts.prefix}:n:${this.nodeId}`, this.onControl),
     ]);
     await this.beat();
-    this.heartbeatTimer = setInterval(() => void this.beat().catch((e) => this.error(e)), this.opts.heartbeat);
+    this.heartbeatTimer = setInterval(() => void this.timed(this.beat()).catch((e) => this.error(e)), this.opts.heartbeat);
     this.heartbeatTimer.unref();
   }
 

@@ -7,6 +7,7 @@
 import { type Backplane, MemoryBackplane } from '../hub/backplane.js';
 import type { Principal } from '../hub/auth.js';
 import { createHub, type Hub, type HubOptions } from '../hub/hub.js';
+import type { Histogram } from '../hub/histogram.js';
 import type { PermissionOptions } from '../hub/permissions.js';
 import { isPattern } from '../hub/topics.js';
 import { ConfigError, type ServiceConfig } from './config.js';
@@ -208,7 +209,7 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
   return {
     hub,
     clustered: backplane !== undefined,
-    metrics: () => [...metricFamilies(hub, refusals), ...historyFamilies(hub.backplane), ...backplaneFamilies(backplane), ...(hooks?.metrics() ?? []), ...processMetrics.families()],
+    metrics: () => [...metricFamilies(hub, refusals), ...historyFamilies(hub.backplane), ...backplaneFamilies(hub, backplane), ...(hooks?.metrics() ?? []), ...processMetrics.families()],
     async publish(message) {
       const tenant = message.tenant ?? 'default';
       const published = await hub.publish({ ...message, tenant });
@@ -272,12 +273,24 @@ interface BrokerCounters {
   gaps: number;
 }
 
-/** With a broker: what this hub received from it (every copy), duplicates dropped, messages fetched to fill a skipped seq, gaps reported. */
-function backplaneFamilies(backplane: Backplane | undefined): MetricFamily[] {
+/**
+ * The backplane's state for every hub (`wsengine_backplane_up`: 1 while attached and reachable); with a broker also
+ * what this hub received from it (every copy), duplicates dropped, messages fetched to fill a skipped seq, gaps
+ * reported, and the broker's round-trip latency (its heartbeats).
+ */
+function backplaneFamilies(hub: Hub, backplane: Backplane | undefined): MetricFamily[] {
+  const health = hub.health();
+  const up: MetricFamily[] = [
+    { name: 'wsengine_backplane_up', type: 'gauge', help: 'Whether the backplane is attached and its broker reachable (1) or not (0).', samples: [{ value: health.backplane === 'up' ? 1 : 0 }] },
+    { name: 'wsengine_backplane_attach_failures_total', type: 'counter', help: 'Failed attempts to attach the backplane (connect to its broker).', samples: [{ value: health.attempts }] },
+  ];
   const c = (backplane as { counters?: BrokerCounters } | undefined)?.counters;
-  if (c === undefined) return [];
+  if (c === undefined) return up;
   const counter = (name: string, help: string, value: number): MetricFamily => ({ name, type: 'counter', help, samples: [{ value }] });
+  const rtt = (backplane as { rtt?: Histogram }).rtt;
   return [
+    ...up,
+    ...(rtt === undefined ? [] : [{ name: 'wsengine_backplane_rtt_seconds', type: 'histogram' as const, help: 'Round trip of the hub\'s liveness heartbeats on the broker, in seconds.', samples: histogramSamples(rtt.snapshot()) }]),
     counter('wsengine_backplane_received_total', 'Topic messages received from the broker (every copy, before de-duplication).', c.received),
     counter('wsengine_backplane_duplicates_total', 'Topic messages from the broker dropped as duplicates (overlapping subscriptions, replays).', c.duplicates),
     counter('wsengine_backplane_filled_total', 'Topic messages fetched from the broker\'s stream to fill a skipped sequence number.', c.filled),

@@ -19,6 +19,11 @@ import { checkBearer, HttpError, readJsonObject, sendError, sendJson } from './h
 import type { Logger } from './log.js';
 import { createServiceHub, type ServiceHub } from './hub-adapter.js';
 
+/** Milliseconds between the liveness check's event-loop ticks. */
+const LOOP_TICK_MS = 1000;
+/** Event-loop lag (ms) beyond which `/health/live` answers 503: the loop is stuck, a restart may help. */
+const LIVENESS_MAX_LAG_MS = 10_000;
+
 /** Paths that accept WebSocket upgrades. */
 export const WEBSOCKET_PATHS: readonly string[] = Object.freeze(['/', '/ws']);
 
@@ -76,8 +81,38 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
   const api: Api = createApi(hub, config, log);
   const started = Date.now();
   let closing = false;
+  // The event loop's heartbeat for liveness: a tick that comes late says the loop was blocked that long.
+  let loopTick = performance.now();
+  const loopTimer = setInterval(() => {
+    loopTick = performance.now();
+  }, LOOP_TICK_MS);
+  loopTimer.unref();
 
   const mintDevToken = (user: string): string => signJwt({ sub: user }, config.jwtSecret!, { expiresIn: DEV_TOKEN_TTL });
+
+  /**
+   * Liveness (`GET /health/live`): the process answers and its event loop is not stuck. It never depends on the
+   * broker — a hub waiting for its broker is alive, and restarting it would not help.
+   */
+  const liveness = (): { ok: boolean; body: Record<string, unknown> } => {
+    const lagMs = Math.max(0, performance.now() - loopTick - LOOP_TICK_MS);
+    const loopOk = lagMs < LIVENESS_MAX_LAG_MS;
+    return { ok: loopOk, body: { status: loopOk ? 'ok' : 'stuck', uptime_ms: Date.now() - started, checks: { event_loop: { status: loopOk ? 'ok' : 'stuck', lag_ms: Math.round(lagMs) } } } };
+  };
+  /**
+   * Readiness (`GET /health/ready`): send traffic here only while the backplane is attached and its broker
+   * reachable, the hub accepts connections, and the service is not shutting down. Each check's state is in the body.
+   */
+  const readiness = (): { ok: boolean; body: Record<string, unknown> } => {
+    const h = hub.hub.health();
+    const checks = {
+      backplane: { status: h.backplane, reachable: h.reachable, attempts: h.attempts, retry_in_ms: h.retryIn, error: h.error, since: new Date(h.since).toISOString() },
+      accepting: { status: h.accepting ? 'ok' : 'no' },
+      shutdown: { status: closing ? 'draining' : 'no' },
+    };
+    const ok = h.backplane === 'up' && h.accepting && !closing;
+    return { ok, body: { status: ok ? 'ready' : 'not_ready', connections: hub.connections(), checks } };
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const target = req.url ?? '/';
@@ -85,6 +120,12 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     const path = q === -1 ? target : target.slice(0, q);
     const query = new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
     const method = req.method ?? 'GET';
+    if (path === '/health/live' || path === '/health/ready') {
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `use GET ${path}`);
+      const report = path === '/health/live' ? liveness() : readiness();
+      sendJson(res, report.ok ? 200 : 503, report.body);
+      return;
+    }
     if (path === '/health') {
       if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', 'use GET /health');
       // 503 while the backplane is not up (attaching, or its broker unreachable): this hub cannot serve then.
