@@ -163,11 +163,14 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     if (refusal.reason === 'token' || refusal.reason === 'origin') return;
     const handshake = refusal.reason === 'ticket' || refusal.reason === 'auth_deadline';
     if (handshake) refusals.inc(refusal.reason);
+    // The connection named is the one closed (for connection_limit: the user's oldest, evicted for a new one, whose
+    // address is `by_remote`); the user is the closed connection's.
     log('warn', handshake ? 'handshake_refused' : 'connection_closed_by_policy', {
       reason: refusal.reason,
       code: refusal.code,
       ...(refusal.connectionId ? { connection: refusal.connectionId } : {}),
-      remote: refusal.request?.remoteAddress,
+      ...(refusal.user ? { user: refusal.user } : {}),
+      ...(refusal.reason === 'connection_limit' ? { by_remote: refusal.request?.remoteAddress } : { remote: refusal.request?.remoteAddress }),
     });
   });
   hub.server.on('rejected', (status: number, message: string, remote: string | undefined) => {
