@@ -77,3 +77,21 @@ t.test('the service exposes well-formed metrics with every expected series', asy
   t.equal(value('wsengine_backplane_up'), 1, 'the in-memory backplane is up');
   s.ws.close();
 });
+
+t.test('the eviction log line names the evicted connection\'s user, and the newcomer only as by_remote', async (t) => {
+  const service = await startService(serviceArgs(['--max-connections-per-user', '1']));
+  t.teardown(() => service.stop('SIGKILL'));
+  const first = openSocket(service.wsUrl, ['bearer', tokenFor('erin')]);
+  await first.opened;
+  const second = openSocket(service.wsUrl, ['bearer', tokenFor('erin')]);
+  await second.opened;
+  const closed = await first.closed;
+  t.equal(closed.code, 4429, 'the oldest connection is closed with 4429');
+  await service.waitForOutput(/event=connection_closed_by_policy[^\n]*reason=connection_limit/);
+  const line = service.output().split('\n').find((l) => l.includes('reason=connection_limit'))!;
+  t.match(line, /user=erin/, 'names the user');
+  t.match(line, /connection=\S+/, 'names the closed connection');
+  t.match(line, /by_remote=/, 'the newcomer\'s address is marked as such');
+  t.notMatch(line, / remote=/, 'no unqualified remote that would name the wrong connection');
+  second.ws.close();
+});
