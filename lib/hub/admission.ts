@@ -12,7 +12,7 @@ import type { Backplane } from './backplane.js';
 import { type HubClient, HubError, STATE_CLOSED, STATE_OPEN, STATE_PENDING_AUTH } from './client.js';
 import type { Delivery } from './delivery.js';
 import { HUB_CLOSE_CODES, type HubOptions, type HubRefusal, type ResolvedLimits, type UpgradeRefusal } from './options.js';
-import { encodeAck, type RequestId } from './protocol.js';
+import { encodeAck, type RequestId, truncateReason } from './protocol.js';
 import type { Registry } from './registry.js';
 import type { TimerQueue } from './timers.js';
 
@@ -89,7 +89,7 @@ export class Admission {
         if (typeof p === 'object' && p !== null && (p as UpgradeRefusal).reject === true) {
           const r = p as UpgradeRefusal;
           const message = typeof r.message === 'string' && r.message.length > 0 ? r.message : undefined;
-          if (r.status === undefined) return { principal: { refused: 'token', reason: message === undefined ? undefined : closeReason(message) } };
+          if (r.status === undefined) return { principal: { refused: 'token', reason: message === undefined ? undefined : truncateReason(message) } };
           const status = Number.isInteger(r.status) && r.status >= 400 && r.status <= 599 ? r.status : 500;
           return { reject: true, status, message: message ?? 'refused' };
         }
@@ -275,17 +275,6 @@ export class Admission {
       return null;
     }
   }
-}
-
-/** At most 120 bytes of `text` (a close reason may hold 123), cut on a character boundary. */
-function closeReason(text: string): string {
-  if (Buffer.byteLength(text) <= 120) return text;
-  let out = '';
-  for (const ch of text) {
-    if (Buffer.byteLength(out + ch) > 120) break;
-    out += ch;
-  }
-  return out;
 }
 
 function validPrincipal(p: unknown): p is Principal {

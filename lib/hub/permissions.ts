@@ -220,36 +220,35 @@ function checkWho(actions: Record<string, unknown>, where: string): Partial<Reco
 
 /** Whether pattern `a` matches every topic pattern `b` matches (`#` zero or more segments, `*` one). */
 export function covers(a: readonly string[], b: readonly string[]): boolean {
-  const memo = new Map<number, boolean>();
-  const go = (i: number, j: number): boolean => {
-    const key = i * (b.length + 1) + j;
-    const hit = memo.get(key);
-    if (hit !== undefined) return hit;
-    let r: boolean;
-    if (i < a.length && a[i] === '#') r = go(i + 1, j) || (j < b.length && go(i, j + 1));
-    else if (j === b.length) r = i === a.length;
-    else if (i === a.length || b[j] === '#') r = false;
-    else if (b[j] === '*') r = a[i] === '*' && go(i + 1, j + 1);
-    else r = (a[i] === '*' || a[i] === b[j]) && go(i + 1, j + 1);
-    memo.set(key, r);
-    return r;
-  };
-  return go(0, 0);
+  return walk(a, b, (i, j, go) => {
+    if (i < a.length && a[i] === '#') return go(i + 1, j) || (j < b.length && go(i, j + 1));
+    if (j === b.length) return i === a.length;
+    if (i === a.length || b[j] === '#') return false;
+    if (b[j] === '*') return a[i] === '*' && go(i + 1, j + 1);
+    return (a[i] === '*' || a[i] === b[j]) && go(i + 1, j + 1);
+  });
 }
 
 /** Whether some topic matches both patterns. */
 export function overlaps(a: readonly string[], b: readonly string[]): boolean {
+  return walk(a, b, (i, j, go) => {
+    if (i < a.length && a[i] === '#') return go(i + 1, j) || (j < b.length && go(i, j + 1));
+    if (j < b.length && b[j] === '#') return go(i, j + 1) || (i < a.length && go(i + 1, j));
+    if (i === a.length || j === b.length) return i === a.length && j === b.length;
+    return (a[i] === '*' || b[j] === '*' || a[i] === b[j]) && go(i + 1, j + 1);
+  });
+}
+
+/** A walk over two segment lists from (0, 0), each (i, j) decided once (memoized: `#` would make it exponential). */
+function walk(a: readonly string[], b: readonly string[], step: (i: number, j: number, go: (i: number, j: number) => boolean) => boolean): boolean {
   const memo = new Map<number, boolean>();
   const go = (i: number, j: number): boolean => {
     const key = i * (b.length + 1) + j;
-    const hit = memo.get(key);
-    if (hit !== undefined) return hit;
-    let r: boolean;
-    if (i < a.length && a[i] === '#') r = go(i + 1, j) || (j < b.length && go(i, j + 1));
-    else if (j < b.length && b[j] === '#') r = go(i, j + 1) || (i < a.length && go(i + 1, j));
-    else if (i === a.length || j === b.length) r = i === a.length && j === b.length;
-    else r = (a[i] === '*' || b[j] === '*' || a[i] === b[j]) && go(i + 1, j + 1);
-    memo.set(key, r);
+    let r = memo.get(key);
+    if (r === undefined) {
+      r = step(i, j, go);
+      memo.set(key, r);
+    }
     return r;
   };
   return go(0, 0);

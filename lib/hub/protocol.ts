@@ -222,6 +222,17 @@ export function encodeHistory(dialect: Dialect, requestId: RequestId | undefined
   return `${ack.slice(0, -1)},"messages":[${list}]}`;
 }
 
+/** At most 120 bytes of `text` (a close reason may hold 123), cut on a character boundary. */
+export function truncateReason(text: string): string {
+  if (Buffer.byteLength(text) <= 120) return text;
+  let out = '';
+  for (const ch of text) {
+    if (Buffer.byteLength(out + ch) > 120) break;
+    out += ch;
+  }
+  return out;
+}
+
 /** The hub's application-level ping (seed 001): `{"type":"ping","data":{},"request_id":null}`. */
 export const APP_PING = '{"type":"ping","data":{},"request_id":null}';
 

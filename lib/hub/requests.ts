@@ -13,7 +13,7 @@ import { type HubClient, HubError, STATE_CLOSED, STATE_OPEN, type Subscription }
 import { type Delivery, isGap } from './delivery.js';
 import type { Gap, PatternSince, PublishedMessage, StreamPosition } from './history.js';
 import type { AuthorizeDecision, HubOptions, ResolvedLimits } from './options.js';
-import { type Dialect, encodeAck, encodeError, encodeHistory, type ErrorCode, type HubRequest, type RequestId, serializeData } from './protocol.js';
+import { type Dialect, encodeAck, encodeError, encodeHistory, type ErrorCode, type HubRequest, type RequestId, serializeData, truncateReason } from './protocol.js';
 import type { Action, Permissions } from './permissions.js';
 import { findSub, type Registry, subKey } from './registry.js';
 import { capReplay, cutPage, decodeCursor, encodeCursor, type HistoryPage } from './resume.js';
@@ -286,7 +286,7 @@ export class Requests {
     const disconnect = typeof result === 'object' && result !== null ? result.disconnect : undefined;
     if (disconnect !== undefined && Number.isInteger(disconnect.code) && disconnect.code >= 4000 && disconnect.code <= 4999) {
       // The error reply goes first, then the close frame.
-      setImmediate(() => this.host.closeClient(client, disconnect.code, typeof disconnect.reason === 'string' ? disconnect.reason.slice(0, 120) : ''));
+      setImmediate(() => this.host.closeClient(client, disconnect.code, typeof disconnect.reason === 'string' ? truncateReason(disconnect.reason) : ''));
     }
     throw new HubError('unauthorized', message);
   }

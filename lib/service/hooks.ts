@@ -63,6 +63,7 @@ import { selectHubProtocol } from '../hub/auth.js';
 import type { HubClient } from '../hub/client.js';
 import type { Hub } from '../hub/hub.js';
 import type { AuthorizeDecision, HubOptions, UpgradeRefusal } from '../hub/options.js';
+import { truncateReason } from '../hub/protocol.js';
 import type { IncomingUpgrade } from '../transport/server.js';
 import type { Logger } from './log.js';
 import type { MetricFamily } from './metrics.js';
@@ -444,7 +445,7 @@ export function createBackendHooks(specs: HookSpecs, { log, apiKey }: BackendHoo
       return run<Principal | null>('refresh', { client: client.id, user: client.user, expiresAt: was.expiresAt ?? null }, pick(kept.get(client), refresh.headers), { connection: client.id }, {
         decide(body) {
           if (body.deny !== undefined) {
-            client.close(4401, reasonBytes(denyMessage(body.deny) ?? 'session expired'));
+            client.close(4401, truncateReason(denyMessage(body.deny) ?? 'session expired'));
             return { result: 'deny', value: null };
           }
           if (body.expiresAt === undefined) throw new BadResponse('expiresAt is required');
@@ -453,7 +454,7 @@ export function createBackendHooks(specs: HookSpecs, { log, apiKey }: BackendHoo
           return { result: 'allow', value: next };
         },
         onDeny(body) {
-          client.close(4401, reasonBytes(denyMessage(body?.deny) ?? 'session expired'));
+          client.close(4401, truncateReason(denyMessage(body?.deny) ?? 'session expired'));
           return null;
         },
         onFailure(policy) {
@@ -571,7 +572,7 @@ function decision(body: Record<string, unknown>, publish: boolean): { result: 'a
       throw new BadResponse('disconnect.code must be an integer from 4000 to 4999');
     }
     if (disconnect.reason !== undefined && typeof disconnect.reason !== 'string') throw new BadResponse('disconnect.reason must be a string');
-    out.disconnect = { code: disconnect.code as number, reason: reasonBytes((disconnect.reason as string | undefined) ?? '') };
+    out.disconnect = { code: disconnect.code as number, reason: truncateReason((disconnect.reason as string | undefined) ?? '') };
   }
   return { result: 'deny', value: out };
 }
@@ -587,13 +588,3 @@ function unavailable(policy: HookFailurePolicy): AuthorizeDecision {
   return policy === 'allow' ? true : { allow: false, message: 'the backend is unavailable: try again later' };
 }
 
-/** At most 120 bytes (a close reason may hold 123), cut on a character boundary. */
-function reasonBytes(text: string): string {
-  if (Buffer.byteLength(text) <= 120) return text;
-  let out = '';
-  for (const ch of text) {
-    if (Buffer.byteLength(out + ch) > 120) break;
-    out += ch;
-  }
-  return out;
-}
