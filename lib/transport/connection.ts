@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Data as Payload, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
+import { checkOptionNames } from '../core/options.js';
 import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
 import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
@@ -57,6 +58,19 @@ export interface ConnectionOptions {
    */
   perMessageDeflate?: boolean | DeflateOptions;
 }
+
+/** @internal The names of {@link ConnectionOptions} (the compiler keeps the list complete). */
+export const CONNECTION_OPTION_NAMES = {
+  maxMessageSize: true,
+  maxFrameSize: true,
+  fragmentOverhead: true,
+  autoPong: true,
+  strictLengths: true,
+  closeTimeout: true,
+  maxPongBacklog: true,
+  iteratorHighWaterMark: true,
+  perMessageDeflate: true,
+} as const satisfies Record<keyof ConnectionOptions, true>;
 
 /**
  * Called once a message's bytes were handed to the socket (flushed with the batch of its tick), with no argument;
@@ -410,7 +424,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    *
    * `callback` (as in ws: `send(data, callback)` or `send(data, options, callback)`) runs once the message was
    * handed to the socket, or with an Error when it could not be (not open, closed first). Options that are not
-   * an object, or a callback that is not a function, throw a TypeError. A message sent while a fragmented one is
+   * an object, an unknown option name (ws's `fin`, `mask`), or a callback that is not a function, throw a TypeError. A message sent while a fragmented one is
    * being streamed ({@link sendFragment}) follows the stream's final fragment.
    */
   send(data: Payload, callback?: SendCallback): boolean;
@@ -993,12 +1007,21 @@ function sendArgs(options: SendOptions | SendCallback | undefined, callback: Sen
     if (callback !== undefined) throw new TypeError(`${what}(data, callback) takes nothing after the callback`);
     return options;
   }
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new TypeError(`${what} options must be an object ({ binary, compress }) or omitted, got ${options === null ? 'null' : typeof options}; a callback goes last: ${what}(data, options, callback)`);
+  if (options !== undefined) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`${what} options must be an object ({ binary, compress }) or omitted, got ${options === null ? 'null' : typeof options}; a callback goes last: ${what}(data, options, callback)`);
+    }
+    for (const name in options) if (name !== 'binary' && name !== 'compress') checkOptionNames(what, options, SEND_OPTION_NAMES, SEND_HINTS);
   }
   if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`${what} callback must be a function, got ${typeof callback}`);
   return callback;
 }
+
+const SEND_OPTION_NAMES: ReadonlySet<string> = new Set(Object.keys({ binary: true, compress: true } as const satisfies Record<keyof SendOptions, true>));
+const SEND_HINTS = {
+  fin: 'stream a fragmented message with sendFragment(data, fin)',
+  mask: 'clients mask every frame and servers never (RFC 6455 §5.1): remove the option',
+};
 
 /**
  * Splits `(data?, mask?, callback?)` as ws accepts it for ping/pong. `mask` may only state what the role implies

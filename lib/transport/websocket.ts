@@ -6,8 +6,8 @@
  * @module
  */
 import { isValidCloseCode } from '../core/errors.js';
-import { type Data } from '../core/bytes.js';
-import { type ClientOptions, connect } from './client.js';
+import { type Data, toBytes } from '../core/bytes.js';
+import { checkClientOptions, type ClientOptions, connect } from './client.js';
 import type { WebSocketConnection } from './connection.js';
 
 /** The `close` event of {@link WebSocket}. */
@@ -57,10 +57,12 @@ export class WebSocket extends EventTarget {
 
   /**
    * Connects at once, like the browser's constructor. `options` (not in the browser API) takes the
-   * {@link ClientOptions} of `connect`: headers, TLS, limits.
+   * {@link ClientOptions} of `connect`: headers, TLS, limits; an unknown option name (ws's `maxPayload`, say) is a
+   * TypeError naming the equivalent. Its `signal` aborts the handshake as `close()` does while connecting.
    */
   constructor(url: string | URL, protocols?: string | string[], options: ClientOptions = {}) {
     super();
+    checkClientOptions('new WebSocket', options);
     const resolved = new URL(String(url));
     if (resolved.protocol === 'http:') resolved.protocol = 'ws:';
     if (resolved.protocol === 'https:') resolved.protocol = 'wss:';
@@ -68,7 +70,8 @@ export class WebSocket extends EventTarget {
     if (resolved.hash) throw new DOMException('WebSocket URLs cannot have a fragment', 'SyntaxError');
     this.url = resolved.href;
     const abort = new AbortController();
-    connect(resolved, { ...options, protocols: protocols ?? options.protocols, signal: abort.signal }).then(
+    const signal = options.signal ? AbortSignal.any([abort.signal, options.signal]) : abort.signal;
+    connect(resolved, { ...options, protocols: protocols ?? options.protocols, signal }).then(
       (connection) => this.opened(connection),
       () => {
         this.state = 3;
