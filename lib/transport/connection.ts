@@ -179,6 +179,14 @@ class CoreEvents implements ProtocolHandler, PipelineHost {
  * `authenticate` accepted); both default to `unknown`.
  */
 export class WebSocketConnection<Data = unknown, Principal = unknown> extends EventEmitter {
+  /** readyState: connecting (never seen on a connection: it is made once the handshake is done). */
+  static readonly CONNECTING = ReadyState.CONNECTING;
+  /** readyState: open. */
+  static readonly OPEN = ReadyState.OPEN;
+  /** readyState: the closing handshake is in progress. */
+  static readonly CLOSING = ReadyState.CLOSING;
+  /** readyState: closed. */
+  static readonly CLOSED = ReadyState.CLOSED;
   /** The negotiated subprotocol ('' when none). */
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
@@ -291,14 +299,25 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (options.noDelay !== false && 'setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
   }
 
-  /** {@link ReadyState}: 1 OPEN, 2 CLOSING, 3 CLOSED. */
+  /**
+   * 1 `OPEN`, 2 `CLOSING` (a close frame sent or received, or TCP ending), 3 `CLOSED` (the `close` event has
+   * fired); never 0 `CONNECTING`, as a connection exists only once its handshake is done. The values are the
+   * {@link ReadyState} numbers, also on the class and every instance: `conn.readyState === conn.OPEN`.
+   */
   get readyState(): number {
     if (this.closed) return ReadyState.CLOSED;
     if (this.core.readyState === ReadyState.CLOSED || this.closeRequested || this.ending) return ReadyState.CLOSING;
     return this.core.readyState;
   }
 
-  /** Bytes accepted by `send` and not yet handed to the kernel. */
+  /**
+   * Bytes accepted by `send` (and the other sends) and not yet handed to the kernel, counted as frame bytes: frame
+   * headers and a client's masking keys included, a compressed message at its compressed size (one queued for
+   * compression at its uncompressed size), pings, pongs and the close frame too. It measures what the connection
+   * holds in memory, which is what a send budget needs (the hub's slow-consumer limit reads it); it is not the
+   * WHATWG figure: the browser-style {@link WebSocket.bufferedAmount} counts application payload bytes only. An
+   * 8 MiB message sent by a client adds 8,388,622 here (14 bytes of header and mask), 8,388,608 there.
+   */
   get bufferedAmount(): number {
     return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0) + this.heldBytes;
   }
@@ -1053,8 +1072,25 @@ function controlArgs(
   return [data ?? '', callback];
 }
 
-/** Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}). */
+// The ready-state constants on every instance (as browsers and ws have them, `conn.readyState === conn.OPEN`):
+// on the prototype, so a connection carries no field for them.
+for (const [name, value] of Object.entries(ReadyState)) {
+  Object.defineProperty(WebSocketConnection.prototype, name, { value, enumerable: true, writable: false, configurable: false });
+}
+
+/**
+ * Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}), and the ready-state constants
+ * every instance has.
+ */
 export interface WebSocketConnection<Data = unknown, Principal = unknown> {
+  /** readyState: connecting (never seen on a connection). */
+  readonly CONNECTING: 0;
+  /** readyState: open. */
+  readonly OPEN: 1;
+  /** readyState: the closing handshake is in progress. */
+  readonly CLOSING: 2;
+  /** readyState: closed. */
+  readonly CLOSED: 3;
   on<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   once<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   off<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;

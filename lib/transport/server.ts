@@ -68,6 +68,26 @@ export interface IncomingUpgrade {
   remotePort: number | undefined;
   /** Whether the connection is TLS (wss). */
   secure: boolean;
+  /**
+   * The connection's addresses in the shape of node:http's `req.socket`, so ws-style code such as
+   * `req.socket.remoteAddress` runs unchanged: a small frozen object read from the socket on first use, not the
+   * socket itself (the connection owns that; with `handleUpgrade`, the node:http request has it as `req.socket`).
+   * Read it while the connection is open (in the `connection` handler, say): a closed socket no longer tells its
+   * addresses, as with node:http.
+   */
+  readonly socket: UpgradeSocket;
+}
+
+/** The socket facts of an upgrade request ({@link IncomingUpgrade.socket}); undefined when the socket cannot tell. */
+export interface UpgradeSocket {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** `'IPv4'` or `'IPv6'`. */
+  readonly remoteFamily: string | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
+  /** True on a TLS (wss) connection. */
+  readonly encrypted: boolean;
 }
 
 /** What `authenticate` returns to refuse: an HTTP status (default 401), headers and a message body. */
@@ -708,6 +728,7 @@ class Upgrade implements IncomingUpgrade {
   readonly #socket: Duplex;
   #query: URLSearchParams | undefined = undefined;
   #headers: IncomingHttpHeaders | undefined = undefined;
+  #facts: UpgradeSocket | undefined = undefined;
 
   constructor(req: UpgradeRequest, socket: Duplex, secure: boolean) {
     const target = req.target;
@@ -744,6 +765,22 @@ class Upgrade implements IncomingUpgrade {
     return (this.#socket as Partial<Socket>).remotePort;
   }
 
+  /** Read on first use (getpeername and getsockname system calls), then kept. */
+  get socket(): UpgradeSocket {
+    if (this.#facts === undefined) {
+      const s = this.#socket as Partial<Socket>;
+      this.#facts = Object.freeze({
+        remoteAddress: s.remoteAddress,
+        remotePort: s.remotePort,
+        remoteFamily: s.remoteFamily,
+        localAddress: s.localAddress,
+        localPort: s.localPort,
+        encrypted: this.secure,
+      });
+    }
+    return this.#facts;
+  }
+
   header(name: string): string | undefined {
     return this.headerMap.get(name.toLowerCase())?.[0];
   }
@@ -766,6 +803,7 @@ class Upgrade implements IncomingUpgrade {
       remoteAddress: this.remoteAddress,
       remotePort: this.remotePort,
       secure: this.secure,
+      socket: this.socket,
     };
   }
 }
