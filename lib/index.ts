@@ -49,6 +49,7 @@ export {
   type ServerEvents,
   type ServerOptions,
   type ShutdownOptions,
+  type UpgradeSocket,
 } from './transport/server.js';
 export { CLIENT_DEFAULTS, connect, HandshakeError, redirectHeaders, type ClientOptions } from './transport/client.js';
 export { CloseEvent, WebSocket } from './transport/websocket.js';

@@ -3,7 +3,9 @@
  * repository, then
  * - every ```ts snippet of README.md type-checks there against the published declarations, with `strict`,
  *   `skipLibCheck: false` and `nodenext` (so the declarations and the documentation cannot drift apart);
- * - `require('wsengine')` and `require('wsengine/core')` work (Node ≥ 20.19 loads the ESM build through require);
+ * - every entry point of `exports` loads through `require()` from CommonJS (Node ≥ 20.19 loads the ESM build through
+ *   require; `engines` says so), and a TypeScript consumer on the old `moduleResolution: node10` (CommonJS projects
+ *   that have not moved to node16/nodenext) finds every entry point's types through `typesVersions`;
  * - every shipped source map points at sources that are in the tarball, and the LICENSE ships.
  *
  * `npm test` builds dist/ before tap runs; run alone, this file rebuilds dist/ when it is older than lib/.
@@ -33,6 +35,37 @@ function run(file: string, args: string[], cwd: string, timeout = 120_000): Prom
     });
   });
 }
+
+/**
+ * A TypeScript 5 compiler from node_modules (TypeScript 7, the project's own, no longer has `moduleResolution:
+ * node10`; tap's TypeScript plugin brings a 5.x): the path of its tsc, or undefined.
+ */
+function typescript5(): string | undefined {
+  const modules = join(root, 'node_modules');
+  const candidates = [join(modules, 'typescript')];
+  for (const entry of readdirSync(modules)) {
+    if (entry.startsWith('@')) {
+      for (const scoped of readdirSync(join(modules, entry))) candidates.push(join(modules, entry, scoped, 'node_modules', 'typescript'));
+    } else {
+      candidates.push(join(modules, entry, 'node_modules', 'typescript'));
+    }
+  }
+  for (const dir of candidates) {
+    if (!existsSync(join(dir, 'package.json'))) continue;
+    const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string };
+    if (version.startsWith('5.')) return join(dir, 'bin', 'tsc');
+  }
+  return undefined;
+}
+
+/** The package's entry points, from package.json's `exports` (`.` as `wsengine`, `./core` as `wsengine/core`, …). */
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  engines: { node: string };
+  exports: Record<string, string | Record<string, string>>;
+  typesVersions: Record<string, Record<string, string[]>>;
+};
+const entryPoints = Object.keys(pkg.exports).filter((key) => key !== './package.json');
+const specifier = (entry: string): string => (entry === '.' ? 'wsengine' : `wsengine/${entry.slice(2)}`);
 
 function newest(dir: string): number {
   let latest = 0;
@@ -95,6 +128,18 @@ t.test('snippet extraction finds every ts block', async (t) => {
   t.equal(prelude('const server = createServer(); server.close();'), '', 'not the ones the snippet defines');
 });
 
+t.test('package.json: every entry point for import, require and node10 types; engines', async (t) => {
+  t.equal(pkg.engines.node, '>=20.19', 'engines: require() of the ESM build needs Node 20.19');
+  t.ok(entryPoints.length >= 6, `${entryPoints.length} entry points`);
+  for (const entry of entryPoints) {
+    const conditions = pkg.exports[entry] as Record<string, string>;
+    t.ok(conditions.types && conditions.import, `${entry}: types and import`);
+    t.equal(conditions.default, conditions.import, `${entry}: a default condition (require) to the same file as import`);
+    if (entry === '.') continue;
+    t.same(pkg.typesVersions['*'][entry.slice(2)], [conditions.types], `${entry}: typesVersions maps it to its types for node10`);
+  }
+});
+
 t.test('the packed package, installed in a user project', async (t) => {
   if (!existsSync(join(root, 'dist', 'index.js')) || newest(join(root, 'lib')) > newest(join(root, 'dist'))) {
     const build = await run(npm, ['run', 'build'], root);
@@ -138,18 +183,63 @@ t.test('the packed package, installed in a user project', async (t) => {
   if (install.code !== 0) return;
   mkdirSync(join(project, 'node_modules', '@types'), { recursive: true });
   symlinkSync(join(root, 'node_modules', '@types', 'node'), join(project, 'node_modules', '@types', 'node'), 'dir');
+  // wsengine/hub/nats's declarations use the nats package's types, as a NATS user has them installed.
+  symlinkSync(join(root, 'node_modules', 'nats'), join(project, 'node_modules', 'nats'), 'dir');
 
-  t.test('require() loads the ESM build (Node ≥ 20.19)', async (t) => {
+  t.test('require() loads every entry point from CommonJS (Node ≥ 20.19)', async (t) => {
+    const [major, minor] = process.versions.node.split('.').map(Number);
+    if (major === 20 && minor < 19) {
+      t.pass(`skipped on Node ${process.version}: require() of ESM needs 20.19`);
+      return;
+    }
     const check = [
       "const m = require('wsengine');",
       "const core = require('wsengine/core');",
       "for (const name of ['createServer', 'connect', 'WebSocket', 'prepare', 'HandshakeError']) if (typeof m[name] !== 'function') throw new Error('wsengine.' + name + ' is ' + typeof m[name]);",
       "if (typeof core.Protocol !== 'function') throw new Error('wsengine/core.Protocol is ' + typeof core.Protocol);",
+      `for (const s of ${JSON.stringify(entryPoints.map(specifier))}) { const n = Object.keys(require(s)).length; if (n === 0) throw new Error(s + ' exports nothing'); console.log(s, n); }`,
       "console.log('ok', Object.keys(m).length);",
     ].join('\n');
-    const result = await run(process.execPath, ['-e', check], project, 20_000);
+    // A .cjs file: the project is "type": "module", so this is CommonJS as a user's .cjs (or CJS package) is.
+    writeFileSync(join(project, 'require-all.cjs'), check);
+    const result = await run(process.execPath, ['require-all.cjs'], project, 20_000);
     t.equal(result.code, 0, result.out);
-    t.match(result.out, /^ok \d+/);
+    t.match(result.out, /\nok \d+/);
+    for (const entry of entryPoints) t.match(result.out, new RegExp(`^${specifier(entry)} \\d+$`, 'm'), `require('${specifier(entry)}')`);
+  });
+
+  t.test('a moduleResolution node10 TypeScript consumer finds every entry point\'s types', async (t) => {
+    const tsc5 = typescript5();
+    if (tsc5 === undefined) {
+      t.fail('no TypeScript 5 in node_modules (TypeScript 7 removed moduleResolution node10): add one as a devDependency alias');
+      return;
+    }
+    const dir = join(project, 'node10');
+    mkdirSync(dir);
+    // A namespace import of each entry point: unresolved, or resolved to JavaScript without types, is an error
+    // (TS2307, or TS7016 under strict); the declarations themselves are checked too (skipLibCheck off).
+    const source = entryPoints.map((entry, i) => `import * as m${i} from '${specifier(entry)}';\nexport const k${i}: string[] = Object.keys(m${i});\n`).join('');
+    writeFileSync(join(dir, 'consumer.ts'), `${source}import { createServer } from 'wsengine';\nexport const server: import('wsengine').WebSocketServer = createServer({ noServer: true });\n`);
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          skipLibCheck: false,
+          module: 'commonjs',
+          moduleResolution: 'node10',
+          target: 'es2022',
+          // dom: the nats package's own declarations name TextEncoder/TextDecoder as types.
+          lib: ['es2023', 'dom'],
+          types: ['node'],
+          noEmit: true,
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    const tsc = await run(process.execPath, [tsc5, '-p', 'tsconfig.json'], dir);
+    t.equal(tsc.code, 0, `tsc (TypeScript 5, node10) in the consumer project:\n${tsc.out}`);
+    t.equal(tsc.out.trim(), '', 'no diagnostics');
   });
 
   t.test('every README snippet type-checks against the published declarations', async (t) => {

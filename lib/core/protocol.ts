@@ -36,6 +36,7 @@ import { type Data, toBytes } from './bytes.js';
 import { CloseCode, isValidCloseCode, protocolError, ProtocolError, type ProtocolErrorCode } from './errors.js';
 import { closePayload, encodeFrame, encodeTextFrame, MAX_CLOSE_REASON, MAX_CONTROL_PAYLOAD, Opcode } from './frame.js';
 import { type MaskSource, randomMask, xorMask, xorMaskCopy } from './mask.js';
+import { checkOptionNames } from './options.js';
 import { isValidUtf8, Utf8Validator } from './utf8.js';
 
 /** Connection states, numbered as the WHATWG `WebSocket.readyState`. */
@@ -77,6 +78,19 @@ export interface ProtocolOptions {
   /** Where client masking keys come from. Default: {@link randomMask} (CSPRNG pool). Inject one only in tests. */
   maskSource?: MaskSource;
 }
+
+const PROTOCOL_OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys({
+    role: true,
+    maxMessageSize: true,
+    maxFrameSize: true,
+    fragmentOverhead: true,
+    rsv1: true,
+    autoPong: true,
+    strictLengths: true,
+    maskSource: true,
+  } as const satisfies Record<keyof ProtocolOptions, true>),
+);
 
 /** Receives what the protocol produces. Every method is called synchronously from `receive` or a send call. */
 export interface ProtocolHandler {
@@ -188,6 +202,7 @@ export class Protocol {
   private sendingOpcode = 0;
 
   constructor(options: ProtocolOptions, handler: ProtocolHandler) {
+    checkOptionNames('Protocol', options, PROTOCOL_OPTION_NAMES);
     if (options.role !== 'server' && options.role !== 'client') {
       throw new TypeError(`options.role must be 'server' or 'client', got ${String(options.role)}`);
     }

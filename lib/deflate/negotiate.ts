@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { checkOptionNames, WS_OPTION_HINTS } from '../core/options.js';
 import type { ExtensionOffer } from '../core/tokens.js';
 
 /** The parameters both sides agreed to. */
@@ -65,10 +66,27 @@ export interface DeflateOptions {
   concurrency?: number;
 }
 
-/** Validates and completes options; RangeError/TypeError on misuse. */
+const DEFLATE_OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys({
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: true,
+    clientMaxWindowBits: true,
+    level: true,
+    memLevel: true,
+    threshold: true,
+    concurrency: true,
+  } as const satisfies Record<keyof DeflateOptions, true>),
+);
+
+/**
+ * Validates and completes options; RangeError/TypeError on misuse, a TypeError for an unknown option name (ws's
+ * `concurrencyLimit`, `zlibDeflateOptions`, `zlibInflateOptions` name their equivalent here).
+ */
 export function resolveDeflateOptions(options: DeflateOptions | true): Required<DeflateOptions> {
   const o = options === true ? {} : options;
   if (typeof o !== 'object' || o === null) throw new TypeError('perMessageDeflate must be true or an options object');
+  checkOptionNames('perMessageDeflate', o, DEFLATE_OPTION_NAMES, WS_OPTION_HINTS);
   const out = { ...DEFLATE_DEFAULTS, ...o } as Required<DeflateOptions>;
   const int = (name: keyof DeflateOptions, lo: number, hi: number): void => {
     const v = out[name] as number;

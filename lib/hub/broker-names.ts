@@ -4,8 +4,10 @@
  * segment, `#` zero or more) onto NATS subjects and onto a Redis glob, and the node that owns a connection id.
  * Pure functions; imports nothing.
  *
+ * Internal to the hub, not a package entry point. Not tagged internal here: in a file's first comment the tag
+ * attaches to the first statement, which `stripInternal` then drops from the declarations.
+ *
  * @module
- * @internal
  */
 
 /**

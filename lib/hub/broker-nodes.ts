@@ -10,8 +10,10 @@
  * (Redis's `PUBLISH` count, NATS's "no responders") — and counts only the connections of nodes that answered.
  * Nothing is deleted on the broker: the heartbeat sweep still removes a dead node's entries after `nodeTtl`.
  *
+ * Internal to the hub, not a package entry point. Not tagged internal here: in a file's first comment the tag
+ * attaches to the first statement, which `stripInternal` then drops from the declarations.
+ *
  * @module
- * @internal
  */
 import { randomBytes } from 'node:crypto';
 import { ownerNode } from './broker-names.js';

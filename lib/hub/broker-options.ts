@@ -2,8 +2,10 @@
  * The options every broker backplane accepts and their defaults, the view of a topic's stream that the resume rules
  * read ({@link TopicView}, {@link resumeView}), and {@link withTimeout}. Split from broker.ts, which re-exports it.
  *
+ * Internal to the hub, not a package entry point. Not tagged internal here: in a file's first comment the tag
+ * attaches to the first statement, which `stripInternal` then drops from the declarations.
+ *
  * @module
- * @internal
  */
 import { randomBytes } from 'node:crypto';
 import type { HeldMessage } from './broker-wire.js';

@@ -3,8 +3,10 @@
  * stream fields, then the data's JSON text, unchanged) and control messages (to a user, a connection, everyone, a
  * disconnect, a presence event, a node probe), with decoders that reject whatever is not one (foreign traffic on the prefix).
  *
+ * Internal to the hub, not a package entry point. Not tagged internal here: in a file's first comment the tag
+ * attaches to the first statement, which `stripInternal` then drops from the declarations.
+ *
  * @module
- * @internal
  */
 import type { DisconnectTarget, HubEnvelope, PresenceEvent } from './backplane.js';
 import type { PublishedMessage } from './resume-rules.js';

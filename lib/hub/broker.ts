@@ -7,8 +7,10 @@
  * broker-names.ts, the messages between nodes in broker-wire.ts, node probes in broker-nodes.ts. Imported only by
  * the adapter entry points (`wsengine/hub/redis`, `wsengine/hub/nats`); the hub core never imports this file.
  *
+ * Internal to the hub, not a package entry point. Not tagged internal here: in a file's first comment the tag
+ * attaches to the first statement, which `stripInternal` then drops from the declarations.
+ *
  * @module
- * @internal
  */
 import { BackplaneUnavailableError } from './attach.js';
 import type { Backplane, BackplaneSink, DisconnectTarget, HubEnvelope, PresenceSnapshot, ResumeAnswer } from './backplane.js';

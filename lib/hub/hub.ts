@@ -17,7 +17,8 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { WebSocketConnection } from '../transport/connection.js';
-import { createServer, type IncomingUpgrade, type WebSocketServer } from '../transport/server.js';
+import { createServer, type IncomingUpgrade, SERVER_OPTION_HINTS, SERVER_OPTION_NAMES, type WebSocketServer } from '../transport/server.js';
+import { checkOptionNames } from '../core/options.js';
 import { Admission, type UpgradeVerdict } from './admission.js';
 import { Attacher, type HubHealth } from './attach.js';
 import { HUB_SUBPROTOCOLS, type Principal, resolveTokenOptions, selectHubProtocol, TicketStore } from './auth.js';
@@ -123,6 +124,7 @@ export class Hub extends EventEmitter {
     );
     this.admission = new Admission(this, resolver, tokenOptions, options.authenticate !== undefined && options.authenticate.length >= 2);
     this.requests = new Requests(this);
+    if (options.server !== undefined) checkServerOptions(options.server);
     this.server = createServer(
       {
         ...options.server,
@@ -609,4 +611,26 @@ function checkTenantName(tenant: unknown): asserts tenant is string {
 /** Creates a hub. Attach it with `hub.handleUpgrade` or start it with `await hub.listen(port)`. */
 export function createHub(options: HubOptions = {}): Hub {
   return new Hub(options);
+}
+
+/** The engine options the hub sets itself, with where a hub application sets them. */
+const HUB_OWNED_SERVER_OPTIONS: Readonly<Record<string, string>> = {
+  heartbeat: 'the hub runs its own heartbeat: use options.heartbeat of createHub',
+  authenticate: 'the hub authenticates: use options.authenticate (token, request) or options.jwt of createHub',
+  selectProtocol: "the hub selects the subprotocol: list extra names in createHub's options.protocols",
+  origins: 'use options.origins of createHub',
+  path: 'use options.path of createHub',
+  port: 'call hub.listen(port)',
+  maxMessageSize: 'use options.limits.maxMessageSize of createHub',
+};
+const HUB_SERVER_OPTION_NAMES: ReadonlySet<string> = new Set([...SERVER_OPTION_NAMES].filter((name) => !Object.hasOwn(HUB_OWNED_SERVER_OPTIONS, name)));
+const HUB_SERVER_HINTS = { ...SERVER_OPTION_HINTS, ...HUB_OWNED_SERVER_OPTIONS };
+
+/**
+ * `options.server` holds engine options only, and none the hub sets itself (a TypeError names where those go): an
+ * option the hub would override, or a name the engine does not know, is never silently ignored.
+ */
+function checkServerOptions(server: object): void {
+  if (typeof server !== 'object' || server === null) throw new TypeError('options.server must be an object of engine options');
+  checkOptionNames('createHub options.server', server, HUB_SERVER_OPTION_NAMES, HUB_SERVER_HINTS);
 }

@@ -2,8 +2,10 @@
  * Helpers of the NATS backplane: names on the broker, compare-and-set updates of JSON values in KV buckets, the
  * sweep of dead nodes' entries, the direct-get API, and the JetStream errors the adapter tells apart. Split from nats.ts.
  *
+ * Internal to the hub, not a package entry point. Not tagged internal here: in a file's first comment the tag
+ * attaches to the first statement, which `stripInternal` then drops from the declarations.
+ *
  * @module
- * @internal
  */
 import type { JetStreamManager, KV, StoredMsg } from 'nats';
 import { escapeSegment } from './broker-names.js';

@@ -295,8 +295,12 @@ export interface HubOptions {
   protocols?: readonly string[];
   /** One-time tickets (`?ticket=`): their lifetime in ms. Default: 60,000. */
   ticketTtl?: number;
-  /** Engine options (TLS, permessage-deflate, handshake timeout, …). `heartbeat`, `authenticate` and `selectProtocol` are the hub's. */
-  server?: Omit<ServerOptions, 'heartbeat' | 'authenticate' | 'selectProtocol' | 'origins' | 'path' | 'port'>;
+  /**
+   * Engine options (TLS, permessage-deflate, handshake timeout, …). `heartbeat`, `authenticate`, `selectProtocol`,
+   * `origins`, `path`, `port` and `maxMessageSize` are the hub's (set them on the hub: `limits.maxMessageSize`,
+   * `hub.listen(port)`); given here they, like a name the engine does not know, are a TypeError.
+   */
+  server?: Omit<ServerOptions, 'heartbeat' | 'authenticate' | 'selectProtocol' | 'origins' | 'path' | 'port' | 'maxMessageSize'>;
   /**
    * Channel permissions: rules per topic pattern for who may subscribe, publish, read history and presence
    * (see {@link Permissions}). Default: none — every action open to signed-in clients, subject to

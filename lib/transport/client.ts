@@ -12,7 +12,8 @@ import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions }
 import { checkUpgradeResponse, generateKey, upgradeRequest } from '../core/handshake.js';
 import { HeadParser, type HeadLimits, singleHeader } from '../core/http1.js';
 import { formatExtensions } from '../core/tokens.js';
-import { type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { CONNECTION_OPTION_NAMES, type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { checkOptionNames, withTlsHints, WS_OPTION_HINTS } from '../core/options.js';
 import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { acceptServerResponse, clientOffer, type DeflateOptions, resolveDeflateOptions } from '../deflate/negotiate.js';
@@ -53,6 +54,40 @@ export interface ClientOptions extends ConnectionOptions, HeadLimits {
    * share two timers; connections made with the same options object share its heartbeat. Default: off.
    */
   heartbeat?: HeartbeatOptions | false;
+}
+
+/** The names of {@link ClientOptions} (the compiler keeps the list complete). */
+const CLIENT_OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys({
+    ...CONNECTION_OPTION_NAMES,
+    maxHeadSize: true,
+    maxHeaders: true,
+    protocols: true,
+    headers: true,
+    origin: true,
+    handshakeTimeout: true,
+    tls: true,
+    followRedirects: true,
+    maxRedirects: true,
+    signal: true,
+    heartbeat: true,
+  } as const satisfies Record<keyof ClientOptions, true>),
+);
+
+const CLIENT_OPTION_HINTS = withTlsHints({
+  ...WS_OPTION_HINTS,
+  host: 'give the host in the URL',
+  port: 'give the port in the URL',
+  path: 'give the path in the URL',
+});
+
+/**
+ * @internal Throws a TypeError for an option name {@link connect} does not know (`what` names the caller in the
+ * message), naming the equivalent where there is one.
+ */
+export function checkClientOptions(what: string, options: ClientOptions): void {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`${what} options must be an object`);
+  checkOptionNames(what, options, CLIENT_OPTION_NAMES, CLIENT_OPTION_HINTS);
 }
 
 /** Heartbeats shared by client connections: by timing when no hook is set, else by options object. */
@@ -140,9 +175,11 @@ function validateProtocols(protocols: string | readonly string[] | undefined): s
 /**
  * Opens a WebSocket connection to a `ws://` or `wss://` URL (`http(s)://` is accepted as its ws equivalent).
  * Resolves once the server accepted the upgrade; rejects with a {@link HandshakeError} when it refused or the
- * handshake failed, and with a SyntaxError for an invalid URL or subprotocol.
+ * handshake failed, with a SyntaxError for an invalid URL or subprotocol, and with a TypeError for an unknown option
+ * name (ws's `maxPayload`, say: the message names the equivalent, `maxMessageSize`), before any socket opens.
  */
 export async function connect<Data = unknown>(url: string | URL, options: ClientOptions = {}): Promise<WebSocketConnection<Data>> {
+  checkClientOptions('connect', options);
   let target = normalizeUrl(url);
   const protocols = validateProtocols(options.protocols);
   // Options are checked before any socket opens: a TypeError/RangeError, not a failure inside a socket callback.

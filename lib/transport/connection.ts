@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Data as Payload, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
+import { checkOptionNames } from '../core/options.js';
 import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
 import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
@@ -57,6 +58,19 @@ export interface ConnectionOptions {
    */
   perMessageDeflate?: boolean | DeflateOptions;
 }
+
+/** @internal The names of {@link ConnectionOptions} (the compiler keeps the list complete). */
+export const CONNECTION_OPTION_NAMES = {
+  maxMessageSize: true,
+  maxFrameSize: true,
+  fragmentOverhead: true,
+  autoPong: true,
+  strictLengths: true,
+  closeTimeout: true,
+  maxPongBacklog: true,
+  iteratorHighWaterMark: true,
+  perMessageDeflate: true,
+} as const satisfies Record<keyof ConnectionOptions, true>;
 
 /**
  * Called once a message's bytes were handed to the socket (flushed with the batch of its tick), with no argument;
@@ -165,6 +179,14 @@ class CoreEvents implements ProtocolHandler, PipelineHost {
  * `authenticate` accepted); both default to `unknown`.
  */
 export class WebSocketConnection<Data = unknown, Principal = unknown> extends EventEmitter {
+  /** readyState: connecting (never seen on a connection: it is made once the handshake is done). */
+  static readonly CONNECTING = ReadyState.CONNECTING;
+  /** readyState: open. */
+  static readonly OPEN = ReadyState.OPEN;
+  /** readyState: the closing handshake is in progress. */
+  static readonly CLOSING = ReadyState.CLOSING;
+  /** readyState: closed. */
+  static readonly CLOSED = ReadyState.CLOSED;
   /** The negotiated subprotocol ('' when none). */
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
@@ -277,14 +299,25 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (options.noDelay !== false && 'setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
   }
 
-  /** {@link ReadyState}: 1 OPEN, 2 CLOSING, 3 CLOSED. */
+  /**
+   * 1 `OPEN`, 2 `CLOSING` (a close frame sent or received, or TCP ending), 3 `CLOSED` (the `close` event has
+   * fired); never 0 `CONNECTING`, as a connection exists only once its handshake is done. The values are the
+   * {@link ReadyState} numbers, also on the class and every instance: `conn.readyState === conn.OPEN`.
+   */
   get readyState(): number {
     if (this.closed) return ReadyState.CLOSED;
     if (this.core.readyState === ReadyState.CLOSED || this.closeRequested || this.ending) return ReadyState.CLOSING;
     return this.core.readyState;
   }
 
-  /** Bytes accepted by `send` and not yet handed to the kernel. */
+  /**
+   * Bytes accepted by `send` (and the other sends) and not yet handed to the kernel, counted as frame bytes: frame
+   * headers and a client's masking keys included, a compressed message at its compressed size (one queued for
+   * compression at its uncompressed size), pings, pongs and the close frame too. It measures what the connection
+   * holds in memory, which is what a send budget needs (the hub's slow-consumer limit reads it); it is not the
+   * WHATWG figure: the browser-style {@link WebSocket.bufferedAmount} counts application payload bytes only. An
+   * 8 MiB message sent by a client adds 8,388,622 here (14 bytes of header and mask), 8,388,608 there.
+   */
   get bufferedAmount(): number {
     return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0) + this.heldBytes;
   }
@@ -410,7 +443,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    *
    * `callback` (as in ws: `send(data, callback)` or `send(data, options, callback)`) runs once the message was
    * handed to the socket, or with an Error when it could not be (not open, closed first). Options that are not
-   * an object, or a callback that is not a function, throw a TypeError. A message sent while a fragmented one is
+   * an object, an unknown option name (ws's `fin`, `mask`), or a callback that is not a function, throw a TypeError. A message sent while a fragmented one is
    * being streamed ({@link sendFragment}) follows the stream's final fragment.
    */
   send(data: Payload, callback?: SendCallback): boolean;
@@ -993,12 +1026,21 @@ function sendArgs(options: SendOptions | SendCallback | undefined, callback: Sen
     if (callback !== undefined) throw new TypeError(`${what}(data, callback) takes nothing after the callback`);
     return options;
   }
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new TypeError(`${what} options must be an object ({ binary, compress }) or omitted, got ${options === null ? 'null' : typeof options}; a callback goes last: ${what}(data, options, callback)`);
+  if (options !== undefined) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`${what} options must be an object ({ binary, compress }) or omitted, got ${options === null ? 'null' : typeof options}; a callback goes last: ${what}(data, options, callback)`);
+    }
+    for (const name in options) if (name !== 'binary' && name !== 'compress') checkOptionNames(what, options, SEND_OPTION_NAMES, SEND_HINTS);
   }
   if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`${what} callback must be a function, got ${typeof callback}`);
   return callback;
 }
+
+const SEND_OPTION_NAMES: ReadonlySet<string> = new Set(Object.keys({ binary: true, compress: true } as const satisfies Record<keyof SendOptions, true>));
+const SEND_HINTS = {
+  fin: 'stream a fragmented message with sendFragment(data, fin)',
+  mask: 'clients mask every frame and servers never (RFC 6455 §5.1): remove the option',
+};
 
 /**
  * Splits `(data?, mask?, callback?)` as ws accepts it for ping/pong. `mask` may only state what the role implies
@@ -1030,8 +1072,25 @@ function controlArgs(
   return [data ?? '', callback];
 }
 
-/** Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}). */
+// The ready-state constants on every instance (as browsers and ws have them, `conn.readyState === conn.OPEN`):
+// on the prototype, so a connection carries no field for them.
+for (const [name, value] of Object.entries(ReadyState)) {
+  Object.defineProperty(WebSocketConnection.prototype, name, { value, enumerable: true, writable: false, configurable: false });
+}
+
+/**
+ * Typed event methods of {@link WebSocketConnection} (see {@link ConnectionEvents}), and the ready-state constants
+ * every instance has.
+ */
 export interface WebSocketConnection<Data = unknown, Principal = unknown> {
+  /** readyState: connecting (never seen on a connection). */
+  readonly CONNECTING: 0;
+  /** readyState: open. */
+  readonly OPEN: 1;
+  /** readyState: the closing handshake is in progress. */
+  readonly CLOSING: 2;
+  /** readyState: closed. */
+  readonly CLOSED: 3;
   on<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   once<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;
   off<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): this;

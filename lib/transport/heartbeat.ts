@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { checkOptionNames } from '../core/options.js';
 import { validateClose } from '../core/protocol.js';
 import type { WebSocketConnection } from './connection.js';
 
@@ -55,6 +56,24 @@ export interface HeartbeatOptions<Data = unknown, Principal = unknown> {
 
 type Conn<D, P> = WebSocketConnection<D, P>;
 
+const HEARTBEAT_OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys({
+    interval: true,
+    timeout: true,
+    protocolPing: true,
+    onPing: true,
+    onTimeout: true,
+    closeCode: true,
+    closeReason: true,
+    anyMessage: true,
+  } as const satisfies Record<keyof HeartbeatOptions, true>),
+);
+
+const HEARTBEAT_HINTS = {
+  pingInterval: 'use interval (milliseconds between pings)',
+  pingTimeout: 'use timeout (milliseconds to answer)',
+};
+
 /**
  * Pings a set of connections and gives up on those that stop answering. A server makes one for its connections
  * (`heartbeat` option, exposed as `server.heartbeat`); make your own to watch client connections with hooks.
@@ -80,6 +99,7 @@ export class Heartbeat<Data = unknown, Principal = unknown> {
 
   constructor(options: HeartbeatOptions<Data, Principal> = {}) {
     if (typeof options !== 'object' || options === null) throw new TypeError('heartbeat options must be an object (or false to disable it)');
+    checkOptionNames('heartbeat', options, HEARTBEAT_OPTION_NAMES, HEARTBEAT_HINTS);
     this.interval = positive('heartbeat.interval', options.interval ?? HEARTBEAT_DEFAULTS.interval);
     this.timeout = positive('heartbeat.timeout', options.timeout ?? HEARTBEAT_DEFAULTS.timeout);
     for (const name of ['onPing', 'onTimeout'] as const) {

@@ -6,6 +6,7 @@
 import { type Data, toBytes } from '../core/bytes.js';
 import { encodeFrame, encodeTextFrame, Opcode } from '../core/frame.js';
 import { compressOnce } from '../deflate/codec.js';
+import { checkOptionNames } from '../core/options.js';
 
 /** A message framed once for every server-side connection. Immutable; share it freely. */
 export interface PreparedMessage {
@@ -33,12 +34,20 @@ export interface PrepareOptions {
   level?: number;
 }
 
+const PREPARE_OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys({ binary: true, compress: true, windowBits: true, level: true } as const satisfies Record<keyof PrepareOptions, true>),
+);
+
 /**
  * Frames `data` once: a string as text, bytes as binary (or as text with `{ binary: false }`). Send the result with
  * `connection.sendPrepared(message)` to as many connections as needed; the bytes are never copied per recipient.
  * The payload is referenced, not copied: do not modify it afterwards.
  */
 export function prepare(data: Data, options?: PrepareOptions): PreparedMessage {
+  if (options !== undefined) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('prepare options must be an object ({ binary, compress, windowBits, level })');
+    checkOptionNames('prepare', options, PREPARE_OPTION_NAMES);
+  }
   const isBinary = options?.binary ?? typeof data !== 'string';
   const opcode = isBinary ? Opcode.BINARY : Opcode.TEXT;
   const payload = typeof data === 'string' ? data : toBytes(data);

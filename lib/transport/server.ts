@@ -24,7 +24,8 @@ import {
 } from '../core/handshake.js';
 import { HeadError, HeadParser, type HttpHead, type HeadLimits } from '../core/http1.js';
 import type { ExtensionOffer } from '../core/tokens.js';
-import { type ConnectionInternals, type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { CONNECTION_OPTION_NAMES, type ConnectionInternals, type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { checkOptionNames, type OptionHints, withTlsHints, WS_OPTION_HINTS } from '../core/options.js';
 import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../deflate/negotiate.js';
@@ -67,6 +68,26 @@ export interface IncomingUpgrade {
   remotePort: number | undefined;
   /** Whether the connection is TLS (wss). */
   secure: boolean;
+  /**
+   * The connection's addresses in the shape of node:http's `req.socket`, so ws-style code such as
+   * `req.socket.remoteAddress` runs unchanged: a small frozen object read from the socket on first use, not the
+   * socket itself (the connection owns that; with `handleUpgrade`, the node:http request has it as `req.socket`).
+   * Read it while the connection is open (in the `connection` handler, say): a closed socket no longer tells its
+   * addresses, as with node:http.
+   */
+  readonly socket: UpgradeSocket;
+}
+
+/** The socket facts of an upgrade request ({@link IncomingUpgrade.socket}); undefined when the socket cannot tell. */
+export interface UpgradeSocket {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** `'IPv4'` or `'IPv6'`. */
+  readonly remoteFamily: string | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
+  /** True on a TLS (wss) connection. */
+  readonly encrypted: boolean;
 }
 
 /** What `authenticate` returns to refuse: an HTTP status (default 401), headers and a message body. */
@@ -143,6 +164,36 @@ export interface ServerOptions<Data = unknown, Principal = unknown> extends Conn
   heartbeat?: HeartbeatOptions<Data, Principal> | false;
 }
 
+/** @internal The names of {@link ServerOptions} (the compiler keeps the list complete). */
+export const SERVER_OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys({
+    ...CONNECTION_OPTION_NAMES,
+    maxHeadSize: true,
+    maxHeaders: true,
+    port: true,
+    host: true,
+    tls: true,
+    noServer: true,
+    path: true,
+    origins: true,
+    maxConnections: true,
+    handshakeTimeout: true,
+    selectProtocol: true,
+    authenticate: true,
+    httpHandler: true,
+    heartbeat: true,
+  } as const satisfies Record<keyof ServerOptions, true>),
+);
+
+/** @internal What to say about a name that is not a server option. */
+export const SERVER_OPTION_HINTS: OptionHints = withTlsHints({
+  ...WS_OPTION_HINTS,
+  protocol: "use selectProtocol: (offered: string[], request) => string | undefined",
+  protocols: "use selectProtocol: (offered: string[], request) => string | undefined",
+  origin: 'use origins (an allow-list of Origin values)',
+  timeout: 'use handshakeTimeout (milliseconds for the opening handshake)',
+});
+
 /** Events of {@link WebSocketServer}. */
 export interface ServerEvents<Data = unknown, Principal = unknown> {
   /** A connection completed its handshake. */
@@ -166,6 +217,9 @@ export interface ShutdownOptions {
   /** Milliseconds to wait for closing handshakes before destroying what is left. Default: 5,000. */
   timeout?: number;
 }
+
+const SHUTDOWN_OPTION_NAMES: ReadonlySet<string> = new Set(Object.keys({ code: true, reason: true, timeout: true } as const satisfies Record<keyof ShutdownOptions, true>));
+const NO_HINTS: OptionHints = {};
 
 /** A WebSocket server. Create it with {@link createServer}. */
 export class WebSocketServer<Data = unknown, Principal = unknown> extends EventEmitter {
@@ -198,6 +252,7 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
   constructor(options: ServerOptions<Data, Principal> = {}, onConnection?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void) {
     super();
     if (typeof options !== 'object' || options === null) throw new TypeError('server options must be an object');
+    checkOptionNames('createServer', options, SERVER_OPTION_NAMES, SERVER_OPTION_HINTS);
     for (const name of ['handshakeTimeout', 'maxConnections', 'closeTimeout'] as const) {
       const v = options[name];
       if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new RangeError(`options.${name} must be a non-negative number, got ${String(v)}`);
@@ -528,8 +583,14 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
    * Graceful shutdown: stops accepting, drops handshakes in progress, sends every connection a close frame (1001
    * by default, or 1012 for a restart), waits up to `timeout` ms for the closing handshakes, then destroys what is
    * left. Resolves when every connection's `close` event has fired. Calling it again returns the same promise.
+   * An unknown option name, or a callback (ws's `close(cb)`: use `close().then(cb)`), is a TypeError.
    */
   close(options: ShutdownOptions = {}): Promise<void> {
+    if (typeof options === 'function') {
+      throw new TypeError('server.close() takes options ({ code, reason, timeout }), not a callback: it returns a promise, so use server.close().then(callback)');
+    }
+    if (typeof options !== 'object' || options === null) throw new TypeError('server.close() options must be an object ({ code, reason, timeout })');
+    checkOptionNames('server.close', options, SHUTDOWN_OPTION_NAMES, NO_HINTS);
     if (this.closedPromise) return this.closedPromise;
     this.closing = true;
     const code = options.code ?? 1001;
@@ -667,6 +728,7 @@ class Upgrade implements IncomingUpgrade {
   readonly #socket: Duplex;
   #query: URLSearchParams | undefined = undefined;
   #headers: IncomingHttpHeaders | undefined = undefined;
+  #facts: UpgradeSocket | undefined = undefined;
 
   constructor(req: UpgradeRequest, socket: Duplex, secure: boolean) {
     const target = req.target;
@@ -703,6 +765,22 @@ class Upgrade implements IncomingUpgrade {
     return (this.#socket as Partial<Socket>).remotePort;
   }
 
+  /** Read on first use (getpeername and getsockname system calls), then kept. */
+  get socket(): UpgradeSocket {
+    if (this.#facts === undefined) {
+      const s = this.#socket as Partial<Socket>;
+      this.#facts = Object.freeze({
+        remoteAddress: s.remoteAddress,
+        remotePort: s.remotePort,
+        remoteFamily: s.remoteFamily,
+        localAddress: s.localAddress,
+        localPort: s.localPort,
+        encrypted: this.secure,
+      });
+    }
+    return this.#facts;
+  }
+
   header(name: string): string | undefined {
     return this.headerMap.get(name.toLowerCase())?.[0];
   }
@@ -725,6 +803,7 @@ class Upgrade implements IncomingUpgrade {
       remoteAddress: this.remoteAddress,
       remotePort: this.remotePort,
       secure: this.secure,
+      socket: this.socket,
     };
   }
 }

@@ -6,8 +6,8 @@
  * @module
  */
 import { isValidCloseCode } from '../core/errors.js';
-import { type Data } from '../core/bytes.js';
-import { type ClientOptions, connect } from './client.js';
+import { type Data, toBytes } from '../core/bytes.js';
+import { checkClientOptions, type ClientOptions, connect } from './client.js';
 import type { WebSocketConnection } from './connection.js';
 
 /** The `close` event of {@link WebSocket}. */
@@ -54,13 +54,24 @@ export class WebSocket extends EventTarget {
   private connection: WebSocketConnection | null = null;
   private type: BinaryType = 'blob';
   private readonly handlers = new Map<string, (event: Event) => void>();
+  /** Payload bytes passed to `send` and not yet written (see {@link bufferedAmount}). */
+  private buffered = 0;
+  /**
+   * Messages sent while a Blob is being read, in order, each with its payload size: they wait for it, so the peer
+   * gets them in the order of the `send` calls. Null when no Blob is being read.
+   */
+  private waiting: Array<{ data: Data | Blob; size: number }> | null = null;
+  /** A `close()` made while a Blob was being read: it follows the messages sent before it. */
+  private closeAfter: { code: number | undefined; reason: string } | null = null;
 
   /**
    * Connects at once, like the browser's constructor. `options` (not in the browser API) takes the
-   * {@link ClientOptions} of `connect`: headers, TLS, limits.
+   * {@link ClientOptions} of `connect`: headers, TLS, limits; an unknown option name (ws's `maxPayload`, say) is a
+   * TypeError naming the equivalent. Its `signal` aborts the handshake as `close()` does while connecting.
    */
   constructor(url: string | URL, protocols?: string | string[], options: ClientOptions = {}) {
     super();
+    checkClientOptions('new WebSocket', options);
     const resolved = new URL(String(url));
     if (resolved.protocol === 'http:') resolved.protocol = 'ws:';
     if (resolved.protocol === 'https:') resolved.protocol = 'wss:';
@@ -68,7 +79,8 @@ export class WebSocket extends EventTarget {
     if (resolved.hash) throw new DOMException('WebSocket URLs cannot have a fragment', 'SyntaxError');
     this.url = resolved.href;
     const abort = new AbortController();
-    connect(resolved, { ...options, protocols: protocols ?? options.protocols, signal: abort.signal }).then(
+    const signal = options.signal ? AbortSignal.any([abort.signal, options.signal]) : abort.signal;
+    connect(resolved, { ...options, protocols: protocols ?? options.protocols, signal }).then(
       (connection) => this.opened(connection),
       () => {
         this.state = 3;
@@ -126,9 +138,15 @@ export class WebSocket extends EventTarget {
     return this.connection?.extensions ?? '';
   }
 
-  /** Bytes queued and not yet sent. */
+  /**
+   * Bytes of application data passed to `send` and not yet written to the network, as the WHATWG spec counts them:
+   * UTF-8 bytes of text, bytes of binary data, a Blob's size — not frame headers, masks or compression (the
+   * engine's own {@link WebSocketConnection.bufferedAmount} counts frame bytes). A message leaves the count once the
+   * socket has written it. As the spec says, data passed to `send` while closing or closed is counted and never
+   * sent.
+   */
   get bufferedAmount(): number {
-    return this.connection?.bufferedAmount ?? 0;
+    return this.buffered;
   }
 
   /** `'blob'` (default), `'arraybuffer'`, or `'nodebuffer'`. Other values are ignored, as in browsers. */
@@ -142,6 +160,8 @@ export class WebSocket extends EventTarget {
   /**
    * Sends binary data (ArrayBuffer, views, Blob) or text. As in browsers (WebIDL), any other value is converted to
    * a string: `send(42)` sends the text "42". InvalidStateError while connecting; a TypeError without an argument.
+   * A Blob is read before it is sent; what is sent after it waits for it, so messages always leave in the order
+   * of the calls (a Blob that cannot be read fails the connection: `error`, then `close` with 1006).
    */
   send(data: Data | Blob | number | boolean | object | null | undefined): void {
     if (arguments.length === 0) throw new TypeError("Failed to execute 'send' on 'WebSocket': 1 argument required, but only 0 present.");
@@ -150,13 +170,50 @@ export class WebSocket extends EventTarget {
     // the string is encoded.
     const value: Data | Blob = data instanceof Blob || data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data : `${data as string}`;
     if (this.state === 0) throw new DOMException('WebSocket is still connecting', 'InvalidStateError');
+    const size = value instanceof Blob ? value.size : typeof value === 'string' ? Buffer.byteLength(value) : value.byteLength;
+    this.buffered += size;
     const connection = this.connection;
     if (connection === null || this.readyState !== 1) return;
-    if (value instanceof Blob) {
-      void value.arrayBuffer().then((bytes) => connection.send(bytes));
+    if (this.waiting !== null) {
+      // Behind a Blob being read: binary data is copied now, as the browser takes it at the call.
+      this.waiting.push({ data: typeof value === 'string' || value instanceof Blob ? value : Buffer.from(toBytes(value)), size });
       return;
     }
-    connection.send(value);
+    if (value instanceof Blob) this.readBlob(connection, value);
+    else this.write(connection, value, size);
+  }
+
+  /** Sends now; the payload leaves {@link bufferedAmount} once the socket has written it. */
+  private write(connection: WebSocketConnection, data: Data, size: number): void {
+    connection.send(data, (error) => {
+      if (error === undefined) this.buffered -= size;
+    });
+  }
+
+  /** Reads a Blob, then sends it and what was sent after it (until the next Blob), then a close made meanwhile. */
+  private readBlob(connection: WebSocketConnection, blob: Blob, waiting: Array<{ data: Data | Blob; size: number }> = []): void {
+    this.waiting = waiting;
+    blob.arrayBuffer().then(
+      (bytes) => {
+        this.write(connection, bytes, bytes.byteLength);
+        while (waiting.length > 0) {
+          const next = waiting.shift()!;
+          if (next.data instanceof Blob) return this.readBlob(connection, next.data, waiting);
+          this.write(connection, next.data, next.size);
+        }
+        this.waiting = null;
+        const close = this.closeAfter;
+        if (close !== null) {
+          this.closeAfter = null;
+          connection.close(close.code, close.reason);
+        }
+      },
+      () => {
+        this.waiting = null;
+        this.closeAfter = null;
+        connection.terminate();
+      },
+    );
   }
 
   /** Closes: `code` 1000 or 3000–4999 (InvalidAccessError otherwise), `reason` at most 123 bytes (SyntaxError). */
@@ -174,7 +231,9 @@ export class WebSocket extends EventTarget {
       return;
     }
     this.state = 2;
-    this.connection.close(code ?? (reason ? 1000 : undefined), reason ?? '');
+    // Messages sent before close() and still waiting for a Blob to be read go first.
+    if (this.waiting !== null) this.closeAfter = { code: code ?? (reason ? 1000 : undefined), reason: reason ?? '' };
+    else this.connection.close(code ?? (reason ? 1000 : undefined), reason ?? '');
   }
 
   private handlerProperty<E extends Event>(type: string): Handler<E> {
