@@ -422,7 +422,8 @@ t.test('4429 and 1000 stop; 4000 and 1012 reconnect', async (t) => {
       t.equal(c.state, 'closed');
       t.equal(hub.history.length, 1, `${code}: no reconnect attempt`);
     } else {
-      await until(() => c.state === 'open' && hub.history.length === 2);
+      // The client is open once the upgrade completes; its resubscribe is the next frame the fake hub reads.
+      await until(() => c.state === 'open' && hub.history.length === 2 && hub.history[1].frames.length > 0);
       t.same(hub.history[1].frames.map((f) => f.type), ['subscribe'], `${code}: reconnected and resubscribed`);
     }
     t.equal(outcome, 'connection_lost', `${code}: the in-flight request is rejected, not left hanging`);

@@ -228,7 +228,7 @@ export class NatsBackplane extends BrokerBackplane {
       this.error(error);
     }
     this.resync();
-    void this.beat().catch((e) => this.error(e));
+    void this.timed(this.beat()).catch((e) => this.error(e));
   }
 
   protected async stop(): Promise<void> {

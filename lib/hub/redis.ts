@@ -348,7 +348,7 @@ export class RedisBackplane extends BrokerBackplane {
       this.error(error);
     }
     this.resync();
-    void this.beat().catch((e) => this.error(e));
+    void this.timed(this.beat()).catch((e) => this.error(e));
   }
 
   protected async stop(): Promise<void> {
