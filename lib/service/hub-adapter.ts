@@ -120,24 +120,15 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     refusals.inc(`http_${status}`);
     log('warn', 'handshake_refused', { status, reason: message, remote });
   });
-  let slowSeen = 0;
-  let dropsSeen = 0;
+  // Logged as the policy hits the client, naming it: `disconnect` once per connection (as it is closed with 1008),
+  // `drop` on its first dropped message after it last caught up (not per message; the count is wsengine_drops_total).
+  hub.on('slowConsumer', (client, info) => {
+    log('warn', 'slow_consumer', { policy: info.policy, user: client.user, connection: client.id, buffered: info.bufferedAmount });
+  });
   hub.on('disconnect', (client, code) => {
-    const stats = hub.stats();
-    if (stats.slowConsumerDisconnects > slowSeen) {
-      slowSeen = stats.slowConsumerDisconnects;
-      log('warn', 'slow_consumer', { policy: 'disconnect', user: client.user, connection: client.id, code });
-    }
     if (code === 4401) log('info', 'auth_closed', { connection: client.id, code });
   });
   hub.on('error', (error) => log('error', 'hub_error', { error: error.message }));
-  // Drops (policy `drop`) are summarised every 10 s rather than logged per message.
-  const dropTimer = setInterval(() => {
-    const drops = hub.stats().drops;
-    if (drops > dropsSeen) log('warn', 'slow_consumer', { policy: 'drop', dropped: drops - dropsSeen });
-    dropsSeen = drops;
-  }, 10_000);
-  dropTimer.unref();
 
   const toMessage = (m: { type: string; data: string; topic: string; tenant: string; seq: number; epoch: string; ts: number }): HistoryMessage => ({
     type: m.type,
@@ -184,7 +175,6 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     issueTicket: (principal, ttl) => hub.issueTicket(principal, ttl),
     connections: () => hub.stats().connections,
     async close(options) {
-      clearInterval(dropTimer);
       await hub.close({ code: options.code, timeout: options.timeout });
     },
   };
