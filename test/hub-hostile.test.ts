@@ -114,6 +114,51 @@ t.test('finding 9: the slowConsumer event names the slow client, never the one t
   t.same([codes['1008'], codes['1000']], [1, 1], 'alice counted under 1008, bob under 1000');
 });
 
+t.test('slowConsumer drop: after an episode of dropped direct messages, the next episode is reported and its gaps sent once drained', async (t) => {
+  const { hub, port } = await startHub({ limits: { maxBufferedBytes: 256 * 1024, slowConsumer: 'drop', rate: false } });
+  t.teardown(() => hub.close());
+  const events: SlowConsumerPolicy[] = [];
+  hub.on('slowConsumer', (client: HubClient, info) => {
+    if (client.user === 'carol') events.push(info.policy);
+  });
+  let id = '';
+  hub.on('connection', (client: HubClient) => {
+    if (client.user === 'carol') id = client.id;
+  });
+  const carol = await rawUpgrade(port, `/ws?token=${token('carol')}`);
+  t.teardown(() => carol.socket.destroy());
+  carol.socket.write(frame('{"type":"subscribe","data":{"topic":"hot"},"request_id":1}'));
+  await until(() => carol.received().includes('"type":"ack"'), 5000, "carol's ack");
+  const body = 'x'.repeat(32 * 1024);
+  const drained = async (): Promise<void> => {
+    carol.socket.resume();
+    await until(() => hub.client(id)!.connection.bufferedAmount === 0, 10_000, "carol's socket to drain");
+    await sleep(300); // the hub's checks of stalled connections (every 100 ms) and drain listeners ran
+    carol.socket.pause();
+  };
+  // Episode 1: only direct messages are dropped.
+  carol.socket.pause();
+  for (let i = 0; events.length === 0 && i < 1000; i++) await hub.sendToUser('carol', { type: 'direct', data: { i, body } });
+  t.same(events, ['drop'], 'episode 1 (direct messages) reported');
+  await drained();
+  // Episode 2: topic messages are dropped.
+  const before = hub.stats().drops;
+  let published = 0;
+  while (hub.stats().drops === before && published < 1000) {
+    await hub.publish({ topic: 'hot', type: 'm', data: { i: ++published, body } });
+    if (published % 8 === 0) await sleep(1);
+  }
+  t.ok(hub.stats().drops > before, `episode 2: topic messages dropped (after ${published})`);
+  t.same(events, ['drop', 'drop'], 'episode 2 reported as well');
+  // Nothing more is published: carol reads, and the gap of episode 2 must come by itself once her socket drains.
+  const at = carol.received().length;
+  carol.socket.resume();
+  await until(() => carol.received().subarray(at).includes('"type":"gap"'), 5000, 'the gap report of episode 2').then(
+    () => t.pass('the gap report of episode 2 came once carol drained'),
+    (error: Error) => t.fail(error.message),
+  );
+});
+
 t.test('finding 10: the app-level heartbeat rule, per dialect', async (t) => {
   const heartbeat = { interval: 100, timeout: 400 };
   // Several timeouts: a client that should stay open is checked after this long.

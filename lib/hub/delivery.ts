@@ -303,7 +303,8 @@ export class Delivery {
       if (!r.sub.cancelled && client.state === STATE_OPEN) r.done();
     }
     this.stalled.delete(client);
-    if (client.gaps !== null) this.flushGaps(client);
+    // Caught up: ends a drop episode (direct drops record no gaps) and sends the gaps recorded, if any.
+    this.flushGaps(client);
   }
 
   /** Forgets a closed connection's replays and waits. */
@@ -355,7 +356,7 @@ export class Delivery {
       client.connection.off('drain', this.onDrain);
     }
     if (client.replays !== null) this.pump(client);
-    else if (client.gaps !== null) this.flushGaps(client);
+    else this.flushGaps(client);
   }
 
   // ─── Slow consumers ───────────────────────────────────────────────────────────────────────────────────────
@@ -389,7 +390,10 @@ export class Delivery {
     this.stall(client);
   }
 
-  /** Sends the recorded gaps (policy `drop`) once the connection has room again and no replay is running. */
+  /**
+   * The connection has room again: ends its drop episode (the next drop is a new one: reported, and waited on
+   * for room) and sends the recorded gaps (policy `drop`) unless a replay is running (it sends them when done).
+   */
   flushGaps(client: HubClient): void {
     client.dropping = false;
     const gaps = client.gaps;
