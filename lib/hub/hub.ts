@@ -20,7 +20,7 @@ import { createServer, type IncomingUpgrade, type WebSocketServer } from '../tra
 import { Admission, type UpgradeVerdict } from './admission.js';
 import { HUB_SUBPROTOCOLS, type Principal, resolveTokenOptions, selectHubProtocol, TicketStore } from './auth.js';
 import { type Backplane, type BackplaneSink, type DisconnectTarget, type HubEnvelope, MemoryBackplane, type PresenceEvent, type PresenceSnapshot } from './backplane.js';
-import { checkType, type ClientOwner, HubClient, HubError, STATE_CLOSED, STATE_OPEN, type Subscription } from './client.js';
+import { checkType, HubClient, HubError, STATE_CLOSED, STATE_OPEN, type Subscription } from './client.js';
 import { Delivery, type DirectFrames } from './delivery.js';
 import type { Gap, PatternSince, PublishedMessage, StreamPosition } from './history.js';
 import { jwtResolver } from './jwt.js';
@@ -51,7 +51,7 @@ export interface Hub {
  * The hub. Create it with {@link createHub}; attach it to a `node:http` server with {@link Hub.handleUpgrade} or
  * run it standalone with {@link Hub.listen}.
  */
-export class Hub extends EventEmitter implements ClientOwner {
+export class Hub extends EventEmitter {
   /** The engine server (for its `rejected` event, address, …). */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the principal slot carries the hub's handshake verdict
   readonly server: WebSocketServer<any, any>;
