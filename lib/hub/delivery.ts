@@ -320,6 +320,7 @@ export class Delivery {
       if (!r.sub.cancelled && client.state === STATE_OPEN) r.done();
     }
     this.stalled.delete(client);
+    // Caught up: ends a drop episode (direct drops record no gaps) and sends the gaps recorded, if any.
     this.flushGaps(client);
   }
 

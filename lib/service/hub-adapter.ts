@@ -177,27 +177,18 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     refusals.inc(`http_${status}`);
     log('warn', 'handshake_refused', { status, reason: message, remote });
   });
-  let slowSeen = 0;
-  let dropsSeen = 0;
+  // Logged as the policy hits the client, naming it: `disconnect` once per connection (as it is closed with 1008),
+  // `drop` on its first dropped message after it last caught up (not per message; the count is wsengine_drops_total).
+  hub.on('slowConsumer', (client, info) => {
+    log('warn', 'slow_consumer', { policy: info.policy, user: client.user, connection: client.id, buffered: info.bufferedAmount });
+  });
   hub.on('disconnect', (client, code) => {
-    const stats = hub.stats();
-    if (stats.slowConsumerDisconnects > slowSeen) {
-      slowSeen = stats.slowConsumerDisconnects;
-      log('warn', 'slow_consumer', { policy: 'disconnect', user: client.user, connection: client.id, code });
-    }
     if (code === 4401) log('info', 'auth_closed', { connection: client.id, code });
   });
   hub.on('error', (error) => log('error', 'hub_error', { error: error.message }));
   // Attach retries and broker outages: each failed attempt is a hub_error above; this says when the state changes.
   hub.on('backplane', (h) => log(h.backplane === 'up' ? 'info' : 'warn', 'backplane', { state: h.backplane, attempts: h.attempts, error: h.error ?? undefined }));
-  // Drops (policy `drop`) are summarised every 10 s rather than logged per message.
   const processMetrics = new ProcessMetrics();
-  const dropTimer = setInterval(() => {
-    const drops = hub.stats().drops;
-    if (drops > dropsSeen) log('warn', 'slow_consumer', { policy: 'drop', dropped: drops - dropsSeen });
-    dropsSeen = drops;
-  }, 10_000);
-  dropTimer.unref();
 
   const toMessage = (m: { type: string; data: string; topic: string; tenant: string; seq: number; epoch: string; ts: number }): HistoryMessage => ({
     type: m.type,
@@ -247,7 +238,6 @@ export function createServiceHub(config: ServiceConfig, backplane: Backplane | u
     issueTicket: (principal, ttl) => hub.issueTicket(principal, ttl),
     connections: () => hub.stats().connections,
     async close(options) {
-      clearInterval(dropTimer);
       processMetrics.close();
       await hub.close({ code: options.code, timeout: options.timeout });
       hooks?.close();
