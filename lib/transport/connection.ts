@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Data as Payload, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
+import type { MaskSource } from '../core/mask.js';
 import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
 import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
@@ -231,7 +232,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   constructor(
     socket: Duplex,
     role: 'server' | 'client',
-    options: ConnectionOptions & { protocol?: string; extensions?: string; codec?: DeflateCodec | null; threshold?: number; noDelay?: boolean },
+    options: ConnectionOptions & { protocol?: string; extensions?: string; codec?: DeflateCodec | null; threshold?: number; noDelay?: boolean; maskSource?: MaskSource },
     internals: ConnectionInternals = {},
   ) {
     super();
@@ -258,6 +259,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
         strictLengths: options.strictLengths,
         rsv1: this.pipeline !== null,
         autoPong: false,
+        maskSource: options.maskSource,
       },
       events,
     );
