@@ -32,6 +32,10 @@ interface WebSocketStatics {
 for (const [name, value] of Object.entries({ WebSocket, WebSocketServer, Server: WebSocketServer, createWebSocketStream } satisfies WebSocketStatics)) {
   Object.defineProperty(WebSocket, name, { value, enumerable: true, writable: true, configurable: true });
 }
+// The browser-style event classes, for `require('wsengine/ws')` users too (not enumerable: ws's export has none).
+for (const [name, value] of Object.entries({ Event, CloseEvent, ErrorEvent, MessageEvent })) {
+  Object.defineProperty(WebSocket, name, { value, enumerable: false, writable: true, configurable: true });
+}
 
 declare module './websocket.js' {
   // eslint-disable-next-line @typescript-eslint/no-namespace

@@ -15,7 +15,7 @@ export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 export interface PerMessageDeflateOptions {
   serverNoContextTakeover?: boolean;
   clientNoContextTakeover?: boolean;
-  /** 9–15 (the engine never compresses with an 8-bit window); on a client, `true` offers the parameter without a value. */
+  /** 8–15 (a side bound to 8 bits sends uncompressed: zlib cannot honour it); on a client, `true` offers the parameter without a value. */
   serverMaxWindowBits?: number | boolean;
   clientMaxWindowBits?: number | boolean;
   /** `level` and `memLevel` are honoured; `chunkSize` is accepted and has no effect (see the README). */
@@ -119,11 +119,11 @@ export function deflateOptions(value: unknown, fallback: boolean): Required<Defl
   if (o.clientNoContextTakeover !== undefined) out.clientNoContextTakeover = Boolean(o.clientNoContextTakeover);
   if (typeof o.serverMaxWindowBits === 'number') out.serverMaxWindowBits = o.serverMaxWindowBits;
   else if (o.serverMaxWindowBits !== undefined && typeof o.serverMaxWindowBits !== 'boolean') {
-    throw new TypeError('perMessageDeflate.serverMaxWindowBits must be a number from 9 to 15, or true');
+    throw new TypeError('perMessageDeflate.serverMaxWindowBits must be a number from 8 to 15, or true');
   }
   if (typeof o.clientMaxWindowBits === 'number') out.clientMaxWindowBits = o.clientMaxWindowBits;
   else if (o.clientMaxWindowBits !== undefined && typeof o.clientMaxWindowBits !== 'boolean') {
-    throw new TypeError('perMessageDeflate.clientMaxWindowBits must be a number from 9 to 15, or true');
+    throw new TypeError('perMessageDeflate.clientMaxWindowBits must be a number from 8 to 15, or true');
   }
   if (o.threshold !== undefined) out.threshold = o.threshold;
   if (o.concurrencyLimit !== undefined) out.concurrency = o.concurrencyLimit;
@@ -145,5 +145,13 @@ export function deflateOptions(value: unknown, fallback: boolean): Required<Defl
       if (name !== 'chunkSize') throw new TypeError(`perMessageDeflate.zlibInflateOptions.${name} is not supported by wsengine/ws (chunkSize is)`);
     }
   }
-  return resolveDeflateOptions(out);
+  // An 8-bit window is ws's lowest: the engine negotiates it (the side bound to it sends uncompressed, as RFC 7692
+  // allows, since zlib cannot compress with 8 bits) but its options start at 9.
+  const eight = { server: out.serverMaxWindowBits === 8, client: out.clientMaxWindowBits === 8 };
+  if (eight.server) out.serverMaxWindowBits = 9;
+  if (eight.client) out.clientMaxWindowBits = 9;
+  const resolved = resolveDeflateOptions(out);
+  if (eight.server) resolved.serverMaxWindowBits = 8;
+  if (eight.client) resolved.clientMaxWindowBits = 8;
+  return resolved;
 }

@@ -133,7 +133,7 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
     if (typeof options !== 'object' || options === null) options = {} as ServerOptions<T>;
     checkNames('WebSocketServer', options, KNOWN);
     const given = [options.port != null, options.server != null, Boolean(options.noServer)].filter(Boolean).length;
-    if (given !== 1) throw new TypeError('WebSocketServer needs exactly one of the port, server and noServer options');
+    if (given !== 1) throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     if (options.skipUTF8Validation) {
       throw new TypeError('skipUTF8Validation: true is not supported by wsengine/ws: UTF-8 is always validated (it costs little: see the README)');
     }
@@ -202,7 +202,7 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
 
   /** The bound address (null once closed). Throws in `noServer` mode. */
   address(): AddressInfo | string | null {
-    if (this.options.noServer) throw new Error('a noServer WebSocketServer has no address: it does not listen');
+    if (this.options.noServer) throw new Error('The server is operating in "noServer" mode');
     if (this._server === null) return null;
     return this._server.address();
   }
@@ -216,7 +216,7 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
     if (callback !== undefined) {
       checkFunction('callback', callback);
       if (this._state === CLOSED) {
-        this.once('close', () => callback(new Error('the WebSocketServer is not running')));
+        this.once('close', () => callback(new Error('The server is not running')));
         process.nextTick(emitClose, this);
         return;
       }
@@ -262,11 +262,11 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
     const key = headers['sec-websocket-key'];
     const upgrade = headers.upgrade;
     const version = Number(headers['sec-websocket-version']);
-    if (req.method !== 'GET') return this.clientError(req, socket, 405, 'the method of a WebSocket upgrade must be GET');
-    if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return this.clientError(req, socket, 400, 'the Upgrade header must be "websocket"');
-    if (key === undefined || !isValidKey(key)) return this.clientError(req, socket, 400, 'the Sec-WebSocket-Key header is missing or invalid');
+    if (req.method !== 'GET') return this.clientError(req, socket, 405, 'Invalid HTTP method');
+    if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return this.clientError(req, socket, 400, 'Invalid Upgrade header');
+    if (key === undefined || !isValidKey(key)) return this.clientError(req, socket, 400, 'Missing or invalid Sec-WebSocket-Key header');
     if (version !== 13 && version !== 8) {
-      return this.clientError(req, socket, 400, 'the Sec-WebSocket-Version header is missing or unsupported', { 'Sec-WebSocket-Version': '13, 8' });
+      return this.clientError(req, socket, 400, 'Missing or invalid Sec-WebSocket-Version header', { 'Sec-WebSocket-Version': '13, 8' });
     }
     if (!this.shouldHandle(req)) return refuse(socket, 400);
 
@@ -274,14 +274,14 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
     let protocols = new Set<string>();
     if (protocolHeader !== undefined) {
       const parsed = parseProtocols(protocolHeader);
-      if (parsed === null) return this.clientError(req, socket, 400, 'the Sec-WebSocket-Protocol header is invalid');
+      if (parsed === null) return this.clientError(req, socket, 400, 'Invalid Sec-WebSocket-Protocol header');
       protocols = new Set(parsed);
     }
     let agreed: ReturnType<typeof negotiateServer> = null;
     const extensionHeader = headers['sec-websocket-extensions'];
     if (this.deflate !== null && extensionHeader !== undefined) {
       const offers = parseExtensions(extensionHeader);
-      const invalid = (): void => this.clientError(req, socket, 400, 'the Sec-WebSocket-Extensions header is invalid or cannot be accepted');
+      const invalid = (): void => this.clientError(req, socket, 400, 'Invalid or unacceptable Sec-WebSocket-Extensions header');
       if (offers === null) return invalid();
       agreed = negotiateServer(offers, this.deflate.options);
       if (agreed === null && offers.some((o) => o.name === 'permessage-deflate')) return invalid();
@@ -321,7 +321,7 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
       socket.destroy();
       return;
     }
-    if (socket[kUpgraded]) throw new Error('server.handleUpgrade() was called twice with the same socket: is the server attached twice (server option and a handleUpgrade of your own)?');
+    if (socket[kUpgraded]) throw new Error('server.handleUpgrade() was called more than once with the same socket, possibly due to a misconfiguration');
     if (this._state > RUNNING) return refuse(socket, 503);
     socket[kUpgraded] = true;
     const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(key)}`];

@@ -139,7 +139,7 @@ export class WebSocket extends EventEmitter {
   /** @internal A fragmented message (`fin: false`) is open. */
   _fragmenting = false;
   /** @internal Sends waiting behind a Blob being read (ws keeps their order). */
-  _blobQueue: Array<() => void> | null = null;
+  _blobQueue: Queued[] | null = null;
   /** @internal The close event's code. */
   _closeCode = 1006;
   /** @internal */
@@ -239,17 +239,14 @@ export class WebSocket extends EventEmitter {
     let payload: string | Uint8Array;
     if (typeof data === 'string' || data instanceof Uint8Array) payload = data;
     else if (typeof data === 'number') payload = String(data);
-    else if (data instanceof Blob) return this.sendBlob(data, options, callback);
+    else if (data instanceof Blob) payload = data as unknown as Uint8Array;
     else payload = toBinary(data);
-    if (this._blobQueue !== null) {
-      const d = payload;
-      const o = options;
-      const cb = callback;
-      this._blobQueue.push(() => this.send(d, o as WsSendOptions, cb as SendCallback));
-      return;
-    }
     if (conn === null || this._state !== OPEN || conn.readyState !== OPEN) {
       notSent(this, payload, callback);
+      return;
+    }
+    if (this._blobQueue !== null || (payload as unknown) instanceof Blob) {
+      this.sendBlob('send', payload as unknown as Blob, options, callback);
       return;
     }
     if (this._fragmenting || (options !== undefined && (options.fin === false || options.mask !== undefined))) {
@@ -261,13 +258,7 @@ export class WebSocket extends EventEmitter {
 
   /** `fin: false` fragments and explicit `mask`: the slow path of {@link send}. */
   private sendSpecial(conn: WebSocketConnection, data: string | Uint8Array, options: WsSendOptions, callback: SendCallback | undefined): void {
-    if (options.mask !== undefined && Boolean(options.mask) === this._isServer) {
-      throw new RangeError(
-        this._isServer
-          ? 'send: a server never masks its frames (RFC 6455 §5.1): mask must be false or omitted'
-          : 'send: a client masks every frame (RFC 6455 §5.1): mask must be true or omitted',
-      );
-    }
+    if (options.mask !== undefined && Boolean(options.mask) === this._isServer) throw maskError('send', this._isServer);
     const fin = options.fin !== false;
     if (!fin || this._fragmenting) {
       const binary = options.binary ?? typeof data !== 'string';
@@ -278,36 +269,42 @@ export class WebSocket extends EventEmitter {
     conn.send(data, { binary: options.binary, compress: options.compress }, callback);
   }
 
-  /** A Blob is read first; the sends that follow wait for it, so the order is kept. */
-  private sendBlob(blob: Blob, options: WsSendOptions | undefined, callback: SendCallback | undefined): void {
-    if (this._conn === null || this._state !== OPEN || this._conn.readyState !== OPEN) {
-      this._bufferedAmount += blob.size;
-      notSent(this, EMPTY, callback);
+  /**
+   * A Blob is read first; what is sent meanwhile (messages, pings, pongs) waits behind it, so the order is kept.
+   * If the connection closes while it is read, its callback and those of the waiting sends get an Error.
+   */
+  private sendBlob(kind: Queued['kind'], blob: Blob, options: WsSendOptions | undefined, callback: SendCallback | undefined): void {
+    if (this._blobQueue !== null) {
+      this._blobQueue.push({ kind, data: blob, options, callback });
       return;
     }
-    const queue = this._blobQueue;
-    if (queue !== null) {
-      queue.push(() => this.sendBlob(blob, options, callback));
-      return;
-    }
-    const waiting: Array<() => void> = (this._blobQueue = []);
+    this._blobQueue = [];
     blob.arrayBuffer().then(
       (bytes) => {
+        const waiting = this._blobQueue!;
         this._blobQueue = null;
-        this.send(Buffer.from(bytes), { binary: true, ...options }, callback);
-        drainBlobQueue(this, waiting);
+        const conn = this._conn;
+        if (conn === null || this._state !== OPEN || conn.readyState !== OPEN) {
+          failQueued(callback, waiting, new Error('The socket was closed while the blob was being read'));
+          return;
+        }
+        const data = Buffer.from(bytes);
+        if (kind === 'send') this.send(data, { binary: true, ...options }, callback as SendCallback);
+        else this.control(kind === 'ping', data, undefined, callback);
+        replayQueued(this, waiting);
       },
       (error: unknown) => {
+        const waiting = this._blobQueue!;
         this._blobQueue = null;
         const err = error instanceof Error ? error : new Error(String(error));
-        if (callback !== undefined) process.nextTick(callback, err);
-        else if (this._state !== CLOSED) {
+        failQueued(callback, waiting, err);
+        if (this._state === CLOSED) return;
+        if (!this._errorEmitted) {
           this._errorEmitted = true;
           this.emit('error', err);
         }
-        // As after any error: the connection is closed, so the messages behind the Blob are not sent.
-        this.terminate();
-        drainBlobQueue(this, waiting);
+        this._state = CLOSING;
+        this._conn?.terminate();
       },
     );
   }
@@ -335,18 +332,22 @@ export class WebSocket extends EventEmitter {
     if (data === undefined || data === null || data === '') payload = EMPTY;
     else if (typeof data === 'string' || data instanceof Uint8Array) payload = data;
     else if (typeof data === 'number') payload = String(data);
-    else if (data instanceof Blob) throw new TypeError(`${isPing ? 'ping' : 'pong'}: a Blob payload is not supported by wsengine/ws; send its bytes`);
+    else if (data instanceof Blob) payload = data as unknown as Uint8Array;
     else payload = toBinary(data);
-    const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
-    if (length > 125) throw new RangeError(`${isPing ? 'ping' : 'pong'} payload is ${length} bytes; at most 125 are allowed (RFC 6455 §5.5)`);
+    const blob = (payload as unknown) instanceof Blob;
+    const length = blob ? (payload as unknown as Blob).size : typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
+    if (length > 125) throw new RangeError('The data size must not be greater than 125 bytes');
     const conn = this._conn;
     if (conn === null || this._state !== OPEN || conn.readyState !== OPEN) {
       notSent(this, payload, callback);
       return;
     }
-    if (mask !== undefined && mask !== null && Boolean(mask) === this._isServer) {
-      throw new RangeError(`${isPing ? 'ping' : 'pong'}: a ${this._isServer ? 'server never masks its frames' : 'client masks every frame'} (RFC 6455 §5.1)`);
+    if (blob || this._blobQueue !== null) {
+      if (mask !== undefined && mask !== null && Boolean(mask) === this._isServer) throw maskError(isPing ? 'ping' : 'pong', this._isServer);
+      this.sendBlob(isPing ? 'ping' : 'pong', payload as unknown as Blob, undefined, callback);
+      return;
     }
+    if (mask !== undefined && mask !== null && Boolean(mask) === this._isServer) throw maskError(isPing ? 'ping' : 'pong', this._isServer);
     if (isPing) conn.ping(payload, callback as SendCallback);
     else conn.pong(payload, callback as SendCallback);
   }
@@ -359,7 +360,7 @@ export class WebSocket extends EventEmitter {
     const state = this._state;
     if (state === CLOSED) return;
     if (state === CONNECTING) {
-      abortHandshake(this, 'the WebSocket was closed before the connection was established');
+      abortHandshake(this, 'WebSocket was closed before the connection was established');
       return;
     }
     const conn = this._conn!;
@@ -371,6 +372,9 @@ export class WebSocket extends EventEmitter {
     if (code !== undefined && reason !== undefined && reason !== null) text = typeof reason === 'string' ? reason : Buffer.from(reason as Uint8Array).toString();
     conn.close(code, code === undefined ? undefined : text);
     this._state = CLOSING;
+    // The close frame leaves now rather than with the tick's batch (ws writes it at once; `bufferedAmount` then
+    // shows only what the socket holds).
+    conn.flush();
   }
 
   /** Destroys the socket at once (`close` reports 1006). While CONNECTING, the handshake is aborted. */
@@ -378,7 +382,7 @@ export class WebSocket extends EventEmitter {
     const state = this._state;
     if (state === CLOSED) return;
     if (state === CONNECTING) {
-      abortHandshake(this, 'the WebSocket was closed before the connection was established');
+      abortHandshake(this, 'WebSocket was closed before the connection was established');
       return;
     }
     this._state = CLOSING;
@@ -439,7 +443,8 @@ export class WebSocket extends EventEmitter {
    * {@link _start}, once the application had its chance to add listeners. `head`: bytes that came with the upgrade.
    */
   _attach(socket: Duplex, head: Buffer, o: AttachOptions): void {
-    socket.pause();
+    // Bytes that came with the upgrade go back into the socket's stream: they are read, in order, once the
+    // connection's listener takes the socket's data (never before the caller returns: stream events are async).
     if (head.length > 0) socket.unshift(head);
     const conn = new WebSocketConnection<WebSocket>(socket, o.role, {
       maxMessageSize: o.maxMessageSize,
@@ -643,15 +648,15 @@ function wsError(error: ProtocolError): Error {
 // ───────────────────────────── helpers ─────────────────────────────
 
 function notYetOpen(): Error {
-  return new Error('WebSocket is not open yet (readyState 0, CONNECTING): wait for the open event');
+  return new Error('WebSocket is not open: readyState 0 (CONNECTING)');
 }
 
 /** ws's behaviour for data given once closing: counted in `bufferedAmount`, never sent, the callback told. */
-function notSent(ws: WebSocket, data: string | Uint8Array, callback: SendCallback | undefined): void {
-  if (data.length > 0) ws._bufferedAmount += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+function notSent(ws: WebSocket, data: string | Uint8Array | Blob, callback: SendCallback | undefined): void {
+  ws._bufferedAmount += typeof data === 'string' ? Buffer.byteLength(data) : data instanceof Blob ? data.size : data.byteLength;
   if (callback !== undefined) {
     const state = ws.readyState;
-    process.nextTick(callback, new Error(`WebSocket is not open (readyState ${state}, ${STATE_NAMES[state]}): the data was not sent`));
+    process.nextTick(callback, new Error(`WebSocket is not open: readyState ${state} (${STATE_NAMES[state]})`));
   }
 }
 
@@ -663,15 +668,34 @@ function toBinary(data: unknown): Uint8Array {
   return Buffer.from(data as string);
 }
 
-function drainBlobQueue(ws: WebSocket, waiting: Array<() => void>): void {
-  for (let i = 0; i < waiting.length; i++) {
-    if (ws._blobQueue !== null) {
-      // Another Blob started reading: what follows it waits behind it.
-      ws._blobQueue.push(...waiting.slice(i));
-      return;
-    }
-    waiting[i]();
+/** A send waiting behind a Blob being read. */
+interface Queued {
+  kind: 'send' | 'ping' | 'pong';
+  data: string | Uint8Array | Blob;
+  options: WsSendOptions | undefined;
+  callback: SendCallback | undefined;
+}
+
+/** The Blob was read: what waited behind it goes now, in order (behind the next Blob, if one is among them). */
+function replayQueued(ws: WebSocket, waiting: Queued[]): void {
+  for (const q of waiting) {
+    if (q.kind === 'send') ws.send(q.data as string, q.options ?? {}, q.callback as SendCallback);
+    else if (q.kind === 'ping') ws.ping(q.data as string, q.callback as SendCallback);
+    else ws.pong(q.data as string, q.callback as SendCallback);
   }
+}
+
+function failQueued(callback: SendCallback | undefined, waiting: Queued[], error: Error): void {
+  if (callback !== undefined) process.nextTick(callback, error);
+  for (const q of waiting) if (q.callback !== undefined) process.nextTick(q.callback, error);
+}
+
+function maskError(what: string, isServer: boolean): RangeError {
+  return new RangeError(
+    isServer
+      ? `${what}: a server never masks its frames (RFC 6455 §5.1): mask must be false or omitted`
+      : `${what}: a client masks every frame (RFC 6455 §5.1): mask must be true or omitted`,
+  );
 }
 
 /** `permessage-deflate; client_max_window_bits=10` → `permessage-deflate` (ws lists names only). */
@@ -734,7 +758,7 @@ const origins = new WeakMap<WebSocket, Origin>();
 function startClient(ws: WebSocket, address: string | URL, protocols: unknown[], given: ClientOptions): void {
   const options = { ...CLIENT_OPTION_DEFAULTS, ...given };
   if (options.protocolVersion !== 8 && options.protocolVersion !== 13) {
-    throw new RangeError(`protocolVersion must be 8 or 13, got ${String(options.protocolVersion)}`);
+    throw new RangeError(`Unsupported protocol version: ${String(options.protocolVersion)} (supported versions: 8, 13)`);
   }
   const raw = given as Record<string, unknown>;
   if (raw.maxBufferedChunks !== undefined || raw.maxFragments !== undefined) {
@@ -750,7 +774,7 @@ function startClient(ws: WebSocket, address: string | URL, protocols: unknown[],
   const seen = new Set<string>();
   for (const p of protocols) {
     if (typeof p !== 'string' || !TOKEN.test(p) || seen.has(p)) {
-      throw new SyntaxError(`invalid or duplicated subprotocol ${JSON.stringify(p)}: subprotocols are distinct HTTP tokens`);
+      throw new SyntaxError('An invalid or duplicated subprotocol was specified');
     }
     seen.add(p);
   }
@@ -780,7 +804,7 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
     try {
       url = new URL(address);
     } catch {
-      return fail(new SyntaxError(`invalid WebSocket URL: ${address}`));
+      return fail(new SyntaxError(`Invalid URL: ${address}`));
     }
   }
   if (url.protocol === 'http:') url.protocol = 'ws:';
@@ -788,9 +812,9 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
   ws._url = url.href;
   const secure = url.protocol === 'wss:';
   const ipc = url.protocol === 'ws+unix:';
-  if (url.protocol !== 'ws:' && !secure && !ipc) return fail(new SyntaxError(`WebSocket URLs use ws:, wss:, http:, https: or ws+unix:, got ${url.protocol}`));
-  if (ipc && !url.pathname) return fail(new SyntaxError('a ws+unix: URL needs the socket path'));
-  if (url.hash) return fail(new SyntaxError('WebSocket URLs cannot have a fragment (#…)'));
+  if (url.protocol !== 'ws:' && !secure && !ipc) return fail(new SyntaxError('The URL\'s protocol must be one of "ws:", "wss:", "http:", "https:", or "ws+unix:"'));
+  if (ipc && !url.pathname) return fail(new SyntaxError("The URL's pathname is empty"));
+  if (url.hash) return fail(new SyntaxError('The URL contains a fragment identifier'));
 
   const given = state.options;
   const defaultPort = secure ? 443 : 80;
@@ -856,7 +880,7 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
   const req = (secure ? httpsRequest : httpRequest)(opts as RequestOptions);
   ws._req = req;
   if (ws._redirects > 0) ws.emit('redirect', ws.url, req);
-  if (opts.timeout) req.on('timeout', () => abortHandshake(ws, 'opening handshake timed out'));
+  if (opts.timeout) req.on('timeout', () => abortHandshake(ws, 'Opening handshake has timed out'));
   req.on('error', (error: Error) => {
     if (ws._req !== req || (req as AbortedRequest)[kAborted]) return;
     ws._req = null;
@@ -867,7 +891,7 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
     const status = res.statusCode ?? 0;
     if (location && given.followRedirects && status >= 300 && status < 400) {
       if (++ws._redirects > given.maxRedirects) {
-        abortHandshake(ws, `more than ${given.maxRedirects} redirects`);
+        abortHandshake(ws, 'Maximum redirects exceeded');
         return;
       }
       req.destroy();
@@ -875,12 +899,12 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
       try {
         next = new URL(location, address);
       } catch {
-        emitErrorAndClose(ws, new SyntaxError(`invalid redirect URL: ${location}`));
+        emitErrorAndClose(ws, new SyntaxError(`Invalid URL: ${location}`));
         return;
       }
       request(ws, next, state, false);
     } else if (!ws.emit('unexpected-response', req, res)) {
-      abortHandshake(ws, `the server answered the upgrade with ${status}, not 101`);
+      abortHandshake(ws, `Unexpected server response: ${status}`);
     }
   });
   req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -890,25 +914,25 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
     ws._req = null;
     const fail = (message: string): void => abortUpgrade(ws, socket, message);
     const upgrade = res.headers.upgrade;
-    if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return fail('invalid Upgrade header in the response');
-    if (res.headers['sec-websocket-accept'] !== acceptKey(state.key)) return fail('invalid Sec-WebSocket-Accept header');
+    if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return fail('Invalid Upgrade header');
+    if (res.headers['sec-websocket-accept'] !== acceptKey(state.key)) return fail('Invalid Sec-WebSocket-Accept header');
     const serverProtocol = res.headers['sec-websocket-protocol'];
     let protocol = '';
     if (serverProtocol !== undefined) {
-      if (state.protocols.size === 0) return fail('the server chose a subprotocol but none was offered');
-      if (!state.protocols.has(serverProtocol)) return fail(`the server chose a subprotocol that was not offered: ${serverProtocol}`);
+      if (state.protocols.size === 0) return fail('Server sent a subprotocol but none was requested');
+      if (!state.protocols.has(serverProtocol)) return fail('Server sent an invalid subprotocol');
       protocol = serverProtocol;
-    } else if (state.protocols.size > 0) return fail('the server chose no subprotocol');
+    } else if (state.protocols.size > 0) return fail('Server sent no subprotocol');
     const extensionHeader = res.headers['sec-websocket-extensions'];
     let codec: DeflateCodec | null = null;
     let extensions = '';
     if (extensionHeader !== undefined) {
-      if (state.deflate === null) return fail('the server sent Sec-WebSocket-Extensions but no extension was offered');
+      if (state.deflate === null) return fail('Server sent a Sec-WebSocket-Extensions header but no extension was requested');
       const offers = parseExtensions(extensionHeader);
-      if (offers === null || offers.length === 0) return fail('invalid Sec-WebSocket-Extensions header');
-      if (offers.length !== 1 || offers[0].name !== 'permessage-deflate') return fail('the server accepted an extension that was not offered');
+      if (offers === null || offers.length === 0) return fail('Invalid Sec-WebSocket-Extensions header');
+      if (offers.length !== 1 || offers[0].name !== 'permessage-deflate') return fail('Server indicated an extension that was not requested');
       const params = acceptServerResponse(offers[0], state.deflate);
-      if (typeof params === 'string') return fail(`invalid Sec-WebSocket-Extensions header: ${params}`);
+      if (typeof params === 'string') return fail('Invalid Sec-WebSocket-Extensions header');
       let limiter = limiters.get(state.deflate.concurrency);
       if (limiter === undefined) limiters.set(state.deflate.concurrency, (limiter = new Limiter(state.deflate.concurrency)));
       codec = new DeflateCodec('client', params, state.deflate, limiter, state.maxMessageSize);
