@@ -10,10 +10,11 @@
 import { EventEmitter } from 'node:events';
 import { type ClientRequest, type IncomingMessage, request as httpRequest, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP, connect as netConnect, type Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import tls, { type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { acceptKey, generateKey } from '../core/handshake.js';
+import { validateClose } from '../core/protocol.js';
 import { ProtocolError } from '../core/errors.js';
 import { parseExtensions } from '../core/tokens.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
@@ -236,24 +237,44 @@ export class WebSocket extends EventEmitter {
     }
     const conn = this._conn;
     if (conn === null && this._state === CONNECTING) throw notYetOpen();
-    let payload: string | Uint8Array;
+    let payload: string | Uint8Array | Blob;
     if (typeof data === 'string' || data instanceof Uint8Array) payload = data;
     else if (typeof data === 'number') payload = String(data);
-    else if (data instanceof Blob) payload = data as unknown as Uint8Array;
+    else if (data instanceof Blob) payload = data;
     else payload = toBinary(data);
     if (conn === null || this._state !== OPEN || conn.readyState !== OPEN) {
       notSent(this, payload, callback);
       return;
     }
-    if (this._blobQueue !== null || (payload as unknown) instanceof Blob) {
-      this.sendBlob('send', payload as unknown as Blob, options, callback);
+    if (this._blobQueue === null && (typeof payload === 'string' || payload instanceof Uint8Array)) {
+      // The common case: straight to the engine.
+      if (this._fragmenting || (options !== undefined && (options.fin === false || options.mask !== undefined))) this.sendSpecial(conn, payload, options ?? {}, callback);
+      else conn.send(payload, options, callback);
       return;
     }
-    if (this._fragmenting || (options !== undefined && (options.fin === false || options.mask !== undefined))) {
-      this.sendSpecial(conn, payload, options ?? {}, callback);
+    this._write('send', payload, options, callback);
+  }
+
+  /**
+   * @internal A send, ping or pong once accepted (the state was checked): behind a Blob being read if there is one,
+   * else to the engine now.
+   */
+  _write(kind: Queued['kind'], payload: string | Uint8Array | Blob, options: WsSendOptions | undefined, callback: SendCallback | undefined): void {
+    if (this._blobQueue !== null) {
+      this._blobQueue.push({ kind, data: payload, options, callback });
       return;
     }
-    conn.send(payload, options, callback);
+    if (payload instanceof Blob) {
+      this.sendBlob(kind, payload, options, callback);
+      return;
+    }
+    const conn = this._conn!;
+    if (kind === 'send') {
+      if (this._fragmenting || (options !== undefined && (options.fin === false || options.mask !== undefined))) this.sendSpecial(conn, payload, options ?? {}, callback);
+      else conn.send(payload, options, callback);
+    } else if (kind === 'ping') conn.ping(payload, callback as SendCallback);
+    else if (kind === 'pong') conn.pong(payload, callback as SendCallback);
+    else this.closeNow(conn, options as CloseArgs);
   }
 
   /** `fin: false` fragments and explicit `mask`: the slow path of {@link send}. */
@@ -270,28 +291,23 @@ export class WebSocket extends EventEmitter {
   }
 
   /**
-   * A Blob is read first; what is sent meanwhile (messages, pings, pongs) waits behind it, so the order is kept.
-   * If the connection closes while it is read, its callback and those of the waiting sends get an Error.
+   * A Blob is read first; what is sent meanwhile (messages, pings, pongs, the close frame) waits behind it, so the
+   * order is kept. If the socket closes while it is read, its callback and those of the waiting sends get an Error.
    */
   private sendBlob(kind: Queued['kind'], blob: Blob, options: WsSendOptions | undefined, callback: SendCallback | undefined): void {
-    if (this._blobQueue !== null) {
-      this._blobQueue.push({ kind, data: blob, options, callback });
-      return;
-    }
     this._blobQueue = [];
     blob.arrayBuffer().then(
       (bytes) => {
         const waiting = this._blobQueue!;
         this._blobQueue = null;
         const conn = this._conn;
-        if (conn === null || this._state !== OPEN || conn.readyState !== OPEN) {
+        if (conn === null || conn.readyState !== OPEN || this._socket!.destroyed) {
           failQueued(callback, waiting, new Error('The socket was closed while the blob was being read'));
           return;
         }
         const data = Buffer.from(bytes);
-        if (kind === 'send') this.send(data, { binary: true, ...options }, callback as SendCallback);
-        else this.control(kind === 'ping', data, undefined, callback);
-        replayQueued(this, waiting);
+        this._write(kind, data, kind === 'send' ? { binary: true, ...options } : undefined, callback);
+        for (const q of waiting) this._write(q.kind, q.data, q.options, q.callback);
       },
       (error: unknown) => {
         const waiting = this._blobQueue!;
@@ -328,28 +344,20 @@ export class WebSocket extends EventEmitter {
       callback = mask;
       mask = undefined;
     }
-    let payload: string | Uint8Array;
+    let payload: string | Uint8Array | Blob;
     if (data === undefined || data === null || data === '') payload = EMPTY;
-    else if (typeof data === 'string' || data instanceof Uint8Array) payload = data;
+    else if (typeof data === 'string' || data instanceof Uint8Array || data instanceof Blob) payload = data;
     else if (typeof data === 'number') payload = String(data);
-    else if (data instanceof Blob) payload = data as unknown as Uint8Array;
     else payload = toBinary(data);
-    const blob = (payload as unknown) instanceof Blob;
-    const length = blob ? (payload as unknown as Blob).size : typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
+    const length = payload instanceof Blob ? payload.size : typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
     if (length > 125) throw new RangeError('The data size must not be greater than 125 bytes');
     const conn = this._conn;
     if (conn === null || this._state !== OPEN || conn.readyState !== OPEN) {
       notSent(this, payload, callback);
       return;
     }
-    if (blob || this._blobQueue !== null) {
-      if (mask !== undefined && mask !== null && Boolean(mask) === this._isServer) throw maskError(isPing ? 'ping' : 'pong', this._isServer);
-      this.sendBlob(isPing ? 'ping' : 'pong', payload as unknown as Blob, undefined, callback);
-      return;
-    }
     if (mask !== undefined && mask !== null && Boolean(mask) === this._isServer) throw maskError(isPing ? 'ping' : 'pong', this._isServer);
-    if (isPing) conn.ping(payload, callback as SendCallback);
-    else conn.pong(payload, callback as SendCallback);
+    this._write(isPing ? 'ping' : 'pong', payload, undefined, callback);
   }
 
   /**
@@ -370,8 +378,17 @@ export class WebSocket extends EventEmitter {
     }
     let text = '';
     if (code !== undefined && reason !== undefined && reason !== null) text = typeof reason === 'string' ? reason : Buffer.from(reason as Uint8Array).toString();
-    conn.close(code, code === undefined ? undefined : text);
+    const args: CloseArgs = { code, reason: code === undefined ? undefined : text };
+    if (this._blobQueue !== null) {
+      // Behind the Blob being read, as the messages sent before it; checked now all the same.
+      validateClose(args.code, args.reason);
+      this._blobQueue.push({ kind: 'close', data: EMPTY, options: args as WsSendOptions, callback: undefined });
+    } else this.closeNow(conn, args);
     this._state = CLOSING;
+  }
+
+  private closeNow(conn: WebSocketConnection, args: CloseArgs): void {
+    conn.close(args.code, args.reason);
     // The close frame leaves now rather than with the tick's batch (ws writes it at once; `bufferedAmount` then
     // shows only what the socket holds).
     conn.flush();
@@ -670,19 +687,16 @@ function toBinary(data: unknown): Uint8Array {
 
 /** A send waiting behind a Blob being read. */
 interface Queued {
-  kind: 'send' | 'ping' | 'pong';
+  kind: 'send' | 'ping' | 'pong' | 'close';
   data: string | Uint8Array | Blob;
   options: WsSendOptions | undefined;
   callback: SendCallback | undefined;
 }
 
-/** The Blob was read: what waited behind it goes now, in order (behind the next Blob, if one is among them). */
-function replayQueued(ws: WebSocket, waiting: Queued[]): void {
-  for (const q of waiting) {
-    if (q.kind === 'send') ws.send(q.data as string, q.options ?? {}, q.callback as SendCallback);
-    else if (q.kind === 'ping') ws.ping(q.data as string, q.callback as SendCallback);
-    else ws.pong(q.data as string, q.callback as SendCallback);
-  }
+/** `close()`'s arguments, when the close frame waits behind a Blob. */
+interface CloseArgs {
+  code: number | undefined;
+  reason: string | undefined;
 }
 
 function failQueued(callback: SendCallback | undefined, waiting: Queued[], error: Error): void {
@@ -752,6 +766,8 @@ interface Origin {
   ipc: boolean;
   secure: boolean;
   hostOrSocketPath: string | undefined;
+  /** The first request's Authorization header. */
+  authorization: string | undefined;
 }
 const origins = new WeakMap<WebSocket, Origin>();
 
@@ -851,17 +867,19 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
   }
 
   if (given.followRedirects) {
+    // Header names in lower case, so that credentials can be found (and dropped) on a redirect. The first
+    // request's credentials (its URL's userinfo included) are those of every redirect that keeps them.
+    const lower: Record<string, string | string[] | number> = {};
+    for (const [name, value] of Object.entries(headers)) lower[name.toLowerCase()] = value;
+    opts.headers = lower;
     if (ws._redirects === 0) {
-      origins.set(ws, { ipc, secure, hostOrSocketPath: ipc ? opts.socketPath : url.host });
-      // Header names in lower case, so that credentials can be found and dropped on a redirect.
-      const lower: Record<string, string | string[] | number> = {};
-      for (const [name, value] of Object.entries(headers)) lower[name.toLowerCase()] = value;
-      opts.headers = lower;
+      origins.set(ws, { ipc, secure, hostOrSocketPath: ipc ? opts.socketPath : url.host, authorization: undefined });
     } else {
-      const lower: Record<string, string | string[] | number> = {};
-      for (const [name, value] of Object.entries(headers)) lower[name.toLowerCase()] = value;
-      opts.headers = lower;
       const start = origins.get(ws)!;
+      if (start.authorization !== undefined) {
+        lower.authorization = start.authorization;
+        opts.auth = undefined;
+      }
       if (ws.listenerCount('redirect') === 0) {
         const sameHost = ipc ? start.ipc && opts.socketPath === start.hostOrSocketPath : !start.ipc && url.host === start.hostOrSocketPath;
         if (!sameHost || (start.secure && !secure)) {
@@ -873,8 +891,9 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
         }
       }
     }
-    const h = opts.headers as Record<string, unknown>;
-    if (opts.auth && h.authorization === undefined) h.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    if (opts.auth && lower.authorization === undefined) lower.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    const start = origins.get(ws)!;
+    if (ws._redirects === 0 && typeof lower.authorization === 'string') start.authorization = lower.authorization;
   }
 
   const req = (secure ? httpsRequest : httpRequest)(opts as RequestOptions);
@@ -962,13 +981,13 @@ type AbortedRequest = ClientRequest & { [kAborted]?: boolean };
 
 function netCreate(options: RequestOptions): Socket {
   const o = options as RequestOptions & { socketPath?: string };
-  return netConnect({ ...(o as object), path: o.socketPath } as unknown as Parameters<typeof netConnect>[0]);
+  return net.connect({ ...(o as object), path: o.socketPath } as unknown as Parameters<typeof net.connect>[0]);
 }
 
 function tlsCreate(options: RequestOptions): Socket {
   const o = options as RequestOptions & TlsConnectionOptions;
-  const servername = o.servername === undefined ? (isIP(String(o.host)) ? '' : String(o.host)) : o.servername;
-  return tlsConnect({ ...(o as TlsConnectionOptions), path: undefined, servername } as unknown as TlsConnectionOptions);
+  const servername = o.servername === undefined || o.servername === null ? (net.isIP(String(o.host)) ? '' : String(o.host)) : o.servername;
+  return tls.connect({ ...(o as TlsConnectionOptions), path: undefined, servername } as unknown as TlsConnectionOptions);
 }
 
 /** The handshake fails before the upgrade: the request is aborted; `error` then `close` follow. */
