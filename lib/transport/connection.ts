@@ -220,6 +220,8 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   private cb: SendCallback | null = null;
   /** Callbacks of the frames gathered in `out`: they run once that batch is flushed. */
   private cbs: SendCallback[] = NO_CBS;
+  /** The socket closed while a message was being inflated: `close` waits until what was read is delivered. */
+  private finishDeferred = false;
   /** The core's close frame waits in the deflate pipeline behind messages accepted before it (see `sendBeforeClose`). */
   private closeQueued = false;
   /** Set by a send that queued or held its message (for `sendAsync`). */
@@ -700,7 +702,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   /** @internal {@link PipelineHost} */
   get gone(): boolean {
-    return this.closed || this.socket.destroyed;
+    return this.closed || (this.socket.destroyed && !this.finishDeferred);
   }
 
   /** @internal {@link PipelineHost}: hold input while a message inflates (or the compressor is behind). */
@@ -718,6 +720,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     } finally {
       this.receiving = false;
     }
+    if (this.finishDeferred && !this.pipeline!.isInflating) return this.finish();
     if (this.outBytes > 0) this.flush();
     this.updateFlow();
   }
@@ -739,6 +742,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** @internal {@link PipelineHost}: the message could not be inflated. */
   fail(error: ProtocolError): void {
     this.core.failWith(error);
+    if (this.finishDeferred) this.finish();
   }
 
   /** Destroys the socket at once, without a closing handshake. The `close` event reports 1006. */
@@ -844,6 +848,12 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** @internal */
   finish(): void {
     if (this.closed) return;
+    if (!this.finishDeferred && this.pipeline !== null && this.pipeline.isInflating) {
+      // What was read before the socket closed is still delivered: the message being inflated, then whatever the
+      // core holds behind it (the close frame included). `close` follows (see `resumeInput`, `fail`).
+      this.finishDeferred = true;
+      return;
+    }
     this.closed = true;
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const code = this.core.transportClosed();
