@@ -655,7 +655,12 @@ const WS_CODES: Record<string, string> = {
 /** A ws-style error (RangeError with ws's `code`; the engine's error as `cause`), or the engine's own for zlib. */
 function wsError(error: ProtocolError): Error {
   const code = WS_CODES[error.code];
-  if (code === undefined) return error;
+  if (code === undefined) {
+    // Compressed data zlib could not inflate: ws reports zlib's own error (`code` Z_DATA_ERROR, `errno`).
+    const cause = error.cause as { code?: unknown } | undefined;
+    if (error.code === 'EXTENSION_ERROR' && cause instanceof Error && typeof cause.code === 'string' && cause.code.startsWith('Z_')) return cause;
+    return error;
+  }
   const out = new RangeError(error.message, { cause: error }) as RangeError & { code: string; closeCode: number };
   out.code = code;
   out.closeCode = error.closeCode;
