@@ -26,13 +26,6 @@ export interface PerMessageDeflateOptions {
   concurrencyLimit?: number;
 }
 
-/** Options ws has that the engine bounds differently: refused, with the reason. */
-const REFUSED: Record<string, string> = {
-  maxBufferedChunks:
-    'the engine keeps no per-chunk buffers to count: a message is bounded by maxPayload, and every fragment after the first counts 16 bytes toward it',
-  maxFragments: 'the engine bounds fragments through maxPayload instead: every fragment after the first counts 16 bytes toward it',
-};
-
 /** The engine's own names, for a clear message when one is passed to the ws-compatible classes. */
 const ENGINE_NAMES: Record<string, string> = {
   authenticate: 'verifyClient',
@@ -52,13 +45,7 @@ const ENGINE_NAMES: Record<string, string> = {
  */
 export function checkNames(what: string, options: object, known: ReadonlySet<string>): void {
   for (const name of Object.keys(options)) {
-    if (known.has(name)) {
-      const why = REFUSED[name];
-      if (why !== undefined && (options as Record<string, unknown>)[name] !== undefined) {
-        throw new TypeError(`${what}: option "${name}" is not supported by wsengine/ws: ${why}`);
-      }
-      continue;
-    }
+    if (known.has(name)) continue;
     const instead = ENGINE_NAMES[name];
     throw new TypeError(
       instead !== undefined
@@ -74,6 +61,28 @@ export function maxMessageSize(maxPayload: unknown): number {
   if (typeof maxPayload !== 'number' || Number.isNaN(maxPayload)) throw new TypeError(`maxPayload must be a number, got ${typeof maxPayload}`);
   const n = maxPayload | 0;
   return n > 0 ? n : Number.MAX_SAFE_INTEGER;
+}
+
+/**
+ * ws's `maxFragments` (fragments per message; 0: no limit) as the engine's `fragmentOverhead`: every fragment after
+ * the first is charged `maxMessageSize / maxFragments` bytes (at least the engine's 16) toward the size limit, so a
+ * message of more than `maxFragments` fragments is over it (1009). Undefined: the engine's default.
+ */
+export function fragmentOverhead(maxFragments: unknown, maxMessageSize: number): number | undefined {
+  if (maxFragments === undefined) return undefined;
+  if (typeof maxFragments !== 'number' || Number.isNaN(maxFragments)) throw new TypeError(`maxFragments must be a number, got ${typeof maxFragments}`);
+  const n = maxFragments | 0;
+  if (n <= 0 || maxMessageSize >= Number.MAX_SAFE_INTEGER) return undefined;
+  return Math.max(16, Math.ceil(maxMessageSize / n));
+}
+
+/**
+ * ws's `maxBufferedChunks` (chunks held for a message being received; 0: no limit): checked, and satisfied by the
+ * engine's design rather than counted: it copies small reads into 16 KiB blocks and counts the memory of what it
+ * keeps toward `maxPayload`, so what a message holds is bounded by `maxPayload` alone.
+ */
+export function checkBufferedChunks(value: unknown): void {
+  if (value !== undefined && (typeof value !== 'number' || Number.isNaN(value))) throw new TypeError(`maxBufferedChunks must be a number, got ${typeof value}`);
 }
 
 export function closeTimeout(value: unknown): number {

@@ -20,10 +20,12 @@ import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { type DeflateOptions, negotiateServer } from '../deflate/negotiate.js';
 import {
   checkBoolean,
+  checkBufferedChunks,
   checkFunction,
   checkNames,
   closeTimeout,
   deflateOptions,
+  fragmentOverhead,
   maxMessageSize,
   type PerMessageDeflateOptions,
 } from './options.js';
@@ -60,6 +62,16 @@ export interface ServerOptions<T extends typeof WebSocket = typeof WebSocket> {
   host?: string;
   /** Largest message accepted, in bytes (1009 above it). Default: 100 MiB; 0: no limit. */
   maxPayload?: number;
+  /**
+   * Most fragments in a message: each fragment after the first is charged `maxPayload / maxFragments` bytes toward
+   * `maxPayload`, so more fragments exceed it (1009). Default: the engine's charge of 16 bytes per fragment.
+   */
+  maxFragments?: number;
+  /**
+   * Accepted and met by design: the engine copies small reads into 16 KiB blocks and counts what it keeps toward
+   * `maxPayload`, so a message's buffered chunks are bounded by `maxPayload` alone.
+   */
+  maxBufferedChunks?: number;
   /** Only handle `handleUpgrade` calls. */
   noServer?: boolean;
   /** Accept only this path (others get 400). */
@@ -122,6 +134,7 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
   _state = RUNNING;
   private readonly deflate: { options: Required<DeflateOptions>; limiter: Limiter } | null;
   private readonly maxMessageSize: number;
+  private readonly fragmentOverhead: number | undefined;
   private readonly closeTimeout: number;
   private removeListeners: (() => void) | null = null;
   /** Emit `close` once the last client is gone (after `close()` with an external server). */
@@ -165,6 +178,8 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
       WebSocket: Ws,
     };
     this.maxMessageSize = maxMessageSize(options.maxPayload);
+    this.fragmentOverhead = fragmentOverhead(options.maxFragments, this.maxMessageSize);
+    checkBufferedChunks(options.maxBufferedChunks);
     this.closeTimeout = closeTimeout(options.closeTimeout);
     const deflate = deflateOptions(options.perMessageDeflate, false);
     this.deflate = deflate === null ? null : { options: deflate, limiter: new Limiter(deflate.concurrency) };
@@ -350,6 +365,7 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
       autoPong: this.options.autoPong,
       closeTimeout: this.closeTimeout,
       maxMessageSize: this.maxMessageSize,
+      fragmentOverhead: this.fragmentOverhead,
       protocol,
       extensions,
       codec,

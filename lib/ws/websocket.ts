@@ -21,7 +21,7 @@ import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { acceptServerResponse, clientOffer, type DeflateOptions } from '../deflate/negotiate.js';
 import { type SendCallback, WebSocketConnection } from '../transport/connection.js';
 import { addEventListener, attributeListener, type EventListenerLike, removeEventListener, setAttributeListener } from './events.js';
-import { checkBoolean, checkFunction, closeTimeout, deflateOptions, maxMessageSize, type PerMessageDeflateOptions } from './options.js';
+import { checkBoolean, checkBufferedChunks, checkFunction, closeTimeout, deflateOptions, fragmentOverhead, maxMessageSize, type PerMessageDeflateOptions } from './options.js';
 
 /** Ready states. */
 const CONNECTING = 0;
@@ -70,6 +70,10 @@ export interface ClientOptions extends RequestOptions, Pick<TlsConnectionOptions
   handshakeTimeout?: number;
   /** Largest message accepted, in bytes (1009 above it). Default: 100 MiB; 0: no limit. */
   maxPayload?: number;
+  /** Most fragments in a message (see the server's option of the same name). */
+  maxFragments?: number;
+  /** Accepted and met by design (see the server's option of the same name). */
+  maxBufferedChunks?: number;
   /** Redirects followed at most. Default: 10. */
   maxRedirects?: number;
   /** `Origin` header (`Sec-WebSocket-Origin` with `protocolVersion: 8`). */
@@ -89,6 +93,8 @@ export interface AttachOptions {
   autoPong: boolean;
   closeTimeout: number;
   maxMessageSize: number;
+  /** The engine's per-fragment charge (ws's `maxFragments`); undefined: its default. */
+  fragmentOverhead: number | undefined;
   protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
   extensions: string;
@@ -465,6 +471,7 @@ export class WebSocket extends EventEmitter {
     if (head.length > 0) socket.unshift(head);
     const conn = new WebSocketConnection<WebSocket>(socket, o.role, {
       maxMessageSize: o.maxMessageSize,
+      fragmentOverhead: o.fragmentOverhead,
       autoPong: o.autoPong,
       closeTimeout: o.closeTimeout,
       protocol: o.protocol,
@@ -762,6 +769,7 @@ interface ClientState {
   deflate: Required<DeflateOptions> | null;
   options: ClientOptions & typeof CLIENT_OPTION_DEFAULTS;
   maxMessageSize: number;
+  fragmentOverhead: number | undefined;
   closeTimeout: number;
   maskSource: ((target: Uint8Array, offset: number) => void) | undefined;
 }
@@ -781,10 +789,7 @@ function startClient(ws: WebSocket, address: string | URL, protocols: unknown[],
   if (options.protocolVersion !== 8 && options.protocolVersion !== 13) {
     throw new RangeError(`Unsupported protocol version: ${String(options.protocolVersion)} (supported versions: 8, 13)`);
   }
-  const raw = given as Record<string, unknown>;
-  if (raw.maxBufferedChunks !== undefined || raw.maxFragments !== undefined) {
-    throw new TypeError('options maxBufferedChunks and maxFragments are not supported by wsengine/ws: a message is bounded by maxPayload, every fragment after the first counting 16 bytes toward it');
-  }
+  checkBufferedChunks(options.maxBufferedChunks);
   if (options.skipUTF8Validation) {
     throw new TypeError('skipUTF8Validation: true is not supported by wsengine/ws: UTF-8 is always validated (it costs little: see the README)');
   }
@@ -804,10 +809,13 @@ function startClient(ws: WebSocket, address: string | URL, protocols: unknown[],
     protocols: seen,
     deflate: deflateOptions(options.perMessageDeflate, true),
     options,
-    maxMessageSize: maxMessageSize(options.maxPayload),
+    maxMessageSize: 0,
+    fragmentOverhead: undefined,
     closeTimeout: closeTimeout(options.closeTimeout),
     maskSource: options.generateMask ? maskFrom(options.generateMask) : undefined,
   };
+  state.maxMessageSize = maxMessageSize(options.maxPayload);
+  state.fragmentOverhead = fragmentOverhead(options.maxFragments, state.maxMessageSize);
   ws._autoPong = options.autoPong;
   ws._closeTimeout = state.closeTimeout;
   request(ws, address, state, true);
@@ -968,6 +976,7 @@ function request(ws: WebSocket, address: string | URL, state: ClientState, first
       autoPong: given.autoPong,
       closeTimeout: state.closeTimeout,
       maxMessageSize: state.maxMessageSize,
+      fragmentOverhead: state.fragmentOverhead,
       protocol,
       extensions,
       codec,
