@@ -361,7 +361,7 @@ t.test('browser-style API: addEventListener, onmessage, MessageEvent and CloseEv
   ws.onopen = () => events.push('open');
   const message = new Promise<MessageEvent>((resolve) => ws.addEventListener('message', (e: MessageEvent) => resolve(e), { once: true }));
   const close = new Promise<CloseEvent>((resolve) => {
-    ws.onclose = (e: CloseEvent) => resolve(e);
+    ws.onclose = (e) => resolve(e as CloseEvent);
   });
   const m = await message;
   t.equal(m.data, 'hi', 'text as a string');

@@ -15,9 +15,10 @@ export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 export interface PerMessageDeflateOptions {
   serverNoContextTakeover?: boolean;
   clientNoContextTakeover?: boolean;
-  /** 8–15 (a side bound to 8 bits sends uncompressed: zlib cannot honour it); on a client, `true` offers the parameter without a value. */
-  serverMaxWindowBits?: number | boolean;
-  clientMaxWindowBits?: number | boolean;
+  /** 8–15 (a side bound to 8 bits sends uncompressed: zlib cannot honour it). */
+  serverMaxWindowBits?: number;
+  /** 8–15. */
+  clientMaxWindowBits?: number;
   /** `level` and `memLevel` are honoured; `chunkSize` is accepted and has no effect (see the README). */
   zlibDeflateOptions?: { level?: number; memLevel?: number; chunkSize?: number };
   /** `chunkSize` is accepted and has no effect; nothing else is taken. */
@@ -126,12 +127,13 @@ export function deflateOptions(value: unknown, fallback: boolean): Required<Defl
   const out: DeflateOptions = {};
   if (o.serverNoContextTakeover !== undefined) out.serverNoContextTakeover = Boolean(o.serverNoContextTakeover);
   if (o.clientNoContextTakeover !== undefined) out.clientNoContextTakeover = Boolean(o.clientNoContextTakeover);
+  // ws also takes `true` (offer the parameter without a value): the engine's default.
   if (typeof o.serverMaxWindowBits === 'number') out.serverMaxWindowBits = o.serverMaxWindowBits;
-  else if (o.serverMaxWindowBits !== undefined && typeof o.serverMaxWindowBits !== 'boolean') {
+  else if (o.serverMaxWindowBits !== undefined && typeof (o.serverMaxWindowBits as unknown) !== 'boolean') {
     throw new TypeError('perMessageDeflate.serverMaxWindowBits must be a number from 8 to 15, or true');
   }
   if (typeof o.clientMaxWindowBits === 'number') out.clientMaxWindowBits = o.clientMaxWindowBits;
-  else if (o.clientMaxWindowBits !== undefined && typeof o.clientMaxWindowBits !== 'boolean') {
+  else if (o.clientMaxWindowBits !== undefined && typeof (o.clientMaxWindowBits as unknown) !== 'boolean') {
     throw new TypeError('perMessageDeflate.clientMaxWindowBits must be a number from 8 to 15, or true');
   }
   if (o.threshold !== undefined) out.threshold = o.threshold;

@@ -10,7 +10,7 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse, STATUS_CODES } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -42,7 +42,7 @@ export interface VerifyClientInfo {
 }
 
 /** `verifyClient`'s callback (its two-argument form): `(result, code?, name?, headers?)`. */
-export type VerifyClientCallback = (result: boolean, code?: number, name?: string, headers?: Record<string, string | number | readonly string[]>) => void;
+export type VerifyClientCallback = (result: boolean, code?: number, name?: string, headers?: OutgoingHttpHeaders) => void;
 
 /** Options of {@link WebSocketServer}: ws 8's. Exactly one of `port`, `server` and `noServer`. */
 export interface ServerOptions<T extends typeof WebSocket = typeof WebSocket> {
@@ -213,6 +213,11 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
         server.removeListener('upgrade', onUpgrade);
       };
     }
+  }
+
+  /** The `path` option ('' when none): what @types/ws declares, so the class fits where ws's type is expected. */
+  get path(): string {
+    return this.options.path ?? '';
   }
 
   /** The bound address (null once closed). Throws in `noServer` mode. */
@@ -431,10 +436,10 @@ function onSocketError(this: Duplex): void {
 }
 
 /** Answers a refused handshake with `status` (and `message` as the body) and closes the socket. */
-function refuse(socket: Duplex, status: number, message?: string, headers?: Record<string, string | number | readonly string[]>): void {
+function refuse(socket: Duplex, status: number, message?: string, headers?: OutgoingHttpHeaders): void {
   const reason = STATUS_CODES[status] ?? 'Unknown';
   const body = message ?? reason;
-  const all: Record<string, string | number | readonly string[]> = {
+  const all: OutgoingHttpHeaders = {
     Connection: 'close',
     'Content-Type': 'text/html',
     'Content-Length': Buffer.byteLength(body),

@@ -86,6 +86,24 @@ export interface ClientOptions extends RequestOptions, Pick<TlsConnectionOptions
   skipUTF8Validation?: boolean;
 }
 
+/** What the browser-style listeners receive (see {@link Event} and its subclasses in wsengine/ws). */
+export interface OpenEventLike {
+  type: string;
+  target: any;
+}
+export interface MessageEventLike extends OpenEventLike {
+  data: any;
+}
+export interface ErrorEventLike extends OpenEventLike {
+  error: any;
+  message: string;
+}
+export interface CloseEventLike extends OpenEventLike {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+}
+
 /** @internal What a server (or the client's handshake) hands to {@link WebSocket._attach}. */
 export interface AttachOptions {
   role: 'server' | 'client';
@@ -182,15 +200,15 @@ export class WebSocket extends EventEmitter {
   }
 
   /** 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED. */
-  get readyState(): number {
+  get readyState(): 0 | 1 | 2 | 3 {
     const conn = this._conn;
-    if (conn === null || this._state !== OPEN) return this._state;
-    return conn.readyState;
+    if (conn === null || this._state !== OPEN) return this._state as 0 | 1 | 2 | 3;
+    return conn.readyState as 1 | 2 | 3;
   }
 
   /** `nodebuffer` (default), `arraybuffer`, `fragments` (an array of Buffers) or `blob`: how binary messages arrive. */
-  get binaryType(): BinaryType {
-    return this._binaryType;
+  get binaryType(): 'nodebuffer' | 'arraybuffer' | 'fragments' {
+    return this._binaryType as 'nodebuffer';
   }
   set binaryType(type: BinaryType) {
     if (BINARY_TYPES.has(type)) this._binaryType = type;
@@ -219,9 +237,9 @@ export class WebSocket extends EventEmitter {
     return this._protocol;
   }
 
-  /** The URL connected to (clients only). */
-  get url(): string | undefined {
-    return this._url;
+  /** The URL connected to (clients only: undefined on a server's connections, as in ws). */
+  get url(): string {
+    return this._url as string;
   }
 
   /** @internal Whether both close frames were exchanged (the browser-style events' `wasClean`). */
@@ -436,28 +454,32 @@ export class WebSocket extends EventEmitter {
     removeEventListener(this, type, listener);
   }
 
-  get onopen(): EventListenerLike | null {
-    return attributeListener(this, 'open');
+  /** The `open` attribute listener (null when unset); anything but a function unsets it. */
+  get onopen(): ((event: OpenEventLike) => void) | null {
+    return attributeListener(this, 'open') as ((event: OpenEventLike) => void) | null;
   }
-  set onopen(listener: EventListenerLike | null) {
+  set onopen(listener: ((event: OpenEventLike) => void) | null) {
     setAttributeListener(this, 'open', listener);
   }
-  get onmessage(): EventListenerLike | null {
-    return attributeListener(this, 'message');
+  /** The `message` attribute listener: `event.data` is a string for text, binary data per `binaryType`. */
+  get onmessage(): ((event: MessageEventLike) => void) | null {
+    return attributeListener(this, 'message') as ((event: MessageEventLike) => void) | null;
   }
-  set onmessage(listener: EventListenerLike | null) {
+  set onmessage(listener: ((event: MessageEventLike) => void) | null) {
     setAttributeListener(this, 'message', listener);
   }
-  get onerror(): EventListenerLike | null {
-    return attributeListener(this, 'error');
+  /** The `error` attribute listener. */
+  get onerror(): ((event: ErrorEventLike) => void) | null {
+    return attributeListener(this, 'error') as ((event: ErrorEventLike) => void) | null;
   }
-  set onerror(listener: EventListenerLike | null) {
+  set onerror(listener: ((event: ErrorEventLike) => void) | null) {
     setAttributeListener(this, 'error', listener);
   }
-  get onclose(): EventListenerLike | null {
-    return attributeListener(this, 'close');
+  /** The `close` attribute listener. */
+  get onclose(): ((event: CloseEventLike) => void) | null {
+    return attributeListener(this, 'close') as ((event: CloseEventLike) => void) | null;
   }
-  set onclose(listener: EventListenerLike | null) {
+  set onclose(listener: ((event: CloseEventLike) => void) | null) {
     setAttributeListener(this, 'close', listener);
   }
 

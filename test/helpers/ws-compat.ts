@@ -1,5 +1,4 @@
 /** Helpers of the wsengine/ws tests: servers on free ports, events awaited with a deadline, raw HTTP upgrades. */
-import type { EventEmitter } from 'node:events';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer, type ServerOptions } from '../../lib/ws/index.js';
@@ -7,8 +6,14 @@ import { WebSocket, WebSocketServer, type ServerOptions } from '../../lib/ws/ind
 /** Generous: the suite runs on loaded 2-core machines. */
 export const WAIT = 15_000;
 
+/** Node's EventEmitter, or socket.io-client's emitter. */
+export interface Emitter {
+  once(event: string, listener: (...args: any[]) => void): unknown;
+  off(event: string, listener: (...args: any[]) => void): unknown;
+}
+
 /** Resolves with the arguments of `emitter`'s next `event`; rejects after `ms`, or on `error` when `failOnError`. */
-export function next<T extends unknown[] = unknown[]>(emitter: EventEmitter, event: string, ms = WAIT): Promise<T> {
+export function next<T extends unknown[] = unknown[]>(emitter: Emitter, event: string, ms = WAIT): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       emitter.off(event, on);
