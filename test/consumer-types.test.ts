@@ -3,7 +3,8 @@
  * repository, then
  * - every ```ts snippet of README.md type-checks there against the published declarations, with `strict`,
  *   `skipLibCheck: false` and `nodenext` (so the declarations and the documentation cannot drift apart);
- * - `require('wsengine')` and `require('wsengine/core')` work (Node ≥ 20.19 loads the ESM build through require);
+ * - `require('wsengine')`, `require('wsengine/core')` and `require('wsengine/ws')` work (Node ≥ 20.19 loads the ESM
+ *   build through require; `wsengine/ws` gives ws's CommonJS shape, the WebSocket class carrying the rest);
  * - every shipped source map points at sources that are in the tarball, and the LICENSE ships.
  *
  * `npm test` builds dist/ before tap runs; run alone, this file rebuilds dist/ when it is older than lib/.
@@ -145,6 +146,10 @@ t.test('the packed package, installed in a user project', async (t) => {
       "const core = require('wsengine/core');",
       "for (const name of ['createServer', 'connect', 'WebSocket', 'prepare', 'HandshakeError']) if (typeof m[name] !== 'function') throw new Error('wsengine.' + name + ' is ' + typeof m[name]);",
       "if (typeof core.Protocol !== 'function') throw new Error('wsengine/core.Protocol is ' + typeof core.Protocol);",
+      // ws's CommonJS shape: the WebSocket class, carrying the rest.
+      "const WebSocket = require('wsengine/ws');",
+      "for (const name of ['WebSocketServer', 'Server', 'createWebSocketStream', 'WebSocket']) if (typeof WebSocket[name] !== 'function') throw new Error('wsengine/ws.' + name + ' is ' + typeof WebSocket[name]);",
+      "if (WebSocket.OPEN !== 1 || new WebSocket.Server({ noServer: true }).clients.size !== 0) throw new Error('wsengine/ws: not ws-shaped');",
       "console.log('ok', Object.keys(m).length);",
     ].join('\n');
     const result = await run(process.execPath, ['-e', check], project, 20_000);

@@ -88,7 +88,7 @@ export interface ServerOptions<T extends typeof WebSocket = typeof WebSocket> {
    * Accepts or refuses a client: `(info) => boolean`, or `(info, callback) => void` calling
    * `callback(result, code?, name?, headers?)`.
    */
-  verifyClient?: ((info: VerifyClientInfo) => boolean) | ((info: VerifyClientInfo, callback: VerifyClientCallback) => void);
+  verifyClient?: (info: VerifyClientInfo, callback: VerifyClientCallback) => boolean | void;
   /** The class of the connections: {@link WebSocket} or a subclass. */
   WebSocket?: T;
 }
