@@ -20,6 +20,7 @@ import { parseExtensions } from '../core/tokens.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { acceptServerResponse, clientOffer, type DeflateOptions } from '../deflate/negotiate.js';
 import { type SendCallback, WebSocketConnection } from '../transport/connection.js';
+import { prepare, type PreparedMessage } from '../transport/prepared.js';
 import { addEventListener, attributeListener, type EventListenerLike, removeEventListener, setAttributeListener } from './events.js';
 import { checkBoolean, checkBufferedChunks, checkFunction, closeTimeout, deflateOptions, fragmentOverhead, maxMessageSize, type PerMessageDeflateOptions } from './options.js';
 
@@ -273,7 +274,14 @@ export class WebSocket extends EventEmitter {
     if (this._blobQueue === null && (typeof payload === 'string' || payload instanceof Uint8Array)) {
       // The common case: straight to the engine.
       if (this._fragmenting || (options !== undefined && (options.fin === false || options.mask !== undefined))) this.sendSpecial(conn, payload, options ?? {}, callback);
-      else conn.send(payload, options, callback);
+      else if (this._isServer && this._extensions === '') {
+        // ws's broadcast loop sends the same data to every client: from the second send in a tick on, the frame
+        // made once is sent as it is (the engine's `prepare`), rather than framed again for each client.
+        const binary = options?.binary ?? typeof payload !== 'string';
+        const prepared = sameAsLast(payload, binary);
+        if (prepared === null) conn.send(payload, options, callback);
+        else conn.sendPrepared(prepared, callback);
+      } else conn.send(payload, options, callback);
       return;
     }
     this._write('send', payload, options, callback);
@@ -697,6 +705,42 @@ function wsError(error: ProtocolError): Error {
 }
 
 // ───────────────────────────── helpers ─────────────────────────────
+
+/**
+ * The data of the last server-side send of this tick, and its frame once a second send of the same data asked for
+ * it. Strings are compared by value (they are immutable); bytes by identity and then content (an application may
+ * reuse one buffer for different messages), and only up to {@link SAME_MAX} bytes, where the frame holds a copy to
+ * compare with (larger payloads are sent without a copy anyway).
+ */
+let lastData: string | Uint8Array | null = null;
+let lastBinary = false;
+let lastPrepared: PreparedMessage | null = null;
+let forgetScheduled = false;
+const SAME_MAX = 1024;
+
+function sameAsLast(data: string | Uint8Array, binary: boolean): PreparedMessage | null {
+  if (data === lastData && binary === lastBinary) {
+    if (typeof data === 'string') return (lastPrepared ??= prepare(data, { binary }));
+    if (data.byteLength > SAME_MAX) return null;
+    if (lastPrepared === null) return (lastPrepared = prepare(Buffer.from(data), { binary }));
+    const kept = lastPrepared.payload as Uint8Array;
+    if (Buffer.compare(kept, data) === 0) return lastPrepared;
+  }
+  lastData = data;
+  lastBinary = binary;
+  lastPrepared = null;
+  if (!forgetScheduled) {
+    forgetScheduled = true;
+    process.nextTick(forgetLast);
+  }
+  return null;
+}
+
+function forgetLast(): void {
+  forgetScheduled = false;
+  lastData = null;
+  lastPrepared = null;
+}
 
 function notYetOpen(): Error {
   return new Error('WebSocket is not open: readyState 0 (CONNECTING)');
