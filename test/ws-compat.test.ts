@@ -452,10 +452,11 @@ t.test('a reply compressing when the close frame arrives is sent before the clos
   for (let i = 0; i < 5; i++) {
     const ws = await connected(url, undefined, { perMessageDeflate: { threshold: 0 } });
     const got = next<[Buffer]>(ws, 'message');
+    const closed = next(ws, 'close');
     ws.send(`last words ${i}`);
     ws.close();
     t.equal((await got)[0].toString(), `last words ${i}`);
-    await next(ws, 'close');
+    await closed;
   }
 });
 
