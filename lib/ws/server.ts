@@ -362,6 +362,12 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
       lines.push(`Sec-WebSocket-Extensions: ${extensions}`);
     }
     this.emit('headers', lines, req);
+    for (const line of lines) {
+      if (/[\r\n]/.test(line)) {
+        socket.destroy();
+        throw new TypeError(`a header line of the 101 contains CR or LF: ${JSON.stringify(line)}`);
+      }
+    }
     socket.write(lines.concat('\r\n').join('\r\n'));
     socket.removeListener('error', onSocketError);
     ws._attach(socket, head, {
@@ -447,7 +453,13 @@ function refuse(socket: Duplex, status: number, message?: string, headers?: Outg
   };
   let head = `HTTP/1.1 ${status} ${reason}\r\n`;
   for (const [name, value] of Object.entries(all)) {
-    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${String(v)}\r\n`;
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (/[\r\n]/.test(name) || /[\r\n]/.test(String(v))) {
+        socket.destroy();
+        throw new TypeError(`header ${JSON.stringify(name)} of a refusal contains CR or LF`);
+      }
+      head += `${name}: ${String(v)}\r\n`;
+    }
   }
   socket.once('finish', socket.destroy);
   socket.end(`${head}\r\n${body}`);

@@ -602,7 +602,17 @@ function onConnError(this: WebSocketConnection<WebSocket>, error: Error): void {
   const ws = this.data;
   if (ws._errorEmitted) return;
   ws._errorEmitted = true;
-  ws.emit('error', wsError(error));
+  try {
+    ws.emit('error', wsError(error));
+  } catch (thrown) {
+    // No listener (or a throwing one): as in ws, the error is thrown at the process, but only once the engine has
+    // finished failing the connection (its close frame and the end of TCP come right after this report).
+    process.nextTick(rethrow, thrown);
+  }
+}
+
+function rethrow(error: unknown): never {
+  throw error;
 }
 
 function onConnClose(this: WebSocketConnection<WebSocket>, code: number, reason: string): void {
