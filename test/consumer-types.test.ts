@@ -6,6 +6,7 @@
  * - every entry point of `exports` loads through `require()` from CommonJS (Node ≥ 20.19 loads the ESM build through
  *   require; `engines` says so), and a TypeScript consumer on the old `moduleResolution: node10` (CommonJS projects
  *   that have not moved to node16/nodenext) finds every entry point's types through `typesVersions`;
+ * - `require('wsengine/ws')` gives ws's CommonJS shape: the WebSocket class, carrying the rest;
  * - every shipped source map points at sources that are in the tarball, and the LICENSE ships.
  *
  * `npm test` builds dist/ before tap runs; run alone, this file rebuilds dist/ when it is older than lib/.
@@ -198,6 +199,10 @@ t.test('the packed package, installed in a user project', async (t) => {
       "for (const name of ['createServer', 'connect', 'WebSocket', 'prepare', 'HandshakeError']) if (typeof m[name] !== 'function') throw new Error('wsengine.' + name + ' is ' + typeof m[name]);",
       "if (typeof core.Protocol !== 'function') throw new Error('wsengine/core.Protocol is ' + typeof core.Protocol);",
       `for (const s of ${JSON.stringify(entryPoints.map(specifier))}) { const n = Object.keys(require(s)).length; if (n === 0) throw new Error(s + ' exports nothing'); console.log(s, n); }`,
+      // ws's CommonJS shape: the WebSocket class, carrying the rest.
+      "const WebSocket = require('wsengine/ws');",
+      "for (const name of ['WebSocketServer', 'Server', 'createWebSocketStream', 'WebSocket']) if (typeof WebSocket[name] !== 'function') throw new Error('wsengine/ws.' + name + ' is ' + typeof WebSocket[name]);",
+      "if (WebSocket.OPEN !== 1 || new WebSocket.Server({ noServer: true }).clients.size !== 0) throw new Error('wsengine/ws: not ws-shaped');",
       "console.log('ok', Object.keys(m).length);",
     ].join('\n');
     // A .cjs file: the project is "type": "module", so this is CommonJS as a user's .cjs (or CJS package) is.

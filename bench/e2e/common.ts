@@ -12,11 +12,14 @@ import { deflateRawSync, constants as zlibConstants } from 'node:zlib';
 /**
  * The engines of the end-to-end benchmarks. `floor` is no WebSocket engine: a raw `node:net` server answering the
  * generators' traffic with fixed, precomputed replies (see `bench/e2e/floor.ts`), the cost a Node engine cannot go
- * below.
+ * below. `ws-compat` is the engine behind wsengine/ws, running ws's application code (what the layer costs over
+ * the engine's own API); it runs when named (`--engines ours,ws-compat`), not by default.
  */
-export type EngineName = 'ours' | 'ws-native' | 'ws-js' | 'floor';
-export const ENGINE_NAMES: readonly EngineName[] = ['ours', 'ws-native', 'ws-js', 'floor'];
-export const COLUMN: Record<EngineName, string> = { ours: 'ours', 'ws-native': 'ws+native', 'ws-js': 'ws-js', floor: 'floor' };
+export type EngineName = 'ours' | 'ws-compat' | 'ws-native' | 'ws-js' | 'floor';
+export const ENGINE_NAMES: readonly EngineName[] = ['ours', 'ws-compat', 'ws-native', 'ws-js', 'floor'];
+/** The engines of a run that names none. */
+export const DEFAULT_ENGINES: readonly EngineName[] = ['ours', 'ws-native', 'ws-js', 'floor'];
+export const COLUMN: Record<EngineName, string> = { ours: 'ours', 'ws-compat': 'ws-compat', 'ws-native': 'ws+native', 'ws-js': 'ws-js', floor: 'floor' };
 
 /** Server-side permessage-deflate configuration of a server child. */
 export type DeflateMode = 'off' | 'on' | 'no-context';

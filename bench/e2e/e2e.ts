@@ -29,6 +29,7 @@ import {
   DEFLATE_OFFER_NO_CONTEXT,
   type DeflateMode,
   deflateMessage,
+  DEFAULT_ENGINES,
   ENGINE_NAMES,
   type EngineName,
   formatBytes,
@@ -195,7 +196,7 @@ export interface Row {
   /** CPU rows: the split of the median between user mode and the kernel, µs, per engine. */
   split?: Partial<Record<EngineName, { user: number; system: number }>>;
   /** ours/ws ratios of the medians. */
-  ratios: { native: number | null; js: number | null };
+  ratios: { native: number | null; js: number | null; compat?: number | null };
   /** Rows of a cost the floor also pays (CPU per message, per delivery, per handshake; memory per connection). */
   floorRatio?: boolean;
   /** With `floorRatio`: each engine's median over the floor's (1 for the floor itself). */
@@ -251,7 +252,7 @@ function ratios(values: Row['values']): Row['ratios'] {
     const other = values[e]?.median;
     return ours === undefined || other === undefined || !(other > 0) ? null : ours / other;
   };
-  return { native: r('ws-native'), js: r('ws-js') };
+  return { native: r('ws-native'), js: r('ws-js'), compat: r('ws-compat') };
 }
 
 function makeRow(row: Omit<Row, 'ratios' | 'vsFloor'>): Row {
@@ -1312,7 +1313,7 @@ export async function runE2E(name: string, options: E2EOptions): Promise<E2ERepo
   const def = E2E[name];
   const started = process.hrtime.bigint();
   const config = configFor(options);
-  const engines = options.engines ?? [...ENGINE_NAMES];
+  const engines = options.engines ?? [...DEFAULT_ENGINES];
   const report: E2EReport = {
     benchmark: name,
     title: def.title,
@@ -1362,6 +1363,7 @@ export function formatE2E(report: E2EReport): string {
     const line = [row.label, row.metric, ...engines.map((e) => valueCell(row, e))];
     if (engines.includes('ours')) {
       const mark = (row.notServerBound ? ' †' : '') + (row.generatorBound ? ' ‡' : '');
+      if (engines.includes('ws-compat')) line.push(ratio(row.ratios.compat ?? null) + mark);
       if (engines.includes('ws-native')) line.push(ratio(row.ratios.native) + mark);
       if (engines.includes('ws-js')) line.push(ratio(row.ratios.js) + mark);
     }

@@ -62,6 +62,37 @@ async function startOurs(deflate: DeflateMode): Promise<Engine> {
   };
 }
 
+/**
+ * wsengine/ws running ws's application code, as {@link startWs} does for ws: what the compatibility layer costs
+ * over the engine's own API ({@link startOurs}). Its broadcast is ws's documented loop over `clients`.
+ */
+async function startWsCompat(deflate: DeflateMode): Promise<Engine> {
+  const { WebSocket, WebSocketServer } = await import('../../lib/ws/index.js');
+  const perMessageDeflate = deflate === 'off' ? false : deflate === 'on' ? true : { serverNoContextTakeover: true, clientNoContextTakeover: true };
+  const wss = new WebSocketServer({ host: HOST, port: 0, perMessageDeflate });
+  wss.on('connection', (socket) => {
+    connections++;
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      messages++;
+      socket.send(data, { binary: isBinary });
+    });
+    socket.on('error', noop);
+  });
+  await new Promise<void>((resolve, reject) => {
+    wss.once('listening', resolve);
+    wss.once('error', reject);
+  });
+  const OPEN = WebSocket.OPEN;
+  return {
+    port: (wss.address() as AddressInfo).port,
+    meta: { layer: 'wsengine/ws', perMessageDeflate },
+    clients: () => wss.clients.size,
+    publish(data, binary) {
+      for (const client of wss.clients) if (client.readyState === OPEN) client.send(data, { binary });
+    },
+  };
+}
+
 async function startWs(deflate: DeflateMode): Promise<Engine> {
   const require = createRequire(import.meta.url);
   const ws = require('ws') as typeof WsModule;
@@ -247,7 +278,14 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 serve({
   async start(args: { engine: EngineName; deflate: DeflateMode }) {
     if (args.engine === 'floor' && args.deflate !== 'off') throw new Error('the floor cannot compress');
-    engine = args.engine === 'ours' ? await startOurs(args.deflate) : args.engine === 'floor' ? await startFloor() : await startWs(args.deflate);
+    engine =
+      args.engine === 'ours'
+        ? await startOurs(args.deflate)
+        : args.engine === 'ws-compat'
+          ? await startWsCompat(args.deflate)
+          : args.engine === 'floor'
+            ? await startFloor()
+            : await startWs(args.deflate);
     return { port: engine.port, meta: { engine: args.engine, node: process.version, ...engine.meta } };
   },
   stats,

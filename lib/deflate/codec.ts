@@ -176,7 +176,11 @@ export class DeflateCodec {
           finish(protocolError('MESSAGE_TOO_BIG', `inflated message over the ${this.maxMessageSize}-byte limit`));
         }
       };
-      const onError = (error: Error): void => finish(protocolError('EXTENSION_ERROR', `invalid compressed data: ${error.message}`));
+      const onError = (error: Error): void => {
+        const failure = protocolError('EXTENSION_ERROR', `invalid compressed data: ${error.message}`);
+        failure.cause = error; // zlib's error (its `code`, e.g. Z_DATA_ERROR, and `errno`)
+        finish(failure);
+      };
       const feed = (): void => {
         z.on('data', onData);
         z.once('error', onError);

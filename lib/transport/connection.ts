@@ -11,6 +11,8 @@ import type { Duplex } from 'node:stream';
 import { type Data as Payload, toBytes } from '../core/bytes.js';
 import { CloseCode } from '../core/errors.js';
 import { checkOptionNames } from '../core/options.js';
+import type { MaskSource } from '../core/mask.js';
+import { encodeFrame, encodeTextFrame } from '../core/frame.js';
 import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
 import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
@@ -240,6 +242,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   private cb: SendCallback | null = null;
   /** Callbacks of the frames gathered in `out`: they run once that batch is flushed. */
   private cbs: SendCallback[] = NO_CBS;
+  /** The socket closed while a message was being inflated: `close` waits until what was read is delivered. */
+  private finishDeferred = false;
+  /** The core's close frame waits in the deflate pipeline behind messages accepted before it (see `sendBeforeClose`). */
+  private closeQueued = false;
   /** Set by a send that queued or held its message (for `sendAsync`). */
   private lastJob: WholeJob | null = null;
   /**
@@ -253,7 +259,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   constructor(
     socket: Duplex,
     role: 'server' | 'client',
-    options: ConnectionOptions & { protocol?: string; extensions?: string; codec?: DeflateCodec | null; threshold?: number; noDelay?: boolean },
+    options: ConnectionOptions & { protocol?: string; extensions?: string; codec?: DeflateCodec | null; threshold?: number; noDelay?: boolean; maskSource?: MaskSource },
     internals: ConnectionInternals = {},
   ) {
     super();
@@ -280,6 +286,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
         strictLengths: options.strictLengths,
         rsv1: this.pipeline !== null,
         autoPong: false,
+        maskSource: options.maskSource,
       },
       events,
     );
@@ -345,6 +352,8 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     const cb = this.cb;
     if (cb !== null) this.cb = null;
     if (this.pipeline?.holding) {
+      // After a close frame the core writes nothing: the first write it makes with `closeSent` is that frame.
+      if (this.core.closeSent && !this.closeQueued) this.closeQueued = true;
       this.pipeline.enqueue({ kind: 'write', data, cb });
       return;
     }
@@ -509,7 +518,9 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   /** Writes a plain or prepared message now, with its callback; tells `done` whether it went. */
   private sendWhole(job: Extract<WholeJob, { kind: 'send' | 'prepared' }>): void {
-    const sent = this.withCallback(job.cb, () => (job.kind === 'send' ? this.core.send(job.data, job.binary) : this.core.sendFrame(job.frame)));
+    const sent = this.withCallback(job.cb, () =>
+      job.kind === 'send' ? this.core.send(job.data, job.binary) || this.sendBeforeClose(job.data, job.binary, false) : this.core.sendFrame(job.frame) || this.sendBeforeClose(job.frame),
+    );
     job.done?.(sent);
   }
 
@@ -690,7 +701,24 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   /** @internal {@link PipelineHost}: a compressed message written now (RSV1 set) with its callback; null: not sent. */
   sendCompressed(payload: Buffer | null, job: CompressJob): boolean {
-    return this.withCallback(job.cb, () => payload !== null && this.core.send(payload, job.binary, true));
+    return this.withCallback(job.cb, () => payload !== null && (this.core.send(payload, job.binary, true) || this.sendBeforeClose(payload, job.binary, true)));
+  }
+
+  /**
+   * A message accepted by `send` before a close frame, written once the compressions ahead of it are done: when the
+   * peer's close frame arrived meanwhile, the core answered it at once (it now refuses data), but that answer waits
+   * in the pipeline behind this message, so the message still goes first, as it was accepted. `data` is a payload
+   * to frame, or a prepared frame. False when no close frame waits (the message was refused for another reason).
+   */
+  private sendBeforeClose(data: Payload | Buffer | [Buffer, Uint8Array], binary?: boolean, rsv1?: boolean): boolean {
+    if (!this.closeQueued || this.ending || this.socket.destroyed) return false;
+    if (binary === undefined) this.onWrite(data as Buffer | [Buffer, Uint8Array]);
+    else {
+      const opcode = binary ? 0x2 : 0x1;
+      const mask = this.core.mask;
+      this.onWrite(typeof data === 'string' ? encodeTextFrame(data, true, rsv1, mask, opcode) : encodeFrame(opcode, toBytes(data), true, rsv1, mask));
+    }
+    return true;
   }
 
   /** @internal {@link PipelineHost}: work that waited behind a compression, in order (its writes go straight out). */
@@ -698,6 +726,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (job.kind === 'send' || job.kind === 'prepared') this.sendWhole(job);
     else if (job.kind === 'fragment') this.withCallback(job.cb, () => this.core.sendFragment(job.data, job.fin, job.binary));
     else if (job.kind === 'write') {
+      if (this.closeQueued && isCloseFrame(job.data)) this.closeQueued = false;
       this.cb = job.cb;
       this.onWrite(job.data);
     } else if (job.kind === 'close') this.core.close(job.code, job.reason);
@@ -706,7 +735,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   /** @internal {@link PipelineHost} */
   get gone(): boolean {
-    return this.closed || this.socket.destroyed;
+    return this.closed || (this.socket.destroyed && !this.finishDeferred);
   }
 
   /** @internal {@link PipelineHost}: hold input while a message inflates (or the compressor is behind). */
@@ -724,6 +753,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     } finally {
       this.receiving = false;
     }
+    if (this.finishDeferred && !this.pipeline!.isInflating) return this.finish();
     if (this.outBytes > 0) this.flush();
     this.updateFlow();
   }
@@ -745,6 +775,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** @internal {@link PipelineHost}: the message could not be inflated. */
   fail(error: ProtocolError): void {
     this.core.failWith(error);
+    if (this.finishDeferred) this.finish();
   }
 
   /** Destroys the socket at once, without a closing handshake. The `close` event reports 1006. */
@@ -850,6 +881,12 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** @internal */
   finish(): void {
     if (this.closed) return;
+    if (!this.finishDeferred && this.pipeline !== null && this.pipeline.isInflating) {
+      // What was read before the socket closed is still delivered: the message being inflated, then whatever the
+      // core holds behind it (the close frame included). `close` follows (see `resumeInput`, `fail`).
+      this.finishDeferred = true;
+      return;
+    }
     this.closed = true;
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const code = this.core.transportClosed();
@@ -985,6 +1022,11 @@ function onSocketEnd(this: SocketWithConnection): void {
 }
 function onSocketClose(this: SocketWithConnection): void {
   this[kConnection].finish();
+}
+
+/** Whether a write is a close frame (FIN and opcode 8, as the core frames it). */
+function isCloseFrame(data: Buffer | [Buffer, Uint8Array]): boolean {
+  return (Array.isArray(data) ? data[0] : data)[0] === 0x88;
 }
 
 /** Connections with output gathered during the current tick, flushed together at its end. */
