@@ -68,20 +68,7 @@ async function startOurs(deflate: DeflateMode): Promise<Engine> {
  */
 async function startWsCompat(deflate: DeflateMode): Promise<Engine> {
   const { WebSocket, WebSocketServer } = await import('../../lib/ws/index.js');
-  const perMessageDeflate = deflate === 'off' ? false : deflate === 'on' ? true : { serverNoContextTakeover: true, clientNoContextTakeover: true };
-  const wss = new WebSocketServer({ host: HOST, port: 0, perMessageDeflate });
-  wss.on('connection', (socket) => {
-    connections++;
-    socket.on('message', (data: Buffer, isBinary: boolean) => {
-      messages++;
-      socket.send(data, { binary: isBinary });
-    });
-    socket.on('error', noop);
-  });
-  await new Promise<void>((resolve, reject) => {
-    wss.once('listening', resolve);
-    wss.once('error', reject);
-  });
+  const { wss, perMessageDeflate } = await wsEchoServer(WebSocketServer as unknown as typeof WsModule.WebSocketServer, deflate);
   const OPEN = WebSocket.OPEN;
   return {
     port: (wss.address() as AddressInfo).port,
@@ -93,12 +80,10 @@ async function startWsCompat(deflate: DeflateMode): Promise<Engine> {
   };
 }
 
-async function startWs(deflate: DeflateMode): Promise<Engine> {
-  const require = createRequire(import.meta.url);
-  const ws = require('ws') as typeof WsModule;
-  const version = (require('ws/package.json') as { version: string }).version;
+/** A ws-shaped echo server (ws itself, or wsengine/ws), listening; counts connections and messages. */
+async function wsEchoServer(Server: typeof WsModule.WebSocketServer, deflate: DeflateMode): Promise<{ wss: WsModule.WebSocketServer; perMessageDeflate: boolean | object }> {
   const perMessageDeflate = deflate === 'off' ? false : deflate === 'on' ? true : { serverNoContextTakeover: true, clientNoContextTakeover: true };
-  const wss = new ws.WebSocketServer({ host: HOST, port: 0, perMessageDeflate });
+  const wss = new Server({ host: HOST, port: 0, perMessageDeflate });
   wss.on('connection', (socket) => {
     connections++;
     socket.on('message', (data: Buffer, isBinary: boolean) => {
@@ -111,6 +96,14 @@ async function startWs(deflate: DeflateMode): Promise<Engine> {
     wss.once('listening', resolve);
     wss.once('error', reject);
   });
+  return { wss, perMessageDeflate };
+}
+
+async function startWs(deflate: DeflateMode): Promise<Engine> {
+  const require = createRequire(import.meta.url);
+  const ws = require('ws') as typeof WsModule;
+  const version = (require('ws/package.json') as { version: string }).version;
+  const { wss, perMessageDeflate } = await wsEchoServer(ws.WebSocketServer, deflate);
   let bufferutil = false;
   let utf8Validate = false;
   for (const id of Object.keys(require.cache)) {

@@ -82,6 +82,15 @@ export function fragmentOverhead(maxFragments: unknown, maxMessageSize: number):
  * engine's design rather than counted: it copies small reads into 16 KiB blocks and counts the memory of what it
  * keeps toward `maxPayload`, so what a message holds is bounded by `maxPayload` alone.
  */
+/** The options ws's server and client share: `skipUTF8Validation` (refused), `allowSynchronousEvents`, `autoPong`. */
+export function checkSharedOptions(options: { skipUTF8Validation?: unknown; allowSynchronousEvents?: unknown; autoPong?: unknown }): void {
+  if (options.skipUTF8Validation) {
+    throw new TypeError('skipUTF8Validation: true is not supported by wsengine/ws: UTF-8 is always validated (it costs little: see the README)');
+  }
+  checkBoolean('allowSynchronousEvents', options.allowSynchronousEvents);
+  checkBoolean('autoPong', options.autoPong);
+}
+
 export function checkBufferedChunks(value: unknown): void {
   if (value !== undefined && (typeof value !== 'number' || Number.isNaN(value))) throw new TypeError(`maxBufferedChunks must be a number, got ${typeof value}`);
 }

@@ -19,7 +19,7 @@ import { parseExtensions, parseProtocols } from '../core/tokens.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { type DeflateOptions, negotiateServer } from '../deflate/negotiate.js';
 import {
-  checkBoolean,
+  checkSharedOptions,
   checkBufferedChunks,
   checkFunction,
   checkNames,
@@ -147,11 +147,7 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
     checkNames('WebSocketServer', options, KNOWN);
     const given = [options.port != null, options.server != null, Boolean(options.noServer)].filter(Boolean).length;
     if (given !== 1) throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
-    if (options.skipUTF8Validation) {
-      throw new TypeError('skipUTF8Validation: true is not supported by wsengine/ws: UTF-8 is always validated (it costs little: see the README)');
-    }
-    checkBoolean('allowSynchronousEvents', options.allowSynchronousEvents);
-    checkBoolean('autoPong', options.autoPong);
+    checkSharedOptions(options);
     checkFunction('verifyClient', options.verifyClient);
     checkFunction('handleProtocols', options.handleProtocols);
     checkFunction('callback', callback);

@@ -22,7 +22,7 @@ import { acceptServerResponse, clientOffer, type DeflateOptions } from '../defla
 import { type SendCallback, WebSocketConnection } from '../transport/connection.js';
 import { prepare, type PreparedMessage } from '../transport/prepared.js';
 import { addEventListener, attributeListener, type EventListenerLike, removeEventListener, setAttributeListener } from './events.js';
-import { checkBoolean, checkBufferedChunks, checkFunction, closeTimeout, deflateOptions, fragmentOverhead, maxMessageSize, type PerMessageDeflateOptions } from './options.js';
+import { checkBufferedChunks, checkFunction, checkSharedOptions, closeTimeout, deflateOptions, fragmentOverhead, maxMessageSize, type PerMessageDeflateOptions } from './options.js';
 
 /** Ready states. */
 const CONNECTING = 0;
@@ -866,11 +866,7 @@ function startClient(ws: WebSocket, address: string | URL, protocols: unknown[],
     throw new RangeError(`Unsupported protocol version: ${String(options.protocolVersion)} (supported versions: 8, 13)`);
   }
   checkBufferedChunks(options.maxBufferedChunks);
-  if (options.skipUTF8Validation) {
-    throw new TypeError('skipUTF8Validation: true is not supported by wsengine/ws: UTF-8 is always validated (it costs little: see the README)');
-  }
-  checkBoolean('allowSynchronousEvents', options.allowSynchronousEvents);
-  checkBoolean('autoPong', options.autoPong);
+  checkSharedOptions(options);
   checkFunction('finishRequest', options.finishRequest);
   checkFunction('generateMask', options.generateMask);
   const seen = new Set<string>();
