@@ -409,7 +409,8 @@ t.test('limits: an unfinished message padded with pongs holds no more than the l
   let maxHeld = 0;
   // What stays alive, counted independently of the getter: every distinct memory block the held parts point into.
   const reallyHeld = (): number => {
-    const p = r.protocol as unknown as { parts: Buffer[]; block: Buffer | null };
+    // The assembly state (internal): null until a piece of a message is held.
+    const p = (r.protocol as unknown as { asm: { parts: Buffer[]; block: Buffer | null } | null }).asm ?? { parts: [], block: null };
     const seen = new Set<ArrayBufferLike>();
     let bytes = 0;
     for (const part of p.block ? [...p.parts, p.block] : p.parts) {

@@ -1,8 +1,13 @@
 /**
  * The sans-I/O WebSocket protocol: a streaming frame parser, message assembly, control frames and the closing
- * handshake, for either role. Synchronous; no sockets, timers or promises. Bytes go in through
- * {@link Protocol.receive}; messages, control events and the bytes to send come out through a
- * {@link ProtocolHandler}.
+ * handshake, for either role. Synchronous; no sockets, timers or promises. Two ways to drive it:
+ *
+ * - **Pull** (no handler, as python-websockets' `protocol.py`): feed bytes with {@link Protocol.receiveData}, then
+ *   drain what they produced — events with {@link Protocol.nextEvent} (or {@link Protocol.eventsReceived}), bytes to
+ *   send with {@link Protocol.dataToSend} (or the `output` slots). The core never calls out, so a transport is never
+ *   re-entered from inside a read. This is what wsengine's own connections use.
+ * - **Push** (a {@link ProtocolHandler}): {@link Protocol.receive} calls the handler for every event and write, as
+ *   they happen.
  *
  * Decisions worth knowing:
  * - **Chunking never matters.** Any split of the input gives the same events. A frame header split across reads
@@ -92,7 +97,11 @@ const PROTOCOL_OPTION_NAMES: ReadonlySet<string> = new Set(
   } as const satisfies Record<keyof ProtocolOptions, true>),
 );
 
-/** Receives what the protocol produces. Every method is called synchronously from `receive` or a send call. */
+/**
+ * Receives what the protocol produces, in push mode (a handler given to the constructor). Every method is called
+ * synchronously from `receive` or a send call. Without a handler the same things are queued for the caller to drain
+ * (see {@link ProtocolEventType}).
+ */
 export interface ProtocolHandler {
   /** A complete message. `data` is owned by the receiver. `compressed`: RSV1 was set (an extension's payload). */
   onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void;
@@ -116,9 +125,117 @@ export interface ProtocolHandler {
   onEnd(): void;
 }
 
+/**
+ * What {@link Protocol.nextEvent} returns in pull mode (0: no event left). A message's bytes, a ping's or a pong's
+ * payload are in {@link Protocol.eventData}; an error is in {@link Protocol.eventError}; a close's code and reason
+ * are {@link Protocol.closeCode} and {@link Protocol.closeReason}.
+ */
+export const ProtocolEventType = {
+  /** A complete text message (UTF-8 already validated). */
+  TEXT: 1,
+  /** A complete binary message. */
+  BINARY: 2,
+  /** A text message whose first frame had RSV1 set (an extension's payload: inflate it, then check its UTF-8). */
+  TEXT_COMPRESSED: 3,
+  /** A binary message whose first frame had RSV1 set. */
+  BINARY_COMPRESSED: 4,
+  /** A ping (already answered when `autoPong` is on). */
+  PING: 5,
+  /** A pong. */
+  PONG: 6,
+  /** The peer's close frame (the reply, when this side had not closed yet, is already in the output). */
+  CLOSE: 7,
+  /** The peer broke the protocol or a limit (the close frame with `error.closeCode` is already in the output). */
+  ERROR: 8,
+  /** The transport should close TCP once the output is written (after a failure, or a server's closing handshake). */
+  END: 9,
+} as const;
+
+/** An event as {@link Protocol.eventsReceived} returns it (one object per event: the convenient, allocating form). */
+export type ProtocolEvent =
+  | { type: 'message'; data: Buffer; isBinary: boolean; compressed: boolean }
+  | { type: 'ping'; data: Buffer }
+  | { type: 'pong'; data: Buffer }
+  | { type: 'close'; code: number; reason: string }
+  | { type: 'error'; error: ProtocolError }
+  | { type: 'end' };
+
 const HEADER = 0;
 const PAYLOAD = 1;
 const DONE = 2;
+
+// Bits of `Protocol.flags` (one small integer instead of a field per boolean).
+const FIN = 1;
+const RSV1 = 2;
+const MASKED = 4;
+const VALIDATE_TEXT = 8;
+const MESSAGE_COMPRESSED = 16;
+const CLOSE_RECEIVED = 32;
+const CLOSE_SENT = 64;
+/** Push mode: input held by `pause()` until `resume()`. */
+const PAUSED = 128;
+/** Pull mode: parsing stopped after a compressed message, until the next `receiveData`. */
+const STOPPED = 256;
+/** The chunk being parsed is lent (see `receiveBorrowed`). */
+const BORROWED = 512;
+/** Parsing is under way (a `receive` from inside a handler is refused). */
+const PARSING = 1024;
+
+/** The option values of a protocol: one frozen object shared by every protocol made with the same values. */
+interface ProtocolSettings {
+  readonly role: 'server' | 'client';
+  readonly maxMessageSize: number;
+  readonly maxFrameSize: number;
+  readonly fragmentOverhead: number;
+  readonly rsv1: boolean;
+  readonly autoPong: boolean;
+  readonly strictLengths: boolean;
+  readonly mask: MaskSource | null;
+}
+
+const settingsCache = new Map<string, ProtocolSettings>();
+/** Distinct option sets kept for sharing; past it, protocols get their own object. */
+const SETTINGS_KEPT = 64;
+
+function settingsOf(options: ProtocolOptions): ProtocolSettings {
+  if (options.role !== 'server' && options.role !== 'client') {
+    throw new TypeError(`options.role must be 'server' or 'client', got ${String(options.role)}`);
+  }
+  if (options.maskSource !== undefined && typeof options.maskSource !== 'function') {
+    throw new TypeError('options.maskSource must be a function (target, offset) => void');
+  }
+  const role = options.role;
+  const maxMessageSize = sizeOption('maxMessageSize', options.maxMessageSize, PROTOCOL_DEFAULTS.maxMessageSize);
+  const maxFrameSize = sizeOption('maxFrameSize', options.maxFrameSize, maxMessageSize);
+  const fragmentOverhead = sizeOption('fragmentOverhead', options.fragmentOverhead, PROTOCOL_DEFAULTS.fragmentOverhead);
+  const rsv1 = options.rsv1 === true;
+  const autoPong = options.autoPong !== false;
+  const strictLengths = options.strictLengths === true;
+  const shared = options.maskSource === undefined;
+  const key = `${role}/${maxMessageSize}/${maxFrameSize}/${fragmentOverhead}/${rsv1 ? 1 : 0}${autoPong ? 1 : 0}${strictLengths ? 1 : 0}`;
+  let settings = shared ? settingsCache.get(key) : undefined;
+  if (settings === undefined) {
+    const mask = role === 'client' ? (options.maskSource ?? randomMask) : null;
+    settings = Object.freeze({ role, maxMessageSize, maxFrameSize, fragmentOverhead, rsv1, autoPong, strictLengths, mask });
+    if (shared && settingsCache.size < SETTINGS_KEPT) settingsCache.set(key, settings);
+  }
+  return settings;
+}
+
+/**
+ * The state of a message arriving in pieces (fragments, or a frame spread over reads): created with its first piece
+ * held, dropped once the message is delivered, so a connection between such messages holds none.
+ */
+class Assembly {
+  parts: Buffer[] = [];
+  partsLength = 0;
+  /** Bytes of the reads that parts kept as views belong to (each read once), and the bytes of those views. */
+  viewBytes = 0;
+  viewedLength = 0;
+  lastView: ArrayBufferLike | null = null;
+  block: Buffer | null = null;
+  blockLength = 0;
+}
 
 /** Pieces under 1 KiB, or under a quarter of the read that holds them, are copied into blocks of this size. */
 const BLOCK_SIZE = 16 * 1024;
@@ -128,6 +245,10 @@ const MIN_VIEW = 1024;
 const EMPTY = Buffer.alloc(0);
 /** A shared empty list: a connection allocates its own only once it holds something (never pushed to). */
 const NONE: Buffer[] = [];
+const NO_EVENTS: Array<number | Buffer | ProtocolError> = [];
+const NO_OUT: Array<Buffer | Uint8Array | undefined> = [];
+/** Largest output array a protocol keeps between batches (slots); a longer one is let go once emptied. */
+const OUT_KEPT = 16;
 
 /**
  * One WebSocket connection's protocol state, for either role. Create it once the opening handshake is done
@@ -136,36 +257,31 @@ const NONE: Buffer[] = [];
 export class Protocol {
   /** {@link ReadyState} value. */
   readyState: number = ReadyState.OPEN;
-  /** Whether a close frame was received. */
-  closeReceived = false;
-  /** Whether a close frame was sent. */
-  closeSent = false;
   /** The peer's close code (1005 when its close frame had none, 1006 until one arrives). */
   closeCode: number = CloseCode.ABNORMAL;
   /** The peer's close reason. */
   closeReason = '';
+  /**
+   * Pull mode: the bytes of the event {@link nextEvent} returned last (a message, a ping's or a pong's payload);
+   * empty for other events. Owned by the caller.
+   */
+  eventData: Buffer = EMPTY;
+  /** Pull mode: the error of the last {@link ProtocolEventType.ERROR} event {@link nextEvent} returned. */
+  eventError: ProtocolError | null = null;
 
-  readonly role: 'server' | 'client';
-  readonly maxMessageSize: number;
-  readonly maxFrameSize: number;
-  readonly fragmentOverhead: number;
-  readonly rsv1Allowed: boolean;
-  readonly autoPong: boolean;
-  readonly strictLengths: boolean;
-  /** Mask source for frames this side sends: null for a server. */
-  readonly mask: MaskSource | null;
-
-  private readonly handler: ProtocolHandler;
+  /** The option values, shared with every protocol made with the same ones. */
+  private readonly settings: ProtocolSettings;
+  /** Push mode's handler; null in pull mode. */
+  private readonly handler: ProtocolHandler | null;
+  /** Booleans, as bits (FIN, RSV1, … above). */
+  private flags = 0;
 
   // Parser state.
   private state = HEADER;
   /** Allocated on the first header split across reads. */
   private scratch: Buffer | null = null;
   private scratchLength = 0;
-  private fin = false;
-  private rsv1 = false;
   private opcode = 0;
-  private masked = false;
   private k0 = 0;
   private k1 = 0;
   private k2 = 0;
@@ -178,105 +294,274 @@ export class Protocol {
 
   // Message assembly.
   private messageOpcode = 0;
-  private messageCompressed = false;
   private messageCost = 0;
-  private parts: Buffer[] = NONE;
-  private partsLength = 0;
-  /** Bytes of the reads that parts kept as views belong to (each read once), and the bytes of those views. */
-  private viewBytes = 0;
-  private viewedLength = 0;
-  private lastView: ArrayBufferLike | null = null;
-  private block: Buffer | null = null;
-  private blockLength = 0;
+  /** Pieces of the message held so far: null until a piece has to be held. */
+  private asm: Assembly | null = null;
   /** Allocated on the first text message that arrives in pieces. */
   private utf8Validator: Utf8Validator | null = null;
-  private validateText = false;
 
-  // Input held while paused.
-  private paused = false;
-  /** Set during {@link receiveBorrowed}: the chunk is lent, so nothing may keep a view of it. */
-  private borrowed = false;
+  /** Push mode: input held while paused. */
   private pending: Buffer[] = NONE;
 
   // Outgoing fragmentation: 0 when no fragmented message is open, else its opcode.
   private sendingOpcode = 0;
 
-  constructor(options: ProtocolOptions, handler: ProtocolHandler) {
+  /** Pull mode: events not drained yet, as [type, data] pairs in `events[eventsRead, eventsLength)`. */
+  private events: Array<number | Buffer | ProtocolError> = NO_EVENTS;
+  private eventsRead = 0;
+  private eventsLength = 0;
+  /** Pull mode: bytes to send in `out[0, outCount)` (a frame's header and payload take two slots). */
+  private out: Array<Buffer | Uint8Array | undefined> = NO_OUT;
+  private outCount = 0;
+  private outBytes = 0;
+
+  /**
+   * `handler` given: push mode (every event and write calls it as it happens). Omitted or null: pull mode (events
+   * and bytes to send are queued until drained).
+   */
+  constructor(options: ProtocolOptions, handler: ProtocolHandler | null = null) {
     checkOptionNames('Protocol', options, PROTOCOL_OPTION_NAMES);
-    if (options.role !== 'server' && options.role !== 'client') {
-      throw new TypeError(`options.role must be 'server' or 'client', got ${String(options.role)}`);
-    }
-    this.role = options.role;
-    this.maxMessageSize = sizeOption('maxMessageSize', options.maxMessageSize, PROTOCOL_DEFAULTS.maxMessageSize);
-    this.maxFrameSize = sizeOption('maxFrameSize', options.maxFrameSize, this.maxMessageSize);
-    this.fragmentOverhead = sizeOption('fragmentOverhead', options.fragmentOverhead, PROTOCOL_DEFAULTS.fragmentOverhead);
-    this.rsv1Allowed = options.rsv1 === true;
-    this.autoPong = options.autoPong !== false;
-    this.strictLengths = options.strictLengths === true;
-    this.mask = this.role === 'client' ? (options.maskSource ?? randomMask) : null;
-    if (options.maskSource !== undefined && typeof options.maskSource !== 'function') {
-      throw new TypeError('options.maskSource must be a function (target, offset) => void');
-    }
-    this.handler = handler;
+    this.settings = settingsOf(options);
+    this.handler = handler ?? null;
+  }
+
+  /** `'server'` or `'client'`. */
+  get role(): 'server' | 'client' {
+    return this.settings.role;
+  }
+  /** Largest message accepted, in bytes. */
+  get maxMessageSize(): number {
+    return this.settings.maxMessageSize;
+  }
+  /** Largest frame payload accepted, in bytes. */
+  get maxFrameSize(): number {
+    return this.settings.maxFrameSize;
+  }
+  /** Bytes charged per fragment after a message's first. */
+  get fragmentOverhead(): number {
+    return this.settings.fragmentOverhead;
+  }
+  /** Whether RSV1 (an extension) is accepted. */
+  get rsv1Allowed(): boolean {
+    return this.settings.rsv1;
+  }
+  /** Whether pings are answered automatically. */
+  get autoPong(): boolean {
+    return this.settings.autoPong;
+  }
+  /** Whether non-minimal length encodings are rejected. */
+  get strictLengths(): boolean {
+    return this.settings.strictLengths;
+  }
+  /** Mask source for frames this side sends: null for a server. */
+  get mask(): MaskSource | null {
+    return this.settings.mask;
+  }
+  /** Whether a close frame was received. */
+  get closeReceived(): boolean {
+    return (this.flags & CLOSE_RECEIVED) !== 0;
+  }
+  /** Whether a close frame was sent. */
+  get closeSent(): boolean {
+    return (this.flags & CLOSE_SENT) !== 0;
   }
 
   // ───────────────────────────── receiving ─────────────────────────────
 
   /**
-   * Like {@link receive}, for bytes that are only lent for the duration of the call (a transport's shared read
-   * buffer): they may be unmasked in place, but whatever is kept or delivered is copied first (a payload spread over
-   * reads is copied into its message buffer anyway, so a large frame costs no extra copy).
+   * Pull mode: feeds bytes from the peer, then returns how many were processed: all of them, unless a compressed
+   * message (RSV1) was found — parsing stops right after it, so that the caller can inflate it before what follows
+   * (other messages, the close frame) is handled; it feeds the rest again once ready. What the bytes produced is
+   * drained with {@link nextEvent} and {@link dataToSend}. Input after a close frame or a violation is ignored
+   * (counted as processed).
+   *
+   * The buffer is owned by the protocol from then on (payloads are unmasked in place and delivered as views of it),
+   * unless `borrowed`: the bytes are only lent for the call (a transport's shared read buffer) — they may be
+   * unmasked in place, but whatever is kept or delivered is copied first; a rest not processed is the caller's to
+   * copy before its buffer is reused.
    */
-  receiveBorrowed(chunk: Buffer): void {
-    this.borrowed = true;
+  receiveData(chunk: Buffer, borrowed = false): number {
+    if ((this.flags & PARSING) !== 0) throw new Error('Protocol.receiveData called while a chunk is being parsed');
+    this.flags = (this.flags & ~STOPPED) | PARSING | (borrowed ? BORROWED : 0);
     try {
-      this.receive(chunk);
+      return this.parse(chunk, 0);
     } finally {
-      this.borrowed = false;
+      this.flags &= ~(PARSING | BORROWED);
     }
   }
 
   /**
-   * Feeds bytes from the peer. The buffer is owned by the protocol from then on: payloads are unmasked in place
-   * and delivered as views of it. Input after a close frame or a violation is ignored.
+   * Pull mode: the next event produced since the last drain, as a {@link ProtocolEventType} (0 when none is left);
+   * its bytes in {@link eventData}, its error in {@link eventError}. Allocates nothing.
    */
-  receive(chunk: Buffer): void {
-    if (this.paused) {
-      if (this.pending === NONE) this.pending = [];
-      this.pending.push(this.borrowed ? Buffer.from(chunk) : chunk);
+  nextEvent(): number {
+    const i = this.eventsRead;
+    if (i === this.eventsLength) {
+      if (i !== 0) this.eventsRead = this.eventsLength = 0;
+      return 0;
+    }
+    const events = this.events;
+    const type = events[i] as number;
+    const data = events[i + 1];
+    events[i + 1] = 0;
+    this.eventsRead = i + 2;
+    if (type === ProtocolEventType.ERROR) {
+      this.eventError = data as ProtocolError;
+      this.eventData = EMPTY;
+    } else {
+      this.eventData = data as Buffer;
+    }
+    if (type >= ProtocolEventType.PING) this.answer(type, data as Buffer | ProtocolError);
+    return type;
+  }
+
+  /** Pull mode: every event not drained yet, as objects (the convenient form of {@link nextEvent}). */
+  eventsReceived(): ProtocolEvent[] {
+    const list: ProtocolEvent[] = [];
+    for (let type = this.nextEvent(); type !== 0; type = this.nextEvent()) {
+      const data = this.eventData;
+      if (type <= ProtocolEventType.BINARY_COMPRESSED) {
+        list.push({ type: 'message', data, isBinary: (type & 1) === 0, compressed: type >= ProtocolEventType.TEXT_COMPRESSED });
+      } else if (type === ProtocolEventType.PING) list.push({ type: 'ping', data });
+      else if (type === ProtocolEventType.PONG) list.push({ type: 'pong', data });
+      else if (type === ProtocolEventType.CLOSE) list.push({ type: 'close', code: this.closeCode, reason: this.closeReason });
+      else if (type === ProtocolEventType.ERROR) list.push({ type: 'error', error: this.eventError! });
+      else list.push({ type: 'end' });
+    }
+    return list;
+  }
+
+  /**
+   * Pull mode: the bytes to send, in order, taken from the protocol (a new array; the protocol keeps none of them).
+   * Write them in one batch (`writev`, or cork/uncork).
+   */
+  dataToSend(): Array<Buffer | Uint8Array> {
+    const list = this.out.slice(0, this.outCount) as Array<Buffer | Uint8Array>;
+    this.clearOutput();
+    return list;
+  }
+
+  /**
+   * Pull mode, for transports that batch without copying the list: the slots holding the bytes to send are
+   * `output[0, outputCount)` (header and payload of a frame in two slots); {@link clearOutput} empties them once
+   * they are handed on. The array is reused: do not keep it.
+   */
+  get output(): ReadonlyArray<Buffer | Uint8Array | undefined> {
+    return this.out;
+  }
+
+  /** Pull mode: how many slots of {@link output} hold bytes to send. */
+  get outputCount(): number {
+    return this.outCount;
+  }
+
+  /** Pull mode: the bytes to send, in total. */
+  get outputBytes(): number {
+    return this.outBytes;
+  }
+
+  /**
+   * Pull mode: drops the output from slot `from` on (default 0: all of it; the transport took it). The array is
+   * kept unless a burst made it large.
+   */
+  clearOutput(from = 0): void {
+    const n = this.outCount;
+    if (from === 0 && n > OUT_KEPT) {
+      this.out = NO_OUT;
+      this.outCount = this.outBytes = 0;
       return;
     }
+    const out = this.out;
+    for (let i = from; i < n; i++) {
+      this.outBytes -= out[i]!.byteLength;
+      out[i] = undefined;
+    }
+    this.outCount = from;
+  }
+
+  /**
+   * Pull mode: appends bytes framed elsewhere to the output, after what is there: a frame prepared once for many
+   * connections, or output a transport took and held back to keep it in order. Nothing is checked: the bytes must
+   * be whole frames that suit this side (unmasked for a server).
+   */
+  pushOutput(data: Buffer | Uint8Array | [Buffer, Uint8Array]): void {
+    this.write(data as Buffer | [Buffer, Uint8Array]);
+  }
+
+  /**
+   * Push mode: like {@link receive}, for bytes that are only lent for the duration of the call (see
+   * {@link receiveData}'s `borrowed`).
+   */
+  receiveBorrowed(chunk: Buffer): void {
+    this.receive(chunk, true);
+  }
+
+  /**
+   * Push mode: feeds bytes from the peer; the handler is called for what they produce. The buffer is owned by the
+   * protocol from then on: payloads are unmasked in place and delivered as views of it. Input after a close frame
+   * or a violation is ignored. Not to be called from inside a handler method (Error).
+   */
+  receive(chunk: Buffer, borrowed = false): void {
+    if ((this.flags & PARSING) !== 0) throw new Error('Protocol.receive called from inside a handler: feed the bytes once it returned');
+    if ((this.flags & PAUSED) !== 0 || this.pending.length > 0) {
+      if (this.pending === NONE) this.pending = [];
+      this.pending.push(borrowed ? Buffer.from(chunk) : chunk);
+      return;
+    }
+    this.flags |= PARSING | (borrowed ? BORROWED : 0);
+    try {
+      const n = this.parse(chunk, 0);
+      // Paused by the handler mid-chunk: the rest waits for `resume` (nothing else can be pending: `receive` is not
+      // re-entered, and nothing was pending when parsing started).
+      if (n < chunk.length) this.pending = [borrowed ? Buffer.from(chunk.subarray(n)) : chunk.subarray(n)];
+    } finally {
+      this.flags &= ~(PARSING | BORROWED);
+    }
+  }
+
+  /** Parses from `offset` until the chunk ends, parsing stops (pause, compressed message) or is done. */
+  private parse(chunk: Buffer, offset: number): number {
     const length = chunk.length;
-    let offset = 0;
-    while (offset < length && this.state !== DONE) {
-      if (this.paused) {
-        // This chunk was the oldest input not yet processed: its rest goes before anything that arrived since.
-        if (this.pending === NONE) this.pending = [];
-        this.pending.unshift(this.borrowed ? Buffer.from(chunk.subarray(offset)) : chunk.subarray(offset));
-        return;
-      }
+    while (offset < length) {
+      if (this.state === DONE) return length;
+      if ((this.flags & (PAUSED | STOPPED)) !== 0) return offset;
       if (this.state === HEADER) {
         offset = this.readHeader(chunk, offset);
       } else {
         offset = this.readPayload(chunk, offset);
       }
     }
+    return offset;
   }
 
   /**
-   * Stops processing input after the current frame; later input is kept, in order, until {@link resume}. An
-   * asynchronous stage (decompression) calls it from `onMessage` so that what follows a message — other messages,
-   * the close frame — is handled only once that message is delivered.
+   * Push mode: stops processing input after the current frame; later input is kept, in order, until
+   * {@link resume}. An asynchronous stage (decompression) calls it from `onMessage` so that what follows a message
+   * — other messages, the close frame — is handled only once that message is delivered. (Pull mode stops after a
+   * compressed message by itself: see {@link receiveData}.)
    */
   pause(): void {
-    this.paused = true;
+    this.flags |= PAUSED;
   }
 
-  /** Processes the input kept since {@link pause}, then continues normally. */
+  /** Push mode: processes the input kept since {@link pause}, then continues normally. */
   resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    while (!this.paused && this.pending.length > 0) this.receive(this.pending.shift()!);
+    if ((this.flags & PAUSED) === 0 || (this.flags & PARSING) !== 0) {
+      this.flags &= ~PAUSED;
+      return;
+    }
+    this.flags = (this.flags & ~PAUSED) | PARSING;
+    try {
+      const pending = this.pending;
+      while ((this.flags & PAUSED) === 0 && pending.length > 0) {
+        const chunk = pending[0];
+        const n = this.parse(chunk, 0);
+        if (n < chunk.length) pending[0] = chunk.subarray(n);
+        else pending.shift();
+      }
+    } finally {
+      this.flags &= ~PARSING;
+    }
   }
 
   /**
@@ -284,23 +569,79 @@ export class Protocol {
    * paused). A transport may read them into a buffer of their own rather than a shared one.
    */
   get payloadPending(): number {
-    return this.state === PAYLOAD && !this.paused ? this.payloadLength - this.payloadRead : 0;
+    return this.state === PAYLOAD && (this.flags & (PAUSED | STOPPED)) === 0 ? this.payloadLength - this.payloadRead : 0;
   }
 
-  /** Whether input is held by {@link pause}. */
+  /** Push mode: whether input is held by {@link pause}. */
   get isPaused(): boolean {
-    return this.paused;
+    return (this.flags & PAUSED) !== 0;
   }
 
   /**
    * Fails the connection for a violation found outside the parser (an extension's decoding error, or its size
-   * limit): writes the close frame with `error.closeCode`, ignores further input, reports `onError`, then `onEnd`.
+   * limit): writes the close frame with `error.closeCode`, ignores further input, reports the error, then the end.
    */
   failWith(error: ProtocolError): void {
     if (this.state === DONE && this.closeReceived) return;
-    this.paused = false;
+    this.flags &= ~(PAUSED | STOPPED);
     this.pending = NONE;
     this.failed(error);
+  }
+
+  /** Queues (pull) or hands on (push) an event. */
+  private event(type: number, data: Buffer | ProtocolError): void {
+    const h = this.handler;
+    if (h === null) {
+      let events = this.events;
+      if (events === NO_EVENTS) events = this.events = [];
+      const i = this.eventsLength;
+      events[i] = type;
+      events[i + 1] = data;
+      this.eventsLength = i + 2;
+      return;
+    }
+    if (type >= ProtocolEventType.PING) this.answer(type, data);
+    if (type <= ProtocolEventType.BINARY_COMPRESSED) h.onMessage(data as Buffer, (type & 1) === 0, type >= ProtocolEventType.TEXT_COMPRESSED);
+    else if (type === ProtocolEventType.PING) h.onPing(data as Buffer);
+    else if (type === ProtocolEventType.PONG) h.onPong(data as Buffer);
+    else if (type === ProtocolEventType.CLOSE) h.onClose(this.closeCode, this.closeReason);
+    else if (type === ProtocolEventType.ERROR) h.onError(data as ProtocolError);
+    else h.onEnd();
+  }
+
+  /**
+   * What the protocol writes for an event, when the event is taken (pull) or handed on (push) rather than when its
+   * frame was parsed: so a message that came before is handled first (the application's reply to it goes before our
+   * close frame, as the peer sent them). A ping's pong (`autoPong`), the reply to a close frame, the close frame of
+   * a failure.
+   */
+  private answer(type: number, data: Buffer | ProtocolError): void {
+    if (this.closeSent) return;
+    if (type === ProtocolEventType.PING) {
+      if (this.settings.autoPong) this.write(encodeFrame(Opcode.PONG, data as Buffer, true, false, this.settings.mask));
+    } else if (type === ProtocolEventType.CLOSE) {
+      // RFC 6455 §5.5.1: reply with a close frame, typically echoing the status code received.
+      const code = this.closeCode;
+      this.writeClose(code === CloseCode.NO_STATUS ? undefined : code, '');
+    } else if (type === ProtocolEventType.ERROR) {
+      const error = data as ProtocolError;
+      this.writeClose(error.closeCode, truncateReason(error.message));
+    }
+  }
+
+  /** Queues (pull) or hands on (push) bytes to send. */
+  private write(data: Buffer | [Buffer, Uint8Array]): void {
+    if (this.handler !== null) return this.handler.onWrite(data);
+    let out = this.out;
+    if (out === NO_OUT) out = this.out = [];
+    if (Array.isArray(data)) {
+      out[this.outCount++] = data[0];
+      out[this.outCount++] = data[1];
+      this.outBytes += data[0].length + data[1].byteLength;
+    } else {
+      out[this.outCount++] = data;
+      this.outBytes += data.length;
+    }
   }
 
   private readHeader(chunk: Buffer, offset: number): number {
@@ -329,16 +670,18 @@ export class Protocol {
   private parseHeader(b: Buffer, at: number): void {
     const b0 = b[at];
     const b1 = b[at + 1];
-    const fin = (this.fin = (b0 & 0x80) !== 0);
-    const rsv1 = (this.rsv1 = (b0 & 0x40) !== 0);
+    const fin = (b0 & 0x80) !== 0;
+    const rsv1 = (b0 & 0x40) !== 0;
     const opcode = (this.opcode = b0 & 0x0f);
-    const masked = (this.masked = (b1 & 0x80) !== 0);
+    const masked = (b1 & 0x80) !== 0;
+    this.flags = (this.flags & ~(FIN | RSV1 | MASKED)) | (fin ? FIN : 0) | (rsv1 ? RSV1 : 0) | (masked ? MASKED : 0);
+    const settings = this.settings;
     let length = b1 & 0x7f;
     let p = at + 2;
     if (length === 126) {
       length = (b[p] << 8) | b[p + 1];
       p += 2;
-      if (length < 126 && this.strictLengths) return this.fail('LENGTH_NOT_MINIMAL', 'non-minimal 16-bit payload length');
+      if (length < 126 && settings.strictLengths) return this.fail('LENGTH_NOT_MINIMAL', 'non-minimal 16-bit payload length');
     } else if (length === 127) {
       const hi = b.readUInt32BE(p);
       const lo = b.readUInt32BE(p + 4);
@@ -347,7 +690,7 @@ export class Protocol {
       if (hi > 0x7fffffff) return this.fail('LENGTH_64BIT_MSB', '64-bit payload length with the most significant bit set');
       // Lengths of 2^53 and more are not exact as numbers; they exceed every limit anyway.
       length = hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + lo;
-      if (length < 65536 && this.strictLengths) return this.fail('LENGTH_NOT_MINIMAL', 'non-minimal 64-bit payload length');
+      if (length < 65536 && settings.strictLengths) return this.fail('LENGTH_NOT_MINIMAL', 'non-minimal 64-bit payload length');
     }
     if (masked) {
       this.k0 = b[p];
@@ -359,13 +702,13 @@ export class Protocol {
     this.payloadRead = 0;
 
     // RFC 6455 §5.1: clients MUST mask every frame, servers MUST NOT.
-    if (masked !== (this.role === 'server')) {
-      return this.role === 'server'
+    if (masked !== (settings.role === 'server')) {
+      return settings.role === 'server'
         ? this.fail('MASK_EXPECTED', 'client frame is not masked')
         : this.fail('MASK_UNEXPECTED', 'server frame is masked');
     }
     // RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them.
-    if ((b0 & 0x30) !== 0 || (rsv1 && !this.rsv1Allowed)) {
+    if ((b0 & 0x30) !== 0 || (rsv1 && !settings.rsv1)) {
       return this.fail('RSV_NOT_NEGOTIATED', 'reserved bits set without a negotiated extension');
     }
 
@@ -380,20 +723,20 @@ export class Protocol {
       if (this.messageOpcode === 0) return this.fail('UNEXPECTED_CONTINUATION', 'continuation frame without a message to continue');
       // RFC 7692 §6.1: RSV1 is set on the first frame of a message only.
       if (rsv1) return this.fail('RSV1_ON_CONTINUATION', 'RSV1 set on a continuation frame');
-      const cost = this.messageCost + length + this.fragmentOverhead;
-      if (length > this.maxFrameSize) return this.fail('FRAME_TOO_BIG', `frame of ${length} bytes over the ${this.maxFrameSize}-byte limit`);
-      if (cost > this.maxMessageSize) return this.fail('MESSAGE_TOO_BIG', `message over the ${this.maxMessageSize}-byte limit`);
+      const cost = this.messageCost + length + settings.fragmentOverhead;
+      if (length > settings.maxFrameSize) return this.fail('FRAME_TOO_BIG', `frame of ${length} bytes over the ${settings.maxFrameSize}-byte limit`);
+      if (cost > settings.maxMessageSize) return this.fail('MESSAGE_TOO_BIG', `message over the ${settings.maxMessageSize}-byte limit`);
       this.messageCost = cost;
       // What is held counts too: views keep whole reads alive. Copy them out rather than hold more than the limit.
-      if (cost + this.viewBytes - this.viewedLength > this.maxMessageSize) this.compact();
+      const asm = this.asm;
+      if (asm !== null && cost + asm.viewBytes - asm.viewedLength > settings.maxMessageSize) this.compact(asm);
     } else if (opcode === Opcode.TEXT || opcode === Opcode.BINARY) {
       if (this.messageOpcode !== 0) return this.fail('EXPECTED_CONTINUATION', 'new data frame inside a fragmented message');
-      if (length > this.maxFrameSize) return this.fail('FRAME_TOO_BIG', `frame of ${length} bytes over the ${this.maxFrameSize}-byte limit`);
-      if (length > this.maxMessageSize) return this.fail('MESSAGE_TOO_BIG', `message over the ${this.maxMessageSize}-byte limit`);
+      if (length > settings.maxFrameSize) return this.fail('FRAME_TOO_BIG', `frame of ${length} bytes over the ${settings.maxFrameSize}-byte limit`);
+      if (length > settings.maxMessageSize) return this.fail('MESSAGE_TOO_BIG', `message over the ${settings.maxMessageSize}-byte limit`);
       this.messageOpcode = opcode;
-      this.messageCompressed = rsv1;
       this.messageCost = length;
-      this.validateText = opcode === Opcode.TEXT && !rsv1;
+      this.flags = (this.flags & ~(MESSAGE_COMPRESSED | VALIDATE_TEXT)) | (rsv1 ? MESSAGE_COMPRESSED : opcode === Opcode.TEXT ? VALIDATE_TEXT : 0);
     } else {
       return this.fail('RESERVED_OPCODE', `reserved data opcode 0x${opcode.toString(16)}`);
     }
@@ -408,7 +751,7 @@ export class Protocol {
     if (this.payloadRead === 0 && available >= remaining) {
       // The whole payload lies in this read: a view, unmasked in place.
       const end = offset + remaining;
-      if (this.masked) xorMask(chunk, offset, end, this.k0, this.k1, this.k2, this.k3);
+      if ((this.flags & MASKED) !== 0) xorMask(chunk, offset, end, this.k0, this.k1, this.k2, this.k3);
       this.state = HEADER;
       this.frameComplete(chunk.subarray(offset, end));
       return end;
@@ -418,7 +761,7 @@ export class Protocol {
     if (this.opcode < 0x8 && (this.target !== null || (this.payloadRead === 0 && n >= MIN_VIEW && n * 4 >= this.payloadLength))) {
       return this.directPiece(chunk, offset, end);
     }
-    if (this.masked) this.unmaskPiece(chunk, offset, end, null);
+    if ((this.flags & MASKED) !== 0) this.unmaskPiece(chunk, offset, end, null);
     this.payloadRead += n;
     const last = this.payloadRead === this.payloadLength;
     if (last) this.state = HEADER;
@@ -440,10 +783,10 @@ export class Protocol {
     // Its own ArrayBuffer (not the shared pool), so holding it keeps a view and assembly does not copy it.
     const target = (this.target ??= Buffer.allocUnsafeSlow(this.payloadLength));
     const at = this.payloadRead;
-    if (this.masked) this.unmaskPiece(chunk, offset, end, target);
+    if ((this.flags & MASKED) !== 0) this.unmaskPiece(chunk, offset, end, target);
     else chunk.copy(target, at, offset, end);
     this.payloadRead += end - offset;
-    if (this.validateText && !this.utf8.push(target, at, this.payloadRead)) {
+    if ((this.flags & VALIDATE_TEXT) !== 0 && !this.utf8.push(target, at, this.payloadRead)) {
       this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
       return end;
     }
@@ -473,104 +816,94 @@ export class Protocol {
   private frameComplete(payload: Buffer): void {
     // A lent read is copied only where its payload is handed on whole; a piece of a message goes through `hold`,
     // which copies it then.
-    if (this.opcode >= 0x8) return this.controlFrame(this.borrowed ? Buffer.from(payload) : payload);
-    if (this.fin && this.partsLength === 0 && this.blockLength === 0) {
+    const flags = this.flags;
+    if (this.opcode >= 0x8) return this.controlFrame((flags & BORROWED) !== 0 ? Buffer.from(payload) : payload);
+    if ((flags & FIN) !== 0 && this.asm === null) {
       // Nothing held (a single-frame message, or earlier fragments were empty): deliver the view itself.
-      if (this.validateText && !isValidUtf8(payload)) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
-      return this.deliver(this.borrowed ? Buffer.from(payload) : payload);
+      if ((flags & VALIDATE_TEXT) !== 0 && !isValidUtf8(payload)) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
+      return this.deliver((flags & BORROWED) !== 0 ? Buffer.from(payload) : payload);
     }
     this.dataPiece(payload, true);
   }
 
   /** A piece of a data frame's payload; `last` when it ends the frame. */
   private dataPiece(piece: Buffer, last: boolean): void {
-    if (this.validateText && !this.utf8.push(piece)) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
+    if ((this.flags & VALIDATE_TEXT) !== 0 && !this.utf8.push(piece)) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
     this.hold(piece);
     if (last) this.frameEnd();
   }
 
   /** A data frame's last piece is held: on the message's final frame, check UTF-8 is complete and deliver. */
   private frameEnd(): void {
-    if (!this.fin) return;
-    if (this.validateText && !this.utf8.end()) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
+    if ((this.flags & FIN) === 0) return;
+    if ((this.flags & VALIDATE_TEXT) !== 0 && !this.utf8.end()) return this.fail('INVALID_UTF8', 'invalid UTF-8 in a text message');
     this.deliver(this.takeHeld());
   }
 
   private deliver(data: Buffer): void {
-    const isBinary = this.messageOpcode === Opcode.BINARY;
-    const compressed = this.messageCompressed;
+    const binary = this.messageOpcode === Opcode.BINARY;
     this.messageOpcode = 0;
-    this.messageCompressed = false;
     this.messageCost = 0;
-    this.handler.onMessage(data, isBinary, compressed);
+    if ((this.flags & MESSAGE_COMPRESSED) === 0) return this.event(binary ? ProtocolEventType.BINARY : ProtocolEventType.TEXT, data);
+    this.flags &= ~MESSAGE_COMPRESSED;
+    // Pull mode: stop after a compressed message, so that the transport inflates it before what follows is handled.
+    if (this.handler === null) this.flags |= STOPPED;
+    this.event(binary ? ProtocolEventType.BINARY_COMPRESSED : ProtocolEventType.TEXT_COMPRESSED, data);
   }
 
   /** Keeps a piece of the message being assembled: as a view when it is most of its read, else copied. */
   private hold(piece: Buffer): void {
     const n = piece.length;
     if (n === 0) return;
+    const a = (this.asm ??= new Assembly());
     // A view keeps its whole read alive: allowed while the message's cost plus what views hold beyond their own
     // bytes stays within the limit (a peer padding its fragments with pongs pays for the padding).
-    const extra = piece.buffer === this.lastView ? 0 : piece.buffer.byteLength;
-    if (!this.borrowed && n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength && this.messageCost + this.viewBytes + extra - this.viewedLength - n <= this.maxMessageSize) {
-      this.viewBytes += extra;
-      this.viewedLength += n;
-      this.lastView = piece.buffer;
-      this.flushBlock();
-      if (this.parts === NONE) this.parts = [];
-      this.parts.push(piece);
-      this.partsLength += n;
+    const extra = piece.buffer === a.lastView ? 0 : piece.buffer.byteLength;
+    if ((this.flags & BORROWED) === 0 && n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength && this.messageCost + a.viewBytes + extra - a.viewedLength - n <= this.settings.maxMessageSize) {
+      a.viewBytes += extra;
+      a.viewedLength += n;
+      a.lastView = piece.buffer;
+      flushBlock(a);
+      a.parts.push(piece);
+      a.partsLength += n;
       return;
     }
     let at = 0;
     while (at < n) {
-      if (this.block === null) this.block = Buffer.allocUnsafe(BLOCK_SIZE);
-      const room = this.block.length - this.blockLength;
+      if (a.block === null) a.block = Buffer.allocUnsafe(BLOCK_SIZE);
+      const room = a.block.length - a.blockLength;
       const take = n - at < room ? n - at : room;
-      this.block.set(piece.subarray(at, at + take), this.blockLength);
-      this.blockLength += take;
+      a.block.set(piece.subarray(at, at + take), a.blockLength);
+      a.blockLength += take;
       at += take;
-      if (this.blockLength === this.block.length) this.flushBlock();
+      if (a.blockLength === a.block.length) flushBlock(a);
     }
-  }
-
-  private flushBlock(): void {
-    if (this.blockLength === 0) return;
-    const block = this.block!;
-    if (this.parts === NONE) this.parts = [];
-    this.parts.push(block.subarray(0, this.blockLength));
-    this.partsLength += this.blockLength;
-    this.block = this.blockLength === block.length ? null : block.subarray(this.blockLength);
-    this.blockLength = 0;
   }
 
   /** Copies the parts held so far into one buffer of their size, releasing the reads views kept alive. */
-  private compact(): void {
-    this.flushBlock();
-    const whole = Buffer.allocUnsafeSlow(this.partsLength);
+  private compact(a: Assembly): void {
+    flushBlock(a);
+    const whole = Buffer.allocUnsafeSlow(a.partsLength);
     let at = 0;
-    for (const part of this.parts) {
+    for (const part of a.parts) {
       whole.set(part, at);
       at += part.length;
     }
-    this.parts = [whole];
-    this.viewBytes = this.viewedLength = 0;
-    this.lastView = null;
+    a.parts = [whole];
+    a.viewBytes = a.viewedLength = 0;
+    a.lastView = null;
   }
 
-  /** The assembled message: a view when it is one part, else one exact-size copy. */
+  /** The assembled message: a view when it is one part, else one exact-size copy. The assembly state goes. */
   private takeHeld(): Buffer {
-    this.flushBlock();
-    this.block = null;
-    const parts = this.parts;
-    const total = this.partsLength;
-    this.parts = NONE;
-    this.partsLength = 0;
-    this.viewBytes = this.viewedLength = 0;
-    this.lastView = null;
+    const a = this.asm;
+    if (a === null) return EMPTY;
+    this.asm = null;
+    flushBlock(a);
+    const parts = a.parts;
     if (parts.length === 0) return EMPTY;
     if (parts.length === 1 && parts[0].length * 2 >= parts[0].buffer.byteLength) return parts[0];
-    const out = Buffer.allocUnsafe(total);
+    const out = Buffer.allocUnsafe(a.partsLength);
     let at = 0;
     for (const part of parts) {
       out.set(part, at);
@@ -588,10 +921,9 @@ export class Protocol {
   private controlFrame(payload: Buffer): void {
     const opcode = this.opcode;
     if (opcode === Opcode.PING) {
-      if (this.autoPong && !this.closeSent) this.handler.onWrite(encodeFrame(Opcode.PONG, payload, true, false, this.mask));
-      this.handler.onPing(payload);
+      this.event(ProtocolEventType.PING, payload);
     } else if (opcode === Opcode.PONG) {
-      this.handler.onPong(payload);
+      this.event(ProtocolEventType.PONG, payload);
     } else {
       this.closeFrame(payload);
     }
@@ -607,18 +939,14 @@ export class Protocol {
       if (!isValidUtf8(payload, 2)) return this.fail('INVALID_CLOSE_REASON', 'invalid UTF-8 in the close reason');
       reason = payload.toString('utf8', 2);
     }
-    this.closeReceived = true;
+    this.flags |= CLOSE_RECEIVED;
     this.closeCode = code;
     this.closeReason = reason;
     this.state = DONE;
     this.releaseMessage();
-    if (!this.closeSent) {
-      // RFC 6455 §5.5.1: reply with a close frame, typically echoing the status code received.
-      this.writeClose(code === CloseCode.NO_STATUS ? undefined : code, '');
-    }
     this.readyState = ReadyState.CLOSED;
-    this.handler.onClose(code, reason);
-    if (this.role === 'server') this.handler.onEnd();
+    this.event(ProtocolEventType.CLOSE, EMPTY);
+    if (this.settings.role === 'server') this.event(ProtocolEventType.END, EMPTY);
   }
 
   private fail(code: ProtocolErrorCode, message: string): void {
@@ -626,13 +954,11 @@ export class Protocol {
   }
 
   private failed(error: ProtocolError): void {
-    const message = error.message;
     this.state = DONE;
     this.releaseMessage();
-    if (!this.closeSent) this.writeClose(error.closeCode, truncateReason(message));
     this.readyState = ReadyState.CLOSING;
-    this.handler.onError(error);
-    this.handler.onEnd();
+    this.event(ProtocolEventType.ERROR, error);
+    this.event(ProtocolEventType.END, EMPTY);
   }
 
   private get utf8(): Utf8Validator {
@@ -641,12 +967,7 @@ export class Protocol {
 
   private releaseMessage(): void {
     this.target = null;
-    this.parts = NONE;
-    this.partsLength = 0;
-    this.viewBytes = this.viewedLength = 0;
-    this.lastView = null;
-    this.block = null;
-    this.blockLength = 0;
+    this.asm = null;
     this.messageOpcode = 0;
     this.utf8Validator?.reset();
   }
@@ -665,9 +986,8 @@ export class Protocol {
       throw new Error('a fragmented message is being sent: end it with sendFragment(data, true) before sending another');
     }
     const opcode = isBinary ? Opcode.BINARY : Opcode.TEXT;
-    this.handler.onWrite(
-      typeof bytes === 'string' ? encodeTextFrame(bytes, true, rsv1, this.mask, opcode) : encodeFrame(opcode, bytes, true, rsv1, this.mask),
-    );
+    const mask = this.settings.mask;
+    this.write(typeof bytes === 'string' ? encodeTextFrame(bytes, true, rsv1, mask, opcode) : encodeFrame(opcode, bytes, true, rsv1, mask));
     return true;
   }
 
@@ -686,9 +1006,8 @@ export class Protocol {
       throw new Error('rsv1 may only be set on the first fragment of a message (RFC 7692 §6.1)');
     }
     if (fin) this.sendingOpcode = 0;
-    this.handler.onWrite(
-      typeof bytes === 'string' ? encodeTextFrame(bytes, fin, rsv1, this.mask, opcode) : encodeFrame(opcode, bytes, fin, rsv1, this.mask),
-    );
+    const mask = this.settings.mask;
+    this.write(typeof bytes === 'string' ? encodeTextFrame(bytes, fin, rsv1, mask, opcode) : encodeFrame(opcode, bytes, fin, rsv1, mask));
     return true;
   }
 
@@ -703,7 +1022,7 @@ export class Protocol {
     if (this.sendingOpcode !== 0) {
       throw new Error('a fragmented message is being sent: end it with sendFragment(data, true) before sending another');
     }
-    this.handler.onWrite(frame);
+    this.write(frame);
     return true;
   }
 
@@ -728,7 +1047,7 @@ export class Protocol {
       throw new RangeError(`${what} payload is ${payload.length} bytes; control frames carry at most 125 (RFC 6455 §5.5)`);
     }
     if (this.closeSent) return false;
-    this.handler.onWrite(encodeFrame(opcode, payload, true, false, this.mask));
+    this.write(encodeFrame(opcode, payload, true, false, this.settings.mask));
     return true;
   }
 
@@ -745,8 +1064,8 @@ export class Protocol {
   }
 
   private writeClose(code: number | undefined, reason: string): void {
-    this.closeSent = true;
-    this.handler.onWrite(encodeFrame(Opcode.CLOSE, closePayload(code, reason), true, false, this.mask));
+    this.flags |= CLOSE_SENT;
+    this.write(encodeFrame(Opcode.CLOSE, closePayload(code, reason), true, false, this.settings.mask));
   }
 
   /**
@@ -756,7 +1075,7 @@ export class Protocol {
   transportClosed(): number {
     this.readyState = ReadyState.CLOSED;
     this.state = DONE;
-    this.paused = false;
+    this.flags &= ~(PAUSED | STOPPED);
     this.pending = NONE;
     this.releaseMessage();
     return this.closeReceived ? this.closeCode : CloseCode.ABNORMAL;
@@ -767,7 +1086,14 @@ export class Protocol {
    * what was accepted — a part kept as a view of a read counts that whole read.
    */
   get bufferedMessageBytes(): number {
-    return this.partsLength + this.viewBytes - this.viewedLength + this.blockLength + (this.target === null ? 0 : this.target.length);
+    const a = this.asm;
+    const held = a === null ? 0 : a.partsLength + a.viewBytes - a.viewedLength + a.blockLength;
+    return held + (this.target === null ? 0 : this.target.length);
+  }
+
+  /** @internal Whether state for a message arriving in pieces is held (tests: it exists only while one does). */
+  get assembling(): boolean {
+    return this.asm !== null;
   }
 }
 
@@ -785,6 +1111,17 @@ export function validateClose(code: number | undefined, reason = ''): void {
     throw new RangeError(`close reason is ${Buffer.byteLength(reason)} bytes; at most 123 are allowed (RFC 6455 §5.5)`);
   }
   if (code === undefined && reason !== '') throw new TypeError('a close reason needs a close code');
+}
+
+/** Moves the block being filled into the parts. */
+function flushBlock(a: Assembly): void {
+  const n = a.blockLength;
+  if (n === 0) return;
+  const block = a.block!;
+  a.parts.push(block.subarray(0, n));
+  a.partsLength += n;
+  a.block = n === block.length ? null : block.subarray(n);
+  a.blockLength = 0;
 }
 
 /** Header length announced by the second header byte. */

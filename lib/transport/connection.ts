@@ -1,7 +1,12 @@
 /**
- * A WebSocket connection over a `node:net`/`node:tls` socket: the sans-I/O {@link Protocol} wired to the socket,
- * with backpressure, corked writes, close timers and async iteration. Both the server and the client hand these
- * out.
+ * A WebSocket connection over a `node:net`/`node:tls` socket: the sans-I/O {@link Protocol}, driven pull-style, wired
+ * to the socket, with backpressure, batched writes, close timers and async iteration. Both the server and the
+ * client hand these out.
+ *
+ * Each read is fed to the core (`receiveData`), then what it produced is drained: events first (messages to the
+ * application, pings, the close), then the output, in one write at the end of the read. The core never calls back
+ * into the connection. The parts live in their own modules: the socket adapter (socket.ts), write batching and the
+ * outbound queue (outbound.ts), async iteration (iterator.ts), options and settings (options.ts).
  *
  * @module
  */
@@ -9,170 +14,62 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Data as Payload, toBytes } from '../core/bytes.js';
-import { CloseCode } from '../core/errors.js';
-import { checkOptionNames } from '../core/options.js';
+import { CloseCode, protocolError } from '../core/errors.js';
 import type { MaskSource } from '../core/mask.js';
 import { encodeFrame, encodeTextFrame } from '../core/frame.js';
-import { Protocol, type ProtocolError, type ProtocolHandler, ReadyState, validateClose } from '../core/protocol.js';
+import { Protocol, type ProtocolError, ProtocolEventType, ReadyState, validateClose } from '../core/protocol.js';
+import { isValidUtf8 } from '../core/utf8.js';
 import type { DeflateCodec } from '../deflate/codec.js';
-import type { DeflateOptions } from '../deflate/negotiate.js';
-import { type CompressJob, DeflatePipeline, type HeldJob, jobBytes, type PipelineHost, type WholeJob } from '../deflate/pipeline.js';
+import { MessageIterator } from './iterator.js';
+import {
+  CONNECTION_DEFAULTS,
+  type ConnectionEvents,
+  type ConnectionInternals,
+  type ConnectionOptions,
+  controlArgs,
+  type Message,
+  type SendCallback,
+  sendArgs,
+  type SendOptions,
+  type Settings,
+  settingsOf,
+} from './options.js';
+import { batchDone, type CompressJob, failAll, failLater, flushAtEndOfTick, flushOut, type Job, OutQueue, type WholeJob } from './outbound.js';
 import type { PreparedMessage } from './prepared.js';
-import { readDirectly } from './reads.js';
+import { attachSocket } from './socket.js';
 
-/** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
-export const CONNECTION_DEFAULTS = {
-  /** 10 s to wait for the peer's close frame (or its TCP close) before destroying the socket. */
-  closeTimeout: 10_000,
-  /** 1 MiB of unsent data above which a peer's ping, instead of a pong, cuts the connection. */
-  maxPongBacklog: 1024 * 1024,
-  /** Messages queued for a `for await` loop before the socket is paused. */
-  iteratorHighWaterMark: 64,
-} as const;
+export {
+  CONNECTION_DEFAULTS,
+  CONNECTION_OPTION_NAMES,
+  type ConnectionEvents,
+  type ConnectionInternals,
+  type ConnectionOptions,
+  type Message,
+  type SendCallback,
+  type SendOptions,
+} from './options.js';
 
-/** Options shared by every connection, server or client side. */
-export interface ConnectionOptions {
-  /** Largest message accepted, in bytes (1009 above it). Default: 64 MiB. */
-  maxMessageSize?: number;
-  /** Largest frame accepted, in bytes (1009 above it). Default: `maxMessageSize`. */
-  maxFrameSize?: number;
-  /** Bytes charged per fragment after the first toward `maxMessageSize`. Default: 16. */
-  fragmentOverhead?: number;
-  /** Answer pings automatically. Default: true. */
-  autoPong?: boolean;
-  /** Reject non-minimal frame length encodings with 1002. Default: false. */
-  strictLengths?: boolean;
-  /**
-   * Milliseconds to wait for the closing handshake to finish before destroying the socket; after the peer ended TCP
-   * without one (FIN alone), for what is still to be written to leave. Default: 10,000.
-   */
-  closeTimeout?: number;
-  /**
-   * Bytes of unsent data above which an incoming ping cuts the connection instead of queueing a pong: a peer that
-   * floods pings and never reads cannot make the server buffer without bound. Default: 1 MiB.
-   */
-  maxPongBacklog?: number;
-  /** Messages queued for async iteration before reading pauses (backpressure to the peer). Default: 64. */
-  iteratorHighWaterMark?: number;
-  /**
-   * permessage-deflate (RFC 7692): `true` for the defaults, or options. Default: false (off). See the README for
-   * when it pays and what it costs in memory.
-   */
-  perMessageDeflate?: boolean | DeflateOptions;
-}
-
-/** @internal The names of {@link ConnectionOptions} (the compiler keeps the list complete). */
-export const CONNECTION_OPTION_NAMES = {
-  maxMessageSize: true,
-  maxFrameSize: true,
-  fragmentOverhead: true,
-  autoPong: true,
-  strictLengths: true,
-  closeTimeout: true,
-  maxPongBacklog: true,
-  iteratorHighWaterMark: true,
-  perMessageDeflate: true,
-} as const satisfies Record<keyof ConnectionOptions, true>;
-
-/**
- * Called once a message's bytes were handed to the socket (flushed with the batch of its tick), with no argument;
- * or with an Error when they could not be: the connection was not open, closed first, or the socket failed.
- */
-export type SendCallback = (error?: Error) => void;
-
-/** Options of one `send`. */
-export interface SendOptions {
-  /** Send as binary (true) or text (false). Default: false for strings, true for bytes. */
-  binary?: boolean;
-  /** Compress when permessage-deflate is negotiated. Default: true (subject to the threshold). */
-  compress?: boolean;
-}
-
-/** A received message, as yielded by async iteration. */
-export interface Message {
-  data: Buffer;
-  isBinary: boolean;
-}
-
-/** Events of a {@link WebSocketConnection}. */
-export interface ConnectionEvents {
-  /** A complete message: text arrives as its UTF-8 bytes (already validated; `data.toString()` decodes it). */
-  message: (data: Buffer, isBinary: boolean) => void;
-  ping: (data: Buffer) => void;
-  pong: (data: Buffer) => void;
-  /**
-   * Always fires once, last: the peer's close code (1005 without one, 1006 with no close frame) and reason. A peer
-   * that ends TCP without a close frame (FIN alone) is not left half-open, even on a socket made with `allowHalfOpen`
-   * (`node:http`'s): what was already sent is written, our side ended, the socket closed, then `close` reports 1006
-   * (or the peer's code, when its close frame came before).
-   */
-  close: (code: number, reason: string) => void;
-  /** A protocol violation by the peer or a socket error. Never emitted without a listener. */
-  error: (error: Error) => void;
-  /**
-   * The socket's write buffer has drained below its high-water mark. Called with no argument; the optional `void`
-   * parameter only lets a Promise's `resolve` be the listener: `new Promise((resolve) => conn.once('drain', resolve))`.
-   */
-  drain: (nothing?: void) => void;
-}
-
-/** Internal hooks for the layers above (server registry, heartbeat, deflate). */
-export interface ConnectionInternals {
-  onClosed?: (connection: WebSocketConnection<any, any>) => void;
-}
-
-type Waiter = { resolve: (r: IteratorResult<Message>) => void; reject: (e: Error) => void };
-
-/**
- * What the core and the deflate pipeline report or ask for, forwarded to the connection: their handler is this
- * private object, not the public class, so the connection's API stays its own (and its published type does not
- * claim members that `stripInternal` removes).
- */
-class CoreEvents implements ProtocolHandler, PipelineHost {
-  constructor(private readonly c: WebSocketConnection<any, any>) {}
-  sendCompressed(payload: Buffer | null, job: CompressJob): boolean {
-    return this.c.sendCompressed(payload, job);
-  }
-  runHeld(job: HeldJob): void {
-    this.c.runHeld(job);
-  }
-  get gone(): boolean {
-    return this.c.gone;
-  }
-  pauseInput(): void {
-    this.c.pauseInput();
-  }
-  resumeInput(): void {
-    this.c.resumeInput();
-  }
-  deliver(data: Buffer, isBinary: boolean): void {
-    this.c.deliver(data, isBinary);
-  }
-  fail(error: ProtocolError): void {
-    this.c.fail(error);
-  }
-  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
-    this.c.onMessage(data, isBinary, compressed);
-  }
-  onPing(data: Buffer): void {
-    this.c.onPing(data);
-  }
-  onPong(data: Buffer): void {
-    this.c.emit('pong', data);
-  }
-  onClose(code: number, reason: string): void {
-    this.c.onClose(code, reason);
-  }
-  onError(error: ProtocolError): void {
-    this.c.onError(error);
-  }
-  onWrite(data: Buffer | [Buffer, Uint8Array]): void {
-    this.c.onWrite(data);
-  }
-  onEnd(): void {
-    this.c.onEnd();
-  }
-}
+// Bits of `WebSocketConnection.flags` (one small integer rather than a field per boolean).
+/** The `close` event has fired. */
+const CLOSED = 1;
+/** The socket's buffer is over its high-water mark (a send returns false until `drain`). */
+const WRITE_BLOCKED = 2;
+/** The output leaves soon without being asked: at the end of the read being handled, or of the tick. */
+const FLUSH_SCHEDULED = 4;
+/** Reading paused by the application (`pause()`). */
+const USER_PAUSED = 8;
+/** `close()` was called while the queue held work: the close frame waits in it. */
+const CLOSE_REQUESTED = 16;
+/** Our side of TCP is ended (`socket.end()` called): nothing more is written. */
+const ENDING = 32;
+/** An application's fragmented message is open (its final fragment not yet accepted). */
+const STREAMING = 64;
+/** The socket closed while a message was being inflated: `close` waits until what was read is delivered. */
+const FINISH_DEFERRED = 128;
+/** The core's close frame waits in the queue behind messages accepted before it (see `sendBeforeClose`). */
+const CLOSE_QUEUED = 256;
+/** A message from the peer is being inflated: input is held until it is delivered. */
+const INFLATING = 512;
 
 /**
  * One WebSocket connection, server or client side. Obtained from a server's `connection` event or from
@@ -210,44 +107,20 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   /** The option values (timeouts, limits): one object shared by every connection made with the same values. */
   private readonly settings: Settings;
   private readonly internals: ConnectionInternals;
+  /** permessage-deflate's codec (null without compression). */
+  private readonly codec: DeflateCodec | null;
+  /** Booleans, as bits (CLOSED, WRITE_BLOCKED, … above). */
+  private flags = 0;
+  /** Created when the closing handshake starts. */
   private closeTimer: NodeJS.Timeout | null = null;
-  private closed = false;
-  private writeOk = true;
-  private receiving = false;
-  /**
-   * Frames written since the last flush, in `out[0, outCount)`: handed to the socket together, at the end of a read
-   * or of the tick. A flush clears the slots it used rather than the array's length (a store to `length` goes
-   * through V8's runtime), so the array keeps its size between batches; one that grew past {@link OUT_KEPT} is let go.
-   */
-  private out: Array<Buffer | Uint8Array | undefined> = NO_BYTES;
-  private outCount = 0;
-  private outBytes = 0;
-  private flushScheduled = false;
-  private queue: Message[] | null = null;
-  private waiters: Waiter[] = NO_WAITERS;
-  /** permessage-deflate's job queue and inflate stage (null without compression). */
-  private readonly pipeline: DeflatePipeline | null;
-  /** Reading paused by the application (`pause()`) or by a full iterator queue. */
-  private userPaused = false;
-  private iteratorPaused = false;
-  private closeRequested = false;
-  /** Our side of TCP is ended (`socket.end()` called): nothing more is written. */
-  private ending = false;
-  /** An application's fragmented message is open (its final fragment not yet accepted). */
-  private streaming = false;
-  /** Whole messages sent while a fragmented one is open: they follow its final fragment, in order. */
-  private held: WholeJob[] = NO_HELD;
-  private heldBytes = 0;
-  /** The callback of the frame being written now (picked up by `onWrite`). */
-  private cb: SendCallback | null = null;
-  /** Callbacks of the frames gathered in `out`: they run once that batch is flushed. */
+  /** Callbacks of the messages in the core's output: they run once that batch is flushed. */
   private cbs: SendCallback[] = NO_CBS;
-  /** The socket closed while a message was being inflated: `close` waits until what was read is delivered. */
-  private finishDeferred = false;
-  /** The core's close frame waits in the deflate pipeline behind messages accepted before it (see `sendBeforeClose`). */
-  private closeQueued = false;
-  /** Set by a send that queued or held its message (for `sendAsync`). */
-  private lastJob: WholeJob | null = null;
+  /** Work waiting to be sent in order (created the first time something has to wait). */
+  private queue: OutQueue | null = null;
+  /** Input not fed to the core yet, in order, while input is held (a message inflating); null otherwise. */
+  private input: Buffer[] | null = null;
+  /** Async iteration's state (created by the first `[Symbol.asyncIterator]()`). */
+  private iterator: MessageIterator | null = null;
   /**
    * The one `message` listener, called directly by {@link deliver} (see {@link messageListenerOf}); null: emit
    * (zero or several listeners); undefined: not looked up since the listeners last changed; false: always emit
@@ -260,7 +133,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     socket: Duplex,
     role: 'server' | 'client',
     options: ConnectionOptions & { protocol?: string; extensions?: string; codec?: DeflateCodec | null; threshold?: number; noDelay?: boolean; maskSource?: MaskSource },
-    internals: ConnectionInternals = {},
+    internals: ConnectionInternals = NO_INTERNALS,
   ) {
     super();
     if (EventEmitter.captureRejections) this.messageListener = false;
@@ -275,32 +148,18 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       options.threshold ?? 0,
     );
     this.internals = internals;
-    const events = new CoreEvents(this);
-    this.pipeline = options.codec ? new DeflatePipeline(options.codec, events) : null;
-    this.core = new Protocol(
-      {
-        role,
-        maxMessageSize: options.maxMessageSize,
-        maxFrameSize: options.maxFrameSize,
-        fragmentOverhead: options.fragmentOverhead,
-        strictLengths: options.strictLengths,
-        rsv1: this.pipeline !== null,
-        autoPong: false,
-        maskSource: options.maskSource,
-      },
-      events,
-    );
-    // Module-level listeners with a back-reference: no closures per connection.
-    (socket as SocketWithConnection)[kConnection] = this;
-    // Reads go straight from the socket's handle to `receive` where Node allows it (see reads.ts); `data` events
-    // then carry only what the stream had buffered before. Elsewhere (TLS, other Duplexes) they carry everything.
-    socket.on('data', onSocketData);
-    readDirectly(socket, onSocketData);
-    socket.on('drain', onSocketDrain);
-    socket.on('error', onSocketError);
-    socket.on('close', onSocketClose);
-    // The peer's FIN: a socket made with `allowHalfOpen` (node:http's, so `handleUpgrade`'s) would stay half-open.
-    socket.on('end', onSocketEnd);
+    this.codec = options.codec ?? null;
+    this.core = new Protocol({
+      role,
+      maxMessageSize: options.maxMessageSize,
+      maxFrameSize: options.maxFrameSize,
+      fragmentOverhead: options.fragmentOverhead,
+      strictLengths: options.strictLengths,
+      rsv1: this.codec !== null,
+      autoPong: false,
+      maskSource: options.maskSource,
+    });
+    attachSocket(socket, this);
     if (socket.readableEnded) this.onEnd(); // it came while the handshake was checked
     // Small frames leave at once (no Nagle delay); a server that set it at accept time says so.
     if (options.noDelay !== false && 'setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
@@ -312,8 +171,8 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    * {@link ReadyState} numbers, also on the class and every instance: `conn.readyState === conn.OPEN`.
    */
   get readyState(): number {
-    if (this.closed) return ReadyState.CLOSED;
-    if (this.core.readyState === ReadyState.CLOSED || this.closeRequested || this.ending) return ReadyState.CLOSING;
+    if ((this.flags & CLOSED) !== 0) return ReadyState.CLOSED;
+    if (this.core.readyState === ReadyState.CLOSED || (this.flags & (CLOSE_REQUESTED | ENDING)) !== 0) return ReadyState.CLOSING;
     return this.core.readyState;
   }
 
@@ -326,8 +185,10 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    * 8 MiB message sent by a client adds 8,388,622 here (14 bytes of header and mask), 8,388,608 there.
    */
   get bufferedAmount(): number {
-    return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0) + this.heldBytes;
+    return this.socket.writableLength + this.core.outputBytes + (this.queue?.queuedBytes ?? 0);
   }
+
+  // ───────────────────────────── receiving ─────────────────────────────
 
   /**
    * @internal Feeds bytes from the peer (the socket's reads, and bytes that arrived with the handshake); `borrowed`:
@@ -335,107 +196,223 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    * current frame still to come (a hint for the direct read path, see reads.ts).
    */
   receive(chunk: Buffer, borrowed?: boolean): number {
-    this.receiving = true;
-    try {
-      if (borrowed === true) this.core.receiveBorrowed(chunk);
-      else this.core.receive(chunk);
-    } finally {
-      this.receiving = false;
+    const input = this.input;
+    if (input !== null) {
+      // Input is held (a message is being inflated): this read waits behind what is held already.
+      input.push(borrowed === true ? Buffer.from(chunk) : chunk);
+      return 0;
     }
-    // Whatever handling this read produced (echoes, pongs) leaves now, in one write.
-    if (this.outBytes > 0) this.flush();
-    return this.core.payloadPending;
+    const core = this.core;
+    const scheduled = this.flags & FLUSH_SCHEDULED;
+    // Whatever handling this read produces (echoes, pongs) leaves at its end, in one write.
+    this.flags |= FLUSH_SCHEDULED;
+    const n = core.receiveData(chunk, borrowed === true);
+    // Parsing stopped after a compressed message: the rest waits until it is inflated (a lent read is copied).
+    if (n < chunk.length) this.input = [borrowed === true ? Buffer.from(chunk.subarray(n)) : chunk.subarray(n)];
+    this.drain();
+    if (scheduled === 0) this.flags &= ~FLUSH_SCHEDULED;
+    if (core.outputCount > 0) this.flush();
+    return core.payloadPending;
   }
 
-  /** @internal The core's output. */
-  onWrite(data: Buffer | [Buffer, Uint8Array]): void {
-    const cb = this.cb;
-    if (cb !== null) this.cb = null;
-    if (this.pipeline?.holding) {
-      // After a close frame the core writes nothing: the first write it makes with `closeSent` is that frame.
-      if (this.core.closeSent && !this.closeQueued) this.closeQueued = true;
-      this.pipeline.enqueue({ kind: 'write', data, cb });
-      return;
-    }
-    if (this.ending || this.socket.destroyed) {
-      if (cb !== null) failLater(cb, new Error('WebSocket closed before the data was written'));
-      return;
-    }
-    if (cb !== null) {
-      if (this.cbs === NO_CBS) this.cbs = [];
-      this.cbs.push(cb);
-    }
-    let out = this.out;
-    if (out === NO_BYTES) out = this.out = [];
-    if (Array.isArray(data)) {
-      out[this.outCount++] = data[0];
-      out[this.outCount++] = data[1];
-      this.outBytes += data[0].length + data[1].length;
-    } else {
-      out[this.outCount++] = data;
-      this.outBytes += data.length;
-    }
-    // At the high-water mark, write now: the socket then reports the backpressure itself and `drain` follows.
-    if (this.outBytes + this.socket.writableLength >= this.socket.writableHighWaterMark) return this.flush();
-    if (!this.receiving && !this.flushScheduled) {
-      // Writes outside a read (a burst of sends, a broadcast) leave at the end of the tick; every connection with
-      // output is flushed by one shared callback, not one per connection.
-      this.flushScheduled = true;
-      toFlush.push(this);
-      if (toFlush.length === 1) process.nextTick(flushAll);
+  /** Takes what the core produced: each event in order (a message may add output, e.g. the application's echo). */
+  private drain(): void {
+    const core = this.core;
+    for (;;) {
+      const mark = core.outputCount;
+      const type = core.nextEvent();
+      if (type === ProtocolEventType.BINARY || type === ProtocolEventType.TEXT) {
+        this.deliver(core.eventData, type === ProtocolEventType.BINARY);
+        continue;
+      }
+      if (type === 0) return;
+      // Taking a close or an error wrote the core's close frame: it goes out in order with the rest.
+      if (core.outputCount !== mark) this.wrote(mark, undefined);
+      if (type === ProtocolEventType.PING) this.onPing(core.eventData);
+      else if (type === ProtocolEventType.PONG) this.emit('pong', core.eventData);
+      else if (type === ProtocolEventType.CLOSE) this.onClose();
+      else if (type === ProtocolEventType.ERROR) this.onError(core.eventError!);
+      else if (type === ProtocolEventType.END) this.onEnd();
+      else this.inflate(core.eventData, type === ProtocolEventType.BINARY_COMPRESSED);
     }
   }
 
-  /** @internal The end of the tick in which output was gathered outside a read. */
-  flushTick(): void {
-    this.flushScheduled = false;
+  /** A message for the application (and for the async iterator, when one runs). */
+  private deliver(data: Buffer, isBinary: boolean): void {
+    this.iterator?.push(data, isBinary);
+    let listener = this.messageListener;
+    if (listener === undefined) listener = this.messageListener = messageListenerOf(this);
+    if (listener) listener.call(this, data, isBinary);
+    else this.emit('message', data, isBinary);
+  }
+
+  /** @internal The `message` listeners changed: look the single one up again at the next message. */
+  listenersChanged(): void {
+    if (this.messageListener !== false) this.messageListener = undefined;
+  }
+
+  /**
+   * A compressed message: input is held (core and socket) while it inflates, the result is checked (UTF-8 for text)
+   * and delivered, then input resumes — the next message, or the close frame, is handled only after. What one
+   * connection holds is one read of input, one message being inflated (at most `maxMessageSize`) and the queue.
+   */
+  private inflate(data: Buffer, isBinary: boolean): void {
+    this.flags |= INFLATING;
+    this.input ??= [];
+    this.updateFlow();
+    this.codec!.decompress(data, (error, out) => {
+      this.flags &= ~INFLATING;
+      if (this.gone) return;
+      if (error) return this.fail(error);
+      if (!isBinary && !isValidUtf8(out!)) return this.fail(protocolError('INVALID_UTF8', 'invalid UTF-8 in a compressed text message'));
+      this.deliver(out!, isBinary);
+      this.resumeInput();
+    });
+  }
+
+  /** Whether input is held: a message inflating, or the compression backlog over its limit. */
+  private get inputHeld(): boolean {
+    return (this.flags & INFLATING) !== 0 || (this.queue?.pausesInput ?? false);
+  }
+
+  /** Feeds the input held meanwhile, then reads again — unless input is held again. */
+  private resumeInput(): void {
+    if ((this.flags & CLOSED) !== 0 || this.inputHeld) return;
+    const input = this.input;
+    if (input !== null) {
+      const core = this.core;
+      const scheduled = this.flags & FLUSH_SCHEDULED;
+      this.flags |= FLUSH_SCHEDULED;
+      while (input.length > 0 && !this.inputHeld) {
+        const chunk = input[0];
+        const n = core.receiveData(chunk);
+        if (n < chunk.length) input[0] = chunk.subarray(n);
+        else input.shift();
+        this.drain();
+      }
+      if (scheduled === 0) this.flags &= ~FLUSH_SCHEDULED;
+      if (input.length === 0 && !this.inputHeld) this.input = null;
+    }
+    if ((this.flags & FINISH_DEFERRED) !== 0 && (this.flags & INFLATING) === 0) return this.finish();
+    if (this.core.outputCount > 0) this.flush();
+    this.updateFlow();
+  }
+
+  /** The message could not be inflated: fail the connection with the error's close code. */
+  private fail(error: ProtocolError): void {
+    this.core.failWith(error);
+    this.drain();
+    if ((this.flags & FINISH_DEFERRED) !== 0) this.finish();
+  }
+
+  private onPing(data: Buffer): void {
+    if (this.settings.autoPong && !this.core.closeSent) {
+      // RFC 6455 §5.5.3 lets an endpoint answer only the latest ping; a peer that floods pings while not reading
+      // our data gets cut off rather than buffered without bound.
+      if (this.socket.writableLength > this.settings.maxPongBacklog) {
+        if (this.listenerCount('error') > 0) this.emit('error', new Error('ping flood while the peer is not reading: connection cut'));
+        this.socket.destroy();
+        return;
+      }
+      const mark = this.core.outputCount;
+      this.core.pong(data);
+      this.wrote(mark, undefined);
+    }
+    this.emit('ping', data);
+  }
+
+  /** The peer's close frame (the reply is already written). */
+  private onClose(): void {
+    // The server's core asks to end TCP itself. A client waits for the server to close: it reads on even if
+    // paused, to see that.
+    if (this.closeTimer === null) this.armCloseTimer();
+    this.updateFlow();
+  }
+
+  private onError(error: ProtocolError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  /**
+   * @internal Ends our side of TCP once written data is out: asked by the core (closing handshake done, or failed),
+   * or the peer ended its side (FIN; the `close` event then reports 1006 unless its close frame came first).
+   */
+  onEnd(): void {
+    if ((this.flags & ENDING) !== 0) return;
+    if (this.queue?.blocking) return this.queue.insert(END_JOB);
     this.flush();
+    this.flags |= ENDING;
+    this.socket.end();
+    if (this.closeTimer === null) this.armCloseTimer();
+    this.updateFlow();
   }
 
-  /** @internal Hands the gathered frames to the socket: one write, or one corked batch. */
-  flush(): void {
-    const out = this.out;
-    const n = this.outCount;
-    if (n === 0) return;
-    this.outBytes = 0;
-    const socket = this.socket;
-    const cbs = this.cbs;
-    if (cbs.length > 0) this.cbs = NO_CBS;
-    if (socket.destroyed) {
-      this.clearOut();
-      failAll(cbs, new Error('WebSocket closed before the data was written'));
+  /** @internal The socket closed. */
+  finish(): void {
+    if ((this.flags & CLOSED) !== 0) return;
+    if ((this.flags & (FINISH_DEFERRED | INFLATING)) === INFLATING) {
+      // What was read before the socket closed is still delivered: the message being inflated, then whatever input
+      // is held behind it (the close frame included). `close` follows (see `resumeInput`, `fail`).
+      this.flags |= FINISH_DEFERRED;
       return;
     }
-    // The batch leaves in one write(v): its callbacks run together once it is flushed.
-    const done = cbs.length === 0 ? undefined : (error?: Error | null): void => callAll(cbs, error ?? undefined);
-    if (n === 1) {
-      this.writeOk = socket.write(out[0]!, done);
-    } else {
-      socket.cork();
-      for (let i = 0; i < n - 1; i++) socket.write(out[i]!);
-      socket.write(out[n - 1]!, done);
-      socket.uncork();
-      // Judge by what is left once the batch went out (a corked write reports the whole batch as pending).
-      this.writeOk = socket.writableLength < socket.writableHighWaterMark;
+    this.flags |= CLOSED;
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    const code = this.core.transportClosed();
+    const reason = code === CloseCode.ABNORMAL ? '' : this.core.closeReason;
+    this.codec?.close();
+    // Whatever was still waiting is told once; a connection with nothing pending (the common close) allocates nothing.
+    const dropped = this.queue?.close();
+    if ((dropped !== undefined && dropped.length > 0) || this.cbs.length > 0) {
+      const gone = new Error('WebSocket closed before the data was written');
+      for (const job of dropped ?? NO_JOBS) {
+        if ('done' in job) job.done?.(false);
+        if ('cb' in job && job.cb) failLater(job.cb, gone);
+      }
+      failAll(this.cbs, gone);
     }
-    this.clearOut();
+    this.input = null;
+    this.core.clearOutput();
+    this.cbs = NO_CBS;
+    this.internals.onClosed?.(this);
+    this.iterator?.end();
+    this.emit('close', code, reason);
   }
 
-  /** Empties `out`: its used slots let go of their frames (the array is kept unless a burst made it large). */
-  private clearOut(): void {
-    const n = this.outCount;
-    this.outCount = 0;
-    if (n > OUT_KEPT) {
-      this.out = NO_BYTES;
-      return;
-    }
-    const out = this.out;
-    for (let i = 0; i < n; i++) out[i] = undefined;
+  // ───────────────────────────── flow ─────────────────────────────
+
+  /**
+   * @internal Reads from the socket only when nothing holds input back: the application, the iterator, a message
+   * inflating, the compression backlog. Also how the server and the client start reading a connection they made
+   * paused (a `pause()` by the application in the meantime holds).
+   */
+  updateFlow(): void {
+    if ((this.flags & CLOSED) !== 0) return;
+    // Once the core is done (close received, or failed) input is ignored: read on regardless, so the peer's end of
+    // the TCP connection is seen (a paused socket reads only up to its stream's high-water mark: no EOF behind that).
+    const done = this.core.readyState === ReadyState.CLOSED;
+    if (!done && ((this.flags & USER_PAUSED) !== 0 || this.input !== null || (this.iterator?.isFull ?? false))) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /**
+   * Pauses reading from the peer (TCP backpressure): no `message` until {@link resume}. The socket reads ahead up to
+   * its stream's high-water mark, as Node's streams do, so a peer that leaves with FIN alone is still seen (1006).
+   */
+  pause(): void {
+    this.flags |= USER_PAUSED;
+    this.updateFlow();
+  }
+
+  /** Resumes reading (unless a compressed message is still being inflated: reading then resumes after it). */
+  resume(): void {
+    this.flags &= ~USER_PAUSED;
+    this.updateFlow();
   }
 
   /** @internal */
   onDrain(): void {
-    this.writeOk = true;
+    this.flags &= ~WRITE_BLOCKED;
     this.emit('drain');
   }
 
@@ -443,6 +420,72 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   onSocketError(error: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
+
+  // ───────────────────────────── output ─────────────────────────────
+
+  /**
+   * The core put output in its slots from `from` on (a send, a control frame, the close frame): it waits in the
+   * queue when work is queued ahead of it, else it joins the batch that leaves at the end of the read or the tick —
+   * or now, past the socket's high-water mark. `cb` is the callback of the message it carries.
+   */
+  private wrote(from: number, cb: SendCallback | undefined): void {
+    const core = this.core;
+    const queue = this.queue;
+    if (queue !== null && queue.blocking) {
+      const data = core.output.slice(from, core.outputCount) as Array<Buffer | Uint8Array>;
+      core.clearOutput(from);
+      // After a close frame the core writes nothing: the first write it makes with `closeSent` holds that frame.
+      const close = core.closeSent && (this.flags & CLOSE_QUEUED) === 0;
+      if (close) this.flags |= CLOSE_QUEUED;
+      return queue.insert({ kind: 'write', data, cb, close });
+    }
+    const socket = this.socket;
+    if ((this.flags & ENDING) !== 0 || socket.destroyed) {
+      core.clearOutput(from);
+      if (cb !== undefined) failLater(cb, new Error('WebSocket closed before the data was written'));
+      return;
+    }
+    if (cb !== undefined) {
+      if (this.cbs === NO_CBS) this.cbs = [];
+      this.cbs.push(cb);
+    }
+    if (core.outputBytes + socket.writableLength >= socket.writableHighWaterMark) return this.flush();
+    if ((this.flags & FLUSH_SCHEDULED) === 0) {
+      // Output made outside a read (a burst of sends, a broadcast) leaves at the end of the tick.
+      this.flags |= FLUSH_SCHEDULED;
+      flushAtEndOfTick(this);
+    }
+  }
+
+  /** @internal The end of the tick in which output was gathered outside a read. */
+  flushTick(): void {
+    this.flags &= ~FLUSH_SCHEDULED;
+    this.flush();
+  }
+
+  /** @internal Hands the core's output to the socket now: one write, or one corked batch, whose callbacks run together. */
+  flush(): void {
+    const core = this.core;
+    const n = core.outputCount;
+    if (n === 0) return;
+    const socket = this.socket;
+    const cbs = this.cbs;
+    if (cbs.length > 0) this.cbs = NO_CBS;
+    if (socket.destroyed) {
+      core.clearOutput();
+      failAll(cbs, new Error('WebSocket closed before the data was written'));
+      return;
+    }
+    const ok = flushOut(socket, core.output, n, cbs.length === 0 ? undefined : batchDone(cbs));
+    this.flags = ok ? this.flags & ~WRITE_BLOCKED : this.flags | WRITE_BLOCKED;
+    core.clearOutput();
+  }
+
+  /** Whether no more may be sent: closing, closed, or a close frame went out. */
+  private get sendsRefused(): boolean {
+    return (this.flags & (CLOSE_REQUESTED | ENDING | CLOSED)) !== 0 || this.core.closeSent;
+  }
+
 
   /**
    * Sends a message: a string as text; a Buffer, ArrayBuffer or any view as binary (or as text with
@@ -462,89 +505,43 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       callback = sendArgs(options, callback, 'send');
       if (typeof options === 'function') options = undefined;
     }
-    const binary = (options as SendOptions | undefined)?.binary ?? typeof data !== 'string';
-    if (this.closeRequested || this.ending || this.closed || this.core.closeSent) {
+    if (this.sendsRefused) {
       if (typeof data !== 'string') toBytes(data);
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
-    const pipeline = this.pipeline;
-    let job: WholeJob | null = null;
-    if (pipeline !== null && pipeline.codec.compresses && (options as SendOptions | undefined)?.compress !== false) {
+    return this.sendMessage(data, options as SendOptions | undefined, callback, undefined);
+  }
+
+  /**
+   * Sends a whole message now, or queues it (for compression, behind queued work, or behind an open fragmented
+   * message). `done` (for `sendAsync`) is told whether it was written: at once when it went now.
+   */
+  private sendMessage(data: Payload, options: SendOptions | undefined, callback: SendCallback | undefined, done: ((ok: boolean) => void) | undefined): boolean {
+    const binary = options?.binary ?? typeof data !== 'string';
+    const codec = this.codec;
+    if (codec !== null && codec.compresses && options?.compress !== false) {
       const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data);
-      if (bytes.length >= this.settings.threshold) job = { kind: 'compress', data: bytes, binary, started: false, cb: callback };
-      else data = bytes;
+      if (bytes.length >= this.settings.threshold) return this.enqueue({ kind: 'compress', data: bytes, binary, started: false, cb: callback, done });
+      data = bytes;
     }
-    if (job === null && (pipeline?.holding || this.streaming)) {
-      job = { kind: 'send', data: typeof data === 'string' ? data : toBytes(data), binary, cb: callback };
+    if ((this.flags & STREAMING) !== 0 || (this.queue?.blocking ?? false)) {
+      return this.enqueue({ kind: 'send', data: typeof data === 'string' ? data : toBytes(data), binary, cb: callback, done });
     }
-    if (job !== null) return this.enqueueWhole(job);
-    if (callback === undefined) this.core.send(data, binary);
-    else this.withCallback(callback, () => this.core.send(data, binary));
-    return this.writeOk;
+    const core = this.core;
+    const mark = core.outputCount;
+    core.send(data, binary);
+    this.wrote(mark, callback);
+    done?.(true);
+    return (this.flags & WRITE_BLOCKED) === 0;
   }
 
-  /**
-   * Queues a whole message behind the compressions in progress, or holds it behind an open fragmented message.
-   * Without an open stream the pipeline exists: a compression, or a queue to wait in, is why a job was made.
-   */
-  private enqueueWhole(job: WholeJob): boolean {
-    this.lastJob = job;
-    if (this.streaming) {
-      if (this.held === NO_HELD) this.held = [];
-      this.held.push(job);
-      this.heldBytes += jobBytes(job);
-    } else {
-      this.pipeline!.enqueue(job);
-    }
-    return this.writeOk && (this.pipeline?.queuedBytes ?? 0) + this.heldBytes < this.socket.writableHighWaterMark;
-  }
-
-  /**
-   * The final fragment is accepted: the messages held behind the stream follow it, in order — written now, or
-   * queued in the pipeline once a compression (or the final fragment itself) waits there.
-   */
-  private release(): void {
-    const held = this.held;
-    this.held = NO_HELD;
-    this.heldBytes = 0;
-    const pipeline = this.pipeline;
-    for (let i = 0; i < held.length; i++) {
-      const job = held[i];
-      if (job.kind === 'compress' || pipeline?.holding) pipeline!.enqueue(job);
-      else this.sendWhole(job);
-    }
-  }
-
-  /** Writes a plain or prepared message now, with its callback; tells `done` whether it went. */
-  private sendWhole(job: Extract<WholeJob, { kind: 'send' | 'prepared' }>): void {
-    const sent = this.withCallback(job.cb, () =>
-      job.kind === 'send' ? this.core.send(job.data, job.binary) || this.sendBeforeClose(job.data, job.binary, false) : this.core.sendFrame(job.frame) || this.sendBeforeClose(job.frame),
-    );
-    job.done?.(sent);
-  }
-
-  /**
-   * Runs a core write that carries `callback` (picked up by `onWrite`); a write that did not happen calls back with
-   * an error. Returns whether it happened.
-   */
-  private withCallback(callback: SendCallback | undefined, write: () => boolean): boolean {
-    this.cb = callback ?? null;
-    try {
-      const ok = write();
-      this.settle(ok);
-      return ok;
-    } finally {
-      this.cb = null;
-    }
-  }
-
-  /** After a write that carried `this.cb`: a callback the write did not take is told the data was not sent. */
-  private settle(ok: boolean): void {
-    const cb = this.cb;
-    if (cb === null) return;
-    this.cb = null;
-    if (!ok) failLater(cb, this.notOpen());
+  /** Queues a whole message: behind queued work, or held behind an open fragmented message. */
+  private enqueue(job: WholeJob): boolean {
+    const queue = (this.queue ??= new OutQueue(this, this.codec));
+    if ((this.flags & STREAMING) !== 0) queue.hold(job);
+    else queue.push(job);
+    return (this.flags & WRITE_BLOCKED) === 0 && queue.queuedBytes < this.socket.writableHighWaterMark;
   }
 
   private notOpen(): Error {
@@ -556,18 +553,29 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    * mark, else on `drain`). Rejects when the connection is not open or closes first.
    */
   sendAsync(data: Payload, options?: SendOptions): Promise<void> {
-    this.lastJob = null;
-    const ok = this.send(data, options);
-    // (`send` sets it: the cast undoes the narrowing to null from the line above.)
-    const job = this.lastJob as WholeJob | null;
-    this.lastJob = null;
-    if (job !== null) {
-      return new Promise((resolve, reject) => {
-        job.done = (sent) => (sent ? (this.writeOk ? resolve() : this.drained().then(resolve, reject)) : reject(new Error('WebSocket closed before the message was sent')));
-      });
+    if (options !== undefined) sendArgs(options, undefined, 'sendAsync');
+    if (this.sendsRefused) {
+      if (typeof data !== 'string') toBytes(data);
+      return Promise.reject(new Error(`WebSocket is not open (readyState ${this.readyState})`));
     }
-    if (this.readyState !== ReadyState.OPEN) return Promise.reject(new Error(`WebSocket is not open (readyState ${this.readyState})`));
-    return ok ? Promise.resolve() : this.drained();
+    let settled: boolean | undefined;
+    let resolve: () => void = noop;
+    let reject: (error: Error) => void = noop;
+    const done = (sent: boolean): void => {
+      if (!sent) return reject(new Error('WebSocket closed before the message was sent'));
+      if ((this.flags & WRITE_BLOCKED) === 0) return resolve();
+      this.drained().then(resolve, reject);
+    };
+    this.sendMessage(data, options, undefined, (sent) => {
+      if (settled === undefined) settled = sent; // written at once: settled below
+      else done(sent);
+    });
+    if (settled !== undefined) return settled ? ((this.flags & WRITE_BLOCKED) === 0 ? Promise.resolve() : this.drained()) : Promise.reject(new Error('WebSocket closed before the message was sent'));
+    settled = false;
+    return new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
   }
 
   private drained(): Promise<void> {
@@ -597,18 +605,25 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (typeof fin !== 'boolean') throw new TypeError(`sendFragment(data, fin): fin must be a boolean, got ${typeof fin}`);
     callback = sendArgs(options, callback, 'sendFragment');
     const binary = (typeof options === 'object' ? options.binary : undefined) ?? typeof data !== 'string';
-    if (this.closeRequested || this.ending || this.closed || this.core.closeSent) {
+    if (this.sendsRefused) {
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
-    if (this.pipeline?.holding) {
-      this.pipeline.enqueue({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin, cb: callback });
+    const queue = this.queue;
+    if (queue !== null && queue.blocking) {
+      queue.insert({ kind: 'fragment', data: typeof data === 'string' ? data : toBytes(data), binary, fin, cb: callback });
     } else {
-      this.withCallback(callback, () => this.core.sendFragment(data, fin, binary));
+      this.sendFragmentNow(data, fin, binary, callback);
     }
-    this.streaming = !fin;
-    if (fin && this.held.length > 0) this.release();
-    return this.writeOk;
+    this.flags = fin ? this.flags & ~STREAMING : this.flags | STREAMING;
+    if (fin) queue?.release();
+    return (this.flags & WRITE_BLOCKED) === 0;
+  }
+
+  private sendFragmentNow(data: Payload, fin: boolean, binary: boolean, cb: SendCallback | undefined): void {
+    const mark = this.core.outputCount;
+    if (this.core.sendFragment(data, fin, binary)) this.wrote(mark, cb);
+    else if (cb !== undefined) failLater(cb, this.notOpen());
   }
 
   /**
@@ -621,28 +636,23 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    */
   sendPrepared(message: PreparedMessage, callback?: SendCallback): boolean {
     if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`sendPrepared callback must be a function, got ${typeof callback}`);
-    if (this.closeRequested || this.ending || this.closed || this.core.closeSent) {
+    if (this.sendsRefused) {
       if (callback !== undefined) failLater(callback, this.notOpen());
       return false;
     }
-    if (this.core.role === 'client') return this.send(message.payload, { binary: message.isBinary, compress: false }, callback);
-    const c = this.pipeline?.codec ?? null;
+    const core = this.core;
+    if (core.role === 'client') return this.send(message.payload, { binary: message.isBinary, compress: false }, callback);
+    const c = this.codec;
     const frame =
       message.compressed && c !== null && c.compresses && c.params.serverNoContextTakeover && c.params.serverMaxWindowBits >= message.compressed.windowBits
         ? message.compressed.frame
         : message.frame;
     if (frame === undefined) throw new TypeError('sendPrepared takes a message made by prepare()');
-    if (this.pipeline?.holding || this.streaming) return this.enqueueWhole({ kind: 'prepared', frame, cb: callback });
-    if (callback === undefined) {
-      // The broadcast fast path: the core has said no close frame went out (above) and no fragmented message is
-      // open, so the frame is the core's next output; anything else goes through `sendFrame`, which enforces it.
-      // (Writing here rather than calling back out of the core keeps fan-out at its former speed.)
-      if (!this.core.sendingFragments) this.onWrite(frame);
-      else this.core.sendFrame(frame);
-    } else {
-      this.withCallback(callback, () => this.core.sendFrame(frame));
-    }
-    return this.writeOk;
+    if ((this.flags & STREAMING) !== 0 || (this.queue?.blocking ?? false)) return this.enqueue({ kind: 'prepared', frame, cb: callback });
+    const mark = core.outputCount;
+    core.sendFrame(frame);
+    this.wrote(mark, callback);
+    return (this.flags & WRITE_BLOCKED) === 0;
   }
 
   /**
@@ -668,18 +678,15 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
 
   private control(isPing: boolean, data: Payload | SendCallback | undefined, mask: boolean | SendCallback | undefined, callback: SendCallback | undefined): boolean {
     const [payload, cb] = controlArgs(isPing ? 'ping' : 'pong', this.core.role, data, mask, callback);
-    if (this.closed) {
+    if ((this.flags & CLOSED) !== 0) {
       if (cb !== undefined) failLater(cb, this.notOpen());
       return false;
     }
-    this.cb = cb ?? null;
-    try {
-      const ok = isPing ? this.core.ping(payload) : this.core.pong(payload);
-      this.settle(ok);
-      return ok && this.writeOk;
-    } finally {
-      this.cb = null;
-    }
+    const mark = this.core.outputCount;
+    const ok = isPing ? this.core.ping(payload) : this.core.pong(payload);
+    if (ok) this.wrote(mark, cb);
+    else if (cb !== undefined) failLater(cb, this.notOpen());
+    return ok && (this.flags & WRITE_BLOCKED) === 0;
   }
 
   /**
@@ -688,94 +695,18 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    * `closeTimeout`. RangeError/TypeError for an invalid code or reason. Does nothing when already closing.
    */
   close(code?: number, reason?: string): void {
-    if (this.pipeline?.holding && !this.closeRequested && !this.core.closeSent) {
+    const queue = this.queue;
+    if (queue !== null && queue.blocking && (this.flags & CLOSE_REQUESTED) === 0 && !this.core.closeSent) {
       // Validate now, send once the messages queued before it are out.
       validateClose(code, reason);
-      this.closeRequested = true;
-      this.pipeline.enqueue({ kind: 'close', code, reason });
+      this.flags |= CLOSE_REQUESTED;
+      queue.insert({ kind: 'close', code, reason });
     } else {
+      const mark = this.core.outputCount;
       this.core.close(code, reason);
+      if (this.core.outputCount !== mark) this.wrote(mark, undefined);
     }
-    if (!this.closed && this.closeTimer === null) this.armCloseTimer();
-  }
-
-  /** @internal {@link PipelineHost}: a compressed message written now (RSV1 set) with its callback; null: not sent. */
-  sendCompressed(payload: Buffer | null, job: CompressJob): boolean {
-    return this.withCallback(job.cb, () => payload !== null && (this.core.send(payload, job.binary, true) || this.sendBeforeClose(payload, job.binary, true)));
-  }
-
-  /**
-   * A message accepted by `send` before a close frame, written once the compressions ahead of it are done: when the
-   * peer's close frame arrived meanwhile, the core answered it at once (it now refuses data), but that answer waits
-   * in the pipeline behind this message, so the message still goes first, as it was accepted. `data` is a payload
-   * to frame, or a prepared frame. False when no close frame waits (the message was refused for another reason).
-   */
-  private sendBeforeClose(data: Payload | Buffer | [Buffer, Uint8Array], binary?: boolean, rsv1?: boolean): boolean {
-    if (!this.closeQueued || this.ending || this.socket.destroyed) return false;
-    if (binary === undefined) this.onWrite(data as Buffer | [Buffer, Uint8Array]);
-    else {
-      const opcode = binary ? 0x2 : 0x1;
-      const mask = this.core.mask;
-      this.onWrite(typeof data === 'string' ? encodeTextFrame(data, true, rsv1, mask, opcode) : encodeFrame(opcode, toBytes(data), true, rsv1, mask));
-    }
-    return true;
-  }
-
-  /** @internal {@link PipelineHost}: work that waited behind a compression, in order (its writes go straight out). */
-  runHeld(job: HeldJob): void {
-    if (job.kind === 'send' || job.kind === 'prepared') this.sendWhole(job);
-    else if (job.kind === 'fragment') this.withCallback(job.cb, () => this.core.sendFragment(job.data, job.fin, job.binary));
-    else if (job.kind === 'write') {
-      if (this.closeQueued && isCloseFrame(job.data)) this.closeQueued = false;
-      this.cb = job.cb;
-      this.onWrite(job.data);
-    } else if (job.kind === 'close') this.core.close(job.code, job.reason);
-    else this.onEnd();
-  }
-
-  /** @internal {@link PipelineHost} */
-  get gone(): boolean {
-    return this.closed || (this.socket.destroyed && !this.finishDeferred);
-  }
-
-  /** @internal {@link PipelineHost}: hold input while a message inflates (or the compressor is behind). */
-  pauseInput(): void {
-    this.core.pause();
-    this.updateFlow();
-  }
-
-  /** @internal {@link PipelineHost}: process what the core kept, then read again — unless still held. */
-  resumeInput(): void {
-    if (this.closed || this.pipeline?.pausesInput) return;
-    this.receiving = true;
-    try {
-      this.core.resume();
-    } finally {
-      this.receiving = false;
-    }
-    if (this.finishDeferred && !this.pipeline!.isInflating) return this.finish();
-    if (this.outBytes > 0) this.flush();
-    this.updateFlow();
-  }
-
-  /**
-   * @internal Reads from the socket only when nothing holds input back: the application, the iterator, the pipeline.
-   * Also how the server and the client start reading a connection they made paused (a `pause()` by the application
-   * in the meantime holds).
-   */
-  updateFlow(): void {
-    if (this.closed) return;
-    // Once the core is done (close received, or failed) input is ignored: read on regardless, so the peer's end of
-    // the TCP connection is seen (a paused socket reads only up to its stream's high-water mark: no EOF behind that).
-    const done = this.core.readyState === ReadyState.CLOSED;
-    if (!done && (this.userPaused || this.iteratorPaused || this.core.isPaused)) this.socket.pause();
-    else this.socket.resume();
-  }
-
-  /** @internal {@link PipelineHost}: the message could not be inflated. */
-  fail(error: ProtocolError): void {
-    this.core.failWith(error);
-    if (this.finishDeferred) this.finish();
+    if ((this.flags & CLOSED) === 0 && this.closeTimer === null) this.armCloseTimer();
   }
 
   /** Destroys the socket at once, without a closing handshake. The `close` event reports 1006. */
@@ -783,164 +714,111 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     this.socket.destroy();
   }
 
-  /**
-   * Pauses reading from the peer (TCP backpressure): no `message` until {@link resume}. The socket reads ahead up to
-   * its stream's high-water mark, as Node's streams do, so a peer that leaves with FIN alone is still seen (1006).
-   */
-  pause(): void {
-    this.userPaused = true;
-    this.updateFlow();
-  }
-
-  /** Resumes reading (unless a compressed message is still being inflated: reading then resumes after it). */
-  resume(): void {
-    this.userPaused = false;
-    this.updateFlow();
-  }
-
   private armCloseTimer(): void {
-    this.closeTimer = setTimeout(() => this.socket.destroy(), this.settings.closeTimeout);
+    this.closeTimer = setTimeout(destroySocket, this.settings.closeTimeout, this.socket);
     this.closeTimer.unref?.();
   }
 
-  /** @internal A message from the core: compressed ones go through the inflater first. */
-  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
-    if (compressed) this.pipeline!.inflate(data, isBinary);
-    else this.deliver(data, isBinary);
-  }
+  // ─────────────────── the outbound queue's host (see outbound.ts) ───────────────────
 
-  /** @internal {@link PipelineHost}: a message for the application. */
-  deliver(data: Buffer, isBinary: boolean): void {
-    if (this.queue !== null) {
-      const waiter = this.waiters.shift();
-      if (waiter) waiter.resolve({ value: { data, isBinary }, done: false });
-      else {
-        this.queue.push({ data, isBinary });
-        if (this.queue.length >= this.settings.iteratorHighWaterMark && !this.iteratorPaused) {
-          this.iteratorPaused = true;
-          this.updateFlow();
-        }
-      }
-    }
-    let listener = this.messageListener;
-    if (listener === undefined) listener = this.messageListener = messageListenerOf(this);
-    if (listener) listener.call(this, data, isBinary);
-    else this.emit('message', data, isBinary);
-  }
-
-  /** @internal The `message` listeners changed: look the single one up again at the next message. */
-  listenersChanged(): void {
-    if (this.messageListener !== false) this.messageListener = undefined;
-  }
-
-  /** @internal */
-  onPing(data: Buffer): void {
-    if (this.settings.autoPong && !this.core.closeSent) {
-      // RFC 6455 §5.5.3 lets an endpoint answer only the latest ping; a peer that floods pings while not reading
-      // our data gets cut off rather than buffered without bound.
-      if (this.socket.writableLength > this.settings.maxPongBacklog) {
-        if (this.listenerCount('error') > 0) this.emit('error', new Error('ping flood while the peer is not reading: connection cut'));
-        this.socket.destroy();
-        return;
-      }
-      this.core.pong(data);
-    }
-    this.emit('ping', data);
-  }
-
-  /** @internal The peer's close frame (the reply is already written). */
-  onClose(_code: number, _reason: string): void {
-    // The reply is written; the server's core asks to end TCP itself. A client waits for the server to close: it
-    // reads on even if paused, to see that.
-    if (this.closeTimer === null) this.armCloseTimer();
-    this.updateFlow();
-  }
-
-  /** @internal */
-  onError(error: ProtocolError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
+  /** @internal A compressed message written now (RSV1 set) with its callback; `payload` null: not sent. */
+  sendCompressed(payload: Buffer | null, job: CompressJob): boolean {
+    const mark = this.core.outputCount;
+    const sent = payload !== null && (this.core.send(payload, job.binary, true) || this.sendBeforeClose(payload, job.binary, true));
+    if (sent) this.wrote(mark, job.cb);
+    else if (job.cb !== undefined) failLater(job.cb, this.notOpen());
+    return sent;
   }
 
   /**
-   * @internal Ends our side of TCP once written data is out: asked by the core (closing handshake done, or failed),
-   * or the peer ended its side (FIN; the `close` event then reports 1006 unless its close frame came first).
+   * A message accepted by `send` before a close frame, written once the compressions ahead of it are done: when the
+   * peer's close frame arrived meanwhile, the core answered it at once (it now refuses data), but that answer waits
+   * in the queue behind this message, so the message still goes first, as it was accepted. `data` is a payload to
+   * frame, or a prepared frame. False when no close frame waits (the message was refused for another reason).
    */
-  onEnd(): void {
-    if (this.ending) return;
-    if (this.pipeline?.holding) {
-      this.pipeline.enqueue({ kind: 'end' });
-      return;
+  private sendBeforeClose(data: Payload | Buffer | [Buffer, Uint8Array], binary?: boolean, rsv1?: boolean): boolean {
+    if ((this.flags & CLOSE_QUEUED) === 0 || (this.flags & ENDING) !== 0 || this.socket.destroyed) return false;
+    if (binary === undefined) this.core.pushOutput(data as Buffer | [Buffer, Uint8Array]);
+    else {
+      const opcode = binary ? 0x2 : 0x1;
+      const mask = this.core.mask;
+      this.core.pushOutput(typeof data === 'string' ? encodeTextFrame(data, true, rsv1, mask, opcode) : encodeFrame(opcode, toBytes(data as Payload), true, rsv1, mask));
     }
-    this.flush();
-    this.ending = true;
-    this.socket.end();
-    if (this.closeTimer === null) this.armCloseTimer();
-    this.updateFlow();
+    return true;
   }
 
-  /** @internal */
-  finish(): void {
-    if (this.closed) return;
-    if (!this.finishDeferred && this.pipeline !== null && this.pipeline.isInflating) {
-      // What was read before the socket closed is still delivered: the message being inflated, then whatever the
-      // core holds behind it (the close frame included). `close` follows (see `resumeInput`, `fail`).
-      this.finishDeferred = true;
-      return;
+  /** @internal Work that waited in the queue, in order (its writes go straight to the batch). */
+  runJob(job: Exclude<Job, CompressJob>): void {
+    const core = this.core;
+    if (job.kind === 'send' || job.kind === 'prepared') {
+      const mark = core.outputCount;
+      const sent =
+        job.kind === 'send'
+          ? core.send(job.data, job.binary) || this.sendBeforeClose(job.data, job.binary, false)
+          : core.sendFrame(job.frame) || this.sendBeforeClose(job.frame);
+      if (sent) this.wrote(mark, job.cb);
+      else if (job.cb !== undefined) failLater(job.cb, this.notOpen());
+      job.done?.(sent);
+    } else if (job.kind === 'fragment') {
+      this.sendFragmentNow(job.data, job.fin, job.binary, job.cb);
+    } else if (job.kind === 'write') {
+      if (job.close) this.flags &= ~CLOSE_QUEUED;
+      const mark = core.outputCount;
+      for (let i = 0; i < job.data.length; i++) core.pushOutput(job.data[i]);
+      this.wrote(mark, job.cb);
+    } else if (job.kind === 'close') {
+      const mark = core.outputCount;
+      core.close(job.code, job.reason);
+      if (core.outputCount !== mark) this.wrote(mark, undefined);
+    } else {
+      this.onEnd();
     }
-    this.closed = true;
-    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
-    const code = this.core.transportClosed();
-    const reason = code === CloseCode.ABNORMAL ? '' : this.core.closeReason;
-    // Whatever was still waiting is told once; a connection with nothing pending (the common close) allocates nothing.
-    const dropped = this.pipeline?.close();
-    if ((dropped !== undefined && dropped.length > 0) || this.held.length > 0 || this.cbs.length > 0) {
-      const gone = new Error('WebSocket closed before the data was written');
-      for (const job of dropped !== undefined ? [...dropped, ...this.held] : this.held) {
-        if ('done' in job) job.done?.(false);
-        if ('cb' in job && job.cb) failLater(job.cb, gone);
-      }
-      failAll(this.cbs, gone);
-    }
-    this.held = NO_HELD;
-    this.heldBytes = 0;
-    this.clearOut();
-    this.outBytes = 0;
-    this.cbs = NO_CBS;
-    this.internals.onClosed?.(this);
-    if (this.queue !== null) {
-      for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
-    }
-    this.emit('close', code, reason);
   }
+
+  /** @internal Whether the connection is gone (closed, or its socket destroyed with nothing left to deliver). */
+  get gone(): boolean {
+    return (this.flags & CLOSED) !== 0 || (this.socket.destroyed && (this.flags & FINISH_DEFERRED) === 0);
+  }
+
+  /** @internal The compression backlog crossed its limit (input is held) or fell below it (input resumes). */
+  backlog(over: boolean): void {
+    if (over) {
+      this.input ??= [];
+      this.updateFlow();
+    } else {
+      this.resumeInput();
+    }
+  }
+
+  // ───────────────────────────── async iteration ─────────────────────────────
 
   /**
    * Async iteration over incoming messages: `for await (const { data, isBinary } of connection)`. Ends when the
    * connection closes. Reading pauses while `iteratorHighWaterMark` messages wait, so a slow loop slows the peer.
    */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
-    if (this.queue === null) this.queue = [];
-    if (this.waiters === NO_WAITERS) this.waiters = [];
-    const queue = this.queue;
-    return {
-      next: () => {
-        const value = queue.shift();
-        if (value !== undefined) {
-          if (this.iteratorPaused && queue.length < this.settings.iteratorHighWaterMark / 2) {
-            this.iteratorPaused = false;
-            this.updateFlow();
-          }
-          return Promise.resolve({ value, done: false });
-        }
-        if (this.closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
-      },
-      return: () => {
-        this.queue = null;
-        this.iteratorPaused = false;
-        this.updateFlow();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+    return (this.iterator ??= new MessageIterator(this));
+  }
+
+  /** @internal {@link IteratorHost} */
+  get closed(): boolean {
+    return (this.flags & CLOSED) !== 0;
+  }
+
+  /** @internal {@link IteratorHost} */
+  get iteratorHighWaterMark(): number {
+    return this.settings.iteratorHighWaterMark;
+  }
+
+  /** @internal {@link IteratorHost}: the iterator's queue filled up (reading pauses) or has room again. */
+  iteratorFull(_full: boolean): void {
+    this.updateFlow();
+  }
+
+  /** @internal {@link IteratorHost}: the loop ended early; messages are no longer queued. */
+  iteratorEnded(): void {
+    this.iterator = null;
+    this.updateFlow();
   }
 }
 
@@ -977,141 +855,16 @@ for (const name of ['addListener', 'on', 'prependListener', 'removeListener', 'o
   });
 }
 
-/** A connection's option values, in milliseconds, bytes and messages (see {@link ConnectionOptions}). */
-interface Settings {
-  readonly closeTimeout: number;
-  readonly maxPongBacklog: number;
-  readonly autoPong: boolean;
-  readonly iteratorHighWaterMark: number;
-  /** permessage-deflate: messages below this many bytes are sent uncompressed. */
-  readonly threshold: number;
-}
-
-/**
- * Settings objects by their values: connections made with the same options (every connection of a server, as a
- * rule) share one object instead of carrying five fields each (40 bytes per connection). At most
- * {@link SETTINGS_KEPT} distinct sets are kept; past that, connections get their own object.
- */
-const settingsCache = new Map<string, Settings>();
-const SETTINGS_KEPT = 64;
-
-function settingsOf(closeTimeout: number, maxPongBacklog: number, autoPong: boolean, iteratorHighWaterMark: number, threshold: number): Settings {
-  const key = `${closeTimeout}/${maxPongBacklog}/${autoPong ? 1 : 0}/${iteratorHighWaterMark}/${threshold}`;
-  let settings = settingsCache.get(key);
-  if (settings === undefined) {
-    settings = Object.freeze({ closeTimeout, maxPongBacklog, autoPong, iteratorHighWaterMark, threshold });
-    if (settingsCache.size < SETTINGS_KEPT) settingsCache.set(key, settings);
-  }
-  return settings;
-}
-
-const kConnection = Symbol('wsengine.connection');
-type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection<any, any> };
-
-function onSocketData(this: SocketWithConnection, chunk: Buffer, borrowed?: boolean): number {
-  return this[kConnection].receive(chunk, borrowed === true);
-}
-function onSocketDrain(this: SocketWithConnection): void {
-  this[kConnection].onDrain();
-}
-function onSocketError(this: SocketWithConnection, error: Error): void {
-  this[kConnection].onSocketError(error);
-}
-function onSocketEnd(this: SocketWithConnection): void {
-  this[kConnection].onEnd();
-}
-function onSocketClose(this: SocketWithConnection): void {
-  this[kConnection].finish();
-}
-
-/** Whether a write is a close frame (FIN and opcode 8, as the core frames it). */
-function isCloseFrame(data: Buffer | [Buffer, Uint8Array]): boolean {
-  return (Array.isArray(data) ? data[0] : data)[0] === 0x88;
-}
-
-/** Connections with output gathered during the current tick, flushed together at its end. */
-let toFlush: Array<WebSocketConnection<any, any>> = [];
-
-function flushAll(): void {
-  const list = toFlush;
-  toFlush = [];
-  for (let i = 0; i < list.length; i++) list[i].flushTick();
-}
-
-/** Shared empty arrays: a connection allocates its own only once it needs one. */
-const NO_BYTES: Array<Buffer | Uint8Array | undefined> = [];
-/** Largest `out` array a connection keeps between batches (slots); a longer one is dropped after its flush. */
-const OUT_KEPT = 16;
-const NO_WAITERS: Waiter[] = [];
-const NO_HELD: WholeJob[] = [];
+/** Shared empty values: a connection allocates its own only once it needs one. */
 const NO_CBS: SendCallback[] = [];
+const NO_JOBS: Job[] = [];
+const NO_INTERNALS: ConnectionInternals = {};
+const END_JOB: Job = { kind: 'end' };
 
-function callAll(cbs: SendCallback[], error: Error | undefined): void {
-  for (let i = 0; i < cbs.length; i++) {
-    if (error === undefined) cbs[i]();
-    else cbs[i](error);
-  }
-}
+function noop(): void {}
 
-/** Calls back with an error on the next tick (never synchronously from inside a send). */
-function failLater(cb: SendCallback, error: Error): void {
-  process.nextTick(cb, error);
-}
-
-function failAll(cbs: SendCallback[], error: Error): void {
-  if (cbs.length > 0) process.nextTick(callAll, cbs.slice(), error);
-}
-
-/** Splits `(data?, options?, callback?)` as ws accepts it: the options may be left out before the callback. */
-function sendArgs(options: SendOptions | SendCallback | undefined, callback: SendCallback | undefined, what: string): SendCallback | undefined {
-  if (typeof options === 'function') {
-    if (callback !== undefined) throw new TypeError(`${what}(data, callback) takes nothing after the callback`);
-    return options;
-  }
-  if (options !== undefined) {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`${what} options must be an object ({ binary, compress }) or omitted, got ${options === null ? 'null' : typeof options}; a callback goes last: ${what}(data, options, callback)`);
-    }
-    for (const name in options) if (name !== 'binary' && name !== 'compress') checkOptionNames(what, options, SEND_OPTION_NAMES, SEND_HINTS);
-  }
-  if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`${what} callback must be a function, got ${typeof callback}`);
-  return callback;
-}
-
-const SEND_OPTION_NAMES: ReadonlySet<string> = new Set(Object.keys({ binary: true, compress: true } as const satisfies Record<keyof SendOptions, true>));
-const SEND_HINTS = {
-  fin: 'stream a fragmented message with sendFragment(data, fin)',
-  mask: 'clients mask every frame and servers never (RFC 6455 §5.1): remove the option',
-};
-
-/**
- * Splits `(data?, mask?, callback?)` as ws accepts it for ping/pong. `mask` may only state what the role implies
- * (clients mask every frame, servers never: RFC 6455 §5.1).
- */
-function controlArgs(
-  what: string,
-  role: 'server' | 'client',
-  data: Payload | SendCallback | undefined,
-  mask: boolean | SendCallback | undefined,
-  callback: SendCallback | undefined,
-): [Payload, SendCallback | undefined] {
-  if (typeof data === 'function') {
-    if (mask !== undefined || callback !== undefined) throw new TypeError(`${what}(callback) takes nothing after the callback`);
-    return ['', data];
-  }
-  if (typeof mask === 'function') {
-    if (callback !== undefined) throw new TypeError(`${what}(data, callback) takes nothing after the callback`);
-    callback = mask;
-    mask = undefined;
-  }
-  if (mask !== undefined) {
-    if (typeof mask !== 'boolean') throw new TypeError(`${what} mask must be a boolean or omitted, got ${mask === null ? 'null' : typeof mask}`);
-    if (mask !== (role === 'client')) {
-      throw new RangeError(`a ${role} ${role === 'client' ? 'masks every frame' : 'never masks its frames'} (RFC 6455 §5.1): omit mask or pass ${role === 'client'}`);
-    }
-  }
-  if (callback !== undefined && typeof callback !== 'function') throw new TypeError(`${what} callback must be a function, got ${typeof callback}`);
-  return [data ?? '', callback];
+function destroySocket(socket: Duplex): void {
+  socket.destroy();
 }
 
 // The ready-state constants on every instance (as browsers and ws have them, `conn.readyState === conn.OPEN`):
