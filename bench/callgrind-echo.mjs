@@ -46,7 +46,7 @@ if (args[0] === '--serve') {
   const count = opt('--count', 10000);
   const dir = mkdtempSync(join(tmpdir(), 'cg-echo-'));
   const dry = args.includes('--dry'); // no valgrind: checks the driver alone
-  const serve = [process.execPath, fileURLToPath(import.meta.url), '--serve', args.includes('--ws') ? 'ws' : 'ours'];
+  const serve = process.env.ECHO_SERVER ? process.env.ECHO_SERVER.split(' ') : [process.execPath, fileURLToPath(import.meta.url), '--serve', args.includes('--ws') ? 'ws' : 'ours'];
   const vg = ['--tool=callgrind', '--smc-check=all-non-file', '--dump-instr=no', `--callgrind-out-file=${dir}/cg.%p`];
   const child = dry ? spawn(serve[0], serve.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn('valgrind', [...vg, ...serve], { stdio: ['ignore', 'pipe', 'inherit'] });
   const control = (flag) => {
@@ -133,6 +133,8 @@ if (args[0] === '--serve') {
     const m = /^(?:summary|totals):\s+(\d+)/m.exec(readFileSync(join(dir, f), 'utf8'));
     if (m) best = Number(m[1]);
   }
-  rmSync(dir, { recursive: true, force: true });
+  // `--keep`: leave the dumps for callgrind_annotate (the directory is printed).
+  if (args.includes('--keep')) console.log(`dumps in ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
   console.log(`echoes measured: ${measured}; instructions per echo: ${Math.round(best / measured)}`);
 }
