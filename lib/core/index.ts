@@ -17,6 +17,14 @@ export {
   writeHeader,
 } from './frame.js';
 export { type MaskSource, randomMask, SIMD_MIN, simdAvailable, WORD_LOOP_MIN, xorMask, xorMaskCopy } from './mask.js';
-export { Protocol, PROTOCOL_DEFAULTS, type ProtocolHandler, type ProtocolOptions, ReadyState } from './protocol.js';
+export {
+  Protocol,
+  PROTOCOL_DEFAULTS,
+  type ProtocolEvent,
+  ProtocolEventType,
+  type ProtocolHandler,
+  type ProtocolOptions,
+  ReadyState,
+} from './protocol.js';
 export { isValidUtf8, Utf8Validator } from './utf8.js';
 export { type Data, toBytes } from './bytes.js';
