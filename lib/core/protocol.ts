@@ -261,12 +261,7 @@ export class Protocol {
   closeCode: number = CloseCode.ABNORMAL;
   /** The peer's close reason. */
   closeReason = '';
-  /**
-   * Pull mode: the bytes of the event {@link nextEvent} returned last (a message, a ping's or a pong's payload);
-   * empty for other events. Owned by the caller.
-   */
-  eventData: Buffer = EMPTY;
-  /** Pull mode: the error of the last {@link ProtocolEventType.ERROR} event {@link nextEvent} returned. */
+  /** Pull mode: the error of the {@link ProtocolEventType.ERROR} event (set when the failure is found). */
   eventError: ProtocolError | null = null;
 
   /** The option values, shared with every protocol made with the same ones. */
@@ -396,23 +391,28 @@ export class Protocol {
    */
   nextEvent(): number {
     const i = this.eventsRead;
+    const events = this.events;
     if (i === this.eventsLength) {
-      if (i !== 0) this.eventsRead = this.eventsLength = 0;
+      if (i !== 0) {
+        // Drained: the slots let go of what they held (numbers, not pointers: no write barrier).
+        for (let j = 1; j < i; j += 2) events[j] = 0;
+        this.eventsRead = this.eventsLength = 0;
+      }
       return 0;
     }
-    const events = this.events;
     const type = events[i] as number;
-    const data = events[i + 1];
-    events[i + 1] = 0;
     this.eventsRead = i + 2;
-    if (type === ProtocolEventType.ERROR) {
-      this.eventError = data as ProtocolError;
-      this.eventData = EMPTY;
-    } else {
-      this.eventData = data as Buffer;
-    }
-    if (type >= ProtocolEventType.PING) this.answer(type, data as Buffer | ProtocolError);
+    if (type >= ProtocolEventType.PING) this.answer(type, events[i + 1] as Buffer);
     return type;
+  }
+
+  /**
+   * Pull mode: the bytes of the event {@link nextEvent} returned last (a message, a ping's or a pong's payload);
+   * empty for other events, and once `nextEvent` returned 0. Owned by the caller.
+   */
+  get eventData(): Buffer {
+    const i = this.eventsRead;
+    return i === 0 ? EMPTY : (this.events[i - 1] as Buffer);
   }
 
   /** Pull mode: every event not drained yet, as objects (the convenient form of {@link nextEvent}). */
@@ -466,17 +466,18 @@ export class Protocol {
    */
   clearOutput(from = 0): void {
     const n = this.outCount;
-    if (from === 0 && n > OUT_KEPT) {
-      this.out = NO_OUT;
-      this.outCount = this.outBytes = 0;
+    const out = this.out;
+    this.outCount = from;
+    if (from === 0) {
+      this.outBytes = 0;
+      if (n > OUT_KEPT) this.out = NO_OUT;
+      else for (let i = 0; i < n; i++) out[i] = undefined;
       return;
     }
-    const out = this.out;
     for (let i = from; i < n; i++) {
-      this.outBytes -= out[i]!.byteLength;
+      this.outBytes -= out[i]!.length;
       out[i] = undefined;
     }
-    this.outCount = from;
   }
 
   /**
@@ -590,8 +591,13 @@ export class Protocol {
 
   /** Queues (pull) or hands on (push) an event. */
   private event(type: number, data: Buffer | ProtocolError): void {
+    // (Pull mode keeps an error in `eventError` and EMPTY in its slot, so that a slot always holds bytes.)
     const h = this.handler;
     if (h === null) {
+      if (type === ProtocolEventType.ERROR) {
+        this.eventError = data as ProtocolError;
+        data = EMPTY;
+      }
       let events = this.events;
       if (events === NO_EVENTS) events = this.events = [];
       const i = this.eventsLength;
@@ -624,7 +630,7 @@ export class Protocol {
       const code = this.closeCode;
       this.writeClose(code === CloseCode.NO_STATUS ? undefined : code, '');
     } else if (type === ProtocolEventType.ERROR) {
-      const error = data as ProtocolError;
+      const error = this.handler === null ? this.eventError! : (data as ProtocolError);
       this.writeClose(error.closeCode, truncateReason(error.message));
     }
   }
