@@ -63,6 +63,30 @@ t.test('"Echo in a dozen lines" runs from plain JavaScript', async (t) => {
   t.equal(stdout.trim(), 'echo: hello');
 });
 
+t.test('"The sans-I/O core": the pull-style example answers a message and the close, in order', async (t) => {
+  const at = readme.indexOf('```ts\n', readme.indexOf('```ts\n', readme.indexOf('## The sans-I/O core')) + 6) + 6;
+  const code =
+    `
+import { EventEmitter } from 'node:events';
+const transport = new EventEmitter();
+const written = [];
+transport.write = (bytes) => written.push(Buffer.from(bytes));
+transport.end = () => console.log(JSON.stringify(written.map((b) => [b[0], b.subarray(2).toString('latin1')])));
+` +
+    readme.slice(at, readme.indexOf('```', at)) +
+    `
+const mask = [1, 2, 3, 4];
+const frame = (opcode, payload) => Buffer.from([0x80 | opcode, 0x80 | payload.length, ...mask, ...Buffer.from(payload).map((x, i) => x ^ mask[i & 3])]);
+transport.emit('data', Buffer.concat([frame(1, 'hi'), frame(8, Buffer.from([0x03, 0xe8]))]));
+`;
+  const { code: exit, stdout, stderr } = await runModule('pull.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.same(JSON.parse(stdout.trim()), [
+    [0x81, 'echo: hi'],
+    [0x88, '\u0003\u00e8'],
+  ], 'the echo, then the close reply; then TCP ends');
+});
+
 t.test('"Attaching to an existing HTTP server" serves both endpoints', async (t) => {
   const port = await freePort();
   const code =
