@@ -376,13 +376,22 @@ export class Protocol {
    * copy before its buffer is reused.
    */
   receiveData(chunk: Buffer, borrowed = false): number {
-    if ((this.flags & PARSING) !== 0) throw new Error('Protocol.receiveData called while a chunk is being parsed');
-    this.flags = (this.flags & ~STOPPED) | PARSING | (borrowed ? BORROWED : 0);
-    try {
-      return this.parse(chunk, 0);
-    } finally {
-      this.flags &= ~(PARSING | BORROWED);
+    // Nothing outside the protocol runs while it parses in pull mode (it calls no handler), so parsing cannot be
+    // re-entered or interrupted by an exception: no guard and no try/finally on this path.
+    if (this.handler !== null) throw new TypeError('receiveData is for pull mode (a Protocol made without a handler): use receive()');
+    this.flags = (this.flags & ~STOPPED) | (borrowed ? BORROWED : 0);
+    const length = chunk.length;
+    let offset = 0;
+    while (offset < length) {
+      if (this.state === DONE) {
+        offset = length;
+        break;
+      }
+      if ((this.flags & STOPPED) !== 0) break;
+      offset = this.state === HEADER ? this.readHeader(chunk, offset) : this.readPayload(chunk, offset);
     }
+    this.flags &= ~BORROWED;
+    return offset;
   }
 
   /**
