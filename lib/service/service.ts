@@ -1,21 +1,26 @@
 /**
- * The hub service: one `node:http` server carrying the WebSocket endpoints (`/` and `/ws`), the demo page (`GET /`),
+ * The hub service: one server carrying the WebSocket endpoints (`/` and `/ws`), the demo page (`GET /`),
  * the HTTP API (`/api/*`, with the API key), `GET /health` (503 while shutting down, or while the hub's backplane
- * is not up: see `Hub.health`) and `GET /metrics`.
+ * is not up: see `Hub.health`) and `GET /metrics`. Without TLS it is a `node:http` server (HTTP/1.1); with
+ * `--tls-cert`/`--tls-key` a `node:http2` secure server with `allowHTTP1`: HTTP/2 and HTTP/1.1 on the one port
+ * (chosen by ALPN), the same routes over both (the HTTP/2 requests through `node:http2`'s compatibility API), and
+ * WebSockets over both — HTTP/2 extended CONNECT streams (RFC 8441, `SETTINGS_ENABLE_CONNECT_PROTOCOL` advertised)
+ * and HTTP/1.1 upgrades — handed to the one hub.
  *
  * @module
  */
 import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createSecureServer, Http2ServerRequest, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { signJwt } from '../hub/jwt.js';
 import { createApi, type Api } from './api.js';
 import { createBackplane } from './broker.js';
-import { configSummary, type ServiceConfig } from './config.js';
+import { ConfigError, configSummary, type ServiceConfig } from './config.js';
 import { DEMO_HTML, DEMO_SCRIPT } from './demo-page.js';
 import { devCredentials, type DevCredentials } from './dev-credentials.js';
-import { checkBearer, HttpError, readJsonObject, sendError, sendJson } from './http.js';
+import { checkBearer, HttpError, readJsonObject, sendError, sendJson, type ServiceRequest, type ServiceResponse } from './http.js';
 import type { Logger } from './log.js';
 import { createServiceHub, type ServiceHub } from './hub-adapter.js';
 
@@ -32,8 +37,12 @@ export const DEV_TOKEN_TTL = 24 * 3600;
 
 /** What {@link startService} returns. */
 export interface RunningService {
-  /** `http://host:port/`: the demo page (in dev mode) and the WebSocket endpoint. */
+  /**
+   * `http://host:port/` (`https://` with TLS): the demo page (in dev mode) and the WebSocket endpoint.
+   */
   readonly url: string;
+  /** `'h1'`: plain HTTP/1.1. `'h2+h1'`: TLS with HTTP/2 and HTTP/1.1 (ALPN), WebSockets over both. */
+  readonly protocols: 'h1' | 'h2+h1';
   readonly port: number;
   /** The hub behind the service. */
   readonly hub: ServiceHub;
@@ -114,7 +123,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     return { ok, body: { status: ok ? 'ready' : 'not_ready', connections: hub.connections(), checks } };
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const handle = async (req: ServiceRequest, res: ServiceResponse): Promise<void> => {
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
@@ -150,7 +159,8 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     const page = path === '/' ? DEMO_PAGE : path === '/demo.js' ? DEMO_JS : undefined;
     if (page && (method === 'GET' || method === 'HEAD')) {
       res.writeHead(200, { ...page.headers, 'Cache-Control': 'no-store', 'Content-Length': String(page.body.length) });
-      res.end(method === 'HEAD' ? undefined : page.body);
+      if (method === 'HEAD') res.end();
+      else res.end(page.body);
       return;
     }
     const client = /^\/hub-client\/([a-z0-9-]+\.js)$/.exec(path);
@@ -162,7 +172,8 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
         throw new HttpError(404, 'not_found', `${path} is not built: run npm run build`);
       }
       res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache', 'Content-Length': String(body.length) });
-      res.end(method === 'HEAD' ? undefined : body);
+      if (method === 'HEAD') res.end();
+      else res.end(body);
       return;
     }
     if (path === '/dev/token' && config.dev) {
@@ -175,7 +186,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     throw new HttpError(404, 'not_found', `no route for ${method} ${path}`);
   };
 
-  const server: Server = createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+  const onRequest = (req: ServiceRequest, res: ServiceResponse): void => {
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent) {
         res.destroy();
@@ -189,10 +200,8 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
       log('error', 'http_error', { path: (req.url ?? '').split('?')[0], error: (error as Error).message });
       sendError(res, new HttpError(500, 'internal_error', 'internal error'));
     });
-  });
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  };
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (closing || !WEBSOCKET_PATHS.includes(path)) {
       const status = closing ? '503 Service Unavailable' : '404 Not Found';
@@ -200,11 +209,68 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
       return;
     }
     hub.hub.handleUpgrade(req, socket, head);
-  });
-  server.on('clientError', (_error, socket) => {
+  };
+  const onClientError = (_error: Error, socket: Duplex): void => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
-  });
+  };
+
+  const tls = config.tlsCert !== undefined && config.tlsKey !== undefined;
+  let server: Server | Http2SecureServer;
+  /** With TLS: the open HTTP/2 sessions and TLS sockets, ended at the end of a shutdown (no closeAllConnections). */
+  const sessions = new Set<ServerHttp2Session>();
+  const tlsSockets = new Set<Duplex>();
+  if (tls) {
+    let secure: Http2SecureServer;
+    try {
+      secure = createSecureServer(
+        { cert: config.tlsCert!, key: config.tlsKey!, allowHTTP1: true, settings: { enableConnectProtocol: true, maxHeaderListSize: 16 * 1024 } },
+        onRequest,
+      );
+    } catch (error) {
+      throw new ConfigError(`--tls-cert/--tls-key: ${(error as Error).message}`);
+    }
+    // node:http2's compatibility layer answers every CONNECT stream 405 unless 'connect' has a listener. Over
+    // HTTP/2 this is (req, res); on an HTTP/1.1 connection of the same server (allowHTTP1) it is (req, socket, head).
+    (secure as unknown as NodeJS.EventEmitter).on('connect', (req: ServiceRequest, second: ServiceResponse | Duplex) => {
+      if (!(req instanceof Http2ServerRequest)) {
+        const socket = second as Duplex;
+        socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      const { stream, headers } = req;
+      const path = (headers[':path'] ?? '/').split('?')[0];
+      if (headers[':protocol'] === undefined) {
+        // A plain CONNECT asks for a tunnel: this is not a proxy.
+        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 405 }, { endStream: true });
+        return;
+      }
+      if (closing || !WEBSOCKET_PATHS.includes(path)) {
+        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': closing ? 503 : 404 }, { endStream: true });
+        return;
+      }
+      // The engine checks the rest (`:protocol` websocket, version, origin, authentication) as for an upgrade.
+      hub.hub.handleStream(stream, headers);
+    });
+    secure.on('upgrade', onUpgrade);
+    secure.on('session', (session: ServerHttp2Session) => {
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+    });
+    secure.on('secureConnection', (socket: Duplex) => {
+      tlsSockets.add(socket);
+      socket.once('close', () => tlsSockets.delete(socket));
+    });
+    (secure as unknown as NodeJS.EventEmitter).on('clientError', onClientError);
+    server = secure;
+  } else {
+    const plain = createServer({ maxHeaderSize: 16 * 1024 }, onRequest);
+    plain.requestTimeout = 30_000;
+    plain.headersTimeout = 10_000;
+    plain.on('upgrade', onUpgrade);
+    plain.on('clientError', onClientError);
+    server = plain;
+  }
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -215,7 +281,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
   });
   const address = server.address() as AddressInfo;
   const hostText = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${hostText}:${address.port}/`;
+  const url = `${tls ? 'https' : 'http'}://${hostText}:${address.port}/`;
   log('info', 'start', { url, pid: process.pid, dev: config.dev || undefined });
   log('info', 'config', { summary: configSummary(config) });
 
@@ -243,6 +309,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
   let closed: Promise<void> | undefined;
   return {
     url,
+    protocols: tls ? 'h2+h1' : 'h1',
     port: address.port,
     hub,
     config,
@@ -252,7 +319,9 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
         closing = true;
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         await hub.close({ code: options.code ?? 1001, timeout: config.shutdownTimeout });
-        server.closeAllConnections();
+        if (!tls) (server as Server).closeAllConnections();
+        for (const session of sessions) session.destroy();
+        for (const socket of tlsSockets) socket.destroy();
         await serverClosed;
       })();
       return closed;
@@ -274,7 +343,7 @@ function devFileLines(dev: DevCredentials): string[] {
   }
 }
 
-function requireKey(req: IncomingMessage, config: ServiceConfig): void {
+function requireKey(req: ServiceRequest, config: ServiceConfig): void {
   if (config.apiKey === undefined) throw new HttpError(401, 'unauthorized', 'the HTTP API is disabled: start the service with --api-key');
   if (!checkBearer(req.headers.authorization, config.apiKey)) throw new HttpError(401, 'unauthorized', 'missing or wrong API key (Authorization: Bearer <key>)');
 }
