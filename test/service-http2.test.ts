@@ -64,7 +64,8 @@ function h2(session: ClientHttp2Session, method: string, path: string, body?: un
 /** One request over HTTP/1.1 (ALPN offers only http/1.1). */
 function h1(service: ServiceProcess, method: string, path: string, key: string | null = API_KEY): Promise<{ status: number; version: string; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(new URL(path, service.url), { method, ca: tls.cert, ALPNProtocols: ['http/1.1'], headers: key === null ? {} : { authorization: `Bearer ${key}` }, agent: false }, (res) => {
+    const options = { method, ca: tls.cert, ALPNProtocols: ['http/1.1'], headers: key === null ? {} : { authorization: `Bearer ${key}` }, agent: false };
+    const req = httpsRequest(new URL(path, service.url), options, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
@@ -183,7 +184,7 @@ t.test('over HTTP/2 the hub applies what it applies over HTTP/1.1: bad tokens, t
   const outcome = async (http2: boolean): Promise<string> => {
     try {
       const c = await connect(url('not-a-jwt'), { http2, tls: { ca: tls.cert }, protocols: ['wsengine.v1'] });
-      const [code] = await new Promise<[number, Buffer]>((resolve) => c.once('close', (...a: [number, Buffer]) => resolve(a)));
+      const code = await new Promise<number>((resolve) => c.once('close', (closeCode: number) => resolve(closeCode)));
       return `close ${code}`;
     } catch (error) {
       return `refused ${(error as Error).message}`;
@@ -196,10 +197,10 @@ t.test('over HTTP/2 the hub applies what it applies over HTTP/1.1: bad tokens, t
 
   // The per-user limit counts HTTP/2 and HTTP/1.1 sockets together: the second evicts the first with 4429.
   const first = await connect(url(tokenFor('dave')), { tls: { ca: tls.cert }, protocols: ['wsengine.v1'] });
-  t.equal((first as unknown as { transport: string }).transport, 'http/1.1');
+  t.equal(first.transport, 'http/1.1');
   const evicted = new Promise<number>((resolve) => first.once('close', (code: number) => resolve(code)));
   const second = await connect(url(tokenFor('dave')), { http2: true, tls: { ca: tls.cert }, protocols: ['wsengine.v1'] });
-  t.equal((second as unknown as { transport: string }).transport, 'h2', 'the second socket is an HTTP/2 stream');
+  t.equal(second.transport, 'h2', 'the second socket is an HTTP/2 stream');
   t.equal(await evicted, 4429, 'the HTTP/1.1 socket is evicted by the HTTP/2 one');
 
   // Heartbeats: the engine answers protocol pings and the app pings are answered below; the socket stays open

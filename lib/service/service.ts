@@ -22,6 +22,7 @@ import { DEMO_HTML, DEMO_SCRIPT } from './demo-page.js';
 import { devCredentials, type DevCredentials } from './dev-credentials.js';
 import { checkBearer, HttpError, readJsonObject, sendError, sendJson, type ServiceRequest, type ServiceResponse } from './http.js';
 import type { Logger } from './log.js';
+import { LabelledCounter, type MetricFamily, renderMetrics } from './metrics.js';
 import { createServiceHub, type ServiceHub } from './hub-adapter.js';
 
 /** Milliseconds between the liveness check's event-loop ticks. */
@@ -97,6 +98,17 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
   }, LOOP_TICK_MS);
   loopTimer.unref();
 
+  /** With TLS: the open HTTP/2 sessions and TLS sockets, ended at the end of a shutdown (no closeAllConnections). */
+  const sessions = new Set<ServerHttp2Session>();
+  const tlsSockets = new Set<Duplex>();
+  // WebSockets by transport (HTTP/1.1 upgrade or HTTP/2 stream), and the open HTTP/2 sessions, for /metrics.
+  const opened = new LabelledCounter(4);
+  hub.hub.server.on('connection', (connection) => opened.inc(connection.transport));
+  const transportMetrics = (): MetricFamily[] => [
+    { name: 'wsengine_websocket_transport_total', type: 'counter', help: 'WebSocket handshakes completed, by transport: http/1.1 (upgrade) or h2 (RFC 8441 extended CONNECT stream)', samples: ['http/1.1', 'h2'].map((t) => ({ labels: { transport: t }, value: opened.get(t) })) },
+    { name: 'wsengine_http2_sessions', type: 'gauge', help: 'Open HTTP/2 sessions (TLS connections that chose h2); 0 without --tls-cert', samples: [{ value: sessions.size }] },
+  ];
+
   const mintDevToken = (user: string): string => signJwt({ sub: user }, config.jwtSecret!, { expiresIn: DEV_TOKEN_TTL });
 
   /**
@@ -146,7 +158,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     if (path === '/metrics') {
       if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET /metrics');
       requireKey(req, config);
-      const body = api.metricsText();
+      const body = api.metricsText() + renderMetrics(transportMetrics());
       res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), 'Cache-Control': 'no-store' });
       res.end(body);
       return;
@@ -217,9 +229,6 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
 
   const tls = config.tlsCert !== undefined && config.tlsKey !== undefined;
   let server: Server | Http2SecureServer;
-  /** With TLS: the open HTTP/2 sessions and TLS sockets, ended at the end of a shutdown (no closeAllConnections). */
-  const sessions = new Set<ServerHttp2Session>();
-  const tlsSockets = new Set<Duplex>();
   if (tls) {
     let secure: Http2SecureServer;
     try {
