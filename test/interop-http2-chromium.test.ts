@@ -112,26 +112,18 @@ async function launch(extraArgs: readonly string[]): Promise<{ context: BrowserC
 async function openSockets(context: BrowserContext, pageUrl: string, wsUrl: string): Promise<string[]> {
   const page = await context.newPage();
   await page.goto(pageUrl);
-  return page.evaluate(
-    async ({ wsUrl, count }) => {
-      const one = (i: number): Promise<string> =>
-        new Promise((resolve) => {
-          const ws = new WebSocket(`${wsUrl}?n=${i}`);
-          const timer = setTimeout(() => resolve(`timeout ${i}`), 15_000);
-          ws.onopen = () => ws.send(`hello ${i}`);
-          ws.onmessage = (e) => {
-            clearTimeout(timer);
-            resolve(`echo ${String(e.data)}`);
-          };
-          ws.onerror = () => {
-            clearTimeout(timer);
-            resolve(`error ${i}`);
-          };
-        });
-      return Promise.all(Array.from({ length: count }, (_, i) => one(i + 1)));
-    },
-    { wsUrl, count: SOCKETS },
-  );
+  // A string, not a function: tsx would compile a function with helpers (__name) the page does not have.
+  const script = `(async () => {
+    const one = (i) => new Promise((resolve) => {
+      const ws = new WebSocket(${JSON.stringify(wsUrl)} + '?n=' + i);
+      const timer = setTimeout(() => resolve('timeout ' + i), 15000);
+      ws.onopen = () => ws.send('hello ' + i);
+      ws.onmessage = (e) => { clearTimeout(timer); resolve('echo ' + String(e.data)); };
+      ws.onerror = () => { clearTimeout(timer); resolve('error ' + i); };
+    });
+    return Promise.all(Array.from({ length: ${SOCKETS} }, (_, i) => one(i + 1)));
+  })()`;
+  return page.evaluate(script) as Promise<string[]>;
 }
 
 const expectedEchoes = Array.from({ length: SOCKETS }, (_, i) => `echo hello ${i + 1}`);
