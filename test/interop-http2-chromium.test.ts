@@ -23,7 +23,9 @@ import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import type { BrowserContext } from 'playwright-core';
 import { createServer, type WebSocketConnection, type WebSocketServer } from '../lib/index.js';
+import { API_KEY, serviceArgs, startService, tokenFor } from './helpers/service.js';
 import { testCertificate, type TestCertificate } from './helpers/tls.js';
+import { connect as h2connect } from 'node:http2';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const inCI = Boolean(process.env.CI) && process.env.CI !== 'false' && process.env.CI !== '0';
@@ -185,5 +187,45 @@ if (!chromiumFound && inCI) {
     t.equal(recorded.sessions.flatMap((s) => s.streams).filter((st) => st.method === 'CONNECT').length, 0, 'no CONNECT stream');
     t.equal(recorded.upgrades.length, SOCKETS, 'each WebSocket an HTTP/1.1 upgrade');
     t.same(recorded.connections.map((c) => c.transport), Array(SOCKETS).fill('http/1.1'));
+  });
+
+  t.test('the hub service over TLS: the hub client library in Chromium connects over the page\'s HTTP/2 session', async (t) => {
+    const service = await startService(serviceArgs(['--tls-cert', tls.certPath, '--tls-key', tls.keyPath]), {}, 20_000, { exitWithParent: true });
+    t.teardown(() => service.stop('SIGKILL'));
+    const browser = await launch(['--ignore-certificate-errors']);
+    t.teardown(() => browser.close());
+    const page = await browser.context.newPage();
+    await page.goto(new URL('/health', service.url).href);
+    const tokens = ['ann', 'ben', 'cat'].map((user) => tokenFor(user));
+    // The client library as the demo page loads it (plain ESM from /hub-client/), three clients, one message.
+    const script = `(async () => {
+      const { HubClient } = await import('/hub-client/index.js');
+      const tokens = ${JSON.stringify(tokens)};
+      const clients = tokens.map((token) => new HubClient({ url: location.origin.replace('https:', 'wss:') + '/ws', token }));
+      const got = clients.map(() => []);
+      clients.forEach((c, i) => c.on('message', (m) => { if (m.topic === 'h2.room') got[i].push(m.data.text); }));
+      await Promise.all(clients.map((c) => c.connect()));
+      await Promise.all(clients.map((c) => c.subscribe('h2.room')));
+      await clients[0].publish({ topic: 'h2.room', type: 'chat', data: { text: 'over one connection' } });
+      const end = Date.now() + 10000;
+      while (got.some((g) => g.length === 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      return got;
+    })()`;
+    const got = (await page.evaluate(script)) as string[][];
+    t.same(got, [['over one connection'], ['over one connection'], ['over one connection']], 'every client got the message');
+    // The service's own count, read over a separate HTTP/2 session from Node.
+    const session = h2connect(service.url, { ca: tls.cert });
+    t.teardown(() => session.destroy());
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = session.request({ ':path': '/metrics', authorization: `Bearer ${API_KEY}` });
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => resolve(body));
+      req.on('error', reject);
+    });
+    const metric = (name: string): number => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? 0);
+    t.equal(metric('wsengine_websocket_transport_total{transport="h2"}'), 3, 'the service saw three WebSockets as HTTP/2 streams');
+    t.equal(metric('wsengine_websocket_transport_total{transport="http/1.1"}'), 0, 'and no HTTP/1.1 upgrade');
   });
 }
