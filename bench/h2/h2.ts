@@ -42,12 +42,16 @@ function median(values: number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-async function openMany(url: string, n: number, transport: Transport, ca: Buffer): Promise<WebSocketConnection[]> {
+/**
+ * Opens `n` WebSockets, 50 at a time. `tls` is one object for all: the client shares an HTTP/2 session per origin
+ * and per `tls` object, so a fresh `{ ca }` per call would open a session each.
+ */
+async function openMany(url: string, n: number, transport: Transport, tls: { ca: Buffer }): Promise<WebSocketConnection[]> {
   const out: WebSocketConnection[] = [];
   const batch = 50;
   for (let i = 0; i < n; i += batch) {
     const k = Math.min(batch, n - i);
-    out.push(...(await Promise.all(Array.from({ length: k }, () => connect(url, { http2: transport === 'h2', tls: { ca }, heartbeat: false } as never)))));
+    out.push(...(await Promise.all(Array.from({ length: k }, () => connect(url, { http2: transport === 'h2', tls, heartbeat: false })))));
   }
   return out;
 }
@@ -72,10 +76,11 @@ async function withServer<T>(key: Buffer, cert: Buffer, body: (server: Child, ur
 
 /** One memory pass: baseline after a warm-up, then `n` idle WebSockets over `transport`; growth per WebSocket. */
 async function memoryPass(transport: Transport, n: number, tls: { key: Buffer; cert: Buffer }): Promise<{ rss: number; heap: number; external: number }> {
+  const clientTls = { ca: tls.cert };
   return withServer(tls.key, tls.cert, async (server, url) => {
     // Warm-up: the code paths of both transports, so that what follows measures connections, not compiled code.
     for (const t of ['h1', 'h2'] as const) {
-      const warm = await openMany(url, 20, t, tls.cert);
+      const warm = await openMany(url, 20, t, clientTls);
       await Promise.all(warm.map((c) => new Promise<void>((resolve) => {
         c.once('message', () => resolve());
         c.send('warm-up');
@@ -84,10 +89,12 @@ async function memoryPass(transport: Transport, n: number, tls: { key: Buffer; c
     }
     await new Promise((r) => setTimeout(r, 200));
     const base = await server.call<{ rss: number; heapUsed: number; external: number }>('memory');
-    const conns = await openMany(url, n, transport, tls.cert);
+    const conns = await openMany(url, n, transport, clientTls);
     const held = await server.call<Record<string, number>>('sockets');
     const expected = transport === 'h2' ? 'h2' : 'http/1.1';
     if (held[expected] !== n) throw new Error(`the server holds ${JSON.stringify(held)}, expected ${n} ${expected}`);
+    const sessions = await server.call<number>('sessions');
+    if (transport === 'h2' && sessions !== 1) throw new Error(`${n} WebSockets over ${sessions} HTTP/2 sessions, expected one`);
     const after = await server.call<{ rss: number; heapUsed: number; external: number }>('memory');
     await closeAll(conns);
     return { rss: (after.rss - base.rss) / n, heap: (after.heapUsed - base.heapUsed) / n, external: (after.external - base.external) / n };
@@ -97,7 +104,8 @@ async function memoryPass(transport: Transport, n: number, tls: { key: Buffer; c
 /** One CPU pass: server CPU time per echoed message over `transport`. */
 async function echoPass(transport: Transport, o: H2Report['echo'], tls: { key: Buffer; cert: Buffer }): Promise<number> {
   return withServer(tls.key, tls.cert, async (server, url) => {
-    const conns = await openMany(url, o.connections, transport, tls.cert);
+    const conns = await openMany(url, o.connections, transport, { ca: tls.cert });
+    if (transport === 'h2' && (await server.call<number>('sessions')) !== 1) throw new Error('the echo sockets are not on one HTTP/2 session');
     const payload = Buffer.alloc(o.size, 'x');
     const run = (messages: number): Promise<void> =>
       Promise.all(conns.map((c) => new Promise<void>((resolve) => {

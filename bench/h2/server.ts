@@ -13,6 +13,7 @@ import { serve } from '../e2e/ipc.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const open = new Set<WebSocketConnection>();
+let sessions = 0;
 
 serve({
   async listen({ key, cert }: { key: string; cert: string }) {
@@ -24,6 +25,10 @@ serve({
       conn.on('message', (data, isBinary) => conn.send(data, { binary: isBinary }));
     });
     wss.attachHttp2(server);
+    server.on('session', (session) => {
+      sessions++;
+      session.once('close', () => sessions--);
+    });
     server.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return (server.address() as AddressInfo).port;
@@ -41,6 +46,10 @@ serve({
   cpu() {
     const c = process.cpuUsage();
     return c.user + c.system;
+  },
+  /** Open HTTP/2 sessions. */
+  sessions() {
+    return sessions;
   },
   sockets() {
     const by: Record<string, number> = {};
