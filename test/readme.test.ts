@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testCertificate } from './helpers/tls.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -80,6 +81,34 @@ process.exit(0);
   const { code: exit, stdout, stderr } = await runModule('attach.mjs', code);
   t.equal(exit, 0, stderr);
   t.same(stdout.trim().split('\n'), ['/chat welcome to chat', '/feed welcome to the feed']);
+});
+
+/** The `n`th (from 0) TypeScript block of the section under `## heading`. */
+function sectionSnippet(heading: string, n: number): string {
+  const at = readme.indexOf(`## ${heading}\n`);
+  const end = readme.indexOf('\n## ', at + 3);
+  const blocks = [...readme.slice(at, end === -1 ? undefined : end).matchAll(/```ts\n([\s\S]*?)```/g)];
+  return blocks[n][1];
+}
+
+t.test('"WebSockets over HTTP/2": the own server (h2c) and two WebSockets on one session', async (t) => {
+  const port = await freePort();
+  const code = sectionSnippet('WebSockets over HTTP/2', 0).replaceAll('8080', String(port));
+  const { code: exit, stdout, stderr } = await runModule('h2-own.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.same(stdout.trim().split('\n'), ['h2 h2', 'echo: hello over a stream']);
+});
+
+t.test('"WebSockets over HTTP/2": attachHttp2 on a node:http2 server, HTTP/2 and HTTP/1.1 on one port', async (t) => {
+  const port = await freePort();
+  const tls = testCertificate();
+  t.teardown(() => tls.remove());
+  writeFileSync(join(consumer, 'key.pem'), tls.key);
+  writeFileSync(join(consumer, 'cert.pem'), tls.cert);
+  const code = sectionSnippet('WebSockets over HTTP/2', 1).replaceAll('8443', String(port));
+  const { code: exit, stdout, stderr } = await runModule('h2-attach.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.same(stdout.trim().split('\n'), ['welcome over h2', 'welcome over http/1.1']);
 });
 
 t.test('every install line in the README works while the package is not on the registry', async (t) => {
