@@ -261,6 +261,9 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
       // The engine checks the rest (`:protocol` websocket, version, origin, authentication) as for an upgrade.
       hub.hub.handleStream(stream, headers);
     });
+    // The HTTP/1.1 side (allowHTTP1) has node:http's request and header deadlines: the same as without TLS.
+    // (node sets them on an allowHTTP1 server, 300 s and 60 s by default; @types/node does not declare them.)
+    Object.assign(secure, { requestTimeout: 30_000, headersTimeout: 10_000 });
     secure.on('upgrade', onUpgrade);
     secure.on('session', (session: ServerHttp2Session) => {
       sessions.add(session);
