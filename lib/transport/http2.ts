@@ -23,7 +23,8 @@
  * a header name in upper case, a `:protocol` sent to a server that did not advertise the setting, and an extended
  * CONNECT without `:scheme` or `:path` are each answered with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.2.1 and
  * §8.1.1: malformed requests are stream errors), and no `stream` event fires. node's own client, asked for a
- * `:protocol` by a server that did not advertise it, sends nothing and fails the request with REFUSED_STREAM.
+ * `:protocol` by a server that did not advertise it, fails the request with a stream reset (PROTOCOL_ERROR, or
+ * REFUSED_STREAM) and the server sees no stream.
  *
  * @module
  */
