@@ -82,6 +82,14 @@ process.exit(0);
   t.same(stdout.trim().split('\n'), ['/chat welcome to chat', '/feed welcome to the feed']);
 });
 
+t.test('"HTTP/2 (RFC 8441)" runs: two WebSockets on one HTTP/2 connection', async (t) => {
+  const port = await freePort();
+  const code = readme.slice(readme.indexOf('```ts\n', readme.indexOf('### HTTP/2 (RFC 8441)')) + 6).split('```')[0].replaceAll('8080', String(port));
+  const { code: exit, stdout, stderr } = await runModule('http2.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.equal(stdout.trim(), 'h2: hello');
+});
+
 t.test('every install line in the README works while the package is not on the registry', async (t) => {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; version: string };
   const shell = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => m[1].split('\n'));
