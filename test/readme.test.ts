@@ -83,6 +83,14 @@ process.exit(0);
   t.same(stdout.trim().split('\n'), ['/chat welcome to chat', '/feed welcome to the feed']);
 });
 
+t.test('"HTTP/2 (RFC 8441)" runs: two WebSockets on one HTTP/2 connection', async (t) => {
+  const port = await freePort();
+  const code = readme.slice(readme.indexOf('```ts\n', readme.indexOf('### HTTP/2 (RFC 8441)')) + 6).split('```')[0].replaceAll('8080', String(port));
+  const { code: exit, stdout, stderr } = await runModule('http2.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.equal(stdout.trim(), 'h2: hello');
+});
+
 /** The `n`th (from 0) TypeScript block of the section under `## heading`. */
 function sectionSnippet(heading: string, n: number): string {
   const at = readme.indexOf(`## ${heading}\n`);
@@ -91,21 +99,13 @@ function sectionSnippet(heading: string, n: number): string {
   return blocks[n][1];
 }
 
-t.test('"WebSockets over HTTP/2": the own server (h2c) and two WebSockets on one session', async (t) => {
-  const port = await freePort();
-  const code = sectionSnippet('WebSockets over HTTP/2', 0).replaceAll('8080', String(port));
-  const { code: exit, stdout, stderr } = await runModule('h2-own.mjs', code);
-  t.equal(exit, 0, stderr);
-  t.same(stdout.trim().split('\n'), ['h2 h2', 'echo: hello over a stream']);
-});
-
 t.test('"WebSockets over HTTP/2": attachHttp2 on a node:http2 server, HTTP/2 and HTTP/1.1 on one port', async (t) => {
   const port = await freePort();
   const tls = testCertificate();
   t.teardown(() => tls.remove());
   writeFileSync(join(consumer, 'key.pem'), tls.key);
   writeFileSync(join(consumer, 'cert.pem'), tls.cert);
-  const code = sectionSnippet('WebSockets over HTTP/2', 1).replaceAll('8443', String(port));
+  const code = sectionSnippet('WebSockets over HTTP/2', 0).replaceAll('8443', String(port));
   const { code: exit, stdout, stderr } = await runModule('h2-attach.mjs', code);
   t.equal(exit, 0, stderr);
   t.same(stdout.trim().split('\n'), ['welcome over h2', 'welcome over http/1.1']);

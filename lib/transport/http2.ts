@@ -23,7 +23,8 @@
  * a header name in upper case, a `:protocol` sent to a server that did not advertise the setting, and an extended
  * CONNECT without `:scheme` or `:path` are each answered with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.2.1 and
  * §8.1.1: malformed requests are stream errors), and no `stream` event fires. node's own client, asked for a
- * `:protocol` by a server that did not advertise it, sends nothing and fails the request with REFUSED_STREAM.
+ * `:protocol` by a server that did not advertise it, fails the request with a stream reset (PROTOCOL_ERROR, or
+ * REFUSED_STREAM) and the server sees no stream.
  *
  * @module
  */
@@ -48,7 +49,6 @@ import { type ClientOptions, HandshakeError } from './client.js';
 const {
   NGHTTP2_NO_ERROR,
   NGHTTP2_PROTOCOL_ERROR,
-  NGHTTP2_CANCEL,
 } = http2.constants;
 
 /** Defaults of the HTTP/2 transport. */
@@ -816,7 +816,8 @@ export async function attemptHttp2(
       const fail = (error: Error): void => {
         if (done) return;
         finish();
-        if (stream !== null && !stream.closed) stream.close(NGHTTP2_CANCEL);
+        // destroy(), not close(): a stream closed while what the server sent is unread would wait for that to be read.
+        if (stream !== null && !stream.destroyed) stream.destroy();
         reject(error);
       };
       const timer = setTimeout(() => fail(new HandshakeError('opening handshake timed out')), options.handshakeTimeout ?? 10_000);
@@ -860,7 +861,7 @@ export async function attemptHttp2(
             const location = one(response.location);
             if (!location) return fail(new HandshakeError(`redirect (${status}) without a location`, status));
             finish();
-            s.close(NGHTTP2_CANCEL);
+            s.destroy();
             return resolve({ status, location });
           }
           if (status < 200 || status > 299) return fail(new HandshakeError(`server answered ${status} instead of 200`, status));
