@@ -130,6 +130,16 @@ t.test('one TLS port: HTTP API, health and metrics over HTTP/2 and HTTP/1.1; the
   const refused = await h2(session, 'GET', '/api/connections', undefined, null);
   t.equal(refused.status, 401, 'the API key is required over HTTP/2 too');
   t.equal(refused.headers['www-authenticate'], 'Bearer');
+  const page = await h2(session, 'GET', '/', undefined, null);
+  t.equal(page.status, 200, 'the demo page over HTTP/2');
+  t.match(page.headers['content-type'], /^text\/html/);
+  t.match(page.headers['content-security-policy'], "connect-src 'self'");
+  const library = await h2(session, 'GET', '/hub-client/index.js', undefined, null);
+  t.equal(library.status, 200, 'the hub client library over HTTP/2');
+  t.match(library.text, 'export class HubClient');
+  const head = await h2(session, 'HEAD', '/', undefined, null);
+  t.equal(head.status, 200, 'HEAD over HTTP/2');
+  t.equal(head.text, '', 'without a body');
   const missing = await h2(session, 'GET', '/nowhere');
   t.equal(missing.status, 404, 'an unknown path is 404 over HTTP/2');
   const health1 = await h1(service, 'GET', '/health', null);
@@ -173,7 +183,7 @@ t.test('one TLS port: HTTP API, health and metrics over HTTP/2 and HTTP/1.1; the
   t.equal(metric(metrics.text, 'wsengine_connections'), 3, 'three hub connections');
 });
 
-t.test('over HTTP/2 the hub applies what it applies over HTTP/1.1: bad tokens, the per-user limit, slow consumers, heartbeats', async (t) => {
+t.test('over HTTP/2 the hub applies what it applies over HTTP/1.1: bad tokens, the per-user limit, heartbeats, slow consumers, graceful shutdown', async (t) => {
   const service = await startService(
     serviceArgs(['--tls-cert', tls.certPath, '--tls-key', tls.keyPath, '--max-connections-per-user', '1', '--max-buffered', '64k', '--heartbeat-interval', '200ms', '--heartbeat-timeout', '1s']),
     {},
@@ -264,6 +274,13 @@ t.test('over HTTP/2 the hub applies what it applies over HTTP/1.1: bad tokens, t
   t.ok(closedAs === 1006 || closedAs === 1008, `the slow subscriber is closed (${closedAs})`);
   await waitFor('the fast subscriber to get every message', () => fastGot === sent + 1);
   t.equal(fastGot, sent + 1, 'the subscriber on the same HTTP/2 session got every message');
-  fast.close();
-  second.close();
+
+  // Graceful shutdown (SIGTERM): HTTP/2 sockets are closed 1001 like the others, and the process exits 0.
+  const fastClosed = new Promise<number>((resolve) => fast.once('close', (c: number) => resolve(c)));
+  const secondClosed = new Promise<number>((resolve) => second.once('close', (c: number) => resolve(c)));
+  session.destroy();
+  const exit = await service.stop('SIGTERM');
+  t.equal(exit.code, 0, 'the service exits 0 after SIGTERM');
+  t.equal(await fastClosed, 1001, 'an HTTP/2 socket is closed 1001 (going away)');
+  t.equal(await secondClosed, 1001, 'and the other one on its session');
 });
