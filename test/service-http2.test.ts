@@ -142,6 +142,20 @@ t.test('one TLS port: HTTP API, health and metrics over HTTP/2 and HTTP/1.1; the
   t.equal(head.text, '', 'without a body');
   const missing = await h2(session, 'GET', '/nowhere');
   t.equal(missing.status, 404, 'an unknown path is 404 over HTTP/2');
+  // CONNECT streams that are not hub WebSockets get the RFC's answers.
+  const connectStatus = (headers: Record<string, string>): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'CONNECT', ...headers }, { endStream: false });
+      req.on('response', (h) => {
+        resolve(Number(h[':status']));
+        req.close();
+      });
+      req.on('error', reject);
+    });
+  const authority = new URL(service.url).host;
+  t.equal(await connectStatus({ ':authority': authority }), 405, 'a plain CONNECT (a tunnel): 405, this is not a proxy');
+  t.equal(await connectStatus({ ':authority': authority, ':protocol': 'websocket', ':scheme': 'https', ':path': '/elsewhere', 'sec-websocket-version': '13' }), 404, 'a WebSocket CONNECT off / and /ws: 404');
+  t.equal(await connectStatus({ ':authority': authority, ':protocol': 'not-websocket', ':scheme': 'https', ':path': '/ws', 'sec-websocket-version': '13' }), 501, 'another :protocol: 501 (from the engine)');
   const health1 = await h1(service, 'GET', '/health', null);
   t.equal(health1.version, '1.1', 'the same port speaks HTTP/1.1');
   t.equal(health1.status, 200, 'GET /health over HTTP/1.1');
