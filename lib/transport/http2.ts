@@ -558,9 +558,18 @@ export class OwnHttp2 {
       settings: config.settings,
       ...(o.maxHeaders !== undefined ? { maxHeaderListPairs: o.maxHeaders } : {}),
     });
+    const idleLimit = o.handshakeTimeout ?? 10_000;
     this.server.on('session', (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
-      session.once('close', () => this.sessions.delete(session));
+      // A session that opens no stream within the handshake timeout is dropped (the HTTP/1.1 path drops a
+      // connection whose upgrade does not come in that time): an idle connection costs a session otherwise.
+      const timer = setTimeout(() => session.destroy(), idleLimit);
+      timer.unref();
+      session.once('stream', () => clearTimeout(timer));
+      session.once('close', () => {
+        clearTimeout(timer);
+        this.sessions.delete(session);
+      });
     });
     this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       if (headers[':method'] === 'CONNECT') acceptStream(this.wss, stream, headers);
