@@ -309,3 +309,17 @@ t.test('an idle client session does not keep the process alive', async (t) => {
   t.equal(code, 0, out);
   t.match(out, /h2\s+closed/, 'the process exited by itself after the close');
 });
+
+t.test('nobody listening: the error is the network one, and it does not mark the origin as HTTP/1.1-only', async (t) => {
+  const probe = createServer({ heartbeat: false });
+  const { port } = await probe.listen(0, '127.0.0.1');
+  await probe.close({ timeout: 100 });
+  const e = await connect(`ws://127.0.0.1:${port}/`, { http2: true }).catch((error: HandshakeError) => error);
+  t.ok(e instanceof HandshakeError && e.code === 'ECONNREFUSED', `HandshakeError with code ECONNREFUSED (${(e as HandshakeError).code})`);
+  const server = createServer({ heartbeat: false, http2: { cleartext: true }, port, host: '127.0.0.1' });
+  t.teardown(() => server.close({ timeout: 200 }));
+  await once(server, 'listening');
+  const c = await connect(`ws://127.0.0.1:${port}/`, { http2: true });
+  t.equal(c.transport, 'h2', 'once a server is there, the next connect uses HTTP/2');
+  c.close();
+});

@@ -731,16 +731,17 @@ function openSession(url: URL, key: string, options: ClientOptions): Pooled {
       ? tlsConnect({ servername: isIp ? undefined : host, ...options.tls, ALPNProtocols: ['h2', 'http/1.1'], host, port })
       : netConnect({ host, port });
     socket.setNoDelay(true);
-    const settle = (ok: boolean): void => {
+    /** `remember`: the server was reached and does not offer RFC 8441 (not a network error, which HTTP/1.1 reports itself). */
+    const settle = (ok: boolean, remember = true): void => {
       if (!ok) {
-        if (!entry.dead) noWebSocketsOverH2.set(key, performance.now() + HTTP2_DEFAULTS.fallbackMemory);
+        if (remember && !entry.dead) noWebSocketsOverH2.set(key, performance.now() + HTTP2_DEFAULTS.fallbackMemory);
         retire(entry, false);
         entry.session?.destroy();
         socket.destroy();
       }
       resolve(ok);
     };
-    const failEarly = (): void => settle(false);
+    const failEarly = (): void => settle(false, false);
     socket.once('error', failEarly);
     socket.once('close', failEarly);
     socket.once(secure ? 'secureConnect' : 'connect', () => {
@@ -794,6 +795,7 @@ export async function attemptHttp2(
   deflate: Required<DeflateOptions> | null,
   heartbeat: Heartbeat | null,
   codecFor: (params: DeflateParams) => DeflateCodec,
+  retried = false,
 ): Promise<WebSocketConnection | Redirect | null> {
   const key = poolKey(url, options.tls);
   const known = noWebSocketsOverH2.get(key);
@@ -814,7 +816,7 @@ export async function attemptHttp2(
   }
   let handedOver = false;
   try {
-    return await new Promise<WebSocketConnection | Redirect | null>((resolve, reject) => {
+    const result = await new Promise<WebSocketConnection | Redirect | null | typeof RETRY>((resolve, reject) => {
       let stream: http2.ClientHttp2Stream | null = null;
       let done = false;
       const finish = (): void => {
@@ -838,9 +840,15 @@ export async function attemptHttp2(
       e.ready.then((ok) => {
         if (done) return;
         const session = e.session;
-        if (!ok || session === null || session.closed || session.destroyed) {
+        if (!ok) {
           finish();
           return resolve(null);
+        }
+        if (session === null || session.closed || session.destroyed) {
+          // The session offered RFC 8441 but is going away (a GOAWAY came meanwhile): once more on a new one.
+          finish();
+          retire(e, false);
+          return resolve(RETRY);
         }
         session.ref();
         const h: http2.OutgoingHttpHeaders = {};
@@ -912,7 +920,13 @@ export async function attemptHttp2(
         });
       });
     });
+    if (result !== RETRY) return result;
   } finally {
     if (!handedOver) release(e);
   }
+  if (retried) throw new HandshakeError('the HTTP/2 session closed during the opening handshake');
+  return attemptHttp2(url, protocols, headers, options, deflate, heartbeat, codecFor, true);
 }
+
+/** What a handshake that found its session going away resolves to: try once more on a new session. */
+const RETRY = Symbol('retry');
