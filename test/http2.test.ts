@@ -128,6 +128,15 @@ t.test('attachHttp2: an existing Http2SecureServer with allowHTTP1 serves both, 
     }).on('error', reject);
   });
   t.equal(h1, 'app', 'a plain HTTP/1.1 request reaches the application');
+  const other = await new Promise<number>((resolve, reject) => {
+    https
+      .request({ host: '127.0.0.1', port, path: '/', ca: TLS.cert, servername: 'localhost', agent: false, headers: { Connection: 'Upgrade', Upgrade: 'foo' } })
+      .on('response', (res) => resolve(res.statusCode ?? 0))
+      .on('upgrade', () => reject(new Error('upgraded')))
+      .on('error', reject)
+      .end();
+  });
+  t.equal(other, 400, 'an upgrade to another protocol, with no upgrade listener of the application: 400, not a hang');
   t.same(requests.sort(), ['1.1 GET /h1page', '2.0 GET /page']);
   t.notOk(appStreams.includes('CONNECT'), 'the WebSocket streams never reached the application');
   c1.close();

@@ -518,15 +518,24 @@ export function attachHttp2<Data, Principal>(wss: WebSocketServer<Data, Principa
         acceptStream(wss, args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders);
         return true;
       }
-      if (event === 'upgrade' && isWebSocketUpgrade(args[0] as IncomingMessage)) {
-        server.handleUpgrade(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer);
-        return true;
+      if (event === 'upgrade') {
+        if (isWebSocketUpgrade(args[0] as IncomingMessage)) {
+          server.handleUpgrade(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer);
+          return true;
+        }
+        // Another protocol, and no `upgrade` listener but ours: node would have given it to `request` without
+        // ours, but has now handed over the socket: refuse it rather than leave it hanging.
+        if (h2server.listenerCount('upgrade') === 1) {
+          (args[1] as Duplex).end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          return true;
+        }
       }
     }
     return original.call(this, event, ...args);
   };
   target.emit = emit;
-  // node:http only emits `upgrade` (for an HTTP/1.1 client of an allowHTTP1 server) when it has a listener.
+  // node:http emits `upgrade` (for an HTTP/1.1 client of an allowHTTP1 server) only when it has a listener; without
+  // one, an upgrade request is emitted as a plain `request` (measured on Node 20).
   h2server.on('upgrade', noop);
   return () => {
     if (!attached) return;
