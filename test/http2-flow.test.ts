@@ -180,3 +180,18 @@ t.test('a GOAWAY with an error code destroys the session: 1006 on both sides', a
   await until(() => serverCloses.length === 1, 10_000, 'server side closed');
   t.ok([1006, 1001].includes(serverCloses[0]), `server side closed (${serverCloses[0]})`);
 });
+
+t.test('RST_STREAM NO_ERROR to a paused WebSocket: it closes at once (1006), not when it resumes', async (t) => {
+  let serverSide: WebSocketConnection | null = null;
+  const { url } = await server(t, (c) => {
+    serverSide = c;
+    c.pause();
+  });
+  const c = await connect(url, { http2: true });
+  await until(() => serverSide !== null, 5000, 'server side');
+  c.send(Buffer.alloc(100_000)); // something buffered, unread, on the paused side
+  await new Promise((r) => setTimeout(r, 100));
+  const closed = once<[number]>(serverSide!, 'close', 5000);
+  streamOf(c).close(http2.constants.NGHTTP2_NO_ERROR);
+  t.equal((await closed)[0], 1006, 'the paused server side closed with 1006');
+});

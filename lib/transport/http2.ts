@@ -481,10 +481,24 @@ function completeStream<Data, Principal>(
   server.emit('connection', connection, request);
 }
 
-/** Marks a stream as a WebSocket's byte pipe: `transport` reads `'h2'`, `remoteAddress` the session's peer. */
-function markStream(stream: Duplex, remoteAddress: string | undefined): void {
+/**
+ * Marks a stream as a WebSocket's byte pipe: `transport` reads `'h2'`, `remoteAddress` the session's peer. A reset
+ * from the peer while our side is open (`aborted`) destroys the stream at once: with NO_ERROR, node would otherwise
+ * wait for what is buffered to be read before `close`, which a paused WebSocket never does.
+ */
+function markStream(stream: http2.Http2Stream, remoteAddress: string | undefined): void {
   Object.defineProperty(stream, kTransport, { value: 'h2' });
   Object.defineProperty(stream, 'remoteAddress', { value: remoteAddress, configurable: true });
+  stream.once('aborted', onAborted);
+}
+
+function onAborted(this: http2.Http2Stream): void {
+  // After node has finished closing the stream (destroying it from inside its 'aborted' event loses 'close').
+  setImmediate(destroyStream, this);
+}
+
+function destroyStream(stream: http2.Http2Stream): void {
+  if (!stream.destroyed) stream.destroy();
 }
 
 type EmitFn = (event: string | symbol, ...args: any[]) => boolean;
