@@ -577,8 +577,9 @@ export class OwnHttp2 {
     private readonly fallback: (socket: Duplex, first: Buffer | undefined) => void,
   ) {
     const o = wss.options;
+    // The head limits of the HTTP/1.1 path, as HTTP/2 counts them: header fields, and bytes of the header list.
     this.server = http2.createServer({
-      settings: config.settings,
+      settings: { ...(o.maxHeadSize !== undefined ? { maxHeaderListSize: o.maxHeadSize } : {}), ...config.settings },
       ...(o.maxHeaders !== undefined ? { maxHeaderListPairs: o.maxHeaders } : {}),
     });
     const idleLimit = o.handshakeTimeout ?? 10_000;
