@@ -215,10 +215,14 @@ t.test('principal and request facts reach the connection event; maxConnections g
 });
 
 t.test('one session per origin for many WebSockets; closed after the idle time', async (t) => {
-  const { url, sessions, openSessions } = await echoServer(t, 'h2');
+  const { url, sessions, openSessions, server } = await echoServer(t, 'h2');
+  const ports = new Set<number | undefined>();
+  server.on('connection', (_c, req) => ports.add(req.socket.remotePort));
   const before = clientSessionCount();
   const conns = await Promise.all(Array.from({ length: 20 }, () => connect(url, { http2: true, tls: CLIENT_TLS })));
   t.equal(sessions(), 1, 'twenty WebSockets, one HTTP/2 session');
+  t.equal(ports.size, 1, "the server sees one TCP connection: every request's socket.remotePort is the same");
+  t.ok([...ports][0]! > 0, 'a real port');
   t.equal(clientSessionCount(), before + 1, 'the client pooled one session for them');
   await Promise.all(conns.map(async (c, i) => {
     c.send(`m${i}`);
