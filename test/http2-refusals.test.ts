@@ -175,3 +175,17 @@ t.test('handshake timeout over h2: a CONNECT whose authenticate never answers is
   await once(idle, 'close', 5000);
   t.pass('the idle session was closed by the server');
 });
+
+t.test('headers HTTP/2 forbids, from the application, never crash: refusal without them, 500 from httpHandler', async (t) => {
+  const { port } = await h2c(t, {
+    authenticate: () => ({ reject: true, status: 403, headers: { Connection: 'close' }, message: 'no' }),
+    httpHandler: () => ({ status: 200, headers: { 'Transfer-Encoding': 'chunked' }, body: 'x' }),
+  });
+  const session = await h2session(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  const refused = await outcome(session.request(connectHeaders('/'), { endStream: false }));
+  t.ok('status' in refused && refused.status === 403 && refused.headers.connection === undefined, '403, the connection-specific header left out');
+  const page = await outcome(session.request({ ':path': '/' }));
+  t.ok('status' in page && page.status === 500, 'httpHandler with a forbidden header: 500');
+  if ('status' in page) t.equal(await page.body, 'invalid response headers');
+});

@@ -345,11 +345,12 @@ function refuseStream(server: ServerInternals<any, any>, stream: http2.ServerHtt
   if (stream.destroyed || stream.closed) return;
   stream.off('data', onEarlyData);
   if (!stream.headersSent) {
-    try {
-      stream.respond(lowerHeaders(r.headers, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' }));
-    } catch {
-      // Headers HTTP/2 refuses (connection-specific ones, say): the status alone.
-      stream.respond({ ':status': r.status, 'content-type': 'text/plain; charset=utf-8' });
+    // Headers HTTP/2 refuses (connection-specific ones, say): the status alone; a stream that cannot answer at all
+    // (its session going away meanwhile): reset.
+    if (!respondSafely(stream, lowerHeaders(r.headers, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' })) &&
+      !respondSafely(stream, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' })) {
+      stream.destroy();
+      return;
     }
   }
   stream.end(r.message);
@@ -359,6 +360,16 @@ function refuseStream(server: ServerInternals<any, any>, stream: http2.ServerHtt
   }, 1000);
   timer.unref();
   stream.once('close', () => clearTimeout(timer));
+}
+
+/** `stream.respond`, false instead of a throw (invalid headers, or a stream or session closed meanwhile). */
+function respondSafely(stream: http2.ServerHttp2Stream, headers: http2.OutgoingHttpHeaders): boolean {
+  try {
+    stream.respond(headers);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** DATA before the 200: the client sent its WebSocket frames early, a protocol error for the stream. */
@@ -664,14 +675,9 @@ export class OwnHttp2 {
     const body = answer.body ?? '';
     const out: http2.OutgoingHttpHeaders = { ':status': answer.status };
     if (!Object.keys(answer.headers ?? {}).some((k) => k.toLowerCase() === 'content-type')) out['content-type'] = 'text/plain; charset=utf-8';
-    try {
-      stream.respond(lowerHeaders(answer.headers, out));
-    } catch {
-      stream.respond({ ':status': 500, 'content-type': 'text/plain; charset=utf-8' });
-      stream.end('invalid response headers');
-      return;
-    }
-    stream.end(body);
+    if (respondSafely(stream, lowerHeaders(answer.headers, out))) stream.end(body);
+    else if (respondSafely(stream, { ':status': 500, 'content-type': 'text/plain; charset=utf-8' })) stream.end('invalid response headers');
+    else stream.destroy();
   }
 
   /** Shutdown: GOAWAY to every session (they close once their streams are done). */
