@@ -49,6 +49,7 @@ import { type ClientOptions, HandshakeError } from './client.js';
 const {
   NGHTTP2_NO_ERROR,
   NGHTTP2_PROTOCOL_ERROR,
+  NGHTTP2_REFUSED_STREAM,
 } = http2.constants;
 
 /** Defaults of the HTTP/2 transport. */
@@ -794,7 +795,8 @@ function openSession(url: URL, key: string, options: ClientOptions): Pooled {
           settle(false);
         } else retire(entry, false);
       });
-      session.on('goaway', () => retire(entry, false));
+      // No new streams on it: out of the pool, closed once its WebSockets are done (they get 1001, see `track`).
+      session.on('goaway', () => retire(entry, true));
       session.once('remoteSettings', (settings: http2.Settings) => {
         if (settled) return;
         settled = true;
@@ -877,7 +879,7 @@ export async function attemptHttp2(
         if (session === null || session.closed || session.destroyed) {
           // The session offered RFC 8441 but is going away (a GOAWAY came meanwhile): once more on a new one.
           finish();
-          retire(e, false);
+          retire(e, true);
           return resolve(RETRY);
         }
         session.ref();
@@ -899,8 +901,16 @@ export async function attemptHttp2(
           return fail(new HandshakeError(`invalid request: ${(error as Error).message}`, 0, { cause: error }));
         }
         const s = stream;
-        s.on('error', (error: Error) => fail(new HandshakeError(`stream failed: ${error.message}`, 0, { cause: error })));
-        s.once('close', () => fail(new HandshakeError('stream closed during the opening handshake')));
+        const refused = (): boolean => {
+          // REFUSED_STREAM (a GOAWAY that came as the request left, say): not processed, safe to retry (RFC 9113 §8.7).
+          if (s.rstCode !== NGHTTP2_REFUSED_STREAM || retried || done) return false;
+          finish();
+          retire(e, true);
+          resolve(RETRY);
+          return true;
+        };
+        s.on('error', (error: Error) => refused() || fail(new HandshakeError(`stream failed: ${error.message}`, 0, { cause: error })));
+        s.once('close', () => refused() || fail(new HandshakeError('stream closed during the opening handshake')));
         s.once('response', (response: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
           if (done) return;
           const status = Number(response[':status']);
@@ -954,9 +964,9 @@ export async function attemptHttp2(
   } finally {
     if (!handedOver) release(e);
   }
-  if (retried) throw new HandshakeError('the HTTP/2 session closed during the opening handshake');
+  if (retried) throw new HandshakeError('the HTTP/2 session closed during the opening handshake, twice');
   return attemptHttp2(url, protocols, headers, options, deflate, heartbeat, codecFor, true);
 }
 
-/** What a handshake that found its session going away resolves to: try once more on a new session. */
+/** What a handshake that found its session going away (or its stream refused) resolves to: once more on a new session. */
 const RETRY = Symbol('retry');
