@@ -180,3 +180,44 @@ t.test('a GOAWAY with an error code destroys the session: 1006 on both sides', a
   await until(() => serverCloses.length === 1, 10_000, 'server side closed');
   t.ok([1006, 1001].includes(serverCloses[0]), `server side closed (${serverCloses[0]})`);
 });
+
+t.test('RST_STREAM NO_ERROR to a paused WebSocket: it closes at once (1006), not when it resumes', async (t) => {
+  let serverSide: WebSocketConnection | null = null;
+  const { url } = await server(t, (c) => {
+    serverSide = c;
+    c.pause();
+  });
+  const c = await connect(url, { http2: true });
+  await until(() => serverSide !== null, 5000, 'server side');
+  c.send(Buffer.alloc(100_000)); // something buffered, unread, on the paused side
+  await new Promise((r) => setTimeout(r, 100));
+  const closed = once<[number]>(serverSide!, 'close', 5000);
+  streamOf(c).close(http2.constants.NGHTTP2_NO_ERROR);
+  t.equal((await closed)[0], 1006, 'the paused server side closed with 1006');
+});
+
+t.test('a GOAWAY as the CONNECT leaves (REFUSED_STREAM): the client retries once on a new session', async (t) => {
+  const h2server = http2.createServer({ settings: { enableConnectProtocol: true } });
+  const wss = createServer({ noServer: true, heartbeat: false }, (c) => echo(c));
+  let sessions = 0;
+  const opened: http2.ServerHttp2Session[] = [];
+  h2server.on('session', (session) => {
+    opened.push(session);
+    // The first session goes away at once, refusing every stream.
+    if (sessions++ === 0) session.goaway(http2.constants.NGHTTP2_NO_ERROR, 0);
+  });
+  wss.attachHttp2(h2server);
+  await new Promise<void>((r) => h2server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    // (node keeps a server session that sent a bare GOAWAY open after the client ended its side: ours to close.)
+    for (const s of opened) s.destroy();
+    h2server.close();
+    return wss.close({ timeout: 200 });
+  });
+  const c = await connect(`ws://127.0.0.1:${(h2server.address() as { port: number }).port}/`, { http2: true });
+  t.equal(c.transport, 'h2', 'connected over HTTP/2');
+  t.equal(sessions, 2, 'on a second session');
+  c.send('hi');
+  t.equal(String((await once<[Buffer]>(c, 'message'))[0]), 'hi');
+  c.close();
+});

@@ -160,3 +160,32 @@ t.test('a refused CONNECT whose client keeps its side open is reset with NO_ERRO
   await once(stream, 'close', 5000);
   t.equal(stream.rstCode, http2.constants.NGHTTP2_NO_ERROR, 'closed with NO_ERROR (RFC 9113 §8.1)');
 });
+
+t.test('handshake timeout over h2: a CONNECT whose authenticate never answers is reset; an idle session is dropped', async (t) => {
+  const { port, rejected } = await h2c(t, { handshakeTimeout: 200, authenticate: () => new Promise(() => {}) });
+  const session = await h2session(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  const r = await outcome(session.request(connectHeaders('/'), { endStream: false }));
+  t.ok('rst' in r, `the stream was reset (${JSON.stringify(r)})`);
+  await until(() => rejected.some(([s]) => s === 408), 5000, 'the 408 report');
+  t.pass("'rejected' reported 408 (handshake timeout)");
+  // A session that never opens a stream is closed after the handshake timeout.
+  const idle = await h2session(`http://127.0.0.1:${port}`);
+  t.teardown(() => idle.destroy());
+  await once(idle, 'close', 5000);
+  t.pass('the idle session was closed by the server');
+});
+
+t.test('headers HTTP/2 forbids, from the application, never crash: refusal without them, 500 from httpHandler', async (t) => {
+  const { port } = await h2c(t, {
+    authenticate: () => ({ reject: true, status: 403, headers: { Connection: 'close' }, message: 'no' }),
+    httpHandler: () => ({ status: 200, headers: { 'Transfer-Encoding': 'chunked' }, body: 'x' }),
+  });
+  const session = await h2session(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  const refused = await outcome(session.request(connectHeaders('/'), { endStream: false }));
+  t.ok('status' in refused && refused.status === 403 && refused.headers.connection === undefined, '403, the connection-specific header left out');
+  const page = await outcome(session.request({ ':path': '/' }));
+  t.ok('status' in page && page.status === 500, 'httpHandler with a forbidden header: 500');
+  if ('status' in page) t.equal(await page.body, 'invalid response headers');
+});

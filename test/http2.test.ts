@@ -128,6 +128,15 @@ t.test('attachHttp2: an existing Http2SecureServer with allowHTTP1 serves both, 
     }).on('error', reject);
   });
   t.equal(h1, 'app', 'a plain HTTP/1.1 request reaches the application');
+  const other = await new Promise<number>((resolve, reject) => {
+    https
+      .request({ host: '127.0.0.1', port, path: '/', ca: TLS.cert, servername: 'localhost', agent: false, headers: { Connection: 'Upgrade', Upgrade: 'foo' } })
+      .on('response', (res) => resolve(res.statusCode ?? 0))
+      .on('upgrade', () => reject(new Error('upgraded')))
+      .on('error', reject)
+      .end();
+  });
+  t.equal(other, 400, 'an upgrade to another protocol, with no upgrade listener of the application: 400, not a hang');
   t.same(requests.sort(), ['1.1 GET /h1page', '2.0 GET /page']);
   t.notOk(appStreams.includes('CONNECT'), 'the WebSocket streams never reached the application');
   c1.close();
@@ -206,10 +215,14 @@ t.test('principal and request facts reach the connection event; maxConnections g
 });
 
 t.test('one session per origin for many WebSockets; closed after the idle time', async (t) => {
-  const { url, sessions, openSessions } = await echoServer(t, 'h2');
+  const { url, sessions, openSessions, server } = await echoServer(t, 'h2');
+  const ports = new Set<number | undefined>();
+  server.on('connection', (_c, req) => ports.add(req.socket.remotePort));
   const before = clientSessionCount();
   const conns = await Promise.all(Array.from({ length: 20 }, () => connect(url, { http2: true, tls: CLIENT_TLS })));
   t.equal(sessions(), 1, 'twenty WebSockets, one HTTP/2 session');
+  t.equal(ports.size, 1, "the server sees one TCP connection: every request's socket.remotePort is the same");
+  t.ok([...ports][0]! > 0, 'a real port');
   t.equal(clientSessionCount(), before + 1, 'the client pooled one session for them');
   await Promise.all(conns.map(async (c, i) => {
     c.send(`m${i}`);
@@ -308,4 +321,18 @@ t.test('an idle client session does not keep the process alive', async (t) => {
   const [code] = await once<[number]>(child, 'exit', 30_000);
   t.equal(code, 0, out);
   t.match(out, /h2\s+closed/, 'the process exited by itself after the close');
+});
+
+t.test('nobody listening: the error is the network one, and it does not mark the origin as HTTP/1.1-only', async (t) => {
+  const probe = createServer({ heartbeat: false });
+  const { port } = await probe.listen(0, '127.0.0.1');
+  await probe.close({ timeout: 100 });
+  const e = await connect(`ws://127.0.0.1:${port}/`, { http2: true }).catch((error: HandshakeError) => error);
+  t.ok(e instanceof HandshakeError && e.code === 'ECONNREFUSED', `HandshakeError with code ECONNREFUSED (${(e as HandshakeError).code})`);
+  const server = createServer({ heartbeat: false, http2: { cleartext: true }, port, host: '127.0.0.1' });
+  t.teardown(() => server.close({ timeout: 200 }));
+  await once(server, 'listening');
+  const c = await connect(`ws://127.0.0.1:${port}/`, { http2: true });
+  t.equal(c.transport, 'h2', 'once a server is there, the next connect uses HTTP/2');
+  c.close();
 });

@@ -49,6 +49,7 @@ import { type ClientOptions, HandshakeError } from './client.js';
 const {
   NGHTTP2_NO_ERROR,
   NGHTTP2_PROTOCOL_ERROR,
+  NGHTTP2_REFUSED_STREAM,
 } = http2.constants;
 
 /** Defaults of the HTTP/2 transport. */
@@ -345,11 +346,12 @@ function refuseStream(server: ServerInternals<any, any>, stream: http2.ServerHtt
   if (stream.destroyed || stream.closed) return;
   stream.off('data', onEarlyData);
   if (!stream.headersSent) {
-    try {
-      stream.respond(lowerHeaders(r.headers, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' }));
-    } catch {
-      // Headers HTTP/2 refuses (connection-specific ones, say): the status alone.
-      stream.respond({ ':status': r.status, 'content-type': 'text/plain; charset=utf-8' });
+    // Headers HTTP/2 refuses (connection-specific ones, say): the status alone; a stream that cannot answer at all
+    // (its session going away meanwhile): reset.
+    if (!respondSafely(stream, lowerHeaders(r.headers, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' })) &&
+      !respondSafely(stream, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' })) {
+      stream.destroy();
+      return;
     }
   }
   stream.end(r.message);
@@ -359,6 +361,16 @@ function refuseStream(server: ServerInternals<any, any>, stream: http2.ServerHtt
   }, 1000);
   timer.unref();
   stream.once('close', () => clearTimeout(timer));
+}
+
+/** `stream.respond`, false instead of a throw (invalid headers, or a stream or session closed meanwhile). */
+function respondSafely(stream: http2.ServerHttp2Stream, headers: http2.OutgoingHttpHeaders): boolean {
+  try {
+    stream.respond(headers);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** DATA before the 200: the client sent its WebSocket frames early, a protocol error for the stream. */
@@ -481,10 +493,24 @@ function completeStream<Data, Principal>(
   server.emit('connection', connection, request);
 }
 
-/** Marks a stream as a WebSocket's byte pipe: `transport` reads `'h2'`, `remoteAddress` the session's peer. */
-function markStream(stream: Duplex, remoteAddress: string | undefined): void {
+/**
+ * Marks a stream as a WebSocket's byte pipe: `transport` reads `'h2'`, `remoteAddress` the session's peer. A reset
+ * from the peer while our side is open (`aborted`) destroys the stream at once: with NO_ERROR, node would otherwise
+ * wait for what is buffered to be read before `close`, which a paused WebSocket never does.
+ */
+function markStream(stream: http2.Http2Stream, remoteAddress: string | undefined): void {
   Object.defineProperty(stream, kTransport, { value: 'h2' });
   Object.defineProperty(stream, 'remoteAddress', { value: remoteAddress, configurable: true });
+  stream.once('aborted', onAborted);
+}
+
+function onAborted(this: http2.Http2Stream): void {
+  // After node has finished closing the stream (destroying it from inside its 'aborted' event loses 'close').
+  setImmediate(destroyStream, this);
+}
+
+function destroyStream(stream: http2.Http2Stream): void {
+  if (!stream.destroyed) stream.destroy();
 }
 
 type EmitFn = (event: string | symbol, ...args: any[]) => boolean;
@@ -518,15 +544,24 @@ export function attachHttp2<Data, Principal>(wss: WebSocketServer<Data, Principa
         acceptStream(wss, args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders);
         return true;
       }
-      if (event === 'upgrade' && isWebSocketUpgrade(args[0] as IncomingMessage)) {
-        server.handleUpgrade(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer);
-        return true;
+      if (event === 'upgrade') {
+        if (isWebSocketUpgrade(args[0] as IncomingMessage)) {
+          server.handleUpgrade(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer);
+          return true;
+        }
+        // Another protocol, and no `upgrade` listener but ours: node would have given it to `request` without
+        // ours, but has now handed over the socket: refuse it rather than leave it hanging.
+        if (h2server.listenerCount('upgrade') === 1) {
+          (args[1] as Duplex).end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          return true;
+        }
       }
     }
     return original.call(this, event, ...args);
   };
   target.emit = emit;
-  // node:http only emits `upgrade` (for an HTTP/1.1 client of an allowHTTP1 server) when it has a listener.
+  // node:http emits `upgrade` (for an HTTP/1.1 client of an allowHTTP1 server) only when it has a listener; without
+  // one, an upgrade request is emitted as a plain `request` (measured on Node 20).
   h2server.on('upgrade', noop);
   return () => {
     if (!attached) return;
@@ -554,13 +589,23 @@ export class OwnHttp2 {
     private readonly fallback: (socket: Duplex, first: Buffer | undefined) => void,
   ) {
     const o = wss.options;
+    // The head limits of the HTTP/1.1 path, as HTTP/2 counts them: header fields, and bytes of the header list.
     this.server = http2.createServer({
-      settings: config.settings,
+      settings: { ...(o.maxHeadSize !== undefined ? { maxHeaderListSize: o.maxHeadSize } : {}), ...config.settings },
       ...(o.maxHeaders !== undefined ? { maxHeaderListPairs: o.maxHeaders } : {}),
     });
+    const idleLimit = o.handshakeTimeout ?? 10_000;
     this.server.on('session', (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
-      session.once('close', () => this.sessions.delete(session));
+      // A session that opens no stream within the handshake timeout is dropped (the HTTP/1.1 path drops a
+      // connection whose upgrade does not come in that time): an idle connection costs a session otherwise.
+      const timer = setTimeout(() => session.destroy(), idleLimit);
+      timer.unref();
+      session.once('stream', () => clearTimeout(timer));
+      session.once('close', () => {
+        clearTimeout(timer);
+        this.sessions.delete(session);
+      });
     });
     this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       if (headers[':method'] === 'CONNECT') acceptStream(this.wss, stream, headers);
@@ -631,14 +676,9 @@ export class OwnHttp2 {
     const body = answer.body ?? '';
     const out: http2.OutgoingHttpHeaders = { ':status': answer.status };
     if (!Object.keys(answer.headers ?? {}).some((k) => k.toLowerCase() === 'content-type')) out['content-type'] = 'text/plain; charset=utf-8';
-    try {
-      stream.respond(lowerHeaders(answer.headers, out));
-    } catch {
-      stream.respond({ ':status': 500, 'content-type': 'text/plain; charset=utf-8' });
-      stream.end('invalid response headers');
-      return;
-    }
-    stream.end(body);
+    if (respondSafely(stream, lowerHeaders(answer.headers, out))) stream.end(body);
+    else if (respondSafely(stream, { ':status': 500, 'content-type': 'text/plain; charset=utf-8' })) stream.end('invalid response headers');
+    else stream.destroy();
   }
 
   /** Shutdown: GOAWAY to every session (they close once their streams are done). */
@@ -722,16 +762,17 @@ function openSession(url: URL, key: string, options: ClientOptions): Pooled {
       ? tlsConnect({ servername: isIp ? undefined : host, ...options.tls, ALPNProtocols: ['h2', 'http/1.1'], host, port })
       : netConnect({ host, port });
     socket.setNoDelay(true);
-    const settle = (ok: boolean): void => {
+    /** `remember`: the server was reached and does not offer RFC 8441 (not a network error, which HTTP/1.1 reports itself). */
+    const settle = (ok: boolean, remember = true): void => {
       if (!ok) {
-        if (!entry.dead) noWebSocketsOverH2.set(key, performance.now() + HTTP2_DEFAULTS.fallbackMemory);
+        if (remember && !entry.dead) noWebSocketsOverH2.set(key, performance.now() + HTTP2_DEFAULTS.fallbackMemory);
         retire(entry, false);
         entry.session?.destroy();
         socket.destroy();
       }
       resolve(ok);
     };
-    const failEarly = (): void => settle(false);
+    const failEarly = (): void => settle(false, false);
     socket.once('error', failEarly);
     socket.once('close', failEarly);
     socket.once(secure ? 'secureConnect' : 'connect', () => {
@@ -754,7 +795,8 @@ function openSession(url: URL, key: string, options: ClientOptions): Pooled {
           settle(false);
         } else retire(entry, false);
       });
-      session.on('goaway', () => retire(entry, false));
+      // No new streams on it: out of the pool, closed once its WebSockets are done (they get 1001, see `track`).
+      session.on('goaway', () => retire(entry, true));
       session.once('remoteSettings', (settings: http2.Settings) => {
         if (settled) return;
         settled = true;
@@ -785,6 +827,7 @@ export async function attemptHttp2(
   deflate: Required<DeflateOptions> | null,
   heartbeat: Heartbeat | null,
   codecFor: (params: DeflateParams) => DeflateCodec,
+  retried = false,
 ): Promise<WebSocketConnection | Redirect | null> {
   const key = poolKey(url, options.tls);
   const known = noWebSocketsOverH2.get(key);
@@ -805,7 +848,7 @@ export async function attemptHttp2(
   }
   let handedOver = false;
   try {
-    return await new Promise<WebSocketConnection | Redirect | null>((resolve, reject) => {
+    const result = await new Promise<WebSocketConnection | Redirect | null | typeof RETRY>((resolve, reject) => {
       let stream: http2.ClientHttp2Stream | null = null;
       let done = false;
       const finish = (): void => {
@@ -829,9 +872,15 @@ export async function attemptHttp2(
       e.ready.then((ok) => {
         if (done) return;
         const session = e.session;
-        if (!ok || session === null || session.closed || session.destroyed) {
+        if (!ok) {
           finish();
           return resolve(null);
+        }
+        if (session === null || session.closed || session.destroyed) {
+          // The session offered RFC 8441 but is going away (a GOAWAY came meanwhile): once more on a new one.
+          finish();
+          retire(e, true);
+          return resolve(RETRY);
         }
         session.ref();
         const h: http2.OutgoingHttpHeaders = {};
@@ -852,8 +901,16 @@ export async function attemptHttp2(
           return fail(new HandshakeError(`invalid request: ${(error as Error).message}`, 0, { cause: error }));
         }
         const s = stream;
-        s.on('error', (error: Error) => fail(new HandshakeError(`stream failed: ${error.message}`, 0, { cause: error })));
-        s.once('close', () => fail(new HandshakeError('stream closed during the opening handshake')));
+        const refused = (): boolean => {
+          // REFUSED_STREAM (a GOAWAY that came as the request left, say): not processed, safe to retry (RFC 9113 §8.7).
+          if (s.rstCode !== NGHTTP2_REFUSED_STREAM || retried || done) return false;
+          finish();
+          retire(e, true);
+          resolve(RETRY);
+          return true;
+        };
+        s.on('error', (error: Error) => refused() || fail(new HandshakeError(`stream failed: ${error.message}`, 0, { cause: error })));
+        s.once('close', () => refused() || fail(new HandshakeError('stream closed during the opening handshake')));
         s.once('response', (response: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
           if (done) return;
           const status = Number(response[':status']);
@@ -903,7 +960,13 @@ export async function attemptHttp2(
         });
       });
     });
+    if (result !== RETRY) return result;
   } finally {
     if (!handedOver) release(e);
   }
+  if (retried) throw new HandshakeError('the HTTP/2 session closed during the opening handshake, twice');
+  return attemptHttp2(url, protocols, headers, options, deflate, heartbeat, codecFor, true);
 }
+
+/** What a handshake that found its session going away (or its stream refused) resolves to: once more on a new session. */
+const RETRY = Symbol('retry');

@@ -470,8 +470,10 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
    * SETTINGS_ENABLE_CONNECT_PROTOCOL to new sessions (`updateSettings`) and takes its WebSocket CONNECT streams
    * (to {@link handleStream}) and, on an `allowHTTP1` server, its HTTP/1.1 WebSocket upgrades (to
    * {@link handleUpgrade}) before the server emits them: they reach none of its `stream`, `request` or `upgrade`
-   * listeners. Every other stream and request is the application's, as before. Create this server with
-   * `noServer: true`. Returns a function that detaches (and stops advertising the setting to new sessions).
+   * listeners. Every other stream and request is the application's, as before (an HTTP/1.1 upgrade to another
+   * protocol goes to the server's own `upgrade` listeners; with none, it gets a 400, where node would have emitted
+   * it as a `request`). Create this server with `noServer: true`. Returns a function that detaches (and stops
+   * advertising the setting to new sessions).
    */
   attachHttp2(server: Http2Server | Http2SecureServer): () => void {
     return attachHttp2(this, server);
