@@ -47,12 +47,14 @@ export {
   type HttpAnswer,
   type IncomingUpgrade,
   type ServerEvents,
+  type ServerStats,
   type ServerOptions,
   type ShutdownOptions,
   type UpgradeSocket,
 } from './transport/server.js';
 export { CLIENT_DEFAULTS, connect, HandshakeError, redirectHeaders, type ClientOptions } from './transport/client.js';
 export { CloseEvent, WebSocket } from './transport/websocket.js';
+export { READ_PATH_FALLBACK_WARNING } from './transport/reads.js';
 export { prepare, type PreparedMessage, type PrepareOptions } from './transport/prepared.js';
 export { DEFLATE_DEFAULTS, type DeflateOptions, type DeflateParams } from './deflate/negotiate.js';
 export { Heartbeat, HEARTBEAT_DEFAULTS, type HeartbeatOptions } from './transport/heartbeat.js';

@@ -25,7 +25,7 @@ const MAJORS = [22, 24, 26];
 /** The tests of what relies on Node internals (plus every `write-path*.test.ts`). */
 const INTERNALS_TESTS = [
   'read-path.test.ts',
-  // FALLBACK
+  'read-path-fallback.test.ts',
   'core-borrowed.test.ts',
   'close-after-large.test.ts',
   'transport.test.ts',
