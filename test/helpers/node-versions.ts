@@ -27,8 +27,25 @@ export const NODE_PACKAGE = `node-${process.platform}-${process.arch}`;
 const npmEnv = { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false', npm_config_loglevel: 'error' };
 
 async function npm(args: string[], timeout: number): Promise<string> {
-  const { stdout } = await run('npm', args, { env: npmEnv, timeout, maxBuffer: 16 * 1024 * 1024 });
-  return stdout;
+  try {
+    const { stdout } = await run('npm', args, { env: npmEnv, timeout, maxBuffer: 16 * 1024 * 1024 });
+    return stdout;
+  } catch (error) {
+    throw new Error(`\`npm ${args.join(' ')}\` failed: ${npmFailure(error as Error & { stdout?: string; stderr?: string; killed?: boolean })}`);
+  }
+}
+
+/** What went wrong in an npm command, in one line: its JSON error (`--json`), its `npm error` lines, or how it ended. */
+function npmFailure(error: Error & { stdout?: string; stderr?: string; killed?: boolean }): string {
+  if (error.killed) return 'no answer in time';
+  try {
+    const e = (JSON.parse(error.stdout ?? '') as { error?: { code?: string; summary?: string } }).error;
+    if (e) return [e.code, e.summary].filter(Boolean).join(': ');
+  } catch {
+    // not JSON: fall through to stderr
+  }
+  const lines = (error.stderr ?? '').split('\n').filter((l) => /^npm (error|ERR!)/.test(l) && !/A complete log|^npm error\s*$/.test(l));
+  return lines.slice(0, 2).map((l) => l.replace(/^npm (error|ERR!)\s*/, '')).join(' / ') || error.message.split('\n')[0];
 }
 
 /** A binary ready to run, and how it was had. */
@@ -71,7 +88,7 @@ async function check(path: string, version: string): Promise<void> {
 
 /** The newest release of `major` on the registry. */
 async function newest(major: number): Promise<string> {
-  const out = await npm(['view', `${NODE_PACKAGE}@${major}`, 'version', '--json'], 60_000);
+  const out = await npm(['view', `${NODE_PACKAGE}@${major}`, 'version', '--json', '--fetch-retries=1'], 60_000);
   const parsed: unknown = JSON.parse(out);
   const list = Array.isArray(parsed) ? parsed : [parsed];
   const last = list[list.length - 1];
@@ -117,9 +134,9 @@ export async function nodeBinary(major: number): Promise<NodeBinary> {
     version = await newest(major);
   } catch (error) {
     const cached = await cachedReleases(major);
-    const reason = (error as Error).message.split('\n').find((l) => /ERR|error/i.test(l)) ?? (error as Error).message.split('\n')[0];
+    const reason = (error as Error).message;
     if (cached.length === 0) {
-      throw new Error(`cannot get Node ${major}: the npm registry did not answer \`npm view ${NODE_PACKAGE}@${major} version\` (${reason}), and ${NODE_CACHE} holds no Node ${major}. Node ${major} is tested with the binary the registry publishes as ${NODE_PACKAGE}; run with network access once (it is cached), or put one at ${join(NODE_CACHE, `v<version>`, 'node')}.`);
+      throw new Error(`cannot get Node ${major} from the npm registry (${reason}), and ${NODE_CACHE} holds no Node ${major}. Node ${major} is tested with the binary the registry publishes as ${NODE_PACKAGE}: run with the registry reachable once (the binary is then cached), or put one at ${join(NODE_CACHE, 'v<version>', 'node')}.`);
     }
     const v = cached[cached.length - 1];
     const path = join(NODE_CACHE, `v${v}`, 'node');
