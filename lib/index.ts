@@ -47,8 +47,8 @@ export {
   type HttpAnswer,
   type IncomingUpgrade,
   type ServerEvents,
-  type ServerStats,
   type ServerOptions,
+  type ServerStats,
   type ShutdownOptions,
   type UpgradeSocket,
 } from './transport/server.js';

@@ -92,7 +92,8 @@ t.test('a Node that skips the buffer generator: one warning, then the public pat
   const c = await connect(url);
   t.teardown(() => c.terminate());
   await until(() => server.clients.size === 3);
-  t.same(server.stats(), { connections: 3, readPath: { direct: 0, stream: 3 } }, 'the new connection reads through its stream');
+  t.equal(server.stats().connections, 3);
+  t.same(server.stats().readPath, { direct: 0, stream: 3 }, 'the new connection reads through its stream');
   const more = SIZES.map((n, i) => payload(n, i + 200));
   t.ok((await echoes(c, more)).every((e, i) => e.equals(more[i])), 'echoes intact on a new connection');
 

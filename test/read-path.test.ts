@@ -46,11 +46,12 @@ t.test(`server and client sockets ${direct ? 'read directly' : 'stay on the stre
 
 t.test(`server.stats() counts the read path of each connection (${direct ? 'direct' : 'stream'} here)`, async (t) => {
   const { server, url } = await echoServer(t);
-  t.same(server.stats(), { connections: 0, readPath: { direct: 0, stream: 0 } }, 'no connections yet');
+  t.match(server.stats(), { connections: 0, readPath: { direct: 0, stream: 0 } }, 'no connections yet');
   const clients = await Promise.all([connect(url), connect(url), connect(url)]);
   t.teardown(() => { for (const c of clients) c.terminate(); });
   await until(() => server.clients.size === 3);
-  t.same(server.stats(), { connections: 3, readPath: direct ? { direct: 3, stream: 0 } : { direct: 0, stream: 3 } });
+  t.equal(server.stats().connections, 3);
+  t.same(server.stats().readPath, direct ? { direct: 3, stream: 0 } : { direct: 0, stream: 3 });
   clients[0].close();
   await until(() => server.clients.size === 2);
   t.same(server.stats().readPath, direct ? { direct: 2, stream: 0 } : { direct: 0, stream: 2 }, 'a closed connection is not counted');

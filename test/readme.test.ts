@@ -70,7 +70,8 @@ t.test('the read path\'s server.stats() example runs and reports the connection\
   const { code: exit, stdout, stderr } = await runModule('stats.mjs', code);
   t.equal(exit, 0, stderr);
   const direct = process.env.WSENGINE_READ_PATH === 'stream' ? 0 : 1;
-  t.equal(stdout.trim(), `{ connections: 1, readPath: { direct: ${direct}, stream: ${1 - direct} } }`);
+  t.match(stdout, /connections: 1,/);
+  t.match(stdout, `readPath: { direct: ${direct}, stream: ${1 - direct} }`);
   t.notMatch(stderr, /WSENGINE_READ_PATH_FALLBACK/, 'no fallback warning');
 });
 

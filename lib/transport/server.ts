@@ -313,16 +313,6 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     return (this.net?.address() as AddressInfo | null) ?? null;
   }
 
-  /**
-   * A snapshot of the open connections: how many, and which read path each uses (see {@link ServerStats}). Counted
-   * when called (a pass over `clients`, nothing kept per connection): meant for metrics, not for every message.
-   */
-  stats(): ServerStats {
-    let direct = 0;
-    for (const c of this.clients) if (readsDirectly(c['socket'])) direct++;
-    return { connections: this.clients.size, readPath: { direct, stream: this.clients.size - direct } };
-  }
-
   private accept(socket: Duplex): void {
     if (this.closing) {
       socket.destroy();
@@ -631,6 +621,16 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
       });
     });
     return this.closedPromise;
+  }
+
+  /**
+   * A snapshot of the open connections: how many, and which read path each uses (see {@link ServerStats}). Counted
+   * when called (a pass over `clients`, nothing kept per connection): meant for metrics, not for every message.
+   */
+  stats(): ServerStats {
+    let direct = 0;
+    for (const c of this.clients) if (readsDirectly(c['socket'])) direct++;
+    return { connections: this.clients.size, readPath: { direct, stream: this.clients.size - direct } };
   }
 }
 
