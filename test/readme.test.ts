@@ -64,6 +64,18 @@ t.test('"Echo in a dozen lines" runs from plain JavaScript', async (t) => {
   t.equal(stdout.trim(), 'echo: hello');
 });
 
+t.test('the read path\'s server.stats() example runs and reports the connection\'s read path', async (t) => {
+  const port = await freePort();
+  const code = readme.slice(readme.indexOf('```ts\n', readme.indexOf('**Checked while it runs.**')) + 6).split('```')[0].replaceAll('8080', String(port));
+  t.match(code, /server\.stats\(\)/, 'the example found');
+  const { code: exit, stdout, stderr } = await runModule('stats.mjs', code);
+  t.equal(exit, 0, stderr);
+  const direct = process.env.WSENGINE_READ_PATH === 'stream' ? 0 : 1;
+  t.match(stdout, /connections: 1,/);
+  t.match(stdout, `readPath: { direct: ${direct}, stream: ${1 - direct} }`);
+  t.notMatch(stderr, /WSENGINE_READ_PATH_FALLBACK/, 'no fallback warning');
+});
+
 t.test('"Attaching to an existing HTTP server" serves both endpoints', async (t) => {
   const port = await freePort();
   const code =

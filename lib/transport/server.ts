@@ -32,6 +32,7 @@ import { type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
 import type { Http2SecureServer, Http2Server, IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
 import { acceptStream, attachHttp2, type Http2ServerOptions, OwnHttp2, resolveHttp2Option } from './http2.js';
+import { readsDirectly } from './reads.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -677,6 +678,28 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     });
     return this.closedPromise;
   }
+
+  /**
+   * A snapshot of the open connections: how many, and which read path each uses (see {@link ServerStats}). Counted
+   * when called (a pass over `clients`, nothing kept per connection): meant for metrics, not for every message.
+   */
+  stats(): ServerStats {
+    let direct = 0;
+    for (const c of this.clients) if (readsDirectly(c['socket'])) direct++;
+    return { connections: this.clients.size, readPath: { direct, stream: this.clients.size - direct } };
+  }
+}
+
+/** A snapshot of a server's connections ({@link WebSocketServer.stats}). */
+export interface ServerStats {
+  /** Open connections (`server.clients.size`). */
+  connections: number;
+  /**
+   * How the open connections read from their sockets: `direct` through Node's socket handle into the engine (plain
+   * TCP on the Node versions the project tests), `stream` through the socket's Readable stream (TLS, other Duplexes,
+   * `WSENGINE_READ_PATH=stream`, or after the `WSENGINE_READ_PATH_FALLBACK` warning). The two add up to `connections`.
+   */
+  readPath: { direct: number; stream: number };
 }
 
 /** Typed event methods of {@link WebSocketServer} (see {@link ServerEvents}). */
