@@ -21,20 +21,38 @@ import { protocolError, type ProtocolError } from '../core/errors.js';
 import type { DeflateOptions, DeflateParams } from './negotiate.js';
 
 /**
- * Idle time after which a side without context takeover releases its zlib stream, in milliseconds: one shared timer
- * (unreferenced, running only while some stream is kept) sweeps every `IDLE_RELEASE_MS` and releases the streams
- * not used since the sweep before, so a stream is released 100–200 ms after its last message. A connection whose
- * messages come closer together than that keeps one stream per direction and resets it after each message, instead
- * of building a new one (~20–30 µs and ~300 KiB of allocations at 15 bits) every time.
+ * Idle time after which a side without context takeover releases its zlib stream, in milliseconds (default 100):
+ * one shared timer (unreferenced, running only while some stream is kept) sweeps every `IDLE_RELEASE_MS` and
+ * releases the streams not used since the sweep before, so a stream is released 100–200 ms after its last message.
+ * A connection whose messages come closer together than that keeps one stream per direction and resets it after
+ * each message, instead of building a new one (~20–30 µs and ~300 KiB of allocations at 15 bits) every time.
  */
 export const IDLE_RELEASE_MS = 100;
 
-/** zlib streams of all codecs open now (kept between messages or working): for tests and diagnostics. */
-export function openZlibStreams(): number {
-  return openStreams;
+let idleMs: number = IDLE_RELEASE_MS;
+
+/** Internal, for tests: sets the sweep period (ms), restarting the sweep timer if it runs. Returns the previous value. */
+export function setIdleRelease(ms: number): number {
+  if (!Number.isInteger(ms) || ms < 1) throw new RangeError(`setIdleRelease: expected a whole number of milliseconds ≥ 1, got ${ms}`);
+  const previous = idleMs;
+  idleMs = ms;
+  if (idle.timer !== null) {
+    stopSweep();
+    startSweep();
+  }
+  return previous;
+}
+
+/**
+ * zlib streams of all codecs in this process (internal, for tests and diagnostics): `open` now (kept between
+ * messages or working), `created` since the process started.
+ */
+export function zlibStreamStats(): { open: number; created: number } {
+  return { open: openStreams, created: createdStreams };
 }
 
 let openStreams = 0;
+let createdStreams = 0;
 
 /** The codecs keeping a stream of a side without context takeover, and the sweep that releases idle ones. */
 const idle = {
@@ -46,18 +64,28 @@ const idle = {
 
 function keepUntilIdle(codec: DeflateCodec): void {
   idle.codecs.add(codec);
-  if (idle.timer !== null) return;
-  idle.timer = setInterval(sweep, IDLE_RELEASE_MS);
+  if (idle.timer === null) startSweep();
+}
+
+/** A codec closed: it keeps nothing any more. */
+function forget(codec: DeflateCodec): void {
+  if (idle.codecs.delete(codec) && idle.codecs.size === 0) stopSweep();
+}
+
+function startSweep(): void {
+  idle.timer = setInterval(sweep, idleMs);
   idle.timer.unref();
+}
+
+function stopSweep(): void {
+  if (idle.timer !== null) clearInterval(idle.timer);
+  idle.timer = null;
 }
 
 function sweep(): void {
   const tick = ++idle.tick;
   for (const codec of idle.codecs) if (codec.releaseIdle(tick)) idle.codecs.delete(codec);
-  if (idle.codecs.size === 0 && idle.timer !== null) {
-    clearInterval(idle.timer);
-    idle.timer = null;
-  }
+  if (idle.codecs.size === 0) stopSweep();
 }
 
 /** The 4 bytes a sync flush ends with; removed from each compressed message and put back before inflating. */
@@ -326,7 +354,7 @@ export class DeflateCodec {
   /** Releases both contexts; later calls fail. */
   close(): void {
     this.closed = true;
-    idle.codecs.delete(this);
+    forget(this);
     this.dropDeflater();
     this.dropInflater();
     this.window = null;
@@ -339,6 +367,7 @@ export class DeflateCodec {
     s.primed = false;
     s.released = false;
     openStreams++;
+    createdStreams++;
     s.on('data', (chunk: Buffer) => {
       s.chunks.push(chunk);
       s.total += chunk.length;
