@@ -197,9 +197,10 @@ export class DeflateCodec {
       this.deflating = true;
       const finish = once((error: Error | null) => {
         this.deflating = false;
-        done();
+        // The stream is settled (reset, kept or released) before the limiter starts another job.
         if (error) {
           if (this.deflater === z) this.dropDeflater();
+          done();
           return callback(error);
         }
         const out = stripTrailer(take(z));
@@ -210,6 +211,7 @@ export class DeflateCodec {
             keepUntilIdle(this);
           } else this.dropDeflater();
         }
+        done();
         // An empty message compresses to a lone 00 (RFC 7692 §7.2.3.6).
         callback(null, out.length === 0 ? Buffer.from([0]) : out);
       });
@@ -253,11 +255,12 @@ export class DeflateCodec {
         this.inflating = false;
         z.off('data', onData);
         z.off('error', onError);
-        done();
+        // The stream is settled (reset, kept or released) before the limiter starts another job.
         if (error) {
           // Also a stream still working (a limit fired mid-write): closing it stops the work and frees it.
           if (this.inflater === z) this.dropInflater();
           if (this.inflateReset) this.window = null;
+          done();
           return callback(error);
         }
         const last = take(z);
@@ -276,6 +279,7 @@ export class DeflateCodec {
           this.remember(last);
           if (ended(z)) this.dropInflater();
         }
+        done();
         callback(null, out);
       });
       const onData = (): void => {
