@@ -281,3 +281,69 @@ t.test('a shared limiter of 1 with connections closing mid-burst: order kept for
     t.equal(zlibStreamStats().open, 0, 'no zlib stream left on either side');
   });
 });
+
+t.test('random sequences of good, final-block, malformed and oversized messages, with idle gaps (seeded)', async (t) => {
+  await withIdle(5, async () => {
+    for (const replyTakeover of [false, true]) {
+      // mulberry32
+      let seed = replyTakeover ? 99 : 7;
+      const rnd = (): number => {
+        seed = (seed + 0x6d2b79f5) >>> 0;
+        let x = Math.imul(seed ^ (seed >>> 15), seed | 1);
+        x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+        return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
+      };
+      // The client compresses without context takeover; the server's replies with or without it.
+      const params = { ...NO_CONTEXT, serverNoContextTakeover: !replyTakeover };
+      const client = new DeflateCodec('client', params, options, new Limiter(1), 1 << 20);
+      const server = new DeflateCodec('server', params, options, new Limiter(1), 50_000);
+      const counts = { good: 0, final: 0, split: 0, malformed: 0, oversized: 0, idle: 0 };
+      const text = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => 'abcdefgh ,.{}"0123'[Math.floor(rnd() * 18)]).join(''));
+      for (let step = 0; step < 300; step++) {
+        const kind = rnd();
+        const m = text(Math.floor(rnd() * (rnd() < 0.2 ? 20000 : 300)));
+        if (kind < 0.5) {
+          const out = await compress(client, m);
+          if (!inflateAlone(out).equals(m)) t.fail(`step ${step}: not standalone`);
+          if (!(await decompress(server, out)).equals(m)) t.fail(`step ${step}: wrong data`);
+          const reply = await compress(server, m);
+          if (!(await decompress(client, reply)).equals(m)) t.fail(`step ${step}: wrong reply`);
+          counts.good++;
+        } else if (kind < 0.6) {
+          // A message ending with a final block.
+          if (!(await decompress(server, deflateRawSync(m))).equals(m)) t.fail(`step ${step}: final block`);
+          counts.final++;
+        } else if (kind < 0.7) {
+          // A final block, then more data in the same message (a new stream, the window carried over).
+          const m2 = text(50);
+          const got = await decompress(server, Buffer.concat([deflateRawSync(m), compressOnce(m2)]));
+          if (!got.equals(Buffer.concat([m, m2]))) t.fail(`step ${step}: data after a final block`);
+          counts.split++;
+        } else if (kind < 0.8) {
+          const e = await decompress(server, Buffer.from([0xff, 0xfe, Math.floor(rnd() * 256), 0x00])).then(
+            () => 0,
+            (err: { closeCode: number }) => err.closeCode,
+          );
+          if (e !== 1007) t.fail(`step ${step}: malformed data gave ${e}`);
+          counts.malformed++;
+        } else if (kind < 0.9) {
+          const e = await decompress(server, compressOnce(Buffer.alloc(60_000 + Math.floor(rnd() * 100_000), 'a'))).then(
+            () => 0,
+            (err: { closeCode: number }) => err.closeCode,
+          );
+          if (e !== 1009) t.fail(`step ${step}: oversized message gave ${e}`);
+          counts.oversized++;
+        } else {
+          // Idle for several sweep periods: the no-takeover streams go; with takeover on replies the server's
+          // deflater and the client's inflater stay (their windows are shared state).
+          await until(() => zlibStreamStats().open === (replyTakeover && counts.good > 0 ? 2 : 0), 5000, 'idle release');
+          counts.idle++;
+        }
+      }
+      t.ok(Object.values(counts).every((n) => n > 0), `every kind of step ran: ${JSON.stringify(counts)}`);
+      client.close();
+      server.close();
+      t.equal(zlibStreamStats().open, 0, `reply takeover ${replyTakeover}: nothing left open`);
+    }
+  });
+});
