@@ -73,7 +73,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     formatDeflate,
   ),
   'deflate-echo': tabled(
-    'compressed echo, one message at a time (Autobahn 12/13-like: 1,000 messages of 16–128 KiB) vs ws',
+    'compressed echo, one message at a time (Autobahn 12/13-like: 1,000 messages of 16–128 KiB; and 16 B–8 KiB without context takeover, CPU per message) vs ws',
     runDeflateEcho,
     formatDeflateEcho,
   ),
