@@ -54,6 +54,13 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Co
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
   readonly extensions: string;
+  /**
+   * What carries the connection: `'h2'` for a stream of an HTTP/2 connection (RFC 8441, see `handleStream` and
+   * `connect(url, { http2: true })`), else `'http/1.1'` (a TCP or TLS connection of its own).
+   */
+  get transport(): 'http/1.1' | 'h2' {
+    return (this.socket as Duplex & { [kTransport]?: 'h2' })[kTransport] ?? 'http/1.1';
+  }
   /** Remote IP address, when known. */
   get remoteAddress(): string | undefined {
     return (this.socket as Partial<Socket>).remoteAddress;
@@ -414,6 +421,8 @@ for (const name of ['addListener', 'on', 'prependListener', 'removeListener', 'o
 /** Shared empty values: a connection allocates its own only once it needs one. */
 const NO_JOBS: Job[] = [];
 const NO_INTERNALS: ConnectionInternals = {};
+/** Set to `'h2'` on an HTTP/2 stream that carries a WebSocket (by http2.ts). */
+const kTransport = Symbol.for('wsengine.transport');
 
 // The ready-state constants on every instance (as browsers and ws have them, `conn.readyState === conn.OPEN`):
 // on the prototype, so a connection carries no field for them.
