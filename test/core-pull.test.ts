@@ -195,3 +195,72 @@ t.test('push mode: receive from inside a handler is refused (no re-entry)', asyn
   p.receive(text('outer'));
   t.match(inner, { message: /from inside a handler/ });
 });
+
+t.test('pull mode gives the same events and bytes as push mode, for random input cut at random places', async (t) => {
+  // A small deterministic generator (no Math.random: a failure is reproducible).
+  let seed = 0x2545f491;
+  const random = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const piece = (): Buffer => {
+    const k = random(12);
+    const size = [0, 1, 5, 125, 126, 300, 2000, 70_000][random(8)];
+    if (k < 5) return peerFrame('server', { opcode: 1 + random(2), payload: Buffer.alloc(size, 0x41 + random(20)) });
+    if (k < 7) return Buffer.concat([peerFrame('server', { opcode: 2, fin: false, payload: Buffer.alloc(size, 7) }), peerFrame('server', { opcode: 9, payload: 'x' }), peerFrame('server', { opcode: 0, payload: Buffer.alloc(random(50), 8) })]);
+    if (k === 7) return peerFrame('server', { opcode: 9, payload: Buffer.alloc(random(126), 3) });
+    if (k === 8) return peerFrame('server', { opcode: 10, payload: 'pong' });
+    if (k === 9) return peerFrame('server', { opcode: 1, payload: Buffer.from([0xc3, 0x28]) }); // invalid UTF-8: 1007
+    if (k === 10) return peerFrame('server', { opcode: 1, fin: false, payload: 'a' }); // then a new message: 1002
+    return closeFrame(1000 + random(4));
+  };
+  for (let round = 0; round < 60; round++) {
+    const input = Buffer.concat(Array.from({ length: 1 + random(8) }, piece));
+    const cuts: number[] = [];
+    for (let at = 0; at < input.length; ) {
+      at += 1 + random(random(2) === 0 ? 20 : 5000);
+      cuts.push(Math.min(at, input.length));
+    }
+    // Push mode: events and writes as the handler sees them.
+    const pushed: string[] = [];
+    const push = new Protocol(
+      { role: 'server' },
+      {
+        onMessage: (d, b) => void pushed.push(`m${b ? 'b' : 't'}:${d.toString('hex')}`),
+        onPing: (d) => void pushed.push(`ping:${d.toString('hex')}`),
+        onPong: (d) => void pushed.push(`pong:${d.toString('hex')}`),
+        onClose: (c) => void pushed.push(`close:${c}`),
+        onError: (e) => void pushed.push(`error:${e.closeCode}`),
+        onWrite: (w) => void pushed.push(`write:${Buffer.concat(Array.isArray(w) ? w : [w]).toString('hex')}`),
+        onEnd: () => void pushed.push('end'),
+      },
+    );
+    // Pull mode: events drained after each read, then the output.
+    const pulled: string[] = [];
+    const pull = new Protocol({ role: 'server' });
+    let at = 0;
+    for (const cut of cuts) {
+      const lent = random(2) === 0;
+      const chunk = Buffer.from(input.subarray(at, cut));
+      push.receive(Buffer.from(chunk));
+      t.equal(pull.receiveData(chunk, lent), chunk.length);
+      if (lent) chunk.fill(0xee);
+      for (let type = pull.nextEvent(); type !== 0; type = pull.nextEvent()) {
+        const d = pull.eventData.toString('hex');
+        if (type === ProtocolEventType.TEXT || type === ProtocolEventType.BINARY) pulled.push(`m${type === ProtocolEventType.BINARY ? 'b' : 't'}:${d}`);
+        else if (type === ProtocolEventType.PING) pulled.push(`ping:${d}`);
+        else if (type === ProtocolEventType.PONG) pulled.push(`pong:${d}`);
+        else if (type === ProtocolEventType.CLOSE) pulled.push(`close:${pull.closeCode}`);
+        else if (type === ProtocolEventType.ERROR) pulled.push(`error:${pull.eventError!.closeCode}`);
+        else if (type === ProtocolEventType.END) pulled.push('end');
+        // What the answer wrote (push mode writes it just before the event).
+        const out = pull.dataToSend();
+        if (out.length > 0) pulled.splice(pulled.length - 1, 0, `write:${Buffer.concat(out).toString('hex')}`);
+      }
+      at = cut;
+    }
+    t.same(pulled, pushed, `round ${round}: ${input.length} bytes in ${cuts.length} reads`);
+  }
+});
