@@ -18,7 +18,8 @@ import type { DeflateCodec } from '../deflate/codec.js';
 import type { DeflateOptions } from '../deflate/negotiate.js';
 import { type CompressJob, DeflatePipeline, type HeldJob, jobBytes, type PipelineHost, type WholeJob } from '../deflate/pipeline.js';
 import type { PreparedMessage } from './prepared.js';
-import { readDirectly } from './reads.js';
+import { readDirectly, readsDirectly } from './reads.js';
+import { type DirectWriter, directWriter, writeDirect } from './writes.js';
 
 /** Defaults of {@link ConnectionOptions}, in milliseconds and bytes. */
 export const CONNECTION_DEFAULTS = {
@@ -254,6 +255,8 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    * (`captureRejections` was on when the connection was made: `emit` then watches what listeners return).
    */
   private messageListener: MessageListener | null | undefined | false = undefined;
+  /** Writes through the socket's handle (see writes.ts); null: through `socket.write`. */
+  private readonly writer: DirectWriter | null;
 
   /** @internal Use a server or `connect()`. */
   constructor(
@@ -296,6 +299,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     // then carry only what the stream had buffered before. Elsewhere (TLS, other Duplexes) they carry everything.
     socket.on('data', onSocketData);
     readDirectly(socket, onSocketData);
+    this.writer = directWriter(socket, this);
     socket.on('drain', onSocketDrain);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
@@ -326,7 +330,17 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
    * 8 MiB message sent by a client adds 8,388,622 here (14 bytes of header and mask), 8,388,608 there.
    */
   get bufferedAmount(): number {
-    return this.socket.writableLength + this.outBytes + (this.pipeline?.queuedBytes ?? 0) + this.heldBytes;
+    return this.unsent + this.outBytes + (this.pipeline?.queuedBytes ?? 0) + this.heldBytes;
+  }
+
+  /** Bytes handed to the socket and not yet written: its Writable's, and those of direct writes in progress. */
+  private get unsent(): number {
+    return this.writer === null ? this.socket.writableLength : this.writer.unsent;
+  }
+
+  /** @internal Which read and write path this connection's socket uses (`server.stats()`). */
+  get paths(): { read: 'direct' | 'stream'; write: 'direct' | 'stream' } {
+    return { read: readsDirectly(this.socket) ? 'direct' : 'stream', write: this.writer?.direct === true ? 'direct' : 'stream' };
   }
 
   /**
@@ -376,7 +390,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
       this.outBytes += data.length;
     }
     // At the high-water mark, write now: the socket then reports the backpressure itself and `drain` follows.
-    if (this.outBytes + this.socket.writableLength >= this.socket.writableHighWaterMark) return this.flush();
+    if (this.outBytes + this.unsent >= this.socket.writableHighWaterMark) return this.flush();
     if (!this.receiving && !this.flushScheduled) {
       // Writes outside a read (a burst of sends, a broadcast) leave at the end of the tick; every connection with
       // output is flushed by one shared callback, not one per connection.
@@ -397,6 +411,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     const out = this.out;
     const n = this.outCount;
     if (n === 0) return;
+    const bytes = this.outBytes;
     this.outBytes = 0;
     const socket = this.socket;
     const cbs = this.cbs;
@@ -408,7 +423,12 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     }
     // The batch leaves in one write(v): its callbacks run together once it is flushed.
     const done = cbs.length === 0 ? undefined : (error?: Error | null): void => callAll(cbs, error ?? undefined);
-    if (n === 1) {
+    const writer = this.writer;
+    if (writer !== null && writeDirect(writer, out, n, bytes, done)) {
+      // Through the socket's handle (writes.ts): `drain` is owed once a batch left us over the high-water mark.
+      this.writeOk = writer.unsent < socket.writableHighWaterMark;
+      if (!this.writeOk) writer.waiting = true;
+    } else if (n === 1) {
       this.writeOk = socket.write(out[0]!, done);
     } else {
       socket.cork();
@@ -433,8 +453,18 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     for (let i = 0; i < n; i++) out[i] = undefined;
   }
 
-  /** @internal */
+  /** @internal The socket's `drain` (its Writable is empty): `drain` here once direct writes are out too. */
   onDrain(): void {
+    if (this.writer !== null && this.writer.pending > 0) {
+      this.writer.waiting = true;
+      return;
+    }
+    this.writeOk = true;
+    this.emit('drain');
+  }
+
+  /** @internal {@link WriteHost}: every direct write completed after the connection went over its high-water mark. */
+  onDirectDrain(): void {
     this.writeOk = true;
     this.emit('drain');
   }
@@ -838,7 +868,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
     if (this.settings.autoPong && !this.core.closeSent) {
       // RFC 6455 §5.5.3 lets an endpoint answer only the latest ping; a peer that floods pings while not reading
       // our data gets cut off rather than buffered without bound.
-      if (this.socket.writableLength > this.settings.maxPongBacklog) {
+      if (this.unsent > this.settings.maxPongBacklog) {
         if (this.listenerCount('error') > 0) this.emit('error', new Error('ping flood while the peer is not reading: connection cut'));
         this.socket.destroy();
         return;
