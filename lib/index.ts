@@ -48,6 +48,7 @@ export {
   type IncomingUpgrade,
   type ServerEvents,
   type ServerOptions,
+  type ServerStats,
   type ShutdownOptions,
   type UpgradeSocket,
 } from './transport/server.js';

@@ -621,6 +621,33 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     });
     return this.closedPromise;
   }
+
+  /**
+   * How the open connections' sockets move bytes: how many read, and how many write, directly through their socket
+   * handles (`direct`, see the README's "How bytes are read" and "How bytes are written") or through the socket's
+   * public stream (`stream`: TLS, HTTP/2 or other Duplex sockets, `WSENGINE_READ_PATH=stream` /
+   * `WSENGINE_WRITE_PATH=stream`, or a Node whose internals did not pass the engine's checks). A snapshot; counts of
+   * connections.
+   */
+  stats(): ServerStats {
+    const stats: ServerStats = { connections: this.clients.size, readPath: { direct: 0, stream: 0 }, writePath: { direct: 0, stream: 0 } };
+    for (const c of this.clients) {
+      const paths = c.paths;
+      stats.readPath[paths.read]++;
+      stats.writePath[paths.write]++;
+    }
+    return stats;
+  }
+}
+
+/** What {@link WebSocketServer.stats} reports: counts of open connections. */
+export interface ServerStats {
+  /** Open connections. */
+  connections: number;
+  /** Connections reading through their socket's handle (`direct`) or its `data` events (`stream`). */
+  readPath: { direct: number; stream: number };
+  /** Connections writing through their socket's handle (`direct`) or `socket.write` (`stream`). */
+  writePath: { direct: number; stream: number };
 }
 
 /** Typed event methods of {@link WebSocketServer} (see {@link ServerEvents}). */
