@@ -14,12 +14,16 @@
  *
  * - the handle of a plain `net.Socket` (TCP or pipe, not TLS: a TLS socket's handle encrypts, and an HTTP/2 stream
  *   or any other Duplex has none) with `writeBuffer` and `writev` methods;
- * - the request object type those methods require (`WriteWrap`, a native class): there is no public way to reach
- *   it, so it is taken from the first write a socket makes through its public path (its `constructor`), by a
- *   wrapper around that handle's write methods that removes itself when called;
- * - the handle call's result: 0, or a negative errno (EPIPE, ECONNRESET) for a write that failed at once; and the
- *   request's `getAsyncId()`, which is -1 while no native request was made for it (the write completed
- *   synchronously), a request id otherwise (then `oncomplete` will be called).
+ * - how those methods take their request object, which differs between Node versions. It is learnt from the first
+ *   write a socket makes through its public path, by a wrapper around that handle's write methods that removes
+ *   itself when called:
+ *   - up to Node 22, Node passes a request object (`WriteWrap`, a native class with no public constructor: taken
+ *     from that first request's `constructor`), and the call returns 0 or a negative errno (EPIPE, ECONNRESET) for
+ *     a write that failed at once; the request's `getAsyncId()` is -1 while no native request was made for it (the
+ *     write completed synchronously), a request id otherwise (then `oncomplete` will be called);
+ *   - from Node 24, Node passes null, and the call returns a number (0, or a negative errno) for a write that
+ *     completed synchronously, or the request object the handle made for a write that goes on asynchronously
+ *     (`oncomplete` is set on it, and its `writeStatus`, when not null, is a completion that happened already).
  *
  * A socket on which anything is off stays on the public path (`socket.write`), as does every batch written while
  * the socket's own Writable holds bytes (so a direct write never overtakes a public one). A handle call that answers
@@ -56,6 +60,8 @@ let broken = false;
 interface WriteRequest {
   oncomplete: (this: WriteRequest, status: number) => void;
   getAsyncId(): number;
+  /** Node 24+: a completion that happened inside the write call (null otherwise). */
+  writeStatus?: number | null;
   /** Set on a request that completes asynchronously only. */
   writer?: DirectWriter | null;
   bytes?: number;
@@ -64,14 +70,20 @@ interface WriteRequest {
 }
 
 interface StreamHandle {
-  writeBuffer(req: WriteRequest, data: Uint8Array): unknown;
-  writev(req: WriteRequest, chunks: Uint8Array[], allBuffers: boolean): unknown;
+  writeBuffer(req: WriteRequest | null, data: Uint8Array): unknown;
+  writev(req: WriteRequest | null, chunks: Uint8Array[], allBuffers: boolean): unknown;
 }
 
 type WriteRequestClass = new () => WriteRequest;
 
-/** The native request class; undefined until a public write showed it, null when it could not be used. */
-let WriteWrap: WriteRequestClass | null | undefined;
+/**
+ * How handle writes take their request: the native request class (Node ≤ 22), {@link NO_REQUEST} (Node 24+: null is
+ * passed, the handle makes a request when it needs one); undefined until a public write showed it, null when it
+ * could not be used.
+ */
+let WriteWrap: WriteRequestClass | typeof NO_REQUEST | null | undefined;
+/** {@link WriteWrap}'s value when handles take null and return their own request for an asynchronous write. */
+const NO_REQUEST = 0;
 /** A request whose last write completed synchronously (never bound to a native request): used for the next write. */
 let spare: WriteRequest | null = null;
 
@@ -132,11 +144,14 @@ export function writeDirect(w: DirectWriter, chunks: ArrayLike<Uint8Array | unde
     w.stream = true;
     return false;
   }
-  let req = spare;
-  spare = null;
-  if (req === null) {
-    req = new WriteWrap();
-    req.oncomplete = onWriteComplete;
+  let req: WriteRequest | null = null;
+  if (WriteWrap !== NO_REQUEST) {
+    req = spare;
+    spare = null;
+    if (req === null) {
+      req = new WriteWrap();
+      req.oncomplete = onWriteComplete;
+    }
   }
   let data: Uint8Array | Uint8Array[];
   let result: unknown;
@@ -149,6 +164,9 @@ export function writeDirect(w: DirectWriter, chunks: ArrayLike<Uint8Array | unde
     result = handle.writev(req, data, true);
   }
   if (result !== 0) {
+    if (req === null && typeof result === 'object' && result !== null && typeof (result as WriteRequest).getAsyncId === 'function') {
+      return pendingWrite(w, result as WriteRequest, bytes, data, done);
+    }
     if (typeof result !== 'number') {
       // Not what this module knows: the bytes went (or not) through a call it does not understand. Everything
       // after this takes the public path; this batch is counted as written (the call did not throw).
@@ -160,6 +178,11 @@ export function writeDirect(w: DirectWriter, chunks: ArrayLike<Uint8Array | unde
     const error = errnoError(result);
     if (done !== undefined) process.nextTick(done, error);
     socket.destroy(error);
+    return true;
+  }
+  if (req === null) {
+    // Node 24+: a number is a write that completed synchronously.
+    if (done !== undefined) process.nextTick(done, null);
     return true;
   }
   const id = req.getAsyncId();
@@ -174,14 +197,34 @@ export function writeDirect(w: DirectWriter, chunks: ArrayLike<Uint8Array | unde
     if (done !== undefined) process.nextTick(done, null);
     return true;
   }
-  // Queued in libuv: counted as unsent until it completes; the bytes are kept alive by the request.
+  return pendingWrite(w, req, bytes, data, done);
+}
+
+/** A write queued in libuv: counted as unsent until it completes; the bytes are kept alive by the request. */
+function pendingWrite(w: DirectWriter, req: WriteRequest, bytes: number, data: Uint8Array | Uint8Array[], done: WriteDone | undefined): boolean {
   req.writer = w;
   req.bytes = bytes;
   req.data = data;
   req.done = done ?? null;
   w.pending += bytes;
+  if (req.oncomplete !== onWriteComplete) {
+    // Node 24+: the handle's own request. A completion that came inside the call is recorded on it.
+    req.oncomplete = onWriteComplete;
+    const status = req.writeStatus;
+    if (typeof status === 'number') {
+      req.writeStatus = null;
+      req.oncomplete(status);
+    } else if (req.getAsyncId() === -1) {
+      // Not a request in flight (a write that failed inside the call leaves its request released): no completion
+      // will come. What the error was is not visible here; the socket is destroyed as for a failed write.
+      req.oncomplete(EPIPE);
+    }
+  }
   return true;
 }
+
+/** The errno of a broken pipe (libuv's UV_EPIPE on every platform Node supports). */
+const EPIPE = -32;
 
 /** libuv finished an asynchronous write (`this` is its request). */
 function onWriteComplete(this: WriteRequest, status: number): void {
@@ -239,7 +282,7 @@ function learnRequestClass(handle: StreamHandle): void {
     if (typeof original !== 'function') continue;
     record[name] = function learningWrite(this: unknown, req: unknown, ...rest: unknown[]): unknown {
       disarm();
-      if (WriteWrap === undefined) WriteWrap = requestClassOf(req);
+      if (WriteWrap === undefined) WriteWrap = req === null ? NO_REQUEST : requestClassOf(req);
       return (original as (...args: unknown[]) => unknown).call(this, req, ...rest);
     };
   }
