@@ -165,7 +165,7 @@ Options:
 The suite is taken from, in order:
   1. WSTEST=/path/to/wstest (an explicit choice)
   2. Docker, when an engine is running (docker info succeeds): image ${AUTOBAHN_IMAGE}
-  3. wstest on PATH (pip install autobahntestsuite, under Python 2)
+  3. wstest on PATH (a Python 2.7 program: see autobahn/README.md)
 
 Reports: each run writes a folder of its own, autobahn/reports/<mode>-<UTC time>/ (index.html, index.json);
 earlier runs are kept. When autobahn/expected-results-server.json / -client.json exist, results are compared
@@ -358,8 +358,9 @@ export function noSuiteMessage(notes: readonly string[]): string {
     `  1. Docker: install Docker (https://docs.docker.com/get-docker/) and start its engine so that`,
     `     \`docker info\` succeeds; the runner then uses the image ${AUTOBAHN_IMAGE}`,
     `     (pulled automatically, or beforehand with \`docker pull ${AUTOBAHN_IMAGE}\`).`,
-    '  2. wstest: install the suite under Python 2 (e.g. in a Python 2.7 virtualenv:',
-    '     `pip install autobahntestsuite`), then put `wstest` on PATH or set WSTEST=/path/to/wstest.',
+    '  2. wstest: a working wstest you already have, on PATH or named by WSTEST=/path/to/wstest. The suite is',
+    '     a Python 2.7 program on pinned pre-2020 dependencies; installing it outside Docker is upstream\'s',
+    '     recipe, not verified by this project (see autobahn/README.md).',
     '',
   ].join('\n');
 }
@@ -384,10 +385,13 @@ export interface SuiteCommandParams {
 /**
  * The command line that runs the suite. Docker: `docker run --rm --network host` with the autobahn folder
  * mounted at /config and the reports folder at /reports, unbuffered Python output, then
- * `wstest -m MODE -s /config/<config>`. wstest: `wstest -m MODE -s <config>`.
+ * `wstest -m MODE -s /config/<config>`. wstest: `wstest -m MODE -s <config>`. In `fuzzingserver` mode (testing our
+ * client) `-u 0` follows: the suite would otherwise also serve its web UI on port 8080 (and die when 8080 is
+ * taken); the runner does not use it.
  */
 export function suiteCommand(suite: Suite, params: SuiteCommandParams): { command: string; args: string[] } {
-  if (suite.kind === 'wstest') return { command: suite.command, args: ['-m', params.mode, '-s', params.configFile] };
+  const noWebUi = params.mode === 'fuzzingserver' ? ['-u', '0'] : [];
+  if (suite.kind === 'wstest') return { command: suite.command, args: ['-m', params.mode, '-s', params.configFile, ...noWebUi] };
   const relative = path.relative(params.autobahnDir, params.configFile);
   if (relative.startsWith('..') || path.isAbsolute(relative)) {
     throw new Error(`config ${params.configFile} must lie inside ${params.autobahnDir} to be visible in the container`);
@@ -400,7 +404,7 @@ export function suiteCommand(suite: Suite, params: SuiteCommandParams): { comman
       '-v', `${params.autobahnDir}:/config`,
       '-v', `${params.reportsDir}:/reports`,
       suite.image,
-      'wstest', '-m', params.mode, '-s', `/config/${relative.split(path.sep).join('/')}`,
+      'wstest', '-m', params.mode, '-s', `/config/${relative.split(path.sep).join('/')}`, ...noWebUi,
     ],
   };
 }

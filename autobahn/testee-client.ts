@@ -3,7 +3,8 @@ import { connect, type WebSocketConnection } from '../lib/index.js';
 
 const base = process.argv[2] ?? 'ws://127.0.0.1:9001';
 const agent = 'wsengine';
-const options = { maxMessageSize: 64 * 1024 * 1024, perMessageDeflate: true };
+// AUTOBAHN_TRANSPORT=h2: every case is a WebSocket over HTTP/2 (RFC 8441), all of them on one shared h2c session.
+const options = { maxMessageSize: 64 * 1024 * 1024, perMessageDeflate: true, http2: process.env.AUTOBAHN_TRANSPORT === 'h2' };
 
 type OnMessage = (conn: WebSocketConnection, data: Buffer, isBinary: boolean) => void;
 

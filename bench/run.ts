@@ -23,6 +23,7 @@ import { BASELINE_FILE, compareBaseline, readBaseline, writeBaseline } from './e
 import { chartRows, E2E, type E2EOptions, type E2EReport, formatE2E, formatE2ETargets, runE2E, type TargetReport } from './e2e/e2e.js';
 import { formatDeflate, runDeflate } from './deflate.js';
 import { formatDeflateEcho, runDeflateEcho } from './deflate-echo.js';
+import { formatH2, runH2 } from './h2/h2.js';
 import { runHubBench } from './hub.js';
 import { formatEngines, formatTables, formatTargets, type MicroReport, runMicro } from './micro.js';
 import { formatScale, runScale } from './scale.js';
@@ -72,7 +73,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     formatDeflate,
   ),
   'deflate-echo': tabled(
-    'compressed echo, one message at a time (Autobahn 12/13-like: 1,000 messages of 16–128 KiB) vs ws',
+    'compressed echo, one message at a time (Autobahn 12/13-like: 1,000 messages of 16–128 KiB; and 16 B–8 KiB without context takeover, CPU per message) vs ws',
     runDeflateEcho,
     formatDeflateEcho,
   ),
@@ -82,6 +83,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return runHubBench(options);
     },
   },
+  h2: tabled(
+    'WebSockets over HTTP/2 (RFC 8441) vs HTTP/1.1, both TLS: server memory per idle WebSocket (1,000 streams on one session vs 1,000 connections), server CPU per echo',
+    runH2,
+    formatH2,
+  ),
   scale: tabled(
     'scale-out: cross-node delivery latency and throughput through Redis and NATS vs single node; broker traffic per message',
     runScale,

@@ -216,8 +216,8 @@ t.test('suite detection', async (t) => {
     t.match(message, /docker: not found on PATH/);
     t.match(message, /install Docker/);
     t.match(message, AUTOBAHN_IMAGE);
-    t.match(message, /pip install autobahntestsuite/);
-    t.match(message, /Python 2/);
+    t.match(message, /Python 2\.7 program/);
+    t.match(message, /not verified by this project/);
     t.match(message, /WSTEST=\/path\/to\/wstest/);
   });
 
@@ -247,7 +247,7 @@ t.test('runAutobahn returns early for help, bad arguments and no suite', async (
   t.equal(await runAutobahn(['--mode', 'server', '--cases', '1.*'], none), 3, 'exit 3 without a suite');
   t.match(none.stderr(), /neither Docker nor wstest is available/);
   t.match(none.stderr(), /`docker info` failed/);
-  t.match(none.stderr(), /pip install autobahntestsuite/);
+  t.match(none.stderr(), /WSTEST=\/path\/to\/wstest/);
   t.equal(none.stdout(), '');
 
   const help = io(fakeDeps({}));
@@ -287,7 +287,17 @@ t.test('suite command lines', async (t) => {
     { kind: 'wstest', command: '/py2/bin/wstest' },
     { mode: 'fuzzingserver', configFile: '/tmp/fs.json', autobahnDir: AUTOBAHN_DIR, reportsDir: REPORTS_DIR, containerName: 'c' },
   );
-  t.same(wstest, { command: '/py2/bin/wstest', args: ['-m', 'fuzzingserver', '-s', '/tmp/fs.json'] });
+  t.same(wstest, { command: '/py2/bin/wstest', args: ['-m', 'fuzzingserver', '-s', '/tmp/fs.json', '-u', '0'] }, 'client mode: no web UI (port 8080)');
+  const wstestClient = suiteCommand(
+    { kind: 'wstest', command: '/py2/bin/wstest' },
+    { mode: 'fuzzingclient', configFile: '/tmp/fc.json', autobahnDir: AUTOBAHN_DIR, reportsDir: REPORTS_DIR, containerName: 'c' },
+  );
+  t.same(wstestClient.args, ['-m', 'fuzzingclient', '-s', '/tmp/fc.json'], 'server mode: the suite serves no UI, nothing to turn off');
+  const dockerServer = suiteCommand(
+    { kind: 'docker', docker: '/usr/bin/docker', image: AUTOBAHN_IMAGE },
+    { mode: 'fuzzingserver', configFile: path.join(REPORTS_DIR, 'fs.json'), autobahnDir: AUTOBAHN_DIR, reportsDir: REPORTS_DIR, containerName: 'c2' },
+  );
+  t.same(dockerServer.args.slice(-8), [AUTOBAHN_IMAGE, 'wstest', '-m', 'fuzzingserver', '-s', '/config/reports/fs.json', '-u', '0'], 'in Docker too');
 
   t.equal(suiteOutdir({ kind: 'docker', docker: 'docker', image: AUTOBAHN_IMAGE }, REPORTS_DIR, 'servers'), '/reports/servers');
   t.equal(suiteOutdir({ kind: 'wstest', command: 'wstest' }, REPORTS_DIR, 'clients'), path.join(REPORTS_DIR, 'clients'));
@@ -349,7 +359,7 @@ t.test('spawned: without Docker or wstest it exits 3 with the message', async (t
   t.equal(result.code, 3);
   t.match(result.stderr, /neither Docker nor wstest is available/);
   t.match(result.stderr, /docker: not found on PATH/);
-  t.match(result.stderr, /pip install autobahntestsuite/);
+  t.match(result.stderr, /WSTEST=\/path\/to\/wstest/);
   t.match(result.stderr, AUTOBAHN_IMAGE);
 });
 

@@ -10,6 +10,7 @@ import { constants, createDeflateRaw, deflateRawSync } from 'node:zlib';
 import { connect, createServer } from '../lib/index.js';
 import { MASK, rawFrame } from './helpers/core.js';
 import { decodeFrames, once, rawUpgrade, until } from './helpers/net.js';
+import { ACCEPTED_STATUS, CLIENT_TRANSPORT, SERVER_TRANSPORT } from './helpers/transport.js';
 
 const SYNC = { finishFlush: constants.Z_SYNC_FLUSH };
 
@@ -58,7 +59,7 @@ async function bfinalPayloads(takeover: boolean): Promise<Buffer[]> {
 async function recordingServer(t: Test): Promise<{ port: number; got: string[]; closes: number[] }> {
   const got: string[] = [];
   const closes: number[] = [];
-  const server = createServer({ heartbeat: false, perMessageDeflate: true }, (conn) => {
+  const server = createServer({ heartbeat: false, perMessageDeflate: true, ...SERVER_TRANSPORT }, (conn) => {
     conn.on('message', (d) => got.push(d.toString()));
     conn.on('close', (code) => closes.push(code));
   });
@@ -74,7 +75,7 @@ for (const takeover of [true, false]) {
     const { port, got, closes } = await recordingServer(t);
     const offer = takeover ? 'permessage-deflate' : 'permessage-deflate; client_no_context_takeover';
     const raw = await rawUpgrade(port, '/', [`Sec-WebSocket-Extensions: ${offer}`]);
-    t.equal(raw.head.status, 101);
+    t.equal(raw.head.status, ACCEPTED_STATUS);
     const payloads = await bfinalPayloads(takeover);
     raw.socket.write(Buffer.concat(payloads.map((payload) => rawFrame({ opcode: 1, rsv1: true, payload, mask: MASK }))));
     await until(() => got.length === 3 || closes.length > 0, 5000, 'three messages');
@@ -154,7 +155,7 @@ for (const path of ['/', '/echo']) {
     const { child, port, stats } = await startChild(t);
     const baseline = await stats();
     const raw = await rawUpgrade(port, path, ['Sec-WebSocket-Extensions: permessage-deflate']);
-    t.equal(raw.head.status, 101);
+    t.equal(raw.head.status, ACCEPTED_STATUS);
     // Masked once, sent many times: as fast as the server's socket takes it, for 4 s or 1 GiB on the wire.
     const frame = rawFrame({ opcode: 2, rsv1: true, payload: BOMBLET, mask: MASK });
     const batch = Buffer.concat(Array(64).fill(frame));
@@ -200,7 +201,7 @@ for (const path of ['/', '/echo']) {
     t.ok(closes.every((c) => c === 1008 || c === 1009), `closes so far: ${JSON.stringify(closes)}`);
     // The hostile peer goes away (its queued work is dropped with it); the process serves the next client.
     raw.socket.destroy();
-    const other = await connect(`ws://127.0.0.1:${port}`, { perMessageDeflate: true, heartbeat: false });
+    const other = await connect(`ws://127.0.0.1:${port}`, { perMessageDeflate: true, heartbeat: false, ...CLIENT_TRANSPORT });
     other.send('still there?');
     const [echo] = await once<[Buffer]>(other, 'message', 60000);
     t.equal(echo.toString(), 'still there?', 'another connection is served');

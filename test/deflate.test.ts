@@ -13,6 +13,7 @@ import { acceptServerResponse, clientOffer, type DeflateOptions, negotiateServer
 import { compressOnce, DeflateCodec, Limiter } from '../lib/deflate/codec.js';
 import { rawFrame, MASK } from './helpers/core.js';
 import { decodeFrames, once, rawUpgrade, until } from './helpers/net.js';
+import { CLIENT_TRANSPORT, SERVER_TRANSPORT } from './helpers/transport.js';
 
 const defaults = resolveDeflateOptions(true);
 
@@ -96,7 +97,7 @@ t.test('client: offer and checks of the response', async (t) => {
 });
 
 async function deflateServer(t: Test, options: ServerOptions = {}, onConnection?: (c: WebSocketConnection) => void) {
-  const server = createServer({ heartbeat: false, perMessageDeflate: { threshold: 0 }, ...options }, (conn) => {
+  const server = createServer({ heartbeat: false, perMessageDeflate: { threshold: 0 }, ...SERVER_TRANSPORT, ...options }, (conn) => {
     if (onConnection) return onConnection(conn);
     conn.on('message', (data, isBinary) => conn.send(data, { binary: isBinary }));
   });
@@ -122,7 +123,7 @@ t.test('round trips for every window size and context mode, both directions', as
     for (const noContext of [false, true]) {
       const opts: DeflateOptions = { threshold: 0, serverMaxWindowBits: bits, clientMaxWindowBits: bits, serverNoContextTakeover: noContext, clientNoContextTakeover: noContext };
       const { url } = await deflateServer(t, { perMessageDeflate: opts });
-      const c = await connect(url, { perMessageDeflate: opts });
+      const c = await connect(url, { perMessageDeflate: opts, ...CLIENT_TRANSPORT });
       t.match(c.extensions, /permessage-deflate/);
       const got = collect(c, payloads.length * 3);
       for (let round = 0; round < 3; round++) for (const p of payloads) c.send(p);
@@ -245,7 +246,7 @@ t.test('malformed DEFLATE data closes cleanly with 1007, also after a limit alre
   t.equal(third, 'fine', 'a fresh context after the errors');
   codec.close();
   // The server is still serving others.
-  const c = await connect(url, { perMessageDeflate: true });
+  const c = await connect(url, { perMessageDeflate: true, ...CLIENT_TRANSPORT });
   c.send('alive'.repeat(300));
   t.equal(String((await once<[Buffer]>(c, 'message'))[0]), 'alive'.repeat(300));
   c.close();
@@ -264,7 +265,7 @@ t.test('ordering: compressed and plain messages, then close, arrive in order; ba
     for (let i = 0; i < 300; i++) conn.send(i % 3 === 0 ? `${i}:` + 'big '.repeat(100 + i) : `${i}`);
     conn.close(4000, 'after all');
   });
-  const c = await connect(url, { perMessageDeflate: true });
+  const c = await connect(url, { perMessageDeflate: true, ...CLIENT_TRANSPORT });
   const seen: number[] = [];
   c.on('message', (d) => seen.push(Number(d.toString().split(':')[0])));
   const [code, reason] = await once<[number, string]>(c, 'close', 10000);
@@ -272,7 +273,7 @@ t.test('ordering: compressed and plain messages, then close, arrive in order; ba
   t.same([code, reason], [4000, 'after all'], 'the close frame came last');
   let conn: WebSocketConnection | undefined;
   const { url: url2 } = await deflateServer(t, {}, (x) => (conn = x));
-  const d = await connect(url2, { perMessageDeflate: true });
+  const d = await connect(url2, { perMessageDeflate: true, ...CLIENT_TRANSPORT });
   await until(() => conn !== undefined);
   const noise = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 2654435761) >>> 24));
   conn!.send(noise);
@@ -284,8 +285,8 @@ t.test('ordering: compressed and plain messages, then close, arrive in order; ba
 
 t.test('a broadcast compressed once goes to every no-context-takeover subscriber', async (t) => {
   const { server, url } = await deflateServer(t, { perMessageDeflate: { serverNoContextTakeover: true } }, () => {});
-  const peers = await Promise.all([0, 1, 2].map(() => connect(url, { perMessageDeflate: true })));
-  const plain = await connect(url);
+  const peers = await Promise.all([0, 1, 2].map(() => connect(url, { perMessageDeflate: true, ...CLIENT_TRANSPORT })));
+  const plain = await connect(url, CLIENT_TRANSPORT);
   await until(() => server.clients.size === 4);
   const text = JSON.stringify({ event: 'price', values: Array.from({ length: 200 }, (_, i) => i) });
   const message = prepare(text, { compress: true });

@@ -12,12 +12,17 @@ import t, { type Test } from 'tap';
 import { createServer as createHttpServer } from 'node:http';
 import { createHash } from 'node:crypto';
 import { createServer as createNetServer, type Socket } from 'node:net';
-import { connect, createServer, type WebSocketConnection, type WebSocketServer } from '../lib/index.js';
+import { connect, createServer, READ_PATH_FALLBACK_WARNING, type WebSocketConnection, type WebSocketServer } from '../lib/index.js';
 import { directReadsAllowed, readsDirectly } from '../lib/transport/reads.js';
 import { rawConnect, rawUpgrade, until, upgradeHead } from './helpers/net.js';
 
 const direct = directReadsAllowed();
 const socketOf = (c: WebSocketConnection): Socket => (c as unknown as { socket: Socket }).socket;
+
+// The runtime check of Node's internals (reads.ts) must never fire on a supported Node: this file runs under each.
+const fallbackWarnings: Error[] = [];
+// Checked by the last test, after reads of every size here.
+process.on('warning', (w) => { if ((w as { code?: string }).code === READ_PATH_FALLBACK_WARNING) fallbackWarnings.push(w); });
 
 async function echoServer(t: Test): Promise<{ server: WebSocketServer; url: string; port: number; conns: WebSocketConnection[] }> {
   const conns: WebSocketConnection[] = [];
@@ -37,6 +42,19 @@ t.test(`server and client sockets ${direct ? 'read directly' : 'stay on the stre
   await until(() => conns.length === 1);
   t.equal(readsDirectly(socketOf(conns[0])), direct, 'server side');
   t.equal(readsDirectly(socketOf(client)), direct, 'client side');
+});
+
+t.test(`server.stats() counts the read path of each connection (${direct ? 'direct' : 'stream'} here)`, async (t) => {
+  const { server, url } = await echoServer(t);
+  t.match(server.stats(), { connections: 0, readPath: { direct: 0, stream: 0 } }, 'no connections yet');
+  const clients = await Promise.all([connect(url), connect(url), connect(url)]);
+  t.teardown(() => { for (const c of clients) c.terminate(); });
+  await until(() => server.clients.size === 3);
+  t.equal(server.stats().connections, 3);
+  t.same(server.stats().readPath, direct ? { direct: 3, stream: 0 } : { direct: 0, stream: 3 });
+  clients[0].close();
+  await until(() => server.clients.size === 2);
+  t.same(server.stats().readPath, direct ? { direct: 2, stream: 0 } : { direct: 0, stream: 2 }, 'a closed connection is not counted');
 });
 
 t.test('a socket that is not a net.Socket stays on data events', async (t) => {
@@ -195,6 +213,11 @@ t.test('a client gets a large message sent right behind the 101 whole (the socke
   const got = await new Promise<Buffer>((resolve) => client.once('message', (d) => resolve(d as Buffer)));
   t.equal(got.length, payload.length, 'the whole message');
   t.ok(got.equals(payload), 'byte for byte');
+});
+
+t.test('the runtime check of the internals did not fire', async (t) => {
+  t.same(fallbackWarnings.map((w) => w.message), [], `no ${READ_PATH_FALLBACK_WARNING} warning (Node ${process.versions.node})`);
+  t.equal(directReadsAllowed(), direct, 'still reading directly');
 });
 
 function maskedText(s: string): Buffer {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testCertificate } from './helpers/tls.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -63,6 +64,18 @@ t.test('"Echo in a dozen lines" runs from plain JavaScript', async (t) => {
   t.equal(stdout.trim(), 'echo: hello');
 });
 
+t.test('the read path\'s server.stats() example runs and reports the connection\'s read path', async (t) => {
+  const port = await freePort();
+  const code = readme.slice(readme.indexOf('```ts\n', readme.indexOf('**Checked while it runs.**')) + 6).split('```')[0].replaceAll('8080', String(port));
+  t.match(code, /server\.stats\(\)/, 'the example found');
+  const { code: exit, stdout, stderr } = await runModule('stats.mjs', code);
+  t.equal(exit, 0, stderr);
+  const direct = process.env.WSENGINE_READ_PATH === 'stream' ? 0 : 1;
+  t.match(stdout, /connections: 1,/);
+  t.match(stdout, `readPath: { direct: ${direct}, stream: ${1 - direct} }`);
+  t.notMatch(stderr, /WSENGINE_READ_PATH_FALLBACK/, 'no fallback warning');
+});
+
 t.test('"Attaching to an existing HTTP server" serves both endpoints', async (t) => {
   const port = await freePort();
   const code =
@@ -80,6 +93,34 @@ process.exit(0);
   const { code: exit, stdout, stderr } = await runModule('attach.mjs', code);
   t.equal(exit, 0, stderr);
   t.same(stdout.trim().split('\n'), ['/chat welcome to chat', '/feed welcome to the feed']);
+});
+
+t.test('"HTTP/2 (RFC 8441)" runs: two WebSockets on one HTTP/2 connection', async (t) => {
+  const port = await freePort();
+  const code = readme.slice(readme.indexOf('```ts\n', readme.indexOf('### HTTP/2 (RFC 8441)')) + 6).split('```')[0].replaceAll('8080', String(port));
+  const { code: exit, stdout, stderr } = await runModule('http2.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.equal(stdout.trim(), 'h2: hello');
+});
+
+/** The `n`th (from 0) TypeScript block of the section under `## heading`. */
+function sectionSnippet(heading: string, n: number): string {
+  const at = readme.indexOf(`## ${heading}\n`);
+  const end = readme.indexOf('\n## ', at + 3);
+  const blocks = [...readme.slice(at, end === -1 ? undefined : end).matchAll(/```ts\n([\s\S]*?)```/g)];
+  return blocks[n][1];
+}
+
+t.test('"WebSockets over HTTP/2": attachHttp2 on a node:http2 server, HTTP/2 and HTTP/1.1 on one port', async (t) => {
+  const port = await freePort();
+  const tls = testCertificate();
+  t.teardown(() => tls.remove());
+  writeFileSync(join(consumer, 'key.pem'), tls.key);
+  writeFileSync(join(consumer, 'cert.pem'), tls.cert);
+  const code = sectionSnippet('WebSockets over HTTP/2', 0).replaceAll('8443', String(port));
+  const { code: exit, stdout, stderr } = await runModule('h2-attach.mjs', code);
+  t.equal(exit, 0, stderr);
+  t.same(stdout.trim().split('\n'), ['welcome over h2', 'welcome over http/1.1']);
 });
 
 t.test('every install line in the README works while the package is not on the registry', async (t) => {

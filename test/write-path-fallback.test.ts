@@ -7,7 +7,7 @@
 import t from 'tap';
 import type { Socket } from 'node:net';
 import { connect, createServer, type WebSocketConnection } from '../lib/index.js';
-import { directWritesAllowed } from '../lib/transport/writes.js';
+import { directWritesAllowed, WRITE_PATH_FALLBACK_WARNING } from '../lib/transport/writes.js';
 import { once, until } from './helpers/net.js';
 
 const socketOf = (c: WebSocketConnection): Socket => (c as unknown as { socket: Socket }).socket;
@@ -18,7 +18,7 @@ t.test('an unexpected handle answer: one warning, then socket.write for every co
     return;
   }
   const warnings: Error[] = [];
-  const onWarning = (w: Error): void => { if ((w as { code?: string }).code === 'WSENGINE_WRITE_PATH_FALLBACK') warnings.push(w); };
+  const onWarning = (w: Error): void => { if ((w as { code?: string }).code === WRITE_PATH_FALLBACK_WARNING) warnings.push(w); };
   process.on('warning', onWarning);
   t.teardown(() => { process.off('warning', onWarning); });
   const conns: WebSocketConnection[] = [];
@@ -50,6 +50,7 @@ t.test('an unexpected handle answer: one warning, then socket.write for every co
   t.equal(String((await odd)[0]), 'odd', 'the message written by the odd call still arrives');
   await new Promise((r) => setImmediate(r));
   t.equal(warnings.length, 1, 'one warning');
+  t.equal(WRITE_PATH_FALLBACK_WARNING, 'WSENGINE_WRITE_PATH_FALLBACK', 'the documented code');
   t.match(warnings[0].message, /socket\.write/);
   t.same(server.stats().writePath, { direct: 0, stream: 2 }, 'every connection reports the stream path');
   // Both connections go on working, through socket.write.

@@ -51,6 +51,7 @@ import {
   stat,
   statCell,
 } from './common.js';
+import { IDLE_RELEASE_MS } from '../../lib/deflate/codec.js';
 import type { ChartRow } from './chart.js';
 import { Child, fdLimits } from './ipc.js';
 import { formatHeapDiff, formatProfile, heapDiff, summarizeProfile, type ProfileSummary } from './profile.js';
@@ -1095,6 +1096,9 @@ async function runMemory(ctx: Context): Promise<void> {
               if (total !== mode.n) throw new Error(`${engine}: ${total} echoes for ${mode.n} connections`);
             }
             await server.waitClients(mode.n);
+            // Without context takeover our zlib streams are released 100–200 ms after a connection's last message
+            // (IDLE_RELEASE_MS in lib/deflate/codec.ts): measure idle connections, after that (ws keeps its streams).
+            if (mode.deflate === 'no-context') await sleep(4 * IDLE_RELEASE_MS);
             const after = await server.gc();
             if (snapshot !== null) {
               await server.child.call('heap-snapshot', { path: `${snapshot}-after.heapsnapshot` });

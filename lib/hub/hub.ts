@@ -14,6 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { WebSocketConnection } from '../transport/connection.js';
@@ -182,6 +183,20 @@ export class Hub extends EventEmitter {
     if (first === null) return this.server.handleUpgrade(request, socket, head);
     void first.then(() => {
       if (!socket.destroyed) this.server.handleUpgrade(request, socket, head);
+    });
+  }
+
+  /**
+   * Completes a WebSocket over HTTP/2 (RFC 8441): an extended CONNECT stream (`:protocol` websocket) from a
+   * `node:http2` server, as {@link handleUpgrade} completes an HTTP/1.1 upgrade — the same authentication, limits
+   * and backplane wait; the engine answers 200 instead of 101 (see `WebSocketServer.handleStream`). The hub treats
+   * the connection exactly like one over TCP.
+   */
+  handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const first = this.attacher.pending;
+    if (first === null) return this.server.handleStream(stream, headers);
+    void first.then(() => {
+      if (!stream.destroyed) this.server.handleStream(stream, headers);
     });
   }
 

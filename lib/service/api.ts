@@ -7,9 +7,8 @@
  *
  * @module
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServiceConfig } from './config.js';
-import { HttpError, intField, readJsonObject, sendJson, stringField } from './http.js';
+import { HttpError, intField, readJsonObject, sendJson, stringField, type ServiceRequest, type ServiceResponse } from './http.js';
 import type { Logger } from './log.js';
 import { renderMetrics } from './metrics.js';
 import type { ServiceHub } from './hub-adapter.js';
@@ -24,16 +23,16 @@ const MAX_NAME = 256;
 /** The API's request handler and metrics renderer. */
 export interface Api {
   /** Answers a request under `/api/` (the key is already checked). */
-  handle(req: IncomingMessage, res: ServerResponse, method: string, path: string, query: URLSearchParams): Promise<void>;
+  handle(req: ServiceRequest, res: ServiceResponse, method: string, path: string, query: URLSearchParams): Promise<void>;
   /** `GET /metrics` body. */
   metricsText(): string;
 }
 
-type Route = (req: IncomingMessage, query: URLSearchParams) => Promise<unknown>;
+type Route = (req: ServiceRequest, query: URLSearchParams) => Promise<unknown>;
 
 /** Builds the API on a hub. */
 export function createApi(hub: ServiceHub, config: ServiceConfig, log: Logger): Api {
-  const body = (req: IncomingMessage): Promise<Record<string, unknown>> => readJsonObject(req, config.maxBodySize);
+  const body = (req: ServiceRequest): Promise<Record<string, unknown>> => readJsonObject(req, config.maxBodySize);
   const message = (b: Record<string, unknown>): { type: string; data: unknown } => {
     const type = stringField(b, 'type', true, MAX_NAME);
     if (!('data' in b)) throw new HttpError(400, 'bad_request', '"data" is required (any JSON value; use {} for none)');

@@ -94,6 +94,14 @@ export interface ServiceConfig {
   nodeTtl: number | undefined;
   /** Development mode: generated secret and API key, a token endpoint for the demo page. Default: false. */
   dev: boolean;
+  /**
+   * PEM text of the TLS certificate chain, read from the file named by `--tls-cert`. With `tlsKey`, the service
+   * speaks HTTPS on its port: HTTP/2 and HTTP/1.1 (ALPN), WebSockets over both (RFC 8441 extended CONNECT and the
+   * HTTP/1.1 upgrade). Default: none (plain HTTP/1.1).
+   */
+  tlsCert: string | undefined;
+  /** PEM text of the TLS private key, read from the file named by `--tls-key` (with `tlsCert`). Default: none. */
+  tlsKey: string | undefined;
   /** The config file read (`--config`). Default: none. */
   config: string | undefined;
   /**
@@ -181,6 +189,8 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   { flag: 'broker-prefix', key: 'brokerPrefix', kind: 'string', default: 'wsengine', pattern: /^[A-Za-z0-9_-]{1,64}$/, patternText: '1 to 64 letters, digits, "_" or "-"', help: 'with --redis/--nats: prefix of every key, channel, subject and stream (deployments sharing a broker need different prefixes)' },
   { flag: 'node-heartbeat', key: 'nodeHeartbeat', kind: 'duration', default: 5_000, min: 100, help: 'with --redis/--nats: interval of this hub\'s liveness heartbeats on the broker' },
   { flag: 'node-ttl', key: 'nodeTtl', kind: 'duration', default: undefined, min: 200, defaultText: 'max(15s, 3 × --node-heartbeat)', help: 'with --redis/--nats: a hub without a heartbeat for this long is dead; its connections and presence stop counting and are removed (at least 2 × --node-heartbeat)' },
+  { flag: 'tls-cert', key: 'tlsCert', kind: 'pem-file', default: undefined, help: 'PEM file with the TLS certificate (chain): with --tls-key, serve HTTPS with HTTP/2 and HTTP/1.1 on the port, WebSockets over both (RFC 8441 and the HTTP/1.1 upgrade)', defaultText: 'none: plain HTTP/1.1' },
+  { flag: 'tls-key', key: 'tlsKey', kind: 'pem-file', default: undefined, help: 'PEM file with the TLS private key (with --tls-cert)' },
   { flag: 'dev', key: 'dev', kind: 'boolean', default: false, help: 'development mode: generated secret and API key, a token endpoint for the demo page' },
   { flag: 'config', key: 'config', kind: 'string', default: undefined, help: 'a JSON file with options by flag name, and the "permissions" and "hooks" sections; flags and environment variables win over it', defaultText: 'none' },
 ]);
@@ -414,6 +424,9 @@ function checkCombination(config: ServiceConfig, connectHook = false): void {
   }
   if (config.heartbeatTimeout <= config.heartbeatInterval) {
     throw new ConfigError(`--heartbeat-timeout: must be longer than --heartbeat-interval (${config.heartbeatInterval} ms), got ${config.heartbeatTimeout} ms`);
+  }
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new ConfigError(config.tlsCert === undefined ? '--tls-key: give --tls-cert too (the certificate of that key)' : '--tls-cert: give --tls-key too (the private key of that certificate)');
   }
   if (config.redis !== undefined && config.nats !== undefined) {
     throw new ConfigError('--redis and --nats: choose one broker');

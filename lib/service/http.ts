@@ -6,6 +6,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+
+/** A request the service answers: HTTP/1.1 (`node:http`), or HTTP/2 through `node:http2`'s compatibility API. */
+export type ServiceRequest = IncomingMessage | Http2ServerRequest;
+/** The response to a {@link ServiceRequest}. */
+export type ServiceResponse = ServerResponse | Http2ServerResponse;
 
 /** An error answered with its status and `{"error": {"code", "message"}}`. */
 export class HttpError extends Error {
@@ -21,7 +27,7 @@ export class HttpError extends Error {
 }
 
 /** Answers `status` with a JSON body. */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(res: ServiceResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
@@ -33,7 +39,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** Answers an {@link HttpError}. */
-export function sendError(res: ServerResponse, error: HttpError, headers: Record<string, string> = {}): void {
+export function sendError(res: ServiceResponse, error: HttpError, headers: Record<string, string> = {}): void {
   sendJson(res, error.status, { error: { code: error.code, message: error.message } }, headers);
 }
 
@@ -42,7 +48,7 @@ export function sendError(res: ServerResponse, error: HttpError, headers: Record
  * without reading the rest), a content type other than JSON (415), invalid UTF-8 or JSON (400), and anything but an
  * object at the top level (400).
  */
-export async function readJsonObject(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
+export async function readJsonObject(req: ServiceRequest, limit: number): Promise<Record<string, unknown>> {
   const type = req.headers['content-type'];
   if (type !== undefined && !/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
     throw new HttpError(415, 'unsupported_media_type', `expected Content-Type: application/json, got ${JSON.stringify(type.slice(0, 100))}`);

@@ -1,22 +1,28 @@
 /**
- * The hub service: one `node:http` server carrying the WebSocket endpoints (`/` and `/ws`), the demo page (`GET /`),
+ * The hub service: one server carrying the WebSocket endpoints (`/` and `/ws`), the demo page (`GET /`),
  * the HTTP API (`/api/*`, with the API key), `GET /health` (503 while shutting down, or while the hub's backplane
- * is not up: see `Hub.health`) and `GET /metrics`.
+ * is not up: see `Hub.health`) and `GET /metrics`. Without TLS it is a `node:http` server (HTTP/1.1); with
+ * `--tls-cert`/`--tls-key` a `node:http2` secure server with `allowHTTP1`: HTTP/2 and HTTP/1.1 on the one port
+ * (chosen by ALPN), the same routes over both (the HTTP/2 requests through `node:http2`'s compatibility API), and
+ * WebSockets over both — HTTP/2 extended CONNECT streams (RFC 8441, `SETTINGS_ENABLE_CONNECT_PROTOCOL` advertised)
+ * and HTTP/1.1 upgrades — handed to the one hub.
  *
  * @module
  */
 import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createSecureServer, Http2ServerRequest, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { signJwt } from '../hub/jwt.js';
 import { createApi, type Api } from './api.js';
 import { createBackplane } from './broker.js';
-import { configSummary, type ServiceConfig } from './config.js';
+import { ConfigError, configSummary, type ServiceConfig } from './config.js';
 import { DEMO_HTML, DEMO_SCRIPT } from './demo-page.js';
 import { devCredentials, type DevCredentials } from './dev-credentials.js';
-import { checkBearer, HttpError, readJsonObject, sendError, sendJson } from './http.js';
+import { checkBearer, HttpError, readJsonObject, sendError, sendJson, type ServiceRequest, type ServiceResponse } from './http.js';
 import type { Logger } from './log.js';
+import { LabelledCounter, type MetricFamily, renderMetrics } from './metrics.js';
 import { createServiceHub, type ServiceHub } from './hub-adapter.js';
 
 /** Milliseconds between the liveness check's event-loop ticks. */
@@ -32,8 +38,12 @@ export const DEV_TOKEN_TTL = 24 * 3600;
 
 /** What {@link startService} returns. */
 export interface RunningService {
-  /** `http://host:port/`: the demo page (in dev mode) and the WebSocket endpoint. */
+  /**
+   * `http://host:port/` (`https://` with TLS): the demo page (in dev mode) and the WebSocket endpoint.
+   */
   readonly url: string;
+  /** `'h1'`: plain HTTP/1.1. `'h2+h1'`: TLS with HTTP/2 and HTTP/1.1 (ALPN), WebSockets over both. */
+  readonly protocols: 'h1' | 'h2+h1';
   readonly port: number;
   /** The hub behind the service. */
   readonly hub: ServiceHub;
@@ -88,6 +98,17 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
   }, LOOP_TICK_MS);
   loopTimer.unref();
 
+  /** With TLS: the open HTTP/2 sessions and TLS sockets, ended at the end of a shutdown (no closeAllConnections). */
+  const sessions = new Set<ServerHttp2Session>();
+  const tlsSockets = new Set<Duplex>();
+  // WebSockets by transport (HTTP/1.1 upgrade or HTTP/2 stream), and the open HTTP/2 sessions, for /metrics.
+  const opened = new LabelledCounter(4);
+  hub.hub.server.on('connection', (connection) => opened.inc(connection.transport));
+  const transportMetrics = (): MetricFamily[] => [
+    { name: 'wsengine_websocket_transport_total', type: 'counter', help: 'WebSocket handshakes completed, by transport: http/1.1 (upgrade) or h2 (RFC 8441 extended CONNECT stream)', samples: ['http/1.1', 'h2'].map((t) => ({ labels: { transport: t }, value: opened.get(t) })) },
+    { name: 'wsengine_http2_sessions', type: 'gauge', help: 'Open HTTP/2 sessions (TLS connections that chose h2); 0 without --tls-cert', samples: [{ value: sessions.size }] },
+  ];
+
   const mintDevToken = (user: string): string => signJwt({ sub: user }, config.jwtSecret!, { expiresIn: DEV_TOKEN_TTL });
 
   /**
@@ -114,7 +135,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     return { ok, body: { status: ok ? 'ready' : 'not_ready', connections: hub.connections(), checks } };
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const handle = async (req: ServiceRequest, res: ServiceResponse): Promise<void> => {
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
@@ -137,7 +158,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     if (path === '/metrics') {
       if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET /metrics');
       requireKey(req, config);
-      const body = api.metricsText();
+      const body = api.metricsText() + renderMetrics(transportMetrics());
       res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), 'Cache-Control': 'no-store' });
       res.end(body);
       return;
@@ -150,7 +171,8 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     const page = path === '/' ? DEMO_PAGE : path === '/demo.js' ? DEMO_JS : undefined;
     if (page && (method === 'GET' || method === 'HEAD')) {
       res.writeHead(200, { ...page.headers, 'Cache-Control': 'no-store', 'Content-Length': String(page.body.length) });
-      res.end(method === 'HEAD' ? undefined : page.body);
+      if (method === 'HEAD') res.end();
+      else res.end(page.body);
       return;
     }
     const client = /^\/hub-client\/([a-z0-9-]+\.js)$/.exec(path);
@@ -162,7 +184,8 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
         throw new HttpError(404, 'not_found', `${path} is not built: run npm run build`);
       }
       res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache', 'Content-Length': String(body.length) });
-      res.end(method === 'HEAD' ? undefined : body);
+      if (method === 'HEAD') res.end();
+      else res.end(body);
       return;
     }
     if (path === '/dev/token' && config.dev) {
@@ -175,7 +198,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
     throw new HttpError(404, 'not_found', `no route for ${method} ${path}`);
   };
 
-  const server: Server = createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+  const onRequest = (req: ServiceRequest, res: ServiceResponse): void => {
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent) {
         res.destroy();
@@ -189,10 +212,8 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
       log('error', 'http_error', { path: (req.url ?? '').split('?')[0], error: (error as Error).message });
       sendError(res, new HttpError(500, 'internal_error', 'internal error'));
     });
-  });
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  };
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (closing || !WEBSOCKET_PATHS.includes(path)) {
       const status = closing ? '503 Service Unavailable' : '404 Not Found';
@@ -200,11 +221,68 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
       return;
     }
     hub.hub.handleUpgrade(req, socket, head);
-  });
-  server.on('clientError', (_error, socket) => {
+  };
+  const onClientError = (_error: Error, socket: Duplex): void => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
-  });
+  };
+
+  const tls = config.tlsCert !== undefined && config.tlsKey !== undefined;
+  let server: Server | Http2SecureServer;
+  if (tls) {
+    let secure: Http2SecureServer;
+    try {
+      secure = createSecureServer(
+        { cert: config.tlsCert!, key: config.tlsKey!, allowHTTP1: true, settings: { enableConnectProtocol: true, maxHeaderListSize: 16 * 1024 } },
+        onRequest,
+      );
+    } catch (error) {
+      throw new ConfigError(`--tls-cert/--tls-key: ${(error as Error).message}`);
+    }
+    // node:http2's compatibility layer answers every CONNECT stream 405 unless 'connect' has a listener. Over
+    // HTTP/2 this is (req, res); on an HTTP/1.1 connection of the same server (allowHTTP1) it is (req, socket, head).
+    (secure as unknown as NodeJS.EventEmitter).on('connect', (req: ServiceRequest, second: ServiceResponse | Duplex) => {
+      if (!(req instanceof Http2ServerRequest)) {
+        const socket = second as Duplex;
+        socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      const { stream, headers } = req;
+      const path = (headers[':path'] ?? '/').split('?')[0];
+      if (headers[':protocol'] === undefined) {
+        // A plain CONNECT asks for a tunnel: this is not a proxy.
+        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 405 }, { endStream: true });
+        return;
+      }
+      if (closing || !WEBSOCKET_PATHS.includes(path)) {
+        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': closing ? 503 : 404 }, { endStream: true });
+        return;
+      }
+      // The engine checks the rest (`:protocol` websocket, version, origin, authentication) as for an upgrade.
+      hub.hub.handleStream(stream, headers);
+    });
+    // The HTTP/1.1 side (allowHTTP1) has node:http's request and header deadlines: the same as without TLS.
+    // (node sets them on an allowHTTP1 server, 300 s and 60 s by default; @types/node does not declare them.)
+    Object.assign(secure, { requestTimeout: 30_000, headersTimeout: 10_000 });
+    secure.on('upgrade', onUpgrade);
+    secure.on('session', (session: ServerHttp2Session) => {
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+    });
+    secure.on('secureConnection', (socket: Duplex) => {
+      tlsSockets.add(socket);
+      socket.once('close', () => tlsSockets.delete(socket));
+    });
+    (secure as unknown as NodeJS.EventEmitter).on('clientError', onClientError);
+    server = secure;
+  } else {
+    const plain = createServer({ maxHeaderSize: 16 * 1024 }, onRequest);
+    plain.requestTimeout = 30_000;
+    plain.headersTimeout = 10_000;
+    plain.on('upgrade', onUpgrade);
+    plain.on('clientError', onClientError);
+    server = plain;
+  }
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -215,7 +293,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
   });
   const address = server.address() as AddressInfo;
   const hostText = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${hostText}:${address.port}/`;
+  const url = `${tls ? 'https' : 'http'}://${hostText}:${address.port}/`;
   log('info', 'start', { url, pid: process.pid, dev: config.dev || undefined });
   log('info', 'config', { summary: configSummary(config) });
 
@@ -243,6 +321,7 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
   let closed: Promise<void> | undefined;
   return {
     url,
+    protocols: tls ? 'h2+h1' : 'h1',
     port: address.port,
     hub,
     config,
@@ -252,7 +331,9 @@ export async function startService(input: ServiceConfig, { log, devDir }: StartO
         closing = true;
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         await hub.close({ code: options.code ?? 1001, timeout: config.shutdownTimeout });
-        server.closeAllConnections();
+        if (!tls) (server as Server).closeAllConnections();
+        for (const session of sessions) session.destroy();
+        for (const socket of tlsSockets) socket.destroy();
         await serverClosed;
       })();
       return closed;
@@ -274,7 +355,7 @@ function devFileLines(dev: DevCredentials): string[] {
   }
 }
 
-function requireKey(req: IncomingMessage, config: ServiceConfig): void {
+function requireKey(req: ServiceRequest, config: ServiceConfig): void {
   if (config.apiKey === undefined) throw new HttpError(401, 'unauthorized', 'the HTTP API is disabled: start the service with --api-key');
   if (!checkBearer(req.headers.authorization, config.apiKey)) throw new HttpError(401, 'unauthorized', 'missing or wrong API key (Authorization: Bearer <key>)');
 }

@@ -16,8 +16,9 @@ import { CONNECTION_OPTION_NAMES, type ConnectionOptions, WebSocketConnection } 
 import { checkOptionNames, withTlsHints, WS_OPTION_HINTS } from '../core/options.js';
 import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
-import { acceptServerResponse, clientOffer, type DeflateOptions, resolveDeflateOptions } from '../deflate/negotiate.js';
+import { acceptServerResponse, clientOffer, type DeflateOptions, type DeflateParams, resolveDeflateOptions } from '../deflate/negotiate.js';
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
+import { attemptHttp2 } from './http2.js';
 
 /** One limiter per options object, so all connections made with the same options share the zlib bound. */
 const limiters = new WeakMap<object, Limiter>();
@@ -54,6 +55,16 @@ export interface ClientOptions extends ConnectionOptions, HeadLimits {
    * share two timers; connections made with the same options object share its heartbeat. Default: off.
    */
   heartbeat?: HeartbeatOptions | false;
+  /**
+   * Open the WebSocket as a stream of an HTTP/2 connection (RFC 8441) when the server offers it: one session per
+   * origin (and `tls` options object) is shared by every WebSocket opened with this option, and closed 1 s after
+   * its last WebSocket closed (an idle session never keeps the process alive). `wss:` negotiates HTTP/2 with ALPN;
+   * `ws:` speaks h2c with prior knowledge. When the server does not offer it (ALPN picks HTTP/1.1, its SETTINGS lack
+   * ENABLE_CONNECT_PROTOCOL, or it does not understand the h2c preface), the WebSocket is opened with an HTTP/1.1
+   * upgrade instead, and that origin goes straight to HTTP/1.1 for the next 60 s. `conn.transport` tells which.
+   * Default: false.
+   */
+  http2?: boolean;
 }
 
 /** The names of {@link ClientOptions} (the compiler keeps the list complete). */
@@ -71,6 +82,7 @@ const CLIENT_OPTION_NAMES: ReadonlySet<string> = new Set(
     maxRedirects: true,
     signal: true,
     heartbeat: true,
+    http2: true,
   } as const satisfies Record<keyof ClientOptions, true>),
 );
 
@@ -88,6 +100,7 @@ const CLIENT_OPTION_HINTS = withTlsHints({
 export function checkClientOptions(what: string, options: ClientOptions): void {
   if (typeof options !== 'object' || options === null) throw new TypeError(`${what} options must be an object`);
   checkOptionNames(what, options, CLIENT_OPTION_NAMES, CLIENT_OPTION_HINTS);
+  if (options.http2 !== undefined && typeof options.http2 !== 'boolean') throw new TypeError(`${what}: options.http2 must be a boolean, got ${typeof options.http2}`);
 }
 
 /** Heartbeats shared by client connections: by timing when no hook is set, else by options object. */
@@ -188,7 +201,9 @@ export async function connect<Data = unknown>(url: string | URL, options: Client
   let headers = { ...(options.headers ?? {}) };
   const maxRedirects = options.maxRedirects ?? CLIENT_DEFAULTS.maxRedirects;
   for (let redirects = 0; ; redirects++) {
-    const result = await attempt(target, protocols, headers, options, deflate, heartbeat);
+    const result =
+      (options.http2 === true ? await attemptHttp2(target, protocols, headers, options, deflate, heartbeat, (params) => codecFor(options, deflate!, params)) : null) ??
+      (await attempt(target, protocols, headers, options, deflate, heartbeat));
     if (result instanceof WebSocketConnection) return result as WebSocketConnection<Data>;
     // A redirect.
     if (!options.followRedirects) throw new HandshakeError(`server redirected (${result.status}) to ${result.location}; set followRedirects to follow`, result.status);
@@ -267,10 +282,7 @@ function attempt(
         if (checked.extensions.length > 1) return fail(new HandshakeError('server accepted permessage-deflate more than once'));
         const params = acceptServerResponse(checked.extensions[0], deflate);
         if (typeof params === 'string') return fail(new HandshakeError(params));
-        const limiterKey = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : options;
-        let limiter = limiters.get(limiterKey);
-        if (!limiter) limiters.set(limiterKey, (limiter = new Limiter(deflate.concurrency)));
-        codec = new DeflateCodec('client', params, deflate, limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
+        codec = codecFor(options, deflate, params);
       }
       settled = true;
       cleanup();
@@ -302,6 +314,14 @@ function attempt(
       }
     });
   });
+}
+
+/** A client codec for the agreed parameters, sharing the zlib bound of connections made with the same options. */
+function codecFor(options: ClientOptions, deflate: Required<DeflateOptions>, params: DeflateParams): DeflateCodec {
+  const limiterKey = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : options;
+  let limiter = limiters.get(limiterKey);
+  if (!limiter) limiters.set(limiterKey, (limiter = new Limiter(deflate.concurrency)));
+  return new DeflateCodec('client', params, deflate, limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
 }
 
 function isIp(host: string): boolean {

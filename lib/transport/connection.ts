@@ -194,6 +194,13 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Ev
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value ('' when none). */
   readonly extensions: string;
+  /**
+   * What carries the connection: `'h2'` for a stream of an HTTP/2 connection (RFC 8441, see `handleStream` and
+   * `connect(url, { http2: true })`), else `'http/1.1'` (a TCP or TLS connection of its own).
+   */
+  get transport(): 'http/1.1' | 'h2' {
+    return (this.socket as Duplex & { [kTransport]?: 'h2' })[kTransport] ?? 'http/1.1';
+  }
   /** Remote IP address, when known. */
   get remoteAddress(): string | undefined {
     return (this.socket as Partial<Socket>).remoteAddress;
@@ -1036,6 +1043,8 @@ function settingsOf(closeTimeout: number, maxPongBacklog: number, autoPong: bool
 }
 
 const kConnection = Symbol('wsengine.connection');
+/** Set to `'h2'` on an HTTP/2 stream that carries a WebSocket (by http2.ts). */
+const kTransport = Symbol.for('wsengine.transport');
 type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection<any, any> };
 
 function onSocketData(this: SocketWithConnection, chunk: Buffer, borrowed?: boolean): number {

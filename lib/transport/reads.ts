@@ -26,7 +26,15 @@
  * Both are undocumented, so everything is checked before use (a `net.Socket` whose handle is a plain TCP or pipe
  * handle, not TLS; the three slots present and empty; `useUserBuffer` a function) and any mismatch leaves the
  * socket on the public path (`data` events), which is always wired as well. `WSENGINE_READ_PATH=stream` in the
- * environment (read once, at load) forces the public path; the test suite runs on both.
+ * environment (read once, at load) forces the public path; the test suite runs on both, and the direct path's tests
+ * run under every supported Node major (test/node-versions.test.ts).
+ *
+ * And while in use, every read checks that Node still calls the buffer generator after each read (what the own
+ * buffers of large frames rely on): Node calls it synchronously once the read callback returns, so when the next
+ * read begins without it having run, Node's internals no longer behave as this module expects. From then on no
+ * socket is switched, sockets already switched hand each read to their stream (copied, as the public path would
+ * deliver it: `data` events), and the process is told once: a warning with code
+ * {@link READ_PATH_FALLBACK_WARNING} (`process.on('warning')`).
  *
  * One buffer serves every socket of the process (reads are handled one at a time, synchronously), so a small read
  * is copied out (from Node's shared allocation pool) before it is handed on, and the protocol core owns it
@@ -77,8 +85,21 @@ interface Slots {
   generator: symbol;
 }
 
+/**
+ * The code of the warning emitted (once per process, `process.emitWarning`) when Node's internals stop behaving as
+ * the direct read path expects and every socket falls back to the public path.
+ */
+export const READ_PATH_FALLBACK_WARNING = 'WSENGINE_READ_PATH_FALLBACK';
+
 /** Whether the direct path may be used at all (`WSENGINE_READ_PATH=stream` turns it off). */
 const allowed = process.env.WSENGINE_READ_PATH !== 'stream';
+/** Set for good once Node's internals misbehaved (see the module's doc): every read goes to the stream. */
+let fallenBack = false;
+/**
+ * Whether Node called the buffer generator since the last direct read (it does so right after each read returns).
+ * Cleared as a read returns, not before it is handed on: a read whose receiver throws never reaches the generator.
+ */
+let generated = true;
 let slots: Slots | null | undefined;
 let shared: Buffer | null = null;
 
@@ -108,7 +129,7 @@ interface Handle {
  * Call it while nothing can be read in between (synchronously with wiring the socket).
  */
 export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
-  if (!allowed || !(socket instanceof Socket)) return false;
+  if (!allowed || fallenBack || !(socket instanceof Socket)) return false;
   // A TLS socket's handle decrypts: its reads are not the bytes on the wire, leave it on the stream path.
   if ((socket as { encrypted?: boolean }).encrypted === true) return false;
   const handle = (socket as unknown as { _handle?: Handle | null })._handle;
@@ -144,9 +165,12 @@ function wrapperOf(onRead: ReadCallback): NodeReadCallback {
   let wrapper = wrappers.get(onRead);
   if (wrapper === undefined) {
     wrapper = function onSocketRead(this: Socket, nread: number, buffer: Buffer): boolean | undefined {
-      if (this.isPaused() || this.readableLength > 0) {
+      if (!generated) fallBack('Node did not call the read buffer generator after a read');
+      if (fallenBack || this.isPaused() || this.readableLength > 0) {
         expected = 0;
-        return this.push(buffer === shared ? Buffer.from(buffer.subarray(0, nread)) : buffer.subarray(0, nread));
+        const more = this.push(buffer === shared ? Buffer.from(buffer.subarray(0, nread)) : buffer.subarray(0, nread));
+        generated = false;
+        return more;
       }
       let chunk: Buffer;
       let borrowed = false;
@@ -169,6 +193,7 @@ function wrapperOf(onRead: ReadCallback): NodeReadCallback {
       const coming = onRead.call(this, chunk, borrowed);
       // Node calls `nextBuffer` right after this returns (synchronously): it picks the buffer of the next read.
       expected = typeof coming === 'number' ? coming : 0;
+      generated = false;
       return undefined;
     };
     wrappers.set(onRead, wrapper);
@@ -187,17 +212,40 @@ function nextBuffer(): Buffer {
   const reuse = spare;
   expected = 0;
   spare = null;
-  if (coming < BULK_READ || shared === null) return shared!;
+  generated = true;
+  if (coming < BULK_READ || shared === null || fallenBack) return shared!;
   return reuse ?? Buffer.allocUnsafeSlow(coming < READ_BUFFER_SIZE ? coming : READ_BUFFER_SIZE);
 }
 
-/** Whether `readDirectly` can be used in this process (false when `WSENGINE_READ_PATH=stream`). For tests. */
-export function directReadsAllowed(): boolean {
-  return allowed;
+/**
+ * Node's internals misbehaved: from now on every read goes through the streams (see the module's doc). Says so once.
+ * The sockets already switched cannot be switched back (their handles read into the buffers this module gives), so
+ * their reads keep arriving here and are pushed to their streams.
+ */
+function fallBack(reason: string): void {
+  if (fallenBack) return;
+  fallenBack = true;
+  expected = 0;
+  spare = null;
+  process.emitWarning(
+    `${reason}: Node's internals do not behave as wsengine's direct read path expects (Node ${process.versions.node}); every socket reads through its stream from now on (the public path, slower). Please report this with your Node version.`,
+    { code: READ_PATH_FALLBACK_WARNING, type: 'Warning' },
+  );
 }
 
-/** @internal Whether `socket` reads through the shared buffer (set up by {@link readDirectly}). For tests. */
+/**
+ * Whether `readDirectly` can be used in this process: false when `WSENGINE_READ_PATH=stream`, and once the runtime
+ * check fell back to the public path.
+ */
+export function directReadsAllowed(): boolean {
+  return allowed && !fallenBack;
+}
+
+/**
+ * Whether `socket`'s reads take the direct path: switched by {@link readDirectly} and not fallen back since. What
+ * `WebSocketServer.stats()` counts.
+ */
 export function readsDirectly(socket: unknown): boolean {
-  if (!(socket instanceof Socket) || slots == null) return false;
+  if (fallenBack || !(socket instanceof Socket) || slots == null) return false;
   return (socket as unknown as Record<symbol, unknown>)[slots.generator] === nextBuffer;
 }

@@ -30,6 +30,8 @@ import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../deflate/negotiate.js';
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
+import type { Http2SecureServer, Http2Server, IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
+import { acceptStream, attachHttp2, type Http2ServerOptions, OwnHttp2, resolveHttp2Option } from './http2.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -162,6 +164,13 @@ export interface ServerOptions<Data = unknown, Principal = unknown> extends Conn
    * `terminate()`.
    */
   heartbeat?: HeartbeatOptions<Data, Principal> | false;
+  /**
+   * Listen with HTTP/2 as well (RFC 8441: WebSockets as streams of one HTTP/2 connection), HTTP/1.1 upgrades still
+   * served on the same port: `true`, or {@link Http2ServerOptions} (`cleartext`, `allowHTTP1`, `settings`, and the
+   * TLS key and certificate when they are not in `tls`). Over TLS, ALPN picks HTTP/2 or HTTP/1.1; without TLS it is
+   * h2c with prior knowledge. Ignored with `noServer` (use {@link WebSocketServer.attachHttp2}). Default: off.
+   */
+  http2?: boolean | Http2ServerOptions;
 }
 
 /** @internal The names of {@link ServerOptions} (the compiler keeps the list complete). */
@@ -182,6 +191,7 @@ export const SERVER_OPTION_NAMES: ReadonlySet<string> = new Set(
     authenticate: true,
     httpHandler: true,
     heartbeat: true,
+    http2: true,
   } as const satisfies Record<keyof ServerOptions, true>),
 );
 
@@ -244,10 +254,15 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
   /** `options.handshakeTimeout`, read when the server is created. */
   private readonly handshakeTimeout: number;
   /** What every connection of this server reports its close to (one object per server, no closure per connection). */
-  private readonly internals: ConnectionInternals;
-  private closing = false;
+  /** @internal (also read by http2.ts) */
+  readonly internals: ConnectionInternals;
+  /** @internal (also read by http2.ts) */
+  closing = false;
   private closedPromise: Promise<void> | null = null;
-  private readonly deflate: { options: Required<DeflateOptions>; limiter: Limiter } | null;
+  /** @internal (also read by http2.ts) */
+  readonly deflate: { options: Required<DeflateOptions>; limiter: Limiter } | null;
+  /** The own HTTP/2 server (`http2` option), or null. */
+  private readonly h2: OwnHttp2 | null = null;
 
   constructor(options: ServerOptions<Data, Principal> = {}, onConnection?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void) {
     super();
@@ -276,13 +291,19 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     }
     this.heartbeat = options.heartbeat === false ? null : new Heartbeat<Data, Principal>(options.heartbeat ?? {});
     if (onConnection) this.on('connection', onConnection);
+    // Checked with noServer too (where it is ignored): a wrong value is a TypeError either way.
+    const h2 = options.http2 !== undefined && options.http2 !== false ? resolveHttp2Option(options.http2, options.tls) : null;
     if (options.noServer) {
       this.net = null;
     } else {
+      const tls = h2 !== null ? h2.tls : options.tls;
+      if (h2 !== null) this.h2 = new OwnHttp2(this, h2, (socket, first) => this.accept(socket, first));
       // TCP_NODELAY set at accept time by the server, not with a system call per socket afterwards.
-      this.net = options.tls ? createTlsServer({ noDelay: true, ...options.tls }) : createNetServer({ noDelay: true });
-      this.net.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.accept(socket));
-      if (options.tls) this.net.on('tlsClientError', (_e: Error, socket: Duplex) => socket.destroy());
+      this.net = tls
+        ? createTlsServer({ noDelay: true, ...tls, ...(h2 !== null ? { ALPNProtocols: h2.allowHTTP1 ? ['h2', 'http/1.1'] : ['h2'] } : {}) })
+        : createNetServer({ noDelay: true });
+      this.net.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => this.accept(socket));
+      if (tls) this.net.on('tlsClientError', (_e: Error, socket: Duplex) => socket.destroy());
       if (options.port !== undefined) {
         this.listen(options.port, options.host).catch((error: Error) => {
           if (this.listenerCount('error') > 0) this.emit('error', error);
@@ -312,15 +333,18 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     return (this.net?.address() as AddressInfo | null) ?? null;
   }
 
-  private accept(socket: Duplex): void {
+  /** A new connection (`first`: bytes already read from it, by the HTTP/2 preface check). */
+  private accept(socket: Duplex, first?: Buffer): void {
     if (this.closing) {
       socket.destroy();
       return;
     }
+    if (first === undefined && this.h2 !== null && this.h2.route(socket)) return;
     (socket as HandshakeSocket)[kParser] = new HeadParser('request', this.options);
     this.beginHandshake(socket);
     // A module-level listener with a back-reference (kServer, kParser): no closure per socket.
     socket.on('data', onHandshakeData);
+    if (first !== undefined) this.handshakeData(socket as HandshakeSocket, first);
   }
 
   /** @internal Bytes of a standalone handshake: the head so far; once complete, the upgrade (or the HTTP answer). */
@@ -345,8 +369,8 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     this.upgrade(socket, head, parser.rest, false);
   }
 
-  /** Arms the handshake deadline and the listeners that clean up if the socket dies first. */
-  private beginHandshake(socket: Duplex): void {
+  /** @internal Arms the handshake deadline and the listeners that clean up if the socket (or HTTP/2 stream) dies first. */
+  beginHandshake(socket: Duplex): void {
     this.handshaking.set(socket, performance.now() + this.handshakeTimeout);
     if (this.handshakeTimer === null) this.armHandshakeTimer(this.handshakeTimeout);
     (socket as HandshakeSocket)[kServer] = this;
@@ -423,6 +447,36 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     // Nothing may be read (and lost) while the handshake is checked; the connection resumes reading.
     socket.pause();
     this.upgrade(socket, parsed, head, true, callback);
+  }
+
+  /**
+   * Completes a WebSocket opened over HTTP/2 (RFC 8441): call it with an extended CONNECT stream (`:method`
+   * CONNECT, `:protocol` websocket) and its headers from a `node:http2` server's `stream` event, or let
+   * {@link attachHttp2} route them. The handshake runs as over HTTP/1.1 (origins, `path`, `maxConnections`,
+   * `authenticate`, `selectProtocol`, permessage-deflate, `handshakeTimeout`), answered with `:status 200` and
+   * lower-case headers (no `sec-websocket-accept`: RFC 8441 §5), then `connection` is emitted with a connection
+   * whose {@link WebSocketConnection.transport} is `'h2'`. Refusals answer with a status and END_STREAM: 400 for a
+   * malformed request (a missing or wrong `sec-websocket-version` included, with `sec-websocket-version: 13`), 405
+   * for a method other than CONNECT, 501 for a `:protocol` other than websocket, 404/403/503 and `authenticate`'s
+   * status as over HTTP/1.1. DATA sent before the 200 resets the stream with PROTOCOL_ERROR. The server's
+   * SETTINGS must advertise `enableConnectProtocol` (attachHttp2 and the `http2` option do).
+   */
+  handleStream(stream: ServerHttp2Stream, headers: Http2Headers): void {
+    acceptStream(this, stream, headers);
+  }
+
+  /**
+   * Makes an existing `http2.createServer()`/`http2.createSecureServer()` accept WebSockets: advertises
+   * SETTINGS_ENABLE_CONNECT_PROTOCOL to new sessions (`updateSettings`) and takes its WebSocket CONNECT streams
+   * (to {@link handleStream}) and, on an `allowHTTP1` server, its HTTP/1.1 WebSocket upgrades (to
+   * {@link handleUpgrade}) before the server emits them: they reach none of its `stream`, `request` or `upgrade`
+   * listeners. Every other stream and request is the application's, as before (an HTTP/1.1 upgrade to another
+   * protocol goes to the server's own `upgrade` listeners; with none, it gets a 400, where node would have emitted
+   * it as a `request`). Create this server with `noServer: true`. Returns a function that detaches (and stops
+   * advertising the setting to new sessions).
+   */
+  attachHttp2(server: Http2Server | Http2SecureServer): () => void {
+    return attachHttp2(this, server);
   }
 
   /**
@@ -597,6 +651,7 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     const timeout = options.timeout ?? SERVER_DEFAULTS.shutdownTimeout;
     this.closedPromise = new Promise<void>((resolve) => {
       this.net?.close();
+      this.h2?.close();
       if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
       this.handshakeTimer = null;
       for (const socket of this.handshaking.keys()) socket.destroy();
@@ -610,6 +665,7 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
       );
       const killer = setTimeout(() => {
         for (const c of this.clients) c.terminate();
+        this.h2?.destroy();
       }, timeout);
       killer.unref();
       void Promise.all(pending).then(() => {
@@ -623,11 +679,8 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
   }
 
   /**
-   * How the open connections' sockets move bytes: how many read, and how many write, directly through their socket
-   * handles (`direct`, see the README's "How bytes are read" and "How bytes are written") or through the socket's
-   * public stream (`stream`: TLS, HTTP/2 or other Duplex sockets, `WSENGINE_READ_PATH=stream` /
-   * `WSENGINE_WRITE_PATH=stream`, or a Node whose internals did not pass the engine's checks). A snapshot; counts of
-   * connections.
+   * A snapshot of the open connections: how many, and which read and write path each uses (see {@link ServerStats}).
+   * Counted when called (a pass over `clients`, nothing kept per connection): meant for metrics, not for every message.
    */
   stats(): ServerStats {
     const stats: ServerStats = { connections: this.clients.size, readPath: { direct: 0, stream: 0 }, writePath: { direct: 0, stream: 0 } };
@@ -640,13 +693,21 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
   }
 }
 
-/** What {@link WebSocketServer.stats} reports: counts of open connections. */
+/** A snapshot of a server's connections ({@link WebSocketServer.stats}). */
 export interface ServerStats {
-  /** Open connections. */
+  /** Open connections (`server.clients.size`). */
   connections: number;
-  /** Connections reading through their socket's handle (`direct`) or its `data` events (`stream`). */
+  /**
+   * How the open connections read from their sockets: `direct` through Node's socket handle into the engine (plain
+   * TCP on the Node versions the project tests), `stream` through the socket's Readable stream (TLS, other Duplexes,
+   * `WSENGINE_READ_PATH=stream`, or after the `WSENGINE_READ_PATH_FALLBACK` warning). The two add up to `connections`.
+   */
   readPath: { direct: number; stream: number };
-  /** Connections writing through their socket's handle (`direct`) or `socket.write` (`stream`). */
+  /**
+   * How the open connections write to their sockets: `direct` through the socket handle's `writeBuffer`/`writev`
+   * (plain TCP), `stream` through `socket.write` (TLS, HTTP/2 streams and other Duplexes, `WSENGINE_WRITE_PATH=stream`,
+   * or after the `WSENGINE_WRITE_PATH_FALLBACK` warning). The two add up to `connections`.
+   */
   writePath: { direct: number; stream: number };
 }
 
@@ -698,7 +759,8 @@ function sweepHandshakes(server: WebSocketServer<any, any>): void {
  * one, the largest single item of a handshake's JavaScript), where a literal costs well under 0.1 µs. The mapped
  * type makes a `ConnectionOptions` field added later a compile error here until it is forwarded.
  */
-function connectionOptions(
+/** @internal (also used by http2.ts) */
+export function connectionOptions(
   o: ConnectionOptions,
   protocol: string | undefined,
   codec: DeflateCodec | null,
@@ -743,7 +805,8 @@ function remote(socket: Duplex): { address: string | undefined; port: number | u
  * The {@link IncomingUpgrade} handed to the hooks: one object per request whose lazy parts (query, node:http-shaped
  * headers, peer address) are prototype getters, not closures made per request.
  */
-class Upgrade implements IncomingUpgrade {
+/** @internal (also used by http2.ts) */
+export class Upgrade implements IncomingUpgrade {
   url: string;
   path: string;
   headerMap: Map<string, string[]>;

@@ -52,6 +52,12 @@ export interface WriteHost {
   onDirectDrain(): void;
 }
 
+/**
+ * The code of the warning emitted (once per process, `process.emitWarning`) when a socket handle's write answers in
+ * a shape the direct write path does not know and every socket falls back to `socket.write`.
+ */
+export const WRITE_PATH_FALLBACK_WARNING = 'WSENGINE_WRITE_PATH_FALLBACK';
+
 /** Whether the direct path may be used at all (`WSENGINE_WRITE_PATH=stream` turns it off). */
 const allowed = process.env.WSENGINE_WRITE_PATH !== 'stream';
 /** Set once a handle call answered in an unexpected shape: every socket is back on the public path. */
@@ -307,7 +313,7 @@ function turnOff(why: string): void {
   broken = true;
   spare = null;
   process.emitWarning(`wsengine: writing through socket handles is off, sockets write through socket.write(): ${why}. Please report it with your Node version.`, {
-    code: 'WSENGINE_WRITE_PATH_FALLBACK',
+    code: WRITE_PATH_FALLBACK_WARNING,
   });
 }
 

@@ -4,8 +4,9 @@
  * (case N's script, sending unmasked frames and checking what the client answers), `/updateReports?agent=A`.
  * Every frame the client sends is recorded, so a test can check that all of them were masked.
  */
+import http2 from 'node:http2';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { acceptFor, closeCodeOf, delay, describe, type Frame, header, parseHead, Peer, OP } from './wire.js';
+import { acceptFor, closeCodeOf, delay, describe, type Frame, header, parseHead, Peer, OP, transport } from './wire.js';
 
 export interface FuzzCase {
   /** e.g. "5.6: fragmented text with a ping inside → pong, then echo". */
@@ -46,13 +47,13 @@ export class FuzzingServer {
   readonly problems: string[] = [];
   updated = false;
   private readonly sockets = new Set<Socket>();
-  private server: Server | null = null;
+  private server: Server | http2.Http2Server | null = null;
   port = 0;
 
   constructor(readonly cases: FuzzCase[]) {}
 
   async listen(): Promise<number> {
-    const server = (this.server = createNetServer((socket) => this.accept(socket)));
+    const server = (this.server = transport() === 'h2' ? this.h2server() : createNetServer((socket) => this.accept(socket)));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
@@ -65,6 +66,33 @@ export class FuzzingServer {
   close(): void {
     for (const s of this.sockets) s.destroy();
     this.server?.close();
+  }
+
+  /** Over HTTP/2 (`AUTOBAHN_TRANSPORT=h2`): an h2c server answering each extended CONNECT (RFC 8441) with a 200. */
+  private h2server(): http2.Http2Server {
+    const server = http2.createServer({ settings: { enableConnectProtocol: true } });
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    server.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v.join(', ') : v);
+      const target = String(headers[':path'] ?? '');
+      const request: Request = { target, extensions: one(headers['sec-websocket-extensions']), key: undefined, version: one(headers['sec-websocket-version']) };
+      this.requests.push(request);
+      if (headers[':method'] !== 'CONNECT' || headers[':protocol'] !== 'websocket') {
+        this.problems.push(`bad extended CONNECT for ${target}`);
+        stream.respond({ ':status': 400 }, { endStream: true });
+        return;
+      }
+      const url = new URL(target, 'http://fuzzingserver');
+      const caseNumber = url.pathname === '/runCase' ? Number(url.searchParams.get('case')) : 0;
+      const theCase = this.cases[caseNumber - 1];
+      stream.respond({ ':status': 200, ...(theCase?.deflate ? { 'sec-websocket-extensions': 'permessage-deflate' } : {}) });
+      void this.serve(url, caseNumber, theCase, new Peer(stream, 'server', undefined, null));
+    });
+    return server;
   }
 
   private accept(socket: Socket): void {

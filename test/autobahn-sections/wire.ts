@@ -5,7 +5,9 @@
  * TCP close. Written independently of lib/: the point is to check the engine from the outside.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { connect as netConnect, type Socket } from 'node:net';
+import http2 from 'node:http2';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { MASK } from '../helpers/core.js';
 
 export const OP = { CONT: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, PING: 0x9, PONG: 0xa } as const;
@@ -181,6 +183,15 @@ export class FrameReader {
 
 export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * What carries the cases: `'h1'` (TCP, an HTTP/1.1 upgrade; the default) or `'h2'` (`AUTOBAHN_TRANSPORT=h2`: each
+ * case is a WebSocket over an HTTP/2 stream, RFC 8441, on a cleartext h2c session of its own). Read at each use,
+ * so a test file can set it before importing the sections (test/http2-autobahn-sections.test.ts).
+ */
+export function transport(): 'h1' | 'h2' {
+  return process.env.AUTOBAHN_TRANSPORT === 'h2' ? 'h2' : 'h1';
+}
+
 /** A parsed HTTP/1.1 head (request or response), parsed here by hand. */
 export interface Head {
   startLine: string;
@@ -215,19 +226,24 @@ export function parseHead(bytes: Buffer): { head: Head; rest: Buffer } | null {
  */
 export class Peer {
   readonly reader = new FrameReader();
-  /** Set when the TCP connection has closed (either way). */
+  /** Set when the TCP connection (over HTTP/2: the stream) has closed (either way). */
   closed = false;
-  /** Set when the other side ended its half (FIN received). */
+  /** Set when the other side ended its half (FIN received; over HTTP/2, END_STREAM). */
   ended = false;
   private cursor = 0;
   private wakers = new Set<() => void>();
 
   constructor(
-    readonly socket: Socket,
+    /**
+     * A TCP socket, or an HTTP/2 stream: then `session` is given, its session to destroy with it, or null when the
+     * session is shared (the fuzzingserver's, where the client under test reuses one session for its cases).
+     */
+    readonly socket: Duplex,
     readonly role: 'client' | 'server',
     initial?: Buffer,
+    readonly session?: http2.Http2Session | null,
   ) {
-    socket.setNoDelay(true);
+    (socket as Partial<import('node:net').Socket>).setNoDelay?.(true);
     socket.on('error', () => {});
     socket.on('data', (chunk: Buffer) => {
       this.reader.push(chunk);
@@ -235,6 +251,9 @@ export class Peer {
     });
     socket.on('end', () => {
       this.ended = true;
+      // A TCP socket without allowHalfOpen ends its side when the peer does; an HTTP/2 stream (half-open by design)
+      // is made to do the same, so the stream closes as the TCP connection would.
+      if (session !== undefined) socket.end();
       this.wake();
     });
     socket.on('close', () => {
@@ -331,6 +350,7 @@ export class Peer {
 
   destroy(): void {
     this.socket.destroy();
+    this.session?.destroy();
   }
 }
 
@@ -345,6 +365,7 @@ export interface Upgraded {
  * Checks the 101 and Sec-WebSocket-Accept; rejects on anything else, or after `ms`.
  */
 export async function upgrade(port: number, options: { path?: string; extensions?: string; ms?: number } = {}): Promise<Upgraded> {
+  if (transport() === 'h2') return connectStream(port, options);
   const ms = options.ms ?? 5000;
   const key = randomBytes(16).toString('base64');
   const socket = netConnect({ host: '127.0.0.1', port });
@@ -387,5 +408,54 @@ export async function upgrade(port: number, options: { path?: string; extensions
     socket.once('close', onClose);
     socket.on('error', fail);
     socket.write(lines.join('\r\n'));
+  });
+}
+
+/**
+ * The opening handshake over HTTP/2 (RFC 8441): an h2c session of its own, an extended CONNECT, a 200 (no
+ * Sec-WebSocket-Accept). The response is shown as a {@link Head} (`HTTP/2 200` and the lower-case headers).
+ */
+async function connectStream(port: number, options: { path?: string; extensions?: string; ms?: number }): Promise<Upgraded> {
+  const ms = options.ms ?? 5000;
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  return new Promise<Upgraded>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`no CONNECT response within ${ms} ms`)), ms);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      session.destroy();
+      reject(error);
+    };
+    session.once('close', () => fail(new Error('session closed during the opening handshake')));
+    session.once('remoteSettings', (settings) => {
+      if (!settings.enableConnectProtocol) return fail(new Error('the server did not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL'));
+      const stream = session.request(
+        {
+          ':method': 'CONNECT',
+          ':protocol': 'websocket',
+          ':scheme': 'http',
+          ':path': options.path ?? '/',
+          ':authority': `127.0.0.1:${port}`,
+          'sec-websocket-version': '13',
+          ...(options.extensions !== undefined ? { 'sec-websocket-extensions': options.extensions } : {}),
+        },
+        { endStream: false },
+      );
+      stream.on('error', () => {});
+      stream.once('close', () => fail(new Error('stream closed during the opening handshake')));
+      stream.once('response', (h) => {
+        clearTimeout(timer);
+        stream.removeAllListeners('close');
+        session.removeAllListeners('close');
+        const status = Number(h[':status']);
+        if (status !== 200) return fail(new Error(`expected 200, got ${status}`));
+        const headers = new Map<string, string[]>();
+        for (const [name, value] of Object.entries(h)) {
+          if (name.startsWith(':') || value === undefined) continue;
+          headers.set(name, Array.isArray(value) ? value : [String(value)]);
+        }
+        resolve({ peer: new Peer(stream, 'client', undefined, session), response: { startLine: `HTTP/2 ${status}`, headers }, status });
+      });
+    });
   });
 }

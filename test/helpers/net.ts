@@ -1,7 +1,9 @@
 /** Socket-level test helpers: raw TCP peers that speak (or abuse) the protocol by hand. */
 import { connect as netConnect, type Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
+import http2 from 'node:http2';
 import { HeadParser, type HttpHead } from '../../lib/index.js';
+import { TRANSPORT } from './transport.js';
 
 export const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
@@ -42,8 +44,13 @@ export async function rawConnect(port: number, data?: string | Buffer): Promise<
   return { socket, closed, all, received: all };
 }
 
-/** Completes a handshake by hand; resolves with the response head and a function returning later bytes. */
+/**
+ * Completes a handshake by hand; resolves with the response head and a function returning later bytes. Under
+ * `WSENGINE_TEST_TRANSPORT=h2` (test/helpers/transport.ts) it is an extended CONNECT on an h2c session of its own,
+ * and `socket` is the HTTP/2 stream (its head: status 200, lower-case headers).
+ */
 export async function rawUpgrade(port: number, path = '/', extra: string[] = []): Promise<RawPeer & { head: HttpHead }> {
+  if (TRANSPORT === 'h2') return rawStream(port, path, extra);
   const socket = netConnect({ host: '127.0.0.1', port });
   socket.on('error', () => {});
   await once(socket, 'connect');
@@ -98,4 +105,43 @@ export function decodeFrames(bytes: Buffer): Array<[number, Buffer]> {
     at = p + len;
   }
   return out;
+}
+
+/** {@link rawUpgrade} over HTTP/2: `extra` header lines become lower-case request headers of the CONNECT. */
+async function rawStream(port: number, path: string, extra: string[]): Promise<RawPeer & { head: HttpHead }> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  await once(session, 'remoteSettings');
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': 'CONNECT',
+    ':protocol': 'websocket',
+    ':scheme': 'http',
+    ':path': path,
+    ':authority': `127.0.0.1:${port}`,
+    'sec-websocket-version': '13',
+  };
+  for (const line of extra) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const stream = session.request(headers, { endStream: false });
+  stream.on('error', () => {});
+  const start = Date.now();
+  const closed = new Promise<number>((resolve) =>
+    stream.once('close', () => {
+      session.close();
+      resolve(Date.now() - start);
+    }),
+  );
+  // A TCP peer's socket ends its side when the server ends; the stream is made to do the same.
+  stream.on('end', () => stream.end());
+  const after: Buffer[] = [];
+  stream.on('data', (c: Buffer) => after.push(c));
+  const [response] = await once<[http2.IncomingHttpHeaders]>(stream, 'response');
+  const map = new Map<string, string[]>();
+  for (const [name, value] of Object.entries(response)) {
+    if (!name.startsWith(':') && value !== undefined) map.set(name, Array.isArray(value) ? value : [String(value)]);
+  }
+  const head: HttpHead = { method: '', target: '', version: 'HTTP/2', status: Number(response[':status']), statusText: '', headers: map };
+  return { socket: stream as unknown as Socket, head, closed, received: () => Buffer.concat(after) };
 }

@@ -22,10 +22,10 @@ export function tokenFor(user: string, options: { expiresIn?: number; tenants?: 
 
 export interface ServiceProcess {
   child: ChildProcess;
-  /** `http://127.0.0.1:port/` */
+  /** `http://127.0.0.1:port/` (`https://` when started with --tls-cert/--tls-key) */
   url: string;
   port: number;
-  /** `ws://127.0.0.1:port/ws` */
+  /** `ws://127.0.0.1:port/ws` (`wss://` with TLS) */
   wsUrl: string;
   /** Everything written to stdout and stderr so far. */
   output(): string;
@@ -81,14 +81,14 @@ export async function startService(args: readonly string[], env: Record<string, 
       }));
       check();
     });
-  await waitForOutput(/event=start url=http:\/\/[^ ]+/);
-  const url = /event=start url=(http:\/\/[^ ]+)/.exec(output)![1];
+  await waitForOutput(/event=start url=https?:\/\/[^ ]+/);
+  const url = /event=start url=(https?:\/\/[^ ]+)/.exec(output)![1];
   const port = Number(new URL(url).port);
   return {
     child,
     url,
     port,
-    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    wsUrl: `${url.startsWith('https:') ? 'wss' : 'ws'}://127.0.0.1:${port}/ws`,
     output: () => output,
     exited,
     async stop(signal = 'SIGTERM') {

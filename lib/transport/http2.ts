@@ -1,0 +1,972 @@
+/**
+ * WebSockets over HTTP/2 (RFC 8441): a WebSocket is one stream of an HTTP/2 connection, opened by an extended
+ * CONNECT (`:method` CONNECT, `:protocol` websocket) to a server that advertised SETTINGS_ENABLE_CONNECT_PROTOCOL,
+ * answered by a 200 (no `Sec-WebSocket-Key`/`Accept`); the stream's DATA frames then carry the WebSocket frames,
+ * exactly as TCP does over HTTP/1.1 (RFC 8441 §5). Built on `node:http2`.
+ *
+ * Server side: {@link WebSocketServer.handleStream} takes such a stream, {@link WebSocketServer.attachHttp2} routes
+ * them from an existing `http2.createServer`/`createSecureServer`, and `createServer({ http2: … })` serves h2 (and
+ * HTTP/1.1 upgrades on the same port) itself. Client side: `connect(url, { http2: true })` shares one session per
+ * origin between WebSockets, and falls back to an HTTP/1.1 upgrade when the server does not offer RFC 8441.
+ *
+ * How the stream maps onto the WebSocket:
+ * - HTTP/2 flow control is the backpressure: a WebSocket that is not read (paused) stops granting its stream
+ *   window, so its peer's writes pile up in the peer's `bufferedAmount`. Node consumes the connection-level window
+ *   as data arrives, whichever stream it is for, so one stalled WebSocket does not stall the others of its session
+ *   (measured and tested: test/http2-flow.test.ts). What a paused stream holds is bounded by its stream window
+ *   (64 KiB by default) plus its readable buffer (16 KiB).
+ * - The closing handshake ends with END_STREAM both ways; an RST_STREAM from the peer is an abnormal closure
+ *   (1006); a GOAWAY from the peer closes the session's WebSockets with 1001 (the closing handshake runs while the
+ *   session lets the streams finish: GOAWAY with NO_ERROR), or 1006 when the session is destroyed (any other code).
+ *
+ * What node:http2 (nghttp2) does before any JavaScript runs, found with a raw client (test/http2-refusals.test.ts):
+ * a header name in upper case, a `:protocol` sent to a server that did not advertise the setting, and an extended
+ * CONNECT without `:scheme` or `:path` are each answered with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.2.1 and
+ * §8.1.1: malformed requests are stream errors), and no `stream` event fires. node's own client, asked for a
+ * `:protocol` by a server that did not advertise it, fails the request with a stream reset (PROTOCOL_ERROR, or
+ * REFUSED_STREAM) and the server sees no stream.
+ *
+ * @module
+ */
+import * as http2 from 'node:http2';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions, type TLSSocket } from 'node:tls';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { HttpRefusal } from '../core/handshake.js';
+import type { HttpHead } from '../core/http1.js';
+import { type ExtensionOffer, formatExtensions, parseExtensions, parseProtocols } from '../core/tokens.js';
+import { checkOptionNames } from '../core/options.js';
+import { DeflateCodec } from '../deflate/codec.js';
+import { acceptServerResponse, clientOffer, type DeflateOptions, negotiateServer, type DeflateParams } from '../deflate/negotiate.js';
+import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
+import { WebSocketConnection } from './connection.js';
+import type { Heartbeat } from './heartbeat.js';
+import type { AuthAcceptance, AuthRejection, HttpAnswer, IncomingUpgrade, ServerOptions, WebSocketServer } from './server.js';
+import { connectionOptions, Upgrade } from './server.js';
+import { type ClientOptions, HandshakeError } from './client.js';
+
+const {
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_PROTOCOL_ERROR,
+  NGHTTP2_REFUSED_STREAM,
+} = http2.constants;
+
+/** Defaults of the HTTP/2 transport. */
+export const HTTP2_DEFAULTS = {
+  /**
+   * 1 s: how long a client session (`connect(url, { http2: true })`) stays open after its last WebSocket closed, so
+   * that a WebSocket opened soon after reuses it. An idle session never keeps the process alive (it is unref'd).
+   */
+  sessionIdleTimeout: 1_000,
+  /** 60 s: how long a client remembers that an origin does not offer WebSockets over HTTP/2 (it then goes straight to HTTP/1.1). */
+  fallbackMemory: 60_000,
+} as const;
+
+/**
+ * The `http2` option of `createServer`: the server listens with `node:http2` and accepts WebSockets as HTTP/2
+ * streams (RFC 8441), and HTTP/1.1 upgrades on the same port.
+ *
+ * - Over TLS (the usual case, and the only one browsers use): give the key and certificate here or in the server's
+ *   `tls` option. ALPN chooses: `h2` goes to HTTP/2, `http/1.1` (or no ALPN) to the engine's own HTTP/1.1 upgrade path.
+ * - Cleartext (h2c, for tests and for proxies that speak HTTP/2 to their backends): `{ cleartext: true }` and no
+ *   TLS options. A connection that opens with the HTTP/2 preface (prior knowledge, RFC 9113 §3.3) is HTTP/2; any
+ *   other is read as HTTP/1.1.
+ *
+ * `http2: true` is `{}`: TLS when `tls` is given, else cleartext.
+ */
+export interface Http2ServerOptions {
+  /** HTTP/2 without TLS (h2c with prior knowledge). Default: false, or true when no TLS options are given anywhere. */
+  cleartext?: boolean;
+  /** Accept HTTP/1.1 connections (upgrades, and `httpHandler`) on the same port. Default: true. */
+  allowHTTP1?: boolean;
+  /**
+   * HTTP/2 SETTINGS to advertise (`node:http2`'s `Settings`: `initialWindowSize`, `maxConcurrentStreams`, …).
+   * `enableConnectProtocol` is always on. Default: node's (64 KiB stream windows, unlimited concurrent streams).
+   */
+  settings?: http2.Settings;
+  /** A TLS option (as `tls.createServer` takes it). */
+  key?: TlsConnectionOptions['key'];
+  /** A TLS option. */
+  cert?: TlsConnectionOptions['cert'];
+  /** A TLS option. */
+  ca?: TlsConnectionOptions['ca'];
+  /** A TLS option. */
+  pfx?: TlsConnectionOptions['pfx'];
+  /** A TLS option. */
+  passphrase?: string;
+  /** A TLS option. */
+  ciphers?: string;
+  /** A TLS option. */
+  minVersion?: TlsConnectionOptions['minVersion'];
+  /** A TLS option. */
+  maxVersion?: TlsConnectionOptions['maxVersion'];
+  /** A TLS option. */
+  secureContext?: TlsConnectionOptions['secureContext'];
+  /** A TLS option. */
+  requestCert?: boolean;
+  /** A TLS option. */
+  rejectUnauthorized?: boolean;
+  /** A TLS option. */
+  SNICallback?: (servername: string, cb: (err: Error | null, ctx?: import('node:tls').SecureContext) => void) => void;
+}
+
+const TLS_KEYS = ['key', 'cert', 'ca', 'pfx', 'passphrase', 'ciphers', 'minVersion', 'maxVersion', 'secureContext', 'requestCert', 'rejectUnauthorized', 'SNICallback'] as const;
+
+/** @internal The names of {@link Http2ServerOptions}. */
+const HTTP2_OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys({
+    cleartext: true,
+    allowHTTP1: true,
+    settings: true,
+    key: true,
+    cert: true,
+    ca: true,
+    pfx: true,
+    passphrase: true,
+    ciphers: true,
+    minVersion: true,
+    maxVersion: true,
+    secureContext: true,
+    requestCert: true,
+    rejectUnauthorized: true,
+    SNICallback: true,
+  } as const satisfies Record<keyof Http2ServerOptions, true>),
+);
+
+const HTTP2_OPTION_HINTS = {
+  enableConnectProtocol: 'always on: the server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3) by itself',
+  allowHttp1: 'did you mean allowHTTP1?',
+  port: 'give port at the top level of the server options',
+};
+
+/** @internal {@link Http2ServerOptions} checked and resolved. */
+export interface ResolvedHttp2 {
+  cleartext: boolean;
+  allowHTTP1: boolean;
+  settings: http2.Settings;
+  /** TLS options for the listening server (the server's `tls` merged with those given in `http2`); null: h2c. */
+  tls: Record<string, unknown> | null;
+}
+
+/**
+ * @internal Checks the `http2` server option: `true` or an object of known names (TypeError otherwise, naming the
+ * option), TLS given once (in `tls` or in `http2`), `cleartext` without TLS.
+ */
+export function resolveHttp2Option(value: unknown, tls: object | undefined): ResolvedHttp2 {
+  if (value === true) value = {};
+  if (typeof value !== 'object' || value === null) {
+    throw new TypeError(`options.http2 must be true or an object ({ cleartext?, allowHTTP1?, settings?, key?, cert?, … }), got ${value === null ? 'null' : typeof value}`);
+  }
+  checkOptionNames('createServer: http2', value, HTTP2_OPTION_NAMES, HTTP2_OPTION_HINTS);
+  const o = value as Http2ServerOptions;
+  for (const name of ['cleartext', 'allowHTTP1'] as const) {
+    if (o[name] !== undefined && typeof o[name] !== 'boolean') throw new TypeError(`options.http2.${name} must be a boolean, got ${typeof o[name]}`);
+  }
+  if (o.settings !== undefined && (typeof o.settings !== 'object' || o.settings === null)) throw new TypeError('options.http2.settings must be an object (node:http2 Settings)');
+  const inner: Record<string, unknown> = {};
+  for (const k of TLS_KEYS) if (o[k] !== undefined) inner[k] = o[k];
+  const hasInner = Object.keys(inner).length > 0;
+  if (hasInner && tls !== undefined) throw new TypeError('give the TLS options once: in options.tls or in options.http2, not both');
+  const tlsOptions = hasInner ? inner : (tls as Record<string, unknown> | undefined) ?? null;
+  if (o.cleartext === true && tlsOptions !== null) throw new TypeError('options.http2.cleartext is HTTP/2 without TLS: remove the TLS options, or cleartext');
+  if (o.cleartext === false && tlsOptions === null) throw new TypeError('HTTP/2 over TLS needs a key and certificate (options.tls or options.http2), or http2: { cleartext: true }');
+  return {
+    cleartext: tlsOptions === null,
+    allowHTTP1: o.allowHTTP1 ?? true,
+    settings: { ...(o.settings ?? {}), enableConnectProtocol: true },
+    tls: tlsOptions,
+  };
+}
+
+// ───────────────────────────── server ─────────────────────────────
+
+/** @internal The parts of a {@link WebSocketServer} this module uses (server.ts marks them internal). */
+interface ServerInternals<Data = unknown, Principal = unknown> {
+  readonly options: ServerOptions<Data, Principal>;
+  readonly clients: Set<WebSocketConnection<Data, Principal>>;
+  readonly heartbeat: Heartbeat<Data, Principal> | null;
+  closing: boolean;
+  readonly deflate: { options: Required<DeflateOptions>; limiter: import('../deflate/codec.js').Limiter } | null;
+  readonly internals: import('./connection.js').ConnectionInternals;
+  beginHandshake(socket: Duplex): void;
+  endHandshake(socket: Duplex): void;
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
+  emit(event: 'rejected', status: number, message: string, remoteAddress: string | undefined): boolean;
+  emit(event: 'connection', connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade): boolean;
+}
+
+/** Marks a stream that carries a WebSocket: read by `WebSocketConnection.transport`. */
+const kTransport = Symbol.for('wsengine.transport');
+/** The WebSockets of a session, for its GOAWAY. */
+const kSockets = Symbol('wsengine.h2.connections');
+/** The peer's addresses, read once per session. */
+const kPeer = Symbol('wsengine.h2.peer');
+
+type TrackedSession = http2.Http2Session & { [kSockets]?: Set<WebSocketConnection<any, any>>; [kPeer]?: PeerFacts };
+
+interface PeerFacts {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly remoteFamily: string | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
+}
+
+const NO_PEER: PeerFacts = Object.freeze({ remoteAddress: undefined, remotePort: undefined, remoteFamily: undefined, localAddress: undefined, localPort: undefined });
+
+/** The session's socket facts, read once (node's `session.socket` throws once the session is destroyed). */
+function peerOf(session: TrackedSession | undefined): PeerFacts {
+  if (session === undefined || session.destroyed) return NO_PEER;
+  let facts = session[kPeer];
+  if (facts === undefined) {
+    const s = session.socket as Partial<Socket>;
+    facts = session[kPeer] = Object.freeze({
+      remoteAddress: s.remoteAddress,
+      remotePort: s.remotePort,
+      remoteFamily: s.remoteFamily,
+      localAddress: s.localAddress,
+      localPort: s.localPort,
+    });
+  }
+  return facts;
+}
+
+/** Whether a stream's request headers are an extended CONNECT for a WebSocket (RFC 8441 §4). */
+export function isWebSocketConnect(headers: http2.IncomingHttpHeaders): boolean {
+  return headers[':method'] === 'CONNECT' && headers[':protocol'] === 'websocket';
+}
+
+/** Follows a session's WebSockets: a GOAWAY from the peer closes them with 1001. */
+function track(session: TrackedSession | undefined, connection: WebSocketConnection<any, any>): void {
+  if (session === undefined) return;
+  let set = session[kSockets];
+  if (set === undefined) {
+    set = session[kSockets] = new Set();
+    session.on('goaway', onGoaway);
+  }
+  set.add(connection);
+  connection.once('close', () => set.delete(connection));
+}
+
+function onGoaway(this: TrackedSession): void {
+  const set = this[kSockets];
+  if (set === undefined) return;
+  for (const c of set) if (c.readyState === WebSocketConnection.OPEN) c.close(1001, 'HTTP/2 connection going away');
+}
+
+function noop(): void {}
+
+/** One request header as a string: node gives an array for a few names (`set-cookie`), a joined string for the rest. */
+function one(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** The request's headers as the engine's head keeps them (lower-case name → values), pseudo-headers left out; `host` from `:authority`. */
+function headerMapOf(headers: http2.IncomingHttpHeaders): Map<string, string[]> {
+  const map = new Map<string, string[]>();
+  const authority = headers[':authority'];
+  if (typeof authority === 'string' && headers.host === undefined) map.set('host', [authority]);
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    map.set(name, Array.isArray(v) ? [...v] : [String(v)]);
+  }
+  return map;
+}
+
+interface ConnectRequest {
+  head: HttpHead;
+  target: string;
+  protocols: string[];
+  extensions: ExtensionOffer[];
+  origin: string | undefined;
+}
+
+function refusal(status: number, message: string, headers: Record<string, string> = {}): HttpRefusal {
+  return { status, message, headers };
+}
+
+/**
+ * Validates an extended CONNECT (RFC 8441 §4–5, RFC 6455 §4.2.1 for the WebSocket headers). Answers:
+ * - 405 (`allow: CONNECT`) for another method: over HTTP/2 a WebSocket is opened with CONNECT only.
+ * - 501 for a CONNECT whose `:protocol` is missing (a plain tunnel) or is not `websocket`. RFC 8441 names no status
+ *   for a protocol the server does not speak; the request is well-formed (400 would call it malformed) and asks
+ *   for something this server does not implement, which is what 501 says (RFC 9110 §15.6.2). RFC 9220 (the same
+ *   mechanism over HTTP/3) adds nothing here.
+ * - 400 for a CONNECT that ends its stream with the headers (END_STREAM: no tunnel is possible), for a missing
+ *   `:path` or `:authority`, for a missing or other `sec-websocket-version` (with `sec-websocket-version: 13`;
+ *   HTTP/1.1's 426 asks for an `Upgrade` that HTTP/2 forbids, RFC 9113 §8.2.2), and for a malformed subprotocol or
+ *   extension header.
+ * - 403 for an origin outside the allow-list.
+ */
+function checkConnect(headers: http2.IncomingHttpHeaders, endStream: boolean, origins: readonly string[] | undefined, negotiatesExtensions: boolean): ConnectRequest | HttpRefusal {
+  if (headers[':method'] !== 'CONNECT') return refusal(405, 'WebSockets over HTTP/2 are opened with an extended CONNECT (RFC 8441)', { allow: 'CONNECT' });
+  if (headers[':protocol'] !== 'websocket') return refusal(501, headers[':protocol'] === undefined ? 'CONNECT tunnels are not served here' : 'only the websocket protocol is served here');
+  if (endStream) return refusal(400, 'a WebSocket CONNECT must leave its stream open (no END_STREAM)');
+  const path = headers[':path'];
+  const authority = headers[':authority'];
+  if (typeof path !== 'string' || path === '' || typeof authority !== 'string' || authority === '') return refusal(400, ':path and :authority are required');
+  const version = one(headers['sec-websocket-version']);
+  if (version !== '13') return refusal(400, 'sec-websocket-version 13 is required', { 'sec-websocket-version': '13' });
+  const origin = one(headers.origin);
+  if (origins !== undefined) {
+    const o = origin?.toLowerCase();
+    if (o === undefined || o === 'null' || !origins.some((allowed) => allowed.toLowerCase() === o)) return refusal(403, 'origin not allowed');
+  }
+  let protocols: string[] = [];
+  const protocolHeader = one(headers['sec-websocket-protocol']);
+  if (protocolHeader !== undefined && protocolHeader.trim() !== '') {
+    const parsed = parseProtocols(protocolHeader);
+    if (parsed === null) return refusal(400, 'malformed sec-websocket-protocol');
+    protocols = parsed;
+  }
+  let extensions: ExtensionOffer[] = [];
+  const extensionHeader = one(headers['sec-websocket-extensions']);
+  if (extensionHeader !== undefined) {
+    const parsed = parseExtensions(extensionHeader);
+    if (parsed === null && negotiatesExtensions) return refusal(400, 'malformed sec-websocket-extensions');
+    extensions = parsed ?? [];
+  }
+  const head: HttpHead = { method: 'CONNECT', target: path, version: 'HTTP/2', status: 0, statusText: '', headers: headerMapOf(headers) };
+  return { head, target: path, protocols, extensions, origin };
+}
+
+/** Response headers with lower-case names, as HTTP/2 requires (RFC 9113 §8.2.1). */
+function lowerHeaders(headers: Record<string, string> | undefined, into: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
+  if (headers !== undefined) for (const name of Object.keys(headers)) into[name.toLowerCase()] = headers[name];
+  return into;
+}
+
+/** Answers a refused CONNECT: the status, a text body, END_STREAM; then RST_STREAM NO_ERROR if the client keeps its side open. */
+function refuseStream(server: ServerInternals<any, any>, stream: http2.ServerHttp2Stream, r: HttpRefusal, cause?: Error): void {
+  server.emit('rejected', r.status, cause ? `${r.message}: ${cause.message}` : r.message, peerOf(stream.session as TrackedSession | undefined).remoteAddress);
+  server.endHandshake(stream);
+  if (stream.destroyed || stream.closed) return;
+  stream.off('data', onEarlyData);
+  if (!stream.headersSent) {
+    // Headers HTTP/2 refuses (connection-specific ones, say): the status alone; a stream that cannot answer at all
+    // (its session going away meanwhile): reset.
+    if (!respondSafely(stream, lowerHeaders(r.headers, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' })) &&
+      !respondSafely(stream, { ':status': r.status, 'content-type': 'text/plain; charset=utf-8' })) {
+      stream.destroy();
+      return;
+    }
+  }
+  stream.end(r.message);
+  // RFC 9113 §8.1: once the response is complete, the request's remainder may be refused with NO_ERROR.
+  const timer = setTimeout(() => {
+    if (!stream.closed) stream.close(NGHTTP2_NO_ERROR);
+  }, 1000);
+  timer.unref();
+  stream.once('close', () => clearTimeout(timer));
+}
+
+/** `stream.respond`, false instead of a throw (invalid headers, or a stream or session closed meanwhile). */
+function respondSafely(stream: http2.ServerHttp2Stream, headers: http2.OutgoingHttpHeaders): boolean {
+  try {
+    stream.respond(headers);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** DATA before the 200: the client sent its WebSocket frames early, a protocol error for the stream. */
+function onEarlyData(this: http2.ServerHttp2Stream): void {
+  this.off('data', onEarlyData);
+  if (!this.closed) this.close(NGHTTP2_PROTOCOL_ERROR);
+}
+
+/**
+ * @internal {@link WebSocketServer.handleStream}: the opening handshake of a WebSocket over an HTTP/2 stream, in the
+ * order of the HTTP/1.1 one (validation, path 404, origin 403, connection limit 503, `authenticate`, subprotocol,
+ * then permessage-deflate and the 200), within `handshakeTimeout`.
+ */
+export function acceptStream<Data, Principal>(wss: WebSocketServer<Data, Principal>, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  if (typeof stream !== 'object' || stream === null || typeof (stream as Partial<http2.ServerHttp2Stream>).respond !== 'function') {
+    throw new TypeError('handleStream(stream, headers) takes a node:http2 server stream (the `stream` event of an Http2Server)');
+  }
+  if (typeof headers !== 'object' || headers === null) throw new TypeError('handleStream(stream, headers) takes the request headers of the stream event');
+  const server = wss as unknown as ServerInternals<Data, Principal>;
+  if (stream.destroyed || stream.closed) return;
+  stream.on('error', noop); // a reset during the handshake is not an application error
+  const options = server.options;
+  if (server.closing) return refuseStream(server, stream, refusal(503, 'server shutting down'));
+  server.beginHandshake(stream);
+  const checked = checkConnect(headers, stream.endAfterHeaders, options.origins, server.deflate !== null);
+  if ('status' in checked) return refuseStream(server, stream, checked);
+  // RFC 8441 §5: the WebSocket starts after the 200; DATA before it is a protocol error for the stream.
+  if (stream.readableLength > 0) return onEarlyData.call(stream);
+  stream.on('data', onEarlyData);
+  const session = stream.session as TrackedSession | undefined;
+  const request = new Upgrade(
+    { head: checked.head, target: checked.target, key: '', protocols: checked.protocols, extensions: checked.extensions, origin: checked.origin },
+    peerOf(session) as unknown as Duplex,
+    session?.encrypted === true,
+  );
+  if (options.path !== undefined && request.path !== options.path) return refuseStream(server, stream, refusal(404, 'no WebSocket endpoint at this path'));
+  if (options.maxConnections !== undefined && server.clients.size >= options.maxConnections) {
+    return refuseStream(server, stream, refusal(503, 'too many connections', { 'retry-after': '5' }));
+  }
+  if (!options.authenticate) return completeStream(server, stream, request, undefined, undefined);
+  let verdict: ReturnType<NonNullable<ServerOptions<Data, Principal>['authenticate']>>;
+  try {
+    verdict = options.authenticate(request);
+  } catch (error) {
+    return refuseStream(server, stream, refusal(500, 'authentication failed'), error as Error);
+  }
+  const decide = (v: AuthAcceptance<Principal> | AuthRejection | false): void => {
+    if (stream.destroyed || stream.closed) return server.endHandshake(stream);
+    if (v === false) return refuseStream(server, stream, refusal(401, 'unauthorized'));
+    if ((v as AuthRejection).reject === true) {
+      const r = v as AuthRejection;
+      return refuseStream(server, stream, refusal(r.status ?? 401, r.message ?? 'unauthorized', r.headers ?? {}));
+    }
+    const a = v as AuthAcceptance<Principal>;
+    completeStream(server, stream, request, a.principal, a.headers);
+  };
+  if (typeof (verdict as PromiseLike<unknown>)?.then !== 'function') return decide(verdict as AuthAcceptance<Principal> | AuthRejection | false);
+  (verdict as PromiseLike<AuthAcceptance<Principal> | AuthRejection | false>).then(decide, (error: unknown) =>
+    refuseStream(server, stream, refusal(500, 'authentication failed'), error as Error),
+  );
+}
+
+/** Subprotocol, the last checks, permessage-deflate, the 200 and the connection. */
+function completeStream<Data, Principal>(
+  server: ServerInternals<Data, Principal>,
+  stream: http2.ServerHttp2Stream,
+  request: Upgrade,
+  principal: Principal | undefined,
+  extraHeaders: Record<string, string> | undefined,
+): void {
+  const options = server.options;
+  let protocol: string | undefined;
+  if (options.selectProtocol && request.protocols.length > 0) {
+    try {
+      protocol = options.selectProtocol(request.protocols, request);
+    } catch (error) {
+      return refuseStream(server, stream, refusal(500, 'subprotocol selection failed'), error as Error);
+    }
+    if (protocol !== undefined && !request.protocols.includes(protocol)) {
+      return refuseStream(server, stream, refusal(500, 'selectProtocol returned a subprotocol the client did not offer'));
+    }
+  }
+  if (server.closing) return refuseStream(server, stream, refusal(503, 'server shutting down'));
+  if (options.maxConnections !== undefined && server.clients.size >= options.maxConnections) {
+    return refuseStream(server, stream, refusal(503, 'too many connections', { 'retry-after': '5' }));
+  }
+  let codec: DeflateCodec | null = null;
+  let extensionHeader: string | undefined;
+  const deflate = server.deflate;
+  if (deflate !== null) {
+    const agreed = negotiateServer(request.extensions, deflate.options);
+    if (agreed !== null) {
+      extensionHeader = agreed.header;
+      codec = new DeflateCodec('server', agreed.params, deflate.options, deflate.limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
+    }
+  }
+  const response: http2.OutgoingHttpHeaders = lowerHeaders(extraHeaders, {});
+  response[':status'] = 200;
+  if (protocol) response['sec-websocket-protocol'] = protocol;
+  if (extensionHeader) response['sec-websocket-extensions'] = extensionHeader;
+  try {
+    stream.respond(response);
+  } catch (error) {
+    return refuseStream(server, stream, refusal(500, 'invalid response headers'), error as Error);
+  }
+  server.endHandshake(stream);
+  stream.off('data', onEarlyData);
+  stream.off('error', noop);
+  markStream(stream, peerOf(stream.session as TrackedSession | undefined).remoteAddress);
+  const connection = new WebSocketConnection<Data, Principal>(
+    stream,
+    'server',
+    connectionOptions(options, protocol, codec, extensionHeader, deflate?.options.threshold, false),
+    server.internals,
+  );
+  connection.principal = principal as Principal;
+  server.clients.add(connection);
+  server.heartbeat?.add(connection);
+  track(stream.session as TrackedSession | undefined, connection);
+  server.emit('connection', connection, request);
+}
+
+/**
+ * Marks a stream as a WebSocket's byte pipe: `transport` reads `'h2'`, `remoteAddress` the session's peer. A reset
+ * from the peer while our side is open (`aborted`) destroys the stream at once: with NO_ERROR, node would otherwise
+ * wait for what is buffered to be read before `close`, which a paused WebSocket never does.
+ */
+function markStream(stream: http2.Http2Stream, remoteAddress: string | undefined): void {
+  Object.defineProperty(stream, kTransport, { value: 'h2' });
+  Object.defineProperty(stream, 'remoteAddress', { value: remoteAddress, configurable: true });
+  stream.once('aborted', onAborted);
+}
+
+function onAborted(this: http2.Http2Stream): void {
+  // After node has finished closing the stream (destroying it from inside its 'aborted' event loses 'close').
+  setImmediate(destroyStream, this);
+}
+
+function destroyStream(stream: http2.Http2Stream): void {
+  if (!stream.destroyed) stream.destroy();
+}
+
+type EmitFn = (event: string | symbol, ...args: any[]) => boolean;
+type AnyHttp2Server = http2.Http2Server | http2.Http2SecureServer;
+
+/** Whether a node:http request is a WebSocket upgrade (`Upgrade: websocket`). */
+function isWebSocketUpgrade(request: IncomingMessage): boolean {
+  const upgrade = request.headers.upgrade;
+  return typeof upgrade === 'string' && upgrade.split(',').some((t) => t.trim().toLowerCase() === 'websocket');
+}
+
+/**
+ * @internal {@link WebSocketServer.attachHttp2}. WebSocket CONNECT streams (and, with `allowHTTP1`, HTTP/1.1
+ * WebSocket upgrades) are taken before the server emits them: they reach neither its `stream`/`request` listeners
+ * nor its `upgrade` listeners, so an application's request handler never sees (and answers twice) a WebSocket.
+ * Everything else is emitted as before.
+ */
+export function attachHttp2<Data, Principal>(wss: WebSocketServer<Data, Principal>, h2server: AnyHttp2Server): () => void {
+  if (typeof h2server !== 'object' || h2server === null || typeof (h2server as { updateSettings?: unknown }).updateSettings !== 'function') {
+    throw new TypeError('attachHttp2 takes a server made by http2.createServer or http2.createSecureServer');
+  }
+  const server = wss as unknown as ServerInternals<Data, Principal>;
+  h2server.updateSettings({ enableConnectProtocol: true });
+  const target = h2server as unknown as { emit: EmitFn };
+  const own = Object.hasOwn(target, 'emit');
+  const original = target.emit;
+  let attached = true;
+  const emit: EmitFn = function (this: unknown, event, ...args) {
+    if (attached) {
+      if (event === 'stream' && isWebSocketConnect(args[1] as http2.IncomingHttpHeaders)) {
+        acceptStream(wss, args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders);
+        return true;
+      }
+      if (event === 'upgrade') {
+        if (isWebSocketUpgrade(args[0] as IncomingMessage)) {
+          server.handleUpgrade(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer);
+          return true;
+        }
+        // Another protocol, and no `upgrade` listener but ours: node would have given it to `request` without
+        // ours, but has now handed over the socket: refuse it rather than leave it hanging.
+        if (h2server.listenerCount('upgrade') === 1) {
+          (args[1] as Duplex).end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          return true;
+        }
+      }
+    }
+    return original.call(this, event, ...args);
+  };
+  target.emit = emit;
+  // node:http emits `upgrade` (for an HTTP/1.1 client of an allowHTTP1 server) only when it has a listener; without
+  // one, an upgrade request is emitted as a plain `request` (measured on Node 20).
+  h2server.on('upgrade', noop);
+  return () => {
+    if (!attached) return;
+    attached = false;
+    h2server.off('upgrade', noop);
+    if (target.emit === emit) {
+      if (own) target.emit = original;
+      else delete (target as { emit?: EmitFn }).emit;
+    }
+    h2server.updateSettings({ enableConnectProtocol: false });
+  };
+}
+
+/**
+ * @internal The own HTTP/2 server of `createServer({ http2 })`: a `node:http2` server that never listens itself.
+ * The engine's net/tls server accepts every connection and hands over those that speak HTTP/2 (ALPN `h2`, or the
+ * h2c preface); HTTP/1.1 ones stay on the engine's own upgrade path.
+ */
+export class OwnHttp2 {
+  readonly server: http2.Http2Server;
+  readonly sessions = new Set<http2.ServerHttp2Session>();
+  constructor(
+    private readonly wss: WebSocketServer<any, any>,
+    readonly config: ResolvedHttp2,
+    private readonly fallback: (socket: Duplex, first: Buffer | undefined) => void,
+  ) {
+    const o = wss.options;
+    // The head limits of the HTTP/1.1 path, as HTTP/2 counts them: header fields, and bytes of the header list.
+    this.server = http2.createServer({
+      settings: { ...(o.maxHeadSize !== undefined ? { maxHeaderListSize: o.maxHeadSize } : {}), ...config.settings },
+      ...(o.maxHeaders !== undefined ? { maxHeaderListPairs: o.maxHeaders } : {}),
+    });
+    const idleLimit = o.handshakeTimeout ?? 10_000;
+    this.server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      // A session that opens no stream within the handshake timeout is dropped (the HTTP/1.1 path drops a
+      // connection whose upgrade does not come in that time): an idle connection costs a session otherwise.
+      const timer = setTimeout(() => session.destroy(), idleLimit);
+      timer.unref();
+      session.once('stream', () => clearTimeout(timer));
+      session.once('close', () => {
+        clearTimeout(timer);
+        this.sessions.delete(session);
+      });
+    });
+    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      if (headers[':method'] === 'CONNECT') acceptStream(this.wss, stream, headers);
+      else void this.answer(stream, headers);
+    });
+  }
+
+  /** TLS ALPN result (or the h2c preface) decides: HTTP/2 here, HTTP/1.1 to the engine. Returns true when taken. */
+  route(socket: Duplex): boolean {
+    if (!this.config.cleartext) {
+      const alpn = (socket as TLSSocket).alpnProtocol;
+      if (alpn === 'h2') {
+        this.server.emit('connection', socket);
+        return true;
+      }
+      if (!this.config.allowHTTP1) {
+        socket.destroy();
+        return true;
+      }
+      return false;
+    }
+    // h2c: the first bytes tell. An HTTP/1.1 request never starts with "PRI " (RFC 9113 §3.4 reserves it).
+    const server = this.wss as unknown as ServerInternals;
+    server.beginHandshake(socket);
+    let seen: Buffer = Buffer.alloc(0);
+    const sniff = (chunk: Buffer): void => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, PRI.length);
+      if (!seen.subarray(0, n).equals(PRI.subarray(0, n))) {
+        socket.off('data', sniff);
+        server.endHandshake(socket);
+        if (!this.config.allowHTTP1) return void socket.destroy();
+        return this.fallback(socket, seen);
+      }
+      if (seen.length < PRI.length) return;
+      socket.off('data', sniff);
+      server.endHandshake(socket);
+      socket.pause();
+      socket.unshift(seen);
+      this.server.emit('connection', socket);
+    };
+    socket.on('data', sniff);
+    return true;
+  }
+
+  /** A request that is not a WebSocket: the `httpHandler`, or 426. */
+  private async answer(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    stream.on('error', noop);
+    const handler = this.wss.options.httpHandler;
+    let answer: HttpAnswer;
+    if (!handler) {
+      answer = { status: 426, headers: { 'sec-websocket-version': '13' }, body: 'this endpoint speaks WebSocket' };
+    } else {
+      const session = stream.session as TrackedSession | undefined;
+      const path = typeof headers[':path'] === 'string' ? headers[':path'] : '/';
+      const head: HttpHead = { method: String(headers[':method']), target: path, version: 'HTTP/2', status: 0, statusText: '', headers: headerMapOf(headers) };
+      const request = {
+        ...new Upgrade({ head, target: path, key: '', protocols: [], extensions: [], origin: one(headers.origin) }, peerOf(session) as unknown as Duplex, session?.encrypted === true).toJSON(),
+        method: head.method,
+      };
+      try {
+        answer = await handler(request);
+      } catch {
+        answer = { status: 500, body: 'internal error' };
+      }
+    }
+    if (stream.destroyed || stream.closed) return;
+    const body = answer.body ?? '';
+    const out: http2.OutgoingHttpHeaders = { ':status': answer.status };
+    if (!Object.keys(answer.headers ?? {}).some((k) => k.toLowerCase() === 'content-type')) out['content-type'] = 'text/plain; charset=utf-8';
+    if (respondSafely(stream, lowerHeaders(answer.headers, out))) stream.end(body);
+    else if (respondSafely(stream, { ':status': 500, 'content-type': 'text/plain; charset=utf-8' })) stream.end('invalid response headers');
+    else stream.destroy();
+  }
+
+  /** Shutdown: GOAWAY to every session (they close once their streams are done). */
+  close(): void {
+    for (const session of this.sessions) if (!session.closed) session.close();
+  }
+
+  /** Sessions still open after the WebSockets closed (by the shutdown timeout): destroyed. */
+  destroy(): void {
+    for (const session of this.sessions) session.destroy();
+  }
+}
+
+const PRI = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+// ───────────────────────────── client ─────────────────────────────
+
+/** A client session shared by the WebSockets to one origin (with the same TLS options). */
+interface Pooled {
+  key: string;
+  session: http2.ClientHttp2Session | null;
+  /** Resolves true once the server's SETTINGS advertise RFC 8441, false when HTTP/1.1 is to be used instead. */
+  ready: Promise<boolean>;
+  /** WebSockets open or opening on the session. */
+  users: number;
+  idle: NodeJS.Timeout | null;
+  dead: boolean;
+}
+
+const pool = new Map<string, Pooled>();
+/** Origins known not to offer RFC 8441, until when (`performance.now()` ms). */
+const noWebSocketsOverH2 = new Map<string, number>();
+const tlsIds = new WeakMap<object, number>();
+let nextTlsId = 1;
+
+function poolKey(url: URL, tls: object | undefined): string {
+  let id = 0;
+  if (tls !== undefined) {
+    id = tlsIds.get(tls) ?? 0;
+    if (id === 0) tlsIds.set(tls, (id = nextTlsId++));
+  }
+  return `${url.protocol}//${url.host}#${id}`;
+}
+
+/** @internal For tests and the bench: open client sessions by origin key. */
+export function clientSessionCount(): number {
+  let n = 0;
+  for (const p of pool.values()) if (p.session !== null && !p.session.destroyed) n++;
+  return n;
+}
+
+function release(entry: Pooled): void {
+  entry.users--;
+  if (entry.users > 0 || entry.dead) return;
+  entry.session?.unref();
+  if (entry.idle !== null) clearTimeout(entry.idle);
+  entry.idle = setTimeout(() => {
+    entry.idle = null;
+    if (entry.users === 0) retire(entry, true);
+  }, HTTP2_DEFAULTS.sessionIdleTimeout);
+  entry.idle.unref();
+}
+
+/** Takes a session out of the pool (the next connect opens a new one), closing it gracefully when asked. */
+function retire(entry: Pooled, close: boolean): void {
+  entry.dead = true;
+  if (pool.get(entry.key) === entry) pool.delete(entry.key);
+  if (entry.idle !== null) clearTimeout(entry.idle);
+  entry.idle = null;
+  if (close && entry.session !== null && !entry.session.closed) entry.session.close();
+}
+
+function openSession(url: URL, key: string, options: ClientOptions): Pooled {
+  const secure = url.protocol === 'wss:';
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = Number(url.port) || (secure ? 443 : 80);
+  const entry: Pooled = { key, session: null, ready: Promise.resolve(false), users: 0, idle: null, dead: false };
+  entry.ready = new Promise<boolean>((resolve) => {
+    const isIp = /^[\d.]+$/.test(host) || host.includes(':');
+    const socket: Socket = secure
+      ? tlsConnect({ servername: isIp ? undefined : host, ...options.tls, ALPNProtocols: ['h2', 'http/1.1'], host, port })
+      : netConnect({ host, port });
+    socket.setNoDelay(true);
+    /** `remember`: the server was reached and does not offer RFC 8441 (not a network error, which HTTP/1.1 reports itself). */
+    const settle = (ok: boolean, remember = true): void => {
+      if (!ok) {
+        if (remember && !entry.dead) noWebSocketsOverH2.set(key, performance.now() + HTTP2_DEFAULTS.fallbackMemory);
+        retire(entry, false);
+        entry.session?.destroy();
+        socket.destroy();
+      }
+      resolve(ok);
+    };
+    const failEarly = (): void => settle(false, false);
+    socket.once('error', failEarly);
+    socket.once('close', failEarly);
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      socket.off('error', failEarly);
+      socket.off('close', failEarly);
+      if (secure && (socket as TLSSocket).alpnProtocol !== 'h2') return settle(false);
+      const session = http2.connect(`${secure ? 'https' : 'http'}://${url.host}`, { createConnection: () => socket });
+      entry.session = session;
+      session.unref();
+      let settled = false;
+      session.on('error', () => {
+        if (!settled) {
+          settled = true;
+          settle(false);
+        } else retire(entry, false);
+      });
+      session.once('close', () => {
+        if (!settled) {
+          settled = true;
+          settle(false);
+        } else retire(entry, false);
+      });
+      // No new streams on it: out of the pool, closed once its WebSockets are done (they get 1001, see `track`).
+      session.on('goaway', () => retire(entry, true));
+      session.once('remoteSettings', (settings: http2.Settings) => {
+        if (settled) return;
+        settled = true;
+        if (settings.enableConnectProtocol === true) resolve(true);
+        else settle(false);
+      });
+    });
+  });
+  return entry;
+}
+
+/** @internal What client.ts's `connect` resolves a redirect to. */
+export interface Redirect {
+  status: number;
+  location: string;
+}
+
+/**
+ * @internal One attempt of `connect(url, { http2: true })`: a WebSocket on the origin's shared session, or a
+ * redirect, or null when the origin does not offer RFC 8441 (ALPN chose HTTP/1.1, the server's SETTINGS lack
+ * ENABLE_CONNECT_PROTOCOL, or an h2c preface was not understood): the caller then upgrades over HTTP/1.1.
+ */
+export async function attemptHttp2(
+  url: URL,
+  protocols: string[],
+  headers: ClientOptions['headers'],
+  options: ClientOptions,
+  deflate: Required<DeflateOptions> | null,
+  heartbeat: Heartbeat | null,
+  codecFor: (params: DeflateParams) => DeflateCodec,
+  retried = false,
+): Promise<WebSocketConnection | Redirect | null> {
+  const key = poolKey(url, options.tls);
+  const known = noWebSocketsOverH2.get(key);
+  if (known !== undefined) {
+    if (known > performance.now()) return null;
+    noWebSocketsOverH2.delete(key);
+  }
+  let entry = pool.get(key);
+  if (entry === undefined || entry.dead || entry.session?.closed === true || entry.session?.destroyed === true) {
+    entry = openSession(url, key, options);
+    pool.set(key, entry);
+  }
+  const e = entry;
+  e.users++;
+  if (e.idle !== null) {
+    clearTimeout(e.idle);
+    e.idle = null;
+  }
+  let handedOver = false;
+  try {
+    const result = await new Promise<WebSocketConnection | Redirect | null | typeof RETRY>((resolve, reject) => {
+      let stream: http2.ClientHttp2Stream | null = null;
+      let done = false;
+      const finish = (): void => {
+        done = true;
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+      };
+      const fail = (error: Error): void => {
+        if (done) return;
+        finish();
+        // destroy(), not close(): a stream closed while what the server sent is unread would wait for that to be read.
+        if (stream !== null && !stream.destroyed) stream.destroy();
+        reject(error);
+      };
+      const timer = setTimeout(() => fail(new HandshakeError('opening handshake timed out')), options.handshakeTimeout ?? 10_000);
+      const onAbort = (): void => fail(new HandshakeError('opening handshake aborted'));
+      if (options.signal) {
+        if (options.signal.aborted) return onAbort();
+        options.signal.addEventListener('abort', onAbort, { once: true });
+      }
+      e.ready.then((ok) => {
+        if (done) return;
+        const session = e.session;
+        if (!ok) {
+          finish();
+          return resolve(null);
+        }
+        if (session === null || session.closed || session.destroyed) {
+          // The session offered RFC 8441 but is going away (a GOAWAY came meanwhile): once more on a new one.
+          finish();
+          retire(e, true);
+          return resolve(RETRY);
+        }
+        session.ref();
+        const h: http2.OutgoingHttpHeaders = {};
+        for (const [name, value] of Object.entries(headers ?? {})) h[name.toLowerCase()] = typeof value === 'string' ? value : [...value];
+        h[':method'] = 'CONNECT';
+        h[':protocol'] = 'websocket';
+        h[':scheme'] = url.protocol === 'wss:' ? 'https' : 'http';
+        h[':path'] = (url.pathname || '/') + url.search;
+        h[':authority'] = typeof h.host === 'string' ? h.host : url.host;
+        delete h.host;
+        h['sec-websocket-version'] = '13';
+        if (protocols.length > 0) h['sec-websocket-protocol'] = protocols.join(', ');
+        if (deflate !== null) h['sec-websocket-extensions'] = clientOffer(deflate);
+        if (options.origin) h.origin = options.origin;
+        try {
+          stream = session.request(h, { endStream: false });
+        } catch (error) {
+          return fail(new HandshakeError(`invalid request: ${(error as Error).message}`, 0, { cause: error }));
+        }
+        const s = stream;
+        const refused = (): boolean => {
+          // REFUSED_STREAM (a GOAWAY that came as the request left, say): not processed, safe to retry (RFC 9113 §8.7).
+          if (s.rstCode !== NGHTTP2_REFUSED_STREAM || retried || done) return false;
+          finish();
+          retire(e, true);
+          resolve(RETRY);
+          return true;
+        };
+        s.on('error', (error: Error) => refused() || fail(new HandshakeError(`stream failed: ${error.message}`, 0, { cause: error })));
+        s.once('close', () => refused() || fail(new HandshakeError('stream closed during the opening handshake')));
+        s.once('response', (response: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
+          if (done) return;
+          const status = Number(response[':status']);
+          if (status >= 300 && status < 400 && status !== 304) {
+            const location = one(response.location);
+            if (!location) return fail(new HandshakeError(`redirect (${status}) without a location`, status));
+            finish();
+            s.destroy();
+            return resolve({ status, location });
+          }
+          if (status < 200 || status > 299) return fail(new HandshakeError(`server answered ${status} instead of 200`, status));
+          const protocol = one(response['sec-websocket-protocol']);
+          if (protocol !== undefined && !protocols.includes(protocol)) return fail(new HandshakeError(`server chose subprotocol ${JSON.stringify(protocol)} that was not offered`));
+          let codec: DeflateCodec | null = null;
+          let extensions: ExtensionOffer[] = [];
+          const ext = one(response['sec-websocket-extensions']);
+          if (ext !== undefined) {
+            const parsed = parseExtensions(ext);
+            if (parsed === null) return fail(new HandshakeError('malformed sec-websocket-extensions in the response'));
+            for (const x of parsed) if (deflate === null || x.name !== 'permessage-deflate') return fail(new HandshakeError(`server accepted extension ${JSON.stringify(x.name)} that was not offered`));
+            if (parsed.length > 1) return fail(new HandshakeError('server accepted permessage-deflate more than once'));
+            if (parsed.length === 1) {
+              const params = acceptServerResponse(parsed[0], deflate!);
+              if (typeof params === 'string') return fail(new HandshakeError(params));
+              codec = codecFor(params);
+            }
+            extensions = parsed;
+          }
+          finish();
+          s.removeAllListeners('error');
+          s.removeAllListeners('close');
+          s.pause();
+          markStream(s, peerOf(session as TrackedSession).remoteAddress);
+          const connection = new WebSocketConnection(
+            s,
+            'client',
+            { ...options, protocol: protocol ?? '', extensions: formatExtensions(extensions), codec, threshold: deflate?.threshold },
+            heartbeat ? { onClosed: (c) => heartbeat.delete(c) } : {},
+          );
+          heartbeat?.add(connection);
+          track(session as TrackedSession, connection);
+          handedOver = true;
+          connection.once('close', () => release(e));
+          resolve(connection);
+          // Frames that came with the response wait until the caller's `await` has run and attached its listeners.
+          setImmediate(() => connection.updateFlow());
+        });
+      });
+    });
+    if (result !== RETRY) return result;
+  } finally {
+    if (!handedOver) release(e);
+  }
+  if (retried) throw new HandshakeError('the HTTP/2 session closed during the opening handshake, twice');
+  return attemptHttp2(url, protocols, headers, options, deflate, heartbeat, codecFor, true);
+}
+
+/** What a handshake that found its session going away (or its stream refused) resolves to: once more on a new session. */
+const RETRY = Symbol('retry');
