@@ -23,6 +23,7 @@ import { CONNECTION_DEFAULTS, type ConnectionEvents, type ConnectionInternals, t
 import { failAll, failLater, type Job } from './outbound.js';
 import { CLOSED, ConnectionBase, FINISH_DEFERRED, FLUSH_SCHEDULED, INFLATING, NO_CBS, USER_PAUSED, WRITE_BLOCKED } from './sending.js';
 import { attachSocket } from './socket.js';
+import { directWriter, type WriteHost } from './writes.js';
 
 export {
   CONNECTION_DEFAULTS,
@@ -119,6 +120,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Co
     this.extensions = options.extensions ?? '';
     this.internals = internals;
     attachSocket(socket, this);
+    this.writer = directWriter(socket, this);
     if (socket.readableEnded) this.onEnd(); // it came while the handshake was checked
     // Small frames leave at once (no Nagle delay); a server that set it at accept time says so.
     if (options.noDelay !== false && 'setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
@@ -255,7 +257,7 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Co
     if (this.settings.autoPong && !this.core.closeSent) {
       // RFC 6455 §5.5.3 lets an endpoint answer only the latest ping; a peer that floods pings while not reading
       // our data gets cut off rather than buffered without bound.
-      if (this.socket.writableLength > this.settings.maxPongBacklog) {
+      if (this.unsent > this.settings.maxPongBacklog) {
         if (this.listenerCount('error') > 0) this.emit('error', new Error('ping flood while the peer is not reading: connection cut'));
         this.socket.destroy();
         return;
@@ -342,8 +344,18 @@ export class WebSocketConnection<Data = unknown, Principal = unknown> extends Co
     this.updateFlow();
   }
 
-  /** @internal */
+  /** @internal The socket's `drain` (its Writable is empty): `drain` here once direct writes are out too. */
   onDrain(): void {
+    if (this.writer !== null && this.writer.pending > 0) {
+      this.writer.waiting = true;
+      return;
+    }
+    this.flags &= ~WRITE_BLOCKED;
+    this.emit('drain');
+  }
+
+  /** @internal {@link WriteHost}: every direct write completed after the connection went over its high-water mark. */
+  onDirectDrain(): void {
     this.flags &= ~WRITE_BLOCKED;
     this.emit('drain');
   }

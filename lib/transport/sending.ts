@@ -15,6 +15,8 @@ import type { DeflateCodec } from '../deflate/codec.js';
 import { controlArgs, type SendCallback, sendArgs, type SendOptions, type Settings } from './options.js';
 import { batchDone, type CompressJob, failAll, failLater, flushAtEndOfTick, flushOut, type Job, OutQueue, type WholeJob } from './outbound.js';
 import type { PreparedMessage } from './prepared.js';
+import { readsDirectly } from './reads.js';
+import { type DirectWriter, directWriter, writeDirect } from './writes.js';
 
 // Bits of `ConnectionBase.flags` (one small integer rather than a field per boolean).
 /** @internal The `close` event has fired. */
@@ -58,6 +60,8 @@ export abstract class ConnectionBase extends EventEmitter {
   protected cbs: SendCallback[] = NO_CBS;
   /** @internal Work waiting to be sent in order (created the first time something has to wait). */
   protected queue: OutQueue | null = null;
+  /** @internal Writes through the socket's handle (see writes.ts); null: through `socket.write`. */
+  protected writer: DirectWriter | null = null;
 
   /** @internal */
   constructor(socket: Duplex, core: Protocol, settings: Settings, codec: DeflateCodec | null) {
@@ -93,7 +97,17 @@ export abstract class ConnectionBase extends EventEmitter {
    * 8 MiB message sent by a client adds 8,388,622 here (14 bytes of header and mask), 8,388,608 there.
    */
   get bufferedAmount(): number {
-    return this.socket.writableLength + this.core.outputBytes + (this.queue?.queuedBytes ?? 0);
+    return this.unsent + this.core.outputBytes + (this.queue?.queuedBytes ?? 0);
+  }
+
+  /** @internal Bytes handed to the socket and not yet written: its Writable's, and those of direct writes in progress. */
+  get unsent(): number {
+    return this.writer === null ? this.socket.writableLength : this.writer.unsent;
+  }
+
+  /** @internal Which read and write path this connection's socket uses (`server.stats()`). */
+  get paths(): { read: 'direct' | 'stream'; write: 'direct' | 'stream' } {
+    return { read: readsDirectly(this.socket) ? 'direct' : 'stream', write: this.writer?.direct === true ? 'direct' : 'stream' };
   }
 
   /**
@@ -139,7 +153,7 @@ export abstract class ConnectionBase extends EventEmitter {
       if (this.cbs === NO_CBS) this.cbs = [];
       this.cbs.push(cb);
     }
-    if (core.outputBytes + socket.writableLength >= socket.writableHighWaterMark) return this.flush();
+    if (core.outputBytes + this.unsent >= socket.writableHighWaterMark) return this.flush();
     if ((this.flags & FLUSH_SCHEDULED) === 0) {
       // Output made outside a read (a burst of sends, a broadcast) leaves at the end of the tick.
       this.flags |= FLUSH_SCHEDULED;
@@ -166,7 +180,16 @@ export abstract class ConnectionBase extends EventEmitter {
       failAll(cbs, new Error('WebSocket closed before the data was written'));
       return;
     }
-    const ok = flushOut(socket, core.output, n, cbs.length === 0 ? undefined : batchDone(cbs));
+    const done = cbs.length === 0 ? undefined : batchDone(cbs);
+    const writer = this.writer;
+    let ok: boolean;
+    if (writer !== null && writeDirect(writer, core.output, n, core.outputBytes, done)) {
+      // Through the socket's handle (writes.ts): `drain` is owed once a batch left us over the high-water mark.
+      ok = writer.unsent < socket.writableHighWaterMark;
+      if (!ok) writer.waiting = true;
+    } else {
+      ok = flushOut(socket, core.output, n, done);
+    }
     this.flags = ok ? this.flags & ~WRITE_BLOCKED : this.flags | WRITE_BLOCKED;
     core.clearOutput();
   }

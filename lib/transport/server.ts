@@ -32,7 +32,6 @@ import { type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
 import type { Http2SecureServer, Http2Server, IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
 import { acceptStream, attachHttp2, type Http2ServerOptions, OwnHttp2, resolveHttp2Option } from './http2.js';
-import { readsDirectly } from './reads.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -680,13 +679,17 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
   }
 
   /**
-   * A snapshot of the open connections: how many, and which read path each uses (see {@link ServerStats}). Counted
-   * when called (a pass over `clients`, nothing kept per connection): meant for metrics, not for every message.
+   * A snapshot of the open connections: how many, and which read and write path each uses (see {@link ServerStats}).
+   * Counted when called (a pass over `clients`, nothing kept per connection): meant for metrics, not for every message.
    */
   stats(): ServerStats {
-    let direct = 0;
-    for (const c of this.clients) if (readsDirectly(c['socket'])) direct++;
-    return { connections: this.clients.size, readPath: { direct, stream: this.clients.size - direct } };
+    const stats: ServerStats = { connections: this.clients.size, readPath: { direct: 0, stream: 0 }, writePath: { direct: 0, stream: 0 } };
+    for (const c of this.clients) {
+      const paths = c.paths;
+      stats.readPath[paths.read]++;
+      stats.writePath[paths.write]++;
+    }
+    return stats;
   }
 }
 
@@ -700,6 +703,12 @@ export interface ServerStats {
    * `WSENGINE_READ_PATH=stream`, or after the `WSENGINE_READ_PATH_FALLBACK` warning). The two add up to `connections`.
    */
   readPath: { direct: number; stream: number };
+  /**
+   * How the open connections write to their sockets: `direct` through the socket handle's `writeBuffer`/`writev`
+   * (plain TCP), `stream` through `socket.write` (TLS, HTTP/2 streams and other Duplexes, `WSENGINE_WRITE_PATH=stream`,
+   * or after the `WSENGINE_WRITE_PATH_FALLBACK` warning). The two add up to `connections`.
+   */
+  writePath: { direct: number; stream: number };
 }
 
 /** Typed event methods of {@link WebSocketServer} (see {@link ServerEvents}). */
