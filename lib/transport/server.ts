@@ -30,6 +30,7 @@ import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../deflate/negotiate.js';
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
+import { readDirectly } from './reads.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -319,8 +320,11 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     }
     (socket as HandshakeSocket)[kParser] = new HeadParser('request', this.options);
     this.beginHandshake(socket);
-    // A module-level listener with a back-reference (kServer, kParser): no closure per socket.
-    socket.on('data', onHandshakeData);
+    // The head is read as the connection reads its frames, straight from the socket's handle where Node allows it
+    // (see reads.ts): no flowing mode, `data` event and read-ahead tick for it; the connection then takes the
+    // reads over. Elsewhere (TLS, WSENGINE_READ_PATH=stream), `data` events. A module-level callback with a
+    // back-reference (kServer, kParser): no closure per socket.
+    if (!readDirectly(socket, onHandshakeRead)) socket.on('data', onHandshakeData);
   }
 
   /** @internal Bytes of a standalone handshake: the head so far; once complete, the upgrade (or the HTTP answer). */
@@ -651,6 +655,11 @@ type HandshakeSocket = Duplex & { [kServer]?: WebSocketServer<any, any>; [kParse
 
 function onHandshakeData(this: HandshakeSocket, chunk: Buffer): void {
   this[kServer]?.handshakeData(this, chunk);
+}
+
+function onHandshakeRead(this: HandshakeSocket, chunk: Buffer, borrowed: boolean): void {
+  // A lent read (over 4 KiB) is only valid for this call: the parser may keep a view of it (the bytes after the head).
+  this[kServer]?.handshakeData(this, borrowed ? Buffer.from(chunk) : chunk);
 }
 
 function onHandshakeError(this: Duplex): void {
