@@ -1,6 +1,6 @@
 // Instructions per opening + closing handshake, server side, under callgrind.
 //
-//   node bench/handshake-instr.mjs run [ours|ws|floor] [N1] [N2]      (needs `npm run build` for ours: it loads dist/)
+//   node bench/handshake-instr.mjs run [ours|ws|floor] [N1] [N2]      (ours loads dist/, or HS_DIST: run `npm run build`)
 //
 // For each N, starts `valgrind --tool=callgrind node bench/handshake-instr.mjs server ENGINE`, opens N connections to it
 // from this (unvalgrinded) process, 4 in flight, each: upgrade request → 101 (accept value checked) → masked close
@@ -21,7 +21,8 @@ const [mode, engine = 'ours', ...rest] = process.argv.slice(2);
 async function server() {
   let port;
   if (engine === 'ours') {
-    const { createServer } = await import('../dist/index.js');
+    // HS_DIST: another build of dist/ (a copy of an earlier one, to compare builds).
+    const { createServer } = await import(process.env.HS_DIST ? `${process.env.HS_DIST}/index.js` : '../dist/index.js');
     const s = createServer({ heartbeat: false }, (c) => {
       c.on('message', (d, b) => c.send(d, { binary: b }));
       c.on('error', () => {});

@@ -8,6 +8,7 @@
  * @module
  */
 import * as crypto from 'node:crypto';
+import { ACCEPT_LENGTH, fitsAcceptKey, writeAcceptKey } from './accept.js';
 import { hasToken, type HttpHead, listHeader, singleHeader } from './http1.js';
 import { type ExtensionOffer, parseExtensions, parseProtocols } from './tokens.js';
 
@@ -35,9 +36,17 @@ export const sha1Base64: (data: string) => string =
     ? (data) => ((crypto as unknown as { hash: OneShotHash }).hash)('sha1', data, 'base64')
     : sha1Base64Streaming;
 
-/** `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2). */
+/** Where {@link acceptKey} writes a value before reading it back as a string. */
+const acceptScratch = Buffer.allocUnsafeSlow(ACCEPT_LENGTH);
+
+/**
+ * `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2). A key of 24 ASCII characters (every valid
+ * one) is hashed in JavaScript (see `accept.ts`); anything else by `node:crypto`, with the same result.
+ */
 export function acceptKey(key: string): string {
-  return sha1Base64(key + WEBSOCKET_GUID);
+  if (!fitsAcceptKey(key)) return sha1Base64(key + WEBSOCKET_GUID);
+  writeAcceptKey(key, acceptScratch, 0);
+  return acceptScratch.toString('latin1', 0, ACCEPT_LENGTH);
 }
 
 /** A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1). */
@@ -201,6 +210,22 @@ export function acceptResponse(key: string, protocol?: string, extensions?: stri
   if (protocol) out += `Sec-WebSocket-Protocol: ${protocol}\r\n`;
   if (extensions) out += `Sec-WebSocket-Extensions: ${extensions}\r\n`;
   return out + headerLines(headers) + '\r\n';
+}
+
+const PLAIN_ACCEPT_HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ';
+/** The 101 with no subprotocol, extension or extra header, its accept value left blank. */
+const PLAIN_ACCEPT = Buffer.from(`${PLAIN_ACCEPT_HEAD}${' '.repeat(ACCEPT_LENGTH)}\r\n\r\n`, 'latin1');
+
+/**
+ * @internal {@link acceptResponse} with no subprotocol, extension or extra header, as bytes: a copy of a template
+ * with the accept value written into it (no string built, none encoded by the socket). `key` must have passed
+ * {@link isValidKey}.
+ */
+export function plainAcceptResponse(key: string): Buffer {
+  const out = Buffer.allocUnsafe(PLAIN_ACCEPT.length);
+  out.set(PLAIN_ACCEPT);
+  writeAcceptKey(key, out, PLAIN_ACCEPT_HEAD.length);
+  return out;
 }
 
 /**

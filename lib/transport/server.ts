@@ -19,6 +19,7 @@ import {
   checkUpgradeRequest,
   httpResponse,
   isRefusal,
+  plainAcceptResponse,
   type HttpRefusal,
   type UpgradeRequest,
 } from '../core/handshake.js';
@@ -528,11 +529,15 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
         codec = new DeflateCodec('server', agreed.params, this.deflate.options, this.deflate.limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
       }
     }
-    let response: string;
-    try {
-      response = acceptResponse(key, protocol, extensionHeader, extraHeaders);
-    } catch (error) {
-      return this.refuse(socket, { status: 500, message: 'invalid response headers', headers: {} }, error as Error);
+    let response: string | Buffer;
+    if (protocol === undefined && extensionHeader === undefined && extraHeaders === undefined) {
+      response = plainAcceptResponse(key);
+    } else {
+      try {
+        response = acceptResponse(key, protocol, extensionHeader, extraHeaders);
+      } catch (error) {
+        return this.refuse(socket, { status: 500, message: 'invalid response headers', headers: {} }, error as Error);
+      }
     }
     socket.write(response);
     const connection = new WebSocketConnection<Data, Principal>(
