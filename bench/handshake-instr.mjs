@@ -3,7 +3,8 @@
 //   node bench/handshake-instr.mjs run [ours|ws|floor] [N1] [N2]      (ours loads dist/, or HS_DIST: run `npm run build`)
 //
 // For each N, starts `valgrind --tool=callgrind node bench/handshake-instr.mjs server ENGINE`, opens N connections to it
-// from this (unvalgrinded) process, 4 in flight, each: upgrade request → 101 (accept value checked) → masked close
+// from this (unvalgrinded) process, one at a time (HS_IN_FLIGHT=k for k at a time: the count then depends on how
+// many events each loop iteration batches, i.e. on the load), each: upgrade request → 101 (accept value checked) → masked close
 // frame → the server's close frame and TCP close; then SIGTERMs the server, which exits, and reads callgrind's total.
 // Prints (Ir(N2) − Ir(N1)) / (N2 − N1): startup, JIT warm-up and exit cancel out.
 import { spawn } from 'node:child_process';
@@ -87,7 +88,7 @@ function one(port, request) {
   });
 }
 
-async function churn(port, n, inFlight = 4) {
+async function churn(port, n, inFlight = Number(process.env.HS_IN_FLIGHT ?? 1)) {
   const request = REQUEST(port);
   let started = 0;
   const loop = async () => {
