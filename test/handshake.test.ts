@@ -39,6 +39,35 @@ t.test('the one-shot SHA-1 (crypto.hash) and the Hash-object fallback agree', as
   }
 });
 
+t.test('accept values agree with createHash over random keys, and the plain 101 bytes with acceptResponse', async (t) => {
+  const { plainAcceptResponse, sha1Base64Streaming, acceptResponse: response } = await import('../lib/core/handshake.js');
+  const crypto = await import('node:crypto');
+  const keys = [KEY, 'AAAAAAAAAAAAAAAAAAAAAA==', '//////////////////////==', '++++++++++++++++++++++==', 'x'.repeat(24), '~'.repeat(24)];
+  for (let i = 0; i < 2000; i++) keys.push(crypto.randomBytes(16).toString('base64'));
+  let mismatches = 0;
+  for (const key of keys) {
+    if (acceptKey(key) !== sha1Base64Streaming(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')) mismatches++;
+  }
+  t.equal(mismatches, 0, `${keys.length} keys: acceptKey equals createHash('sha1')…digest('base64')`);
+  for (const key of keys.slice(0, 50)) t.equal(plainAcceptResponse(key).toString('latin1'), response(key), `101 for ${key}`);
+  // Odd keys (length, non-ASCII) hash the same way.
+  for (const key of ['', 'short', KEY + 'x', 'é'.repeat(24), '\u{1F600}'.repeat(12)]) {
+    t.equal(acceptKey(key), sha1Base64Streaming(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'), `odd key ${JSON.stringify(key)}`);
+  }
+});
+
+t.test('header names in any case are found under their lower-case name (known and other names)', async (t) => {
+  const head = request([
+    'HOST: example.com', 'uPgRaDe: websocket', 'Connection: Upgrade', `SEC-WEBSOCKET-KEY: ${KEY}`, 'Sec-Websocket-Version: 13',
+    'X-Custom-Thing: 1', 'x-custom-thing: 2', 'Hosts: not-host', 'Origi: x',
+  ]);
+  t.same([...head.headers.keys()], ['host', 'upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'x-custom-thing', 'hosts', 'origi']);
+  t.same(head.headers.get('x-custom-thing'), ['1', '2']);
+  t.notOk(isRefusal(checkUpgradeRequest(head)));
+  t.throws(() => request(['Ho(t: example.com']), { status: 400, message: 'invalid header name' });
+  t.throws(() => request(['Hos\u00e9: example.com']), { status: 400, message: 'invalid header name' });
+});
+
 t.test('a valid request is accepted with its protocols, extensions and origin', async (t) => {
   const r = checkUpgradeRequest(
     request([...GOOD, 'Origin: https://app.example', 'Sec-WebSocket-Protocol: chat, superchat', 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, x-foo']),

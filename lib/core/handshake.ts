@@ -35,10 +35,13 @@ export const sha1Base64: (data: string) => string =
     ? (data) => ((crypto as unknown as { hash: OneShotHash }).hash)('sha1', data, 'base64')
     : sha1Base64Streaming;
 
-/** `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2). */
+/** `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2): base64 of the SHA-1 of key + GUID. */
 export function acceptKey(key: string): string {
   return sha1Base64(key + WEBSOCKET_GUID);
 }
+
+/** Characters of an accept value (base64 of a 20-byte SHA-1). */
+const ACCEPT_LENGTH = 28;
 
 /** A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1). */
 export function generateKey(): string {
@@ -201,6 +204,22 @@ export function acceptResponse(key: string, protocol?: string, extensions?: stri
   if (protocol) out += `Sec-WebSocket-Protocol: ${protocol}\r\n`;
   if (extensions) out += `Sec-WebSocket-Extensions: ${extensions}\r\n`;
   return out + headerLines(headers) + '\r\n';
+}
+
+const PLAIN_ACCEPT_HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ';
+/** The 101 with no subprotocol, extension or extra header, its accept value left blank. */
+const PLAIN_ACCEPT = Buffer.from(`${PLAIN_ACCEPT_HEAD}${' '.repeat(ACCEPT_LENGTH)}\r\n\r\n`, 'latin1');
+
+/**
+ * @internal {@link acceptResponse} with no subprotocol, extension or extra header, as bytes: a copy of a template
+ * with the accept value written into it (no string built, none encoded by the socket). `key` must have passed
+ * {@link isValidKey}.
+ */
+export function plainAcceptResponse(key: string): Buffer {
+  const out = Buffer.allocUnsafe(PLAIN_ACCEPT.length);
+  out.set(PLAIN_ACCEPT);
+  out.write(acceptKey(key), PLAIN_ACCEPT_HEAD.length, ACCEPT_LENGTH, 'latin1');
+  return out;
 }
 
 /**

@@ -242,8 +242,12 @@ function parseHeadText(text: string, kind: 'request' | 'response', maxHeaders: n
     if (first === 32 || first === 9) throw new HeadError(400, 'obsolete header line folding');
     const colon = text.indexOf(':', at);
     if (colon === -1 || colon > lineEnd) throw new HeadError(400, 'header line without a colon');
-    const name = text.slice(at, colon);
-    if (!isToken(name)) throw new HeadError(400, 'invalid header name');
+    let key = knownName(text, at, colon);
+    if (key === undefined) {
+      const name = text.slice(at, colon);
+      if (!isToken(name)) throw new HeadError(400, 'invalid header name');
+      key = name.toLowerCase();
+    }
     let vs = colon + 1;
     let ve = lineEnd;
     while (vs < ve && (text.charCodeAt(vs) === 32 || text.charCodeAt(vs) === 9)) vs++;
@@ -252,7 +256,6 @@ function parseHeadText(text: string, kind: 'request' | 'response', maxHeaders: n
       const c = text.charCodeAt(i);
       if ((c < 32 && c !== 9) || c === 127) throw new HeadError(400, 'control character in a header value');
     }
-    const key = name.toLowerCase();
     const value = text.slice(vs, ve);
     const list = head.headers.get(key);
     if (list === undefined) head.headers.set(key, [value]);
@@ -260,6 +263,37 @@ function parseHeadText(text: string, kind: 'request' | 'response', maxHeaders: n
     at = lineEnd + 2;
   }
   return head;
+}
+
+/**
+ * Header names an upgrade request usually carries, lower-case, by length: a name in the head that matches one
+ * (in any case) is that constant string, so the parser makes no string for it, no lower-case copy and no hash.
+ */
+const KNOWN_NAMES: ReadonlyArray<readonly string[] | undefined> = (() => {
+  const byLength: string[][] = [];
+  for (const name of [
+    'host', 'upgrade', 'connection', 'origin', 'pragma', 'cookie', 'user-agent', 'cache-control', 'authorization',
+    'accept-encoding', 'accept-language', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol',
+    'sec-websocket-extensions', 'x-forwarded-for', 'x-forwarded-proto', 'x-real-ip', 'forwarded',
+  ]) {
+    (byLength[name.length] ??= []).push(name);
+  }
+  return byLength;
+})();
+
+/** The {@link KNOWN_NAMES} entry equal, ignoring ASCII case, to `text` from `start` to `end`; else undefined. */
+function knownName(text: string, start: number, end: number): string | undefined {
+  const candidates = KNOWN_NAMES[end - start];
+  if (candidates === undefined) return undefined;
+  next: for (let k = 0; k < candidates.length; k++) {
+    const name = candidates[k];
+    for (let i = 0; i < name.length; i++) {
+      const c = text.charCodeAt(start + i);
+      if ((c >= 65 && c <= 90 ? c + 32 : c) !== name.charCodeAt(i)) continue next;
+    }
+    return name;
+  }
+  return undefined;
 }
 
 /** The one value of a header, `undefined` when absent, `null` when sent more than once. */
@@ -271,7 +305,9 @@ export function singleHeader(head: HttpHead, name: string): string | undefined |
 
 /** All values of a header joined as one comma-separated list (RFC 9110 §5.3), or undefined when absent. */
 export function listHeader(head: HttpHead, name: string): string | undefined {
-  return head.headers.get(name)?.join(', ');
+  const values = head.headers.get(name);
+  if (values === undefined) return undefined;
+  return values.length === 1 ? values[0] : values.join(', ');
 }
 
 /** Whether a comma-separated header value contains `token`, compared case-insensitively. */

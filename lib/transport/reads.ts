@@ -137,6 +137,12 @@ export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
   if (slots === undefined) slots = findSlots(socket);
   if (slots === null) return false;
   const record = socket as unknown as Record<symbol, unknown>;
+  // Already reading directly through this module (the server read the handshake that way): the new receiver
+  // takes over from the next read.
+  if (record[slots.generator] === nextBuffer) {
+    record[slots.callback] = wrapperOf(onRead);
+    return true;
+  }
   if (record[slots.buffer] != null || record[slots.generator] != null) return false;
   if (socket.destroyed || socket.connecting) return false;
   shared ??= Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);

@@ -19,6 +19,7 @@ import {
   checkUpgradeRequest,
   httpResponse,
   isRefusal,
+  plainAcceptResponse,
   type HttpRefusal,
   type UpgradeRequest,
 } from '../core/handshake.js';
@@ -32,6 +33,7 @@ import { type DeflateOptions, negotiateServer, resolveDeflateOptions } from '../
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
 import type { Http2SecureServer, Http2Server, IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
 import { acceptStream, attachHttp2, type Http2ServerOptions, OwnHttp2, resolveHttp2Option } from './http2.js';
+import { readDirectly } from './reads.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -342,9 +344,15 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     if (first === undefined && this.h2 !== null && this.h2.route(socket)) return;
     (socket as HandshakeSocket)[kParser] = new HeadParser('request', this.options);
     this.beginHandshake(socket);
-    // A module-level listener with a back-reference (kServer, kParser): no closure per socket.
-    socket.on('data', onHandshakeData);
-    if (first !== undefined) this.handshakeData(socket as HandshakeSocket, first);
+    // The head is read as the connection reads its frames, straight from the socket's handle where Node allows it
+    // (see reads.ts): no flowing mode, `data` event and read-ahead tick for it; the connection then takes the
+    // reads over. Elsewhere (TLS, WSENGINE_READ_PATH=stream, and a socket whose first bytes the HTTP/2 router
+    // already read from its stream), `data` events. A module-level callback with a back-reference (kServer,
+    // kParser): no closure per socket.
+    if (first !== undefined) {
+      socket.on('data', onHandshakeData);
+      this.handshakeData(socket as HandshakeSocket, first);
+    } else if (!readDirectly(socket, onHandshakeRead)) socket.on('data', onHandshakeData);
   }
 
   /** @internal Bytes of a standalone handshake: the head so far; once complete, the upgrade (or the HTTP answer). */
@@ -578,11 +586,15 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
         codec = new DeflateCodec('server', agreed.params, this.deflate.options, this.deflate.limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
       }
     }
-    let response: string;
-    try {
-      response = acceptResponse(key, protocol, extensionHeader, extraHeaders);
-    } catch (error) {
-      return this.refuse(socket, { status: 500, message: 'invalid response headers', headers: {} }, error as Error);
+    let response: string | Buffer;
+    if (protocol === undefined && extensionHeader === undefined && extraHeaders === undefined) {
+      response = plainAcceptResponse(key);
+    } else {
+      try {
+        response = acceptResponse(key, protocol, extensionHeader, extraHeaders);
+      } catch (error) {
+        return this.refuse(socket, { status: 500, message: 'invalid response headers', headers: {} }, error as Error);
+      }
     }
     socket.write(response);
     const connection = new WebSocketConnection<Data, Principal>(
@@ -739,6 +751,11 @@ type HandshakeSocket = Duplex & { [kServer]?: WebSocketServer<any, any>; [kParse
 
 function onHandshakeData(this: HandshakeSocket, chunk: Buffer): void {
   this[kServer]?.handshakeData(this, chunk);
+}
+
+function onHandshakeRead(this: HandshakeSocket, chunk: Buffer, borrowed: boolean): void {
+  // A lent read (over 4 KiB) is only valid for this call: the parser may keep a view of it (the bytes after the head).
+  this[kServer]?.handshakeData(this, borrowed ? Buffer.from(chunk) : chunk);
 }
 
 function onHandshakeError(this: Duplex): void {
