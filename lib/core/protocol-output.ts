@@ -1,23 +1,27 @@
 /**
- * The sending half of {@link Protocol}, as its base class: the option values and their accessors, the output (the
- * slots a pull-mode transport drains, or the handler's `onWrite` in push mode), and everything that writes frames —
- * messages, fragments, prepared frames, pings, pongs and the close frame. The receiving half (the frame parser,
- * message assembly and events) is `Protocol` itself, in `protocol.ts`; only `Protocol` is ever instantiated, so the
- * instances share one hidden class and every call here stays monomorphic. Not exported from the package.
+ * What a {@link Protocol} produces, as its base class: the option values and their accessors; events (queued for
+ * `nextEvent` in pull mode, handed to the handler in push mode) and what the protocol writes when one is taken (the
+ * pong, the close reply); the bytes to send (the slots a pull-mode transport drains, or the handler's `onWrite`);
+ * and everything that writes frames — messages, fragments, prepared frames, pings, pongs and the close frame. The
+ * receiving half (the frame parser and message assembly) is `Protocol` itself, in `protocol.ts`. Only `Protocol`
+ * is ever instantiated, so its instances share one hidden class and calls between the two halves stay monomorphic
+ * (inherited methods are found through the same inline caches as own ones). Not exported from the package.
  *
  * @module
  */
 import { Buffer } from 'node:buffer';
 import { type Data, toBytes } from './bytes.js';
-import { validateClose } from './close.js';
+import { truncateReason, validateClose } from './close.js';
+import { CloseCode, type ProtocolError } from './errors.js';
 import { closePayload, encodeFrame, encodeTextFrame, MAX_CONTROL_PAYLOAD, Opcode } from './frame.js';
 import type { MaskSource } from './mask.js';
 import { checkOptionNames } from './options.js';
-import type { ProtocolHandler } from './protocol-events.js';
+import { handOn, type ProtocolEvent, ProtocolEventType, type ProtocolHandler } from './protocol-events.js';
 import { PROTOCOL_OPTION_NAMES, type ProtocolOptions, type ProtocolSettings, ReadyState, settingsOf } from './protocol-settings.js';
 
 /** An empty payload (events without bytes, empty pings). */
 export const EMPTY = Buffer.alloc(0);
+const NO_EVENTS: Array<number | Buffer | ProtocolError> = [];
 const NO_OUT: Array<Buffer | Uint8Array | undefined> = [];
 /** Largest output array a protocol keeps between batches (slots); a longer one is let go once emptied. */
 const OUT_KEPT = 16;
@@ -25,10 +29,16 @@ const OUT_KEPT = 16;
 /** The bit of `flags` this half owns: a close frame was sent (the other bits are listed in `protocol.ts`). */
 export const CLOSE_SENT = 64;
 
-/** The sending half of {@link Protocol} (see the module's comment); use `Protocol`. */
+/** The output half of {@link Protocol} (see the module's comment); use `Protocol`. */
 export class ProtocolOutput {
   /** {@link ReadyState} value. */
   readyState: number = ReadyState.OPEN;
+  /** The peer's close code (1005 when its close frame had none, 1006 until one arrives). */
+  closeCode: number = CloseCode.ABNORMAL;
+  /** The peer's close reason. */
+  closeReason = '';
+  /** Pull mode: the error of the {@link ProtocolEventType.ERROR} event (set when the failure is found). */
+  eventError: ProtocolError | null = null;
 
   /** The option values, shared with every protocol made with the same ones. */
   protected readonly settings: ProtocolSettings;
@@ -44,6 +54,10 @@ export class ProtocolOutput {
   private out: Array<Buffer | Uint8Array | undefined> = NO_OUT;
   private outCount = 0;
   private outBytes = 0;
+  /** Pull mode: events not drained yet, as [type, data] pairs in `events[eventsRead, eventsLength)`. */
+  private events: Array<number | Buffer | ProtocolError> = NO_EVENTS;
+  private eventsRead = 0;
+  private eventsLength = 0;
 
   /**
    * `handler` given: push mode (every event and write calls it as it happens). Omitted or null: pull mode (events
@@ -92,7 +106,96 @@ export class ProtocolOutput {
     return (this.flags & CLOSE_SENT) !== 0;
   }
 
-  // ───────────────────────────── output ─────────────────────────────
+  // ───────────────────────────── events ─────────────────────────────
+
+  /**
+   * Pull mode: the next event produced since the last drain, as a {@link ProtocolEventType} (0 when none is left);
+   * its bytes in {@link eventData}, its error in {@link eventError}. Allocates nothing.
+   */
+  nextEvent(): number {
+    const i = this.eventsRead;
+    const events = this.events;
+    if (i === this.eventsLength) {
+      if (i !== 0) {
+        // Drained: the slots let go of what they held (numbers, not pointers: no write barrier).
+        for (let j = 1; j < i; j += 2) events[j] = 0;
+        this.eventsRead = this.eventsLength = 0;
+      }
+      return 0;
+    }
+    const type = events[i] as number;
+    this.eventsRead = i + 2;
+    if (type >= ProtocolEventType.PING) this.answer(type, events[i + 1] as Buffer);
+    return type;
+  }
+
+  /**
+   * Pull mode: the bytes of the event {@link nextEvent} returned last (a message, a ping's or a pong's payload);
+   * empty for other events, and once `nextEvent` returned 0. Owned by the caller.
+   */
+  get eventData(): Buffer {
+    const i = this.eventsRead;
+    return i === 0 ? EMPTY : (this.events[i - 1] as Buffer);
+  }
+
+  /** Pull mode: every event not drained yet, as objects (the convenient form of {@link nextEvent}). */
+  eventsReceived(): ProtocolEvent[] {
+    const list: ProtocolEvent[] = [];
+    for (let type = this.nextEvent(); type !== 0; type = this.nextEvent()) {
+      const data = this.eventData;
+      if (type <= ProtocolEventType.BINARY_COMPRESSED) {
+        list.push({ type: 'message', data, isBinary: (type & 1) === 0, compressed: type >= ProtocolEventType.TEXT_COMPRESSED });
+      } else if (type === ProtocolEventType.PING) list.push({ type: 'ping', data });
+      else if (type === ProtocolEventType.PONG) list.push({ type: 'pong', data });
+      else if (type === ProtocolEventType.CLOSE) list.push({ type: 'close', code: this.closeCode, reason: this.closeReason });
+      else if (type === ProtocolEventType.ERROR) list.push({ type: 'error', error: this.eventError! });
+      else list.push({ type: 'end' });
+    }
+    return list;
+  }
+
+  /** Queues (pull) or hands on (push) an event. */
+  protected event(type: number, data: Buffer | ProtocolError): void {
+    // (Pull mode keeps an error in `eventError` and EMPTY in its slot, so that a slot always holds bytes.)
+    const h = this.handler;
+    if (h === null) {
+      if (type === ProtocolEventType.ERROR) {
+        this.eventError = data as ProtocolError;
+        data = EMPTY;
+      }
+      let events = this.events;
+      if (events === NO_EVENTS) events = this.events = [];
+      const i = this.eventsLength;
+      events[i] = type;
+      events[i + 1] = data;
+      this.eventsLength = i + 2;
+      return;
+    }
+    if (type >= ProtocolEventType.PING) this.answer(type, data);
+    handOn(h, type, data, this.closeCode, this.closeReason);
+  }
+
+  /**
+   * What the protocol writes for an event, when the event is taken (pull) or handed on (push) rather than when its
+   * frame was parsed: so a message that came before is handled first (the application's reply to it goes before our
+   * close frame, as the peer sent them). A ping's pong (`autoPong`), the reply to a close frame, the close frame of
+   * a failure.
+   */
+  private answer(type: number, data: Buffer | ProtocolError): void {
+    if (this.closeSent) return;
+    if (type === ProtocolEventType.PING) {
+      if (this.settings.autoPong) this.write(encodeFrame(Opcode.PONG, data as Buffer, true, false, this.settings.mask));
+    } else if (type === ProtocolEventType.CLOSE) {
+      // RFC 6455 §5.5.1: reply with a close frame, typically echoing the status code received.
+      const code = this.closeCode;
+      this.writeClose(code === CloseCode.NO_STATUS ? undefined : code, '');
+    } else if (type === ProtocolEventType.ERROR) {
+      const error = this.handler === null ? this.eventError! : (data as ProtocolError);
+      this.writeClose(error.closeCode, truncateReason(error.message));
+    }
+  }
+
+  // ───────────────────────────── bytes to send ─────────────────────────────
 
   /**
    * Pull mode: the bytes to send, in order, taken from the protocol (a new array; the protocol keeps none of them).
@@ -258,7 +361,7 @@ export class ProtocolOutput {
     if (this.readyState === ReadyState.OPEN) this.readyState = ReadyState.CLOSING;
   }
 
-  protected writeClose(code: number | undefined, reason: string): void {
+  private writeClose(code: number | undefined, reason: string): void {
     this.flags |= CLOSE_SENT;
     this.write(encodeFrame(Opcode.CLOSE, closePayload(code, reason), true, false, this.settings.mask));
   }

@@ -34,15 +34,20 @@
  * - **Violations never throw.** The close frame with the code mapped in `errors.ts` is written, input is ignored from
  *   then on, `error` is reported and `end` asks the transport to close the TCP connection (RFC 6455 §7.1.7).
  *
+ * This file is the receiving half: the frame parser and the receive state machine. The rest lives beside it:
+ * `protocol-output.ts` (the base class: events, the output slots, sending and the close frame), `assembly.ts`
+ * (a message arriving in pieces), `protocol-settings.ts` (options and their shared frozen settings),
+ * `protocol-events.ts` (event types and the push-mode adapter) and `close.ts` (checks on a close's arguments).
+ *
  * @module
  */
 import { Buffer } from 'node:buffer';
 import { Assembly, MIN_VIEW } from './assembly.js';
-import { truncateReason, validateClose } from './close.js';
+import { validateClose } from './close.js';
 import { CloseCode, isValidCloseCode, protocolError, ProtocolError, type ProtocolErrorCode } from './errors.js';
-import { encodeFrame, MAX_CONTROL_PAYLOAD, Opcode } from './frame.js';
+import { MAX_CONTROL_PAYLOAD, Opcode } from './frame.js';
 import { xorMask, xorMaskCopy } from './mask.js';
-import { handOn, type ProtocolEvent, ProtocolEventType, type ProtocolHandler } from './protocol-events.js';
+import { ProtocolEventType, type ProtocolHandler } from './protocol-events.js';
 import { EMPTY, ProtocolOutput } from './protocol-output.js';
 import { type ProtocolOptions, ReadyState } from './protocol-settings.js';
 import { isValidUtf8, Utf8Validator } from './utf8.js';
@@ -74,20 +79,12 @@ const PARSING = 1024;
 
 /** A shared empty list: a connection allocates its own only once it holds something (never pushed to). */
 const NONE: Buffer[] = [];
-const NO_EVENTS: Array<number | Buffer | ProtocolError> = [];
 
 /**
  * One WebSocket connection's protocol state, for either role. Create it once the opening handshake is done
  * (it starts OPEN).
  */
 export class Protocol extends ProtocolOutput {
-  /** The peer's close code (1005 when its close frame had none, 1006 until one arrives). */
-  closeCode: number = CloseCode.ABNORMAL;
-  /** The peer's close reason. */
-  closeReason = '';
-  /** Pull mode: the error of the {@link ProtocolEventType.ERROR} event (set when the failure is found). */
-  eventError: ProtocolError | null = null;
-
   // Parser state.
   private state = HEADER;
   /** Allocated on the first header split across reads. */
@@ -115,11 +112,6 @@ export class Protocol extends ProtocolOutput {
   /** Push mode: input held while paused. */
   private pending: Buffer[] = NONE;
 
-
-  /** Pull mode: events not drained yet, as [type, data] pairs in `events[eventsRead, eventsLength)`. */
-  private events: Array<number | Buffer | ProtocolError> = NO_EVENTS;
-  private eventsRead = 0;
-  private eventsLength = 0;
 
   /**
    * `handler` given: push mode (every event and write calls it as it happens). Omitted or null: pull mode (events
@@ -165,52 +157,6 @@ export class Protocol extends ProtocolOutput {
     }
     this.flags &= ~BORROWED;
     return offset;
-  }
-
-  /**
-   * Pull mode: the next event produced since the last drain, as a {@link ProtocolEventType} (0 when none is left);
-   * its bytes in {@link eventData}, its error in {@link eventError}. Allocates nothing.
-   */
-  nextEvent(): number {
-    const i = this.eventsRead;
-    const events = this.events;
-    if (i === this.eventsLength) {
-      if (i !== 0) {
-        // Drained: the slots let go of what they held (numbers, not pointers: no write barrier).
-        for (let j = 1; j < i; j += 2) events[j] = 0;
-        this.eventsRead = this.eventsLength = 0;
-      }
-      return 0;
-    }
-    const type = events[i] as number;
-    this.eventsRead = i + 2;
-    if (type >= ProtocolEventType.PING) this.answer(type, events[i + 1] as Buffer);
-    return type;
-  }
-
-  /**
-   * Pull mode: the bytes of the event {@link nextEvent} returned last (a message, a ping's or a pong's payload);
-   * empty for other events, and once `nextEvent` returned 0. Owned by the caller.
-   */
-  get eventData(): Buffer {
-    const i = this.eventsRead;
-    return i === 0 ? EMPTY : (this.events[i - 1] as Buffer);
-  }
-
-  /** Pull mode: every event not drained yet, as objects (the convenient form of {@link nextEvent}). */
-  eventsReceived(): ProtocolEvent[] {
-    const list: ProtocolEvent[] = [];
-    for (let type = this.nextEvent(); type !== 0; type = this.nextEvent()) {
-      const data = this.eventData;
-      if (type <= ProtocolEventType.BINARY_COMPRESSED) {
-        list.push({ type: 'message', data, isBinary: (type & 1) === 0, compressed: type >= ProtocolEventType.TEXT_COMPRESSED });
-      } else if (type === ProtocolEventType.PING) list.push({ type: 'ping', data });
-      else if (type === ProtocolEventType.PONG) list.push({ type: 'pong', data });
-      else if (type === ProtocolEventType.CLOSE) list.push({ type: 'close', code: this.closeCode, reason: this.closeReason });
-      else if (type === ProtocolEventType.ERROR) list.push({ type: 'error', error: this.eventError! });
-      else list.push({ type: 'end' });
-    }
-    return list;
   }
 
 
@@ -312,47 +258,6 @@ export class Protocol extends ProtocolOutput {
     this.flags &= ~(PAUSED | STOPPED);
     this.pending = NONE;
     this.failed(error);
-  }
-
-  /** Queues (pull) or hands on (push) an event. */
-  private event(type: number, data: Buffer | ProtocolError): void {
-    // (Pull mode keeps an error in `eventError` and EMPTY in its slot, so that a slot always holds bytes.)
-    const h = this.handler;
-    if (h === null) {
-      if (type === ProtocolEventType.ERROR) {
-        this.eventError = data as ProtocolError;
-        data = EMPTY;
-      }
-      let events = this.events;
-      if (events === NO_EVENTS) events = this.events = [];
-      const i = this.eventsLength;
-      events[i] = type;
-      events[i + 1] = data;
-      this.eventsLength = i + 2;
-      return;
-    }
-    if (type >= ProtocolEventType.PING) this.answer(type, data);
-    handOn(h, type, data, this.closeCode, this.closeReason);
-  }
-
-  /**
-   * What the protocol writes for an event, when the event is taken (pull) or handed on (push) rather than when its
-   * frame was parsed: so a message that came before is handled first (the application's reply to it goes before our
-   * close frame, as the peer sent them). A ping's pong (`autoPong`), the reply to a close frame, the close frame of
-   * a failure.
-   */
-  private answer(type: number, data: Buffer | ProtocolError): void {
-    if (this.closeSent) return;
-    if (type === ProtocolEventType.PING) {
-      if (this.settings.autoPong) this.write(encodeFrame(Opcode.PONG, data as Buffer, true, false, this.settings.mask));
-    } else if (type === ProtocolEventType.CLOSE) {
-      // RFC 6455 §5.5.1: reply with a close frame, typically echoing the status code received.
-      const code = this.closeCode;
-      this.writeClose(code === CloseCode.NO_STATUS ? undefined : code, '');
-    } else if (type === ProtocolEventType.ERROR) {
-      const error = this.handler === null ? this.eventError! : (data as ProtocolError);
-      this.writeClose(error.closeCode, truncateReason(error.message));
-    }
   }
 
 
