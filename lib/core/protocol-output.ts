@@ -27,7 +27,7 @@ const NO_OUT: Array<Buffer | Uint8Array | undefined> = [];
 const OUT_KEPT = 16;
 
 /** The bit of `flags` this half owns: a close frame was sent (the other bits are listed in `protocol.ts`). */
-export const CLOSE_SENT = 64;
+const CLOSE_SENT = 64;
 
 /** The output half of {@link Protocol} (see the module's comment); use `Protocol`. */
 export class ProtocolOutput {

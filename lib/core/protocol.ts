@@ -112,7 +112,6 @@ export class Protocol extends ProtocolOutput {
   /** Push mode: input held while paused. */
   private pending: Buffer[] = NONE;
 
-
   /**
    * `handler` given: push mode (every event and write calls it as it happens). Omitted or null: pull mode (events
    * and bytes to send are queued until drained).
