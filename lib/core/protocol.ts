@@ -34,131 +34,27 @@
  * - **Violations never throw.** The close frame with the code mapped in `errors.ts` is written, input is ignored from
  *   then on, `error` is reported and `end` asks the transport to close the TCP connection (RFC 6455 §7.1.7).
  *
+ * This file is the receiving half: the frame parser and the receive state machine. The rest lives beside it:
+ * `protocol-output.ts` (the base class: events, the output slots, sending and the close frame), `assembly.ts`
+ * (a message arriving in pieces), `protocol-settings.ts` (options and their shared frozen settings),
+ * `protocol-events.ts` (event types and the push-mode adapter) and `close.ts` (checks on a close's arguments).
+ *
  * @module
  */
 import { Buffer } from 'node:buffer';
-import { type Data, toBytes } from './bytes.js';
+import { Assembly, MIN_VIEW } from './assembly.js';
+import { validateClose } from './close.js';
 import { CloseCode, isValidCloseCode, protocolError, ProtocolError, type ProtocolErrorCode } from './errors.js';
-import { closePayload, encodeFrame, encodeTextFrame, MAX_CLOSE_REASON, MAX_CONTROL_PAYLOAD, Opcode } from './frame.js';
-import { type MaskSource, randomMask, xorMask, xorMaskCopy } from './mask.js';
-import { checkOptionNames } from './options.js';
+import { MAX_CONTROL_PAYLOAD, Opcode } from './frame.js';
+import { xorMask, xorMaskCopy } from './mask.js';
+import { ProtocolEventType, type ProtocolHandler } from './protocol-events.js';
+import { EMPTY, ProtocolOutput } from './protocol-output.js';
+import { type ProtocolOptions, ReadyState } from './protocol-settings.js';
 import { isValidUtf8, Utf8Validator } from './utf8.js';
 
-/** Connection states, numbered as the WHATWG `WebSocket.readyState`. */
-export const ReadyState = {
-  CONNECTING: 0,
-  OPEN: 1,
-  CLOSING: 2,
-  CLOSED: 3,
-} as const;
-
-/** Defaults of {@link ProtocolOptions}. */
-export const PROTOCOL_DEFAULTS = {
-  /** 64 MiB. */
-  maxMessageSize: 64 * 1024 * 1024,
-  /** 16 bytes charged per fragment after a message's first. */
-  fragmentOverhead: 16,
-} as const;
-
-/** Options of {@link Protocol}. */
-export interface ProtocolOptions {
-  /** `'server'` expects masked frames and sends unmasked ones; `'client'` the reverse (RFC 6455 §5.1). */
-  role: 'server' | 'client';
-  /**
-   * Largest message accepted, in bytes, counting each fragment after the first as `fragmentOverhead` more bytes.
-   * A message over it closes the connection with 1009 as soon as the header that crosses it arrives.
-   * Default: 64 MiB (67,108,864).
-   */
-  maxMessageSize?: number;
-  /** Largest single frame payload accepted, in bytes; 1009 above it. Default: `maxMessageSize`. */
-  maxFrameSize?: number;
-  /** Bytes charged per fragment after the first toward `maxMessageSize`, for the cost of holding a part. Default: 16. */
-  fragmentOverhead?: number;
-  /** An extension that uses RSV1 (permessage-deflate) was negotiated. Default: false. */
-  rsv1?: boolean;
-  /** Answer pings with pongs automatically. Default: true. */
-  autoPong?: boolean;
-  /** Reject non-minimal length encodings with 1002. Default: false (accept them, as most peers do). */
-  strictLengths?: boolean;
-  /** Where client masking keys come from. Default: {@link randomMask} (CSPRNG pool). Inject one only in tests. */
-  maskSource?: MaskSource;
-}
-
-const PROTOCOL_OPTION_NAMES: ReadonlySet<string> = new Set(
-  Object.keys({
-    role: true,
-    maxMessageSize: true,
-    maxFrameSize: true,
-    fragmentOverhead: true,
-    rsv1: true,
-    autoPong: true,
-    strictLengths: true,
-    maskSource: true,
-  } as const satisfies Record<keyof ProtocolOptions, true>),
-);
-
-/**
- * Receives what the protocol produces, in push mode (a handler given to the constructor). Every method is called
- * synchronously from `receive` or a send call. Without a handler the same things are queued for the caller to drain
- * (see {@link ProtocolEventType}).
- */
-export interface ProtocolHandler {
-  /** A complete message. `data` is owned by the receiver. `compressed`: RSV1 was set (an extension's payload). */
-  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void;
-  /** A ping arrived (already answered when `autoPong` is on). */
-  onPing(data: Buffer): void;
-  /** A pong arrived. */
-  onPong(data: Buffer): void;
-  /**
-   * The peer's close frame arrived: `code` is 1005 when it carried none. The reply (when this side had not
-   * closed yet) is already written.
-   */
-  onClose(code: number, reason: string): void;
-  /** The peer broke the protocol or a limit. The close frame with `error.closeCode` is already written. */
-  onError(error: ProtocolError): void;
-  /** Bytes to send, in order. A pair is a header and its payload: write both, corked. */
-  onWrite(data: Buffer | [Buffer, Uint8Array]): void;
-  /**
-   * The transport should close the TCP connection now, once written data is flushed: after a failure, or on the
-   * server once the closing handshake is complete (RFC 6455 §7.1.1: the server closes first).
-   */
-  onEnd(): void;
-}
-
-/**
- * What {@link Protocol.nextEvent} returns in pull mode (0: no event left). A message's bytes, a ping's or a pong's
- * payload are in {@link Protocol.eventData}; an error is in {@link Protocol.eventError}; a close's code and reason
- * are {@link Protocol.closeCode} and {@link Protocol.closeReason}.
- */
-export const ProtocolEventType = {
-  /** A complete text message (UTF-8 already validated). */
-  TEXT: 1,
-  /** A complete binary message. */
-  BINARY: 2,
-  /** A text message whose first frame had RSV1 set (an extension's payload: inflate it, then check its UTF-8). */
-  TEXT_COMPRESSED: 3,
-  /** A binary message whose first frame had RSV1 set. */
-  BINARY_COMPRESSED: 4,
-  /** A ping (already answered when `autoPong` is on). */
-  PING: 5,
-  /** A pong. */
-  PONG: 6,
-  /** The peer's close frame (the reply, when this side had not closed yet, is already in the output). */
-  CLOSE: 7,
-  /** The peer broke the protocol or a limit (the close frame with `error.closeCode` is already in the output). */
-  ERROR: 8,
-  /** The transport should close TCP once the output is written (after a failure, or a server's closing handshake). */
-  END: 9,
-} as const;
-
-/** An event as {@link Protocol.eventsReceived} returns it (one object per event: the convenient, allocating form). */
-export type ProtocolEvent =
-  | { type: 'message'; data: Buffer; isBinary: boolean; compressed: boolean }
-  | { type: 'ping'; data: Buffer }
-  | { type: 'pong'; data: Buffer }
-  | { type: 'close'; code: number; reason: string }
-  | { type: 'error'; error: ProtocolError }
-  | { type: 'end' };
+export { type ProtocolEvent, ProtocolEventType, type ProtocolHandler } from './protocol-events.js';
+export { PROTOCOL_DEFAULTS, type ProtocolOptions, ReadyState } from './protocol-settings.js';
+export { validateClose };
 
 const HEADER = 0;
 const PAYLOAD = 1;
@@ -171,7 +67,7 @@ const MASKED = 4;
 const VALIDATE_TEXT = 8;
 const MESSAGE_COMPRESSED = 16;
 const CLOSE_RECEIVED = 32;
-const CLOSE_SENT = 64;
+// 64: CLOSE_SENT, the output's bit (protocol-output.ts).
 /** Push mode: input held by `pause()` until `resume()`. */
 const PAUSED = 128;
 /** Pull mode: parsing stopped after a compressed message, until the next `receiveData`. */
@@ -181,96 +77,14 @@ const BORROWED = 512;
 /** Parsing is under way (a `receive` from inside a handler is refused). */
 const PARSING = 1024;
 
-/** The option values of a protocol: one frozen object shared by every protocol made with the same values. */
-interface ProtocolSettings {
-  readonly role: 'server' | 'client';
-  readonly maxMessageSize: number;
-  readonly maxFrameSize: number;
-  readonly fragmentOverhead: number;
-  readonly rsv1: boolean;
-  readonly autoPong: boolean;
-  readonly strictLengths: boolean;
-  readonly mask: MaskSource | null;
-}
-
-const settingsCache = new Map<string, ProtocolSettings>();
-/** Distinct option sets kept for sharing; past it, protocols get their own object. */
-const SETTINGS_KEPT = 64;
-
-function settingsOf(options: ProtocolOptions): ProtocolSettings {
-  if (options.role !== 'server' && options.role !== 'client') {
-    throw new TypeError(`options.role must be 'server' or 'client', got ${String(options.role)}`);
-  }
-  if (options.maskSource !== undefined && typeof options.maskSource !== 'function') {
-    throw new TypeError('options.maskSource must be a function (target, offset) => void');
-  }
-  const role = options.role;
-  const maxMessageSize = sizeOption('maxMessageSize', options.maxMessageSize, PROTOCOL_DEFAULTS.maxMessageSize);
-  const maxFrameSize = sizeOption('maxFrameSize', options.maxFrameSize, maxMessageSize);
-  const fragmentOverhead = sizeOption('fragmentOverhead', options.fragmentOverhead, PROTOCOL_DEFAULTS.fragmentOverhead);
-  const rsv1 = options.rsv1 === true;
-  const autoPong = options.autoPong !== false;
-  const strictLengths = options.strictLengths === true;
-  const shared = options.maskSource === undefined;
-  const key = `${role}/${maxMessageSize}/${maxFrameSize}/${fragmentOverhead}/${rsv1 ? 1 : 0}${autoPong ? 1 : 0}${strictLengths ? 1 : 0}`;
-  let settings = shared ? settingsCache.get(key) : undefined;
-  if (settings === undefined) {
-    const mask = role === 'client' ? (options.maskSource ?? randomMask) : null;
-    settings = Object.freeze({ role, maxMessageSize, maxFrameSize, fragmentOverhead, rsv1, autoPong, strictLengths, mask });
-    if (shared && settingsCache.size < SETTINGS_KEPT) settingsCache.set(key, settings);
-  }
-  return settings;
-}
-
-/**
- * The state of a message arriving in pieces (fragments, or a frame spread over reads): created with its first piece
- * held, dropped once the message is delivered, so a connection between such messages holds none.
- */
-class Assembly {
-  parts: Buffer[] = [];
-  partsLength = 0;
-  /** Bytes of the reads that parts kept as views belong to (each read once), and the bytes of those views. */
-  viewBytes = 0;
-  viewedLength = 0;
-  lastView: ArrayBufferLike | null = null;
-  block: Buffer | null = null;
-  blockLength = 0;
-}
-
-/** Pieces under 1 KiB, or under a quarter of the read that holds them, are copied into blocks of this size. */
-const BLOCK_SIZE = 16 * 1024;
-/** Smallest piece kept as a view: below it a Buffer object's own overhead (~200 bytes) would dominate. */
-const MIN_VIEW = 1024;
-
-const EMPTY = Buffer.alloc(0);
 /** A shared empty list: a connection allocates its own only once it holds something (never pushed to). */
 const NONE: Buffer[] = [];
-const NO_EVENTS: Array<number | Buffer | ProtocolError> = [];
-const NO_OUT: Array<Buffer | Uint8Array | undefined> = [];
-/** Largest output array a protocol keeps between batches (slots); a longer one is let go once emptied. */
-const OUT_KEPT = 16;
 
 /**
  * One WebSocket connection's protocol state, for either role. Create it once the opening handshake is done
  * (it starts OPEN).
  */
-export class Protocol {
-  /** {@link ReadyState} value. */
-  readyState: number = ReadyState.OPEN;
-  /** The peer's close code (1005 when its close frame had none, 1006 until one arrives). */
-  closeCode: number = CloseCode.ABNORMAL;
-  /** The peer's close reason. */
-  closeReason = '';
-  /** Pull mode: the error of the {@link ProtocolEventType.ERROR} event (set when the failure is found). */
-  eventError: ProtocolError | null = null;
-
-  /** The option values, shared with every protocol made with the same ones. */
-  private readonly settings: ProtocolSettings;
-  /** Push mode's handler; null in pull mode. */
-  private readonly handler: ProtocolHandler | null;
-  /** Booleans, as bits (FIN, RSV1, … above). */
-  private flags = 0;
-
+export class Protocol extends ProtocolOutput {
   // Parser state.
   private state = HEADER;
   /** Allocated on the first header split across reads. */
@@ -298,67 +112,17 @@ export class Protocol {
   /** Push mode: input held while paused. */
   private pending: Buffer[] = NONE;
 
-  // Outgoing fragmentation: 0 when no fragmented message is open, else its opcode.
-  private sendingOpcode = 0;
-
-  /** Pull mode: events not drained yet, as [type, data] pairs in `events[eventsRead, eventsLength)`. */
-  private events: Array<number | Buffer | ProtocolError> = NO_EVENTS;
-  private eventsRead = 0;
-  private eventsLength = 0;
-  /** Pull mode: bytes to send in `out[0, outCount)` (a frame's header and payload take two slots). */
-  private out: Array<Buffer | Uint8Array | undefined> = NO_OUT;
-  private outCount = 0;
-  private outBytes = 0;
-
   /**
    * `handler` given: push mode (every event and write calls it as it happens). Omitted or null: pull mode (events
    * and bytes to send are queued until drained).
    */
   constructor(options: ProtocolOptions, handler: ProtocolHandler | null = null) {
-    checkOptionNames('Protocol', options, PROTOCOL_OPTION_NAMES);
-    this.settings = settingsOf(options);
-    this.handler = handler ?? null;
+    super(options, handler);
   }
 
-  /** `'server'` or `'client'`. */
-  get role(): 'server' | 'client' {
-    return this.settings.role;
-  }
-  /** Largest message accepted, in bytes. */
-  get maxMessageSize(): number {
-    return this.settings.maxMessageSize;
-  }
-  /** Largest frame payload accepted, in bytes. */
-  get maxFrameSize(): number {
-    return this.settings.maxFrameSize;
-  }
-  /** Bytes charged per fragment after a message's first. */
-  get fragmentOverhead(): number {
-    return this.settings.fragmentOverhead;
-  }
-  /** Whether RSV1 (an extension) is accepted. */
-  get rsv1Allowed(): boolean {
-    return this.settings.rsv1;
-  }
-  /** Whether pings are answered automatically. */
-  get autoPong(): boolean {
-    return this.settings.autoPong;
-  }
-  /** Whether non-minimal length encodings are rejected. */
-  get strictLengths(): boolean {
-    return this.settings.strictLengths;
-  }
-  /** Mask source for frames this side sends: null for a server. */
-  get mask(): MaskSource | null {
-    return this.settings.mask;
-  }
   /** Whether a close frame was received. */
   get closeReceived(): boolean {
     return (this.flags & CLOSE_RECEIVED) !== 0;
-  }
-  /** Whether a close frame was sent. */
-  get closeSent(): boolean {
-    return (this.flags & CLOSE_SENT) !== 0;
   }
 
   // ───────────────────────────── receiving ─────────────────────────────
@@ -394,109 +158,6 @@ export class Protocol {
     return offset;
   }
 
-  /**
-   * Pull mode: the next event produced since the last drain, as a {@link ProtocolEventType} (0 when none is left);
-   * its bytes in {@link eventData}, its error in {@link eventError}. Allocates nothing.
-   */
-  nextEvent(): number {
-    const i = this.eventsRead;
-    const events = this.events;
-    if (i === this.eventsLength) {
-      if (i !== 0) {
-        // Drained: the slots let go of what they held (numbers, not pointers: no write barrier).
-        for (let j = 1; j < i; j += 2) events[j] = 0;
-        this.eventsRead = this.eventsLength = 0;
-      }
-      return 0;
-    }
-    const type = events[i] as number;
-    this.eventsRead = i + 2;
-    if (type >= ProtocolEventType.PING) this.answer(type, events[i + 1] as Buffer);
-    return type;
-  }
-
-  /**
-   * Pull mode: the bytes of the event {@link nextEvent} returned last (a message, a ping's or a pong's payload);
-   * empty for other events, and once `nextEvent` returned 0. Owned by the caller.
-   */
-  get eventData(): Buffer {
-    const i = this.eventsRead;
-    return i === 0 ? EMPTY : (this.events[i - 1] as Buffer);
-  }
-
-  /** Pull mode: every event not drained yet, as objects (the convenient form of {@link nextEvent}). */
-  eventsReceived(): ProtocolEvent[] {
-    const list: ProtocolEvent[] = [];
-    for (let type = this.nextEvent(); type !== 0; type = this.nextEvent()) {
-      const data = this.eventData;
-      if (type <= ProtocolEventType.BINARY_COMPRESSED) {
-        list.push({ type: 'message', data, isBinary: (type & 1) === 0, compressed: type >= ProtocolEventType.TEXT_COMPRESSED });
-      } else if (type === ProtocolEventType.PING) list.push({ type: 'ping', data });
-      else if (type === ProtocolEventType.PONG) list.push({ type: 'pong', data });
-      else if (type === ProtocolEventType.CLOSE) list.push({ type: 'close', code: this.closeCode, reason: this.closeReason });
-      else if (type === ProtocolEventType.ERROR) list.push({ type: 'error', error: this.eventError! });
-      else list.push({ type: 'end' });
-    }
-    return list;
-  }
-
-  /**
-   * Pull mode: the bytes to send, in order, taken from the protocol (a new array; the protocol keeps none of them).
-   * Write them in one batch (`writev`, or cork/uncork).
-   */
-  dataToSend(): Array<Buffer | Uint8Array> {
-    const list = this.out.slice(0, this.outCount) as Array<Buffer | Uint8Array>;
-    this.clearOutput();
-    return list;
-  }
-
-  /**
-   * Pull mode, for transports that batch without copying the list: the slots holding the bytes to send are
-   * `output[0, outputCount)` (header and payload of a frame in two slots); {@link clearOutput} empties them once
-   * they are handed on. The array is reused: do not keep it.
-   */
-  get output(): ReadonlyArray<Buffer | Uint8Array | undefined> {
-    return this.out;
-  }
-
-  /** Pull mode: how many slots of {@link output} hold bytes to send. */
-  get outputCount(): number {
-    return this.outCount;
-  }
-
-  /** Pull mode: the bytes to send, in total. */
-  get outputBytes(): number {
-    return this.outBytes;
-  }
-
-  /**
-   * Pull mode: drops the output from slot `from` on (default 0: all of it; the transport took it). The array is
-   * kept unless a burst made it large.
-   */
-  clearOutput(from = 0): void {
-    const n = this.outCount;
-    const out = this.out;
-    this.outCount = from;
-    if (from === 0) {
-      this.outBytes = 0;
-      if (n > OUT_KEPT) this.out = NO_OUT;
-      else for (let i = 0; i < n; i++) out[i] = undefined;
-      return;
-    }
-    for (let i = from; i < n; i++) {
-      this.outBytes -= out[i]!.length;
-      out[i] = undefined;
-    }
-  }
-
-  /**
-   * Pull mode: appends bytes framed elsewhere to the output, after what is there: a frame prepared once for many
-   * connections, or output a transport took and held back to keep it in order. Nothing is checked: the bytes must
-   * be whole frames that suit this side (unmasked for a server).
-   */
-  pushOutput(data: Buffer | Uint8Array | [Buffer, Uint8Array]): void {
-    this.write(data as Buffer | [Buffer, Uint8Array]);
-  }
 
   /**
    * Push mode: like {@link receive}, for bytes that are only lent for the duration of the call (see
@@ -598,66 +259,6 @@ export class Protocol {
     this.failed(error);
   }
 
-  /** Queues (pull) or hands on (push) an event. */
-  private event(type: number, data: Buffer | ProtocolError): void {
-    // (Pull mode keeps an error in `eventError` and EMPTY in its slot, so that a slot always holds bytes.)
-    const h = this.handler;
-    if (h === null) {
-      if (type === ProtocolEventType.ERROR) {
-        this.eventError = data as ProtocolError;
-        data = EMPTY;
-      }
-      let events = this.events;
-      if (events === NO_EVENTS) events = this.events = [];
-      const i = this.eventsLength;
-      events[i] = type;
-      events[i + 1] = data;
-      this.eventsLength = i + 2;
-      return;
-    }
-    if (type >= ProtocolEventType.PING) this.answer(type, data);
-    if (type <= ProtocolEventType.BINARY_COMPRESSED) h.onMessage(data as Buffer, (type & 1) === 0, type >= ProtocolEventType.TEXT_COMPRESSED);
-    else if (type === ProtocolEventType.PING) h.onPing(data as Buffer);
-    else if (type === ProtocolEventType.PONG) h.onPong(data as Buffer);
-    else if (type === ProtocolEventType.CLOSE) h.onClose(this.closeCode, this.closeReason);
-    else if (type === ProtocolEventType.ERROR) h.onError(data as ProtocolError);
-    else h.onEnd();
-  }
-
-  /**
-   * What the protocol writes for an event, when the event is taken (pull) or handed on (push) rather than when its
-   * frame was parsed: so a message that came before is handled first (the application's reply to it goes before our
-   * close frame, as the peer sent them). A ping's pong (`autoPong`), the reply to a close frame, the close frame of
-   * a failure.
-   */
-  private answer(type: number, data: Buffer | ProtocolError): void {
-    if (this.closeSent) return;
-    if (type === ProtocolEventType.PING) {
-      if (this.settings.autoPong) this.write(encodeFrame(Opcode.PONG, data as Buffer, true, false, this.settings.mask));
-    } else if (type === ProtocolEventType.CLOSE) {
-      // RFC 6455 §5.5.1: reply with a close frame, typically echoing the status code received.
-      const code = this.closeCode;
-      this.writeClose(code === CloseCode.NO_STATUS ? undefined : code, '');
-    } else if (type === ProtocolEventType.ERROR) {
-      const error = this.handler === null ? this.eventError! : (data as ProtocolError);
-      this.writeClose(error.closeCode, truncateReason(error.message));
-    }
-  }
-
-  /** Queues (pull) or hands on (push) bytes to send. */
-  private write(data: Buffer | [Buffer, Uint8Array]): void {
-    if (this.handler !== null) return this.handler.onWrite(data);
-    let out = this.out;
-    if (out === NO_OUT) out = this.out = [];
-    if (Array.isArray(data)) {
-      out[this.outCount++] = data[0];
-      out[this.outCount++] = data[1];
-      this.outBytes += data[0].length + data[1].byteLength;
-    } else {
-      out[this.outCount++] = data;
-      this.outBytes += data.length;
-    }
-  }
 
   private readHeader(chunk: Buffer, offset: number): number {
     const available = chunk.length - offset;
@@ -744,7 +345,7 @@ export class Protocol {
       this.messageCost = cost;
       // What is held counts too: views keep whole reads alive. Copy them out rather than hold more than the limit.
       const asm = this.asm;
-      if (asm !== null && cost + asm.viewBytes - asm.viewedLength > settings.maxMessageSize) this.compact(asm);
+      if (asm !== null && cost + asm.viewBytes - asm.viewedLength > settings.maxMessageSize) asm.compact();
     } else if (opcode === Opcode.TEXT || opcode === Opcode.BINARY) {
       if (this.messageOpcode !== 0) return this.fail('EXPECTED_CONTINUATION', 'new data frame inside a fragmented message');
       if (length > settings.maxFrameSize) return this.fail('FRAME_TOO_BIG', `frame of ${length} bytes over the ${settings.maxFrameSize}-byte limit`);
@@ -866,65 +467,18 @@ export class Protocol {
     this.event(binary ? ProtocolEventType.BINARY_COMPRESSED : ProtocolEventType.TEXT_COMPRESSED, data);
   }
 
-  /** Keeps a piece of the message being assembled: as a view when it is most of its read, else copied. */
+  /** Keeps a piece of the message being assembled (see {@link Assembly.hold}); the assembly starts with one. */
   private hold(piece: Buffer): void {
-    const n = piece.length;
-    if (n === 0) return;
-    const a = (this.asm ??= new Assembly());
-    // A view keeps its whole read alive: allowed while the message's cost plus what views hold beyond their own
-    // bytes stays within the limit (a peer padding its fragments with pongs pays for the padding).
-    const extra = piece.buffer === a.lastView ? 0 : piece.buffer.byteLength;
-    if ((this.flags & BORROWED) === 0 && n >= MIN_VIEW && n * 4 >= piece.buffer.byteLength && this.messageCost + a.viewBytes + extra - a.viewedLength - n <= this.settings.maxMessageSize) {
-      a.viewBytes += extra;
-      a.viewedLength += n;
-      a.lastView = piece.buffer;
-      flushBlock(a);
-      a.parts.push(piece);
-      a.partsLength += n;
-      return;
-    }
-    let at = 0;
-    while (at < n) {
-      if (a.block === null) a.block = Buffer.allocUnsafe(BLOCK_SIZE);
-      const room = a.block.length - a.blockLength;
-      const take = n - at < room ? n - at : room;
-      a.block.set(piece.subarray(at, at + take), a.blockLength);
-      a.blockLength += take;
-      at += take;
-      if (a.blockLength === a.block.length) flushBlock(a);
-    }
+    if (piece.length === 0) return;
+    (this.asm ??= new Assembly()).hold(piece, (this.flags & BORROWED) !== 0, this.messageCost, this.settings.maxMessageSize);
   }
 
-  /** Copies the parts held so far into one buffer of their size, releasing the reads views kept alive. */
-  private compact(a: Assembly): void {
-    flushBlock(a);
-    const whole = Buffer.allocUnsafeSlow(a.partsLength);
-    let at = 0;
-    for (const part of a.parts) {
-      whole.set(part, at);
-      at += part.length;
-    }
-    a.parts = [whole];
-    a.viewBytes = a.viewedLength = 0;
-    a.lastView = null;
-  }
-
-  /** The assembled message: a view when it is one part, else one exact-size copy. The assembly state goes. */
+  /** The assembled message (empty when nothing was held); the assembly state goes. */
   private takeHeld(): Buffer {
     const a = this.asm;
     if (a === null) return EMPTY;
     this.asm = null;
-    flushBlock(a);
-    const parts = a.parts;
-    if (parts.length === 0) return EMPTY;
-    if (parts.length === 1 && parts[0].length * 2 >= parts[0].buffer.byteLength) return parts[0];
-    const out = Buffer.allocUnsafe(a.partsLength);
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    return out;
+    return a.take();
   }
 
   private controlPiece(chunk: Buffer, start: number, end: number, last: boolean): void {
@@ -987,101 +541,6 @@ export class Protocol {
     this.utf8Validator?.reset();
   }
 
-  // ───────────────────────────── sending ─────────────────────────────
-
-  /**
-   * Sends a whole message: a string as text, bytes as binary (or as text with `isBinary = false`, when they are
-   * known to be UTF-8). `rsv1` marks an extension's payload. Returns false, sending nothing, once a close frame
-   * was sent. Throws when a fragmented message is being sent (finish it with {@link sendFragment} first).
-   */
-  send(data: Data, isBinary = typeof data !== 'string', rsv1 = false): boolean {
-    const bytes = typeof data === 'string' ? data : toBytes(data);
-    if (this.closeSent) return false;
-    if (this.sendingOpcode !== 0) {
-      throw new Error('a fragmented message is being sent: end it with sendFragment(data, true) before sending another');
-    }
-    const opcode = isBinary ? Opcode.BINARY : Opcode.TEXT;
-    const mask = this.settings.mask;
-    this.write(typeof bytes === 'string' ? encodeTextFrame(bytes, true, rsv1, mask, opcode) : encodeFrame(opcode, bytes, true, rsv1, mask));
-    return true;
-  }
-
-  /**
-   * Sends one fragment of a message (RFC 6455 §5.4). The first fragment fixes the type (`isBinary`); `fin` ends
-   * the message. Control frames may be sent between fragments. Returns false once a close frame was sent.
-   */
-  sendFragment(data: Data, fin: boolean, isBinary = typeof data !== 'string', rsv1 = false): boolean {
-    const bytes = typeof data === 'string' ? data : toBytes(data);
-    if (this.closeSent) return false;
-    let opcode: number = Opcode.CONTINUATION;
-    if (this.sendingOpcode === 0) {
-      opcode = isBinary ? Opcode.BINARY : Opcode.TEXT;
-      this.sendingOpcode = opcode;
-    } else if (rsv1) {
-      throw new Error('rsv1 may only be set on the first fragment of a message (RFC 7692 §6.1)');
-    }
-    if (fin) this.sendingOpcode = 0;
-    const mask = this.settings.mask;
-    this.write(typeof bytes === 'string' ? encodeTextFrame(bytes, fin, rsv1, mask, opcode) : encodeFrame(opcode, bytes, fin, rsv1, mask));
-    return true;
-  }
-
-  /**
-   * Sends a whole message framed beforehand (a prepared broadcast frame: header and payload, or the two apart). The
-   * frame must suit this side's role (unmasked for a server) and carry RSV1 only when an extension allows it; the
-   * protocol only checks that a whole message may go now. Returns false, sending nothing, once a close frame was
-   * sent. Throws while a fragmented message is being sent, as {@link send} does.
-   */
-  sendFrame(frame: Buffer | [Buffer, Uint8Array]): boolean {
-    if (this.closeSent) return false;
-    if (this.sendingOpcode !== 0) {
-      throw new Error('a fragmented message is being sent: end it with sendFragment(data, true) before sending another');
-    }
-    this.write(frame);
-    return true;
-  }
-
-  /** Whether a fragmented message is open: its first fragment was sent and its final one not yet. */
-  get sendingFragments(): boolean {
-    return this.sendingOpcode !== 0;
-  }
-
-  /** Sends a ping with up to 125 bytes of payload. Returns false once a close frame was sent. */
-  ping(data: Data = EMPTY): boolean {
-    return this.sendControl(Opcode.PING, data, 'ping');
-  }
-
-  /** Sends an unsolicited or manual pong (RFC 6455 §5.5.3). Returns false once a close frame was sent. */
-  pong(data: Data = EMPTY): boolean {
-    return this.sendControl(Opcode.PONG, data, 'pong');
-  }
-
-  private sendControl(opcode: number, data: Data, what: string): boolean {
-    const payload = typeof data === 'string' ? Buffer.from(data) : toBytes(data, `${what} payload`);
-    if (payload.length > MAX_CONTROL_PAYLOAD) {
-      throw new RangeError(`${what} payload is ${payload.length} bytes; control frames carry at most 125 (RFC 6455 §5.5)`);
-    }
-    if (this.closeSent) return false;
-    this.write(encodeFrame(opcode, payload, true, false, this.settings.mask));
-    return true;
-  }
-
-  /**
-   * Starts the closing handshake (RFC 6455 §7.1.2): sends a close frame and moves to CLOSING. `code` must be 1000,
-   * 3000–4999 or a registered code that may be sent (1001–1003, 1007–1014); `reason` at most 123 UTF-8 bytes and
-   * only with a code. Does nothing when a close frame was already sent.
-   */
-  close(code?: number, reason = ''): void {
-    validateClose(code, reason);
-    if (this.closeSent) return;
-    this.writeClose(code, reason);
-    if (this.readyState === ReadyState.OPEN) this.readyState = ReadyState.CLOSING;
-  }
-
-  private writeClose(code: number | undefined, reason: string): void {
-    this.flags |= CLOSE_SENT;
-    this.write(encodeFrame(Opcode.CLOSE, closePayload(code, reason), true, false, this.settings.mask));
-  }
 
   /**
    * The transport was closed (EOF or error). Moves to CLOSED; returns the code to report: the peer's close code
@@ -1102,7 +561,7 @@ export class Protocol {
    */
   get bufferedMessageBytes(): number {
     const a = this.asm;
-    const held = a === null ? 0 : a.partsLength + a.viewBytes - a.viewedLength + a.blockLength;
+    const held = a === null ? 0 : a.heldBytes;
     return held + (this.target === null ? 0 : this.target.length);
   }
 
@@ -1112,50 +571,10 @@ export class Protocol {
   }
 }
 
-/**
- * Checks the arguments of a close the application asks for: `code` 1000, 3000–4999 or a registered code that may be
- * sent (1001–1003, 1007–1014), `reason` a string of at most 123 UTF-8 bytes and only with a code. RangeError or
- * TypeError otherwise.
- */
-export function validateClose(code: number | undefined, reason = ''): void {
-  if (code !== undefined && (typeof code !== 'number' || !Number.isInteger(code) || !isValidCloseCode(code))) {
-    throw new RangeError(`close code ${String(code)} cannot be sent: use 1000, 3000–4999, or 1001–1003/1007–1014`);
-  }
-  if (typeof reason !== 'string') throw new TypeError('close reason must be a string');
-  if (Buffer.byteLength(reason) > MAX_CLOSE_REASON) {
-    throw new RangeError(`close reason is ${Buffer.byteLength(reason)} bytes; at most 123 are allowed (RFC 6455 §5.5)`);
-  }
-  if (code === undefined && reason !== '') throw new TypeError('a close reason needs a close code');
-}
-
-/** Moves the block being filled into the parts. */
-function flushBlock(a: Assembly): void {
-  const n = a.blockLength;
-  if (n === 0) return;
-  const block = a.block!;
-  a.parts.push(block.subarray(0, n));
-  a.partsLength += n;
-  a.block = n === block.length ? null : block.subarray(n);
-  a.blockLength = 0;
-}
-
 /** Header length announced by the second header byte. */
 function headerLength(b1: number): number {
   const len = b1 & 0x7f;
   return (len === 126 ? 4 : len === 127 ? 10 : 2) + (b1 & 0x80 ? 4 : 0);
-}
-
-function truncateReason(message: string): string {
-  if (Buffer.byteLength(message) <= MAX_CLOSE_REASON) return message;
-  return message.slice(0, 100);
-}
-
-function sizeOption(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new RangeError(`options.${name} must be a non-negative integer number of bytes, got ${String(value)}`);
-  }
-  return value;
 }
 
 export { ProtocolError };
