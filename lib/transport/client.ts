@@ -12,7 +12,8 @@ import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions }
 import { checkUpgradeResponse, generateKey, upgradeRequest } from '../core/handshake.js';
 import { HeadParser, type HeadLimits, singleHeader } from '../core/http1.js';
 import { formatExtensions } from '../core/tokens.js';
-import { CONNECTION_OPTION_NAMES, type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { CONNECTION_OPTION_NAMES } from './options.js';
 import { checkOptionNames, withTlsHints, WS_OPTION_HINTS } from '../core/options.js';
 import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';

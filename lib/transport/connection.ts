@@ -27,7 +27,6 @@ import { directWriter, type WriteHost } from './writes.js';
 
 export {
   CONNECTION_DEFAULTS,
-  CONNECTION_OPTION_NAMES,
   type ConnectionEvents,
   type ConnectionInternals,
   type ConnectionOptions,

@@ -25,7 +25,8 @@ import {
 } from '../core/handshake.js';
 import { HeadError, HeadParser, type HttpHead, type HeadLimits } from '../core/http1.js';
 import type { ExtensionOffer } from '../core/tokens.js';
-import { CONNECTION_OPTION_NAMES, type ConnectionInternals, type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { type ConnectionInternals, type ConnectionOptions, WebSocketConnection } from './connection.js';
+import { CONNECTION_OPTION_NAMES } from './options.js';
 import { checkOptionNames, type OptionHints, withTlsHints, WS_OPTION_HINTS } from '../core/options.js';
 import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
