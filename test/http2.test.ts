@@ -9,7 +9,7 @@ import https from 'node:https';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { connect, createServer, HandshakeError, WebSocket, type AuthAcceptance, type AuthRejection, type ServerOptions, type WebSocketConnection, type WebSocketServer } from '../lib/index.js';
-import { clientSessionCount } from '../lib/transport/http2.js';
+import { clientSessionCount } from '../lib/transport/http2-client.js';
 import { CLIENT_TLS, connectHeaders, h2session, outcome, TLS } from './helpers/h2.js';
 import { once, until } from './helpers/net.js';
 

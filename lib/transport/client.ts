@@ -19,7 +19,7 @@ import { Heartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { DeflateCodec, Limiter } from '../deflate/codec.js';
 import { acceptServerResponse, clientOffer, type DeflateOptions, type DeflateParams, resolveDeflateOptions } from '../deflate/negotiate.js';
 import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
-import { attemptHttp2 } from './http2.js';
+import { attemptHttp2 } from './http2-client.js';
 
 /** One limiter per options object, so all connections made with the same options share the zlib bound. */
 const limiters = new WeakMap<object, Limiter>();
