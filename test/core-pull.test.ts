@@ -264,3 +264,24 @@ t.test('pull mode gives the same events and bytes as push mode, for random input
     t.same(pulled, pushed, `round ${round}: ${input.length} bytes in ${cuts.length} reads`);
   }
 });
+
+t.test('readyState follows the events as they are taken: a message parsed before a close or a violation is taken while OPEN', async (t) => {
+  const p = new Protocol({ role: 'server' });
+  const input = Buffer.concat([text('one'), closeFrame(1000)]);
+  t.equal(p.receiveData(input), input.length);
+  t.equal(p.readyState, 1, 'OPEN after parsing: the close frame is not taken yet');
+  t.equal(p.nextEvent(), ProtocolEventType.TEXT);
+  t.equal(p.readyState, 1, 'OPEN while the message before the close is handled (a reply may still go out)');
+  p.send('reply');
+  t.equal(p.nextEvent(), ProtocolEventType.CLOSE);
+  t.equal(p.readyState, 3, 'CLOSED once the close is taken');
+  t.same(frames(Buffer.concat(p.dataToSend())).map(([op]) => op), [1, 8], 'the reply, then the close reply');
+
+  const q = new Protocol({ role: 'server' });
+  const bad = Buffer.concat([text('two'), peerFrame('server', { opcode: 3, payload: 'x' })]);
+  q.receiveData(bad);
+  t.equal(q.nextEvent(), ProtocolEventType.TEXT);
+  t.equal(q.readyState, 1, 'OPEN while the message before the violation is handled');
+  t.equal(q.nextEvent(), ProtocolEventType.ERROR);
+  t.equal(q.readyState, 2, 'CLOSING once the violation is taken');
+});

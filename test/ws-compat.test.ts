@@ -548,3 +548,28 @@ t.test('protocol errors: ws error codes, error once, then close', { timeout: WAI
   t.ok(errors[0] instanceof RangeError);
   t.ok(code === 1006 || code === 1002, `closed (${code})`);
 });
+
+t.test('a message and the close frame in one read: the server still replies to the message (readyState OPEN while it is handled)', async (t) => {
+  const wss = new WebSocketServer({ port: 0 });
+  await new Promise<void>((resolve) => wss.on('listening', () => resolve()));
+  const states: number[] = [];
+  wss.on('connection', (ws) => ws.on('message', (data, isBinary) => {
+    states.push(ws.readyState);
+    ws.send(data, { binary: isBinary });
+  }));
+  const port = (wss.address() as { port: number }).port;
+  for (const payload of [Buffer.from('foobar'), Buffer.alloc(0), Buffer.from([1, 2, 3])]) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`);
+    const echo = new Promise<Buffer>((resolve, reject) => {
+      ws.on('message', (data) => resolve(data as Buffer));
+      ws.on('close', () => reject(new Error('closed without the echo')));
+    });
+    ws.on('open', () => {
+      ws.send(payload); // the message and the close frame leave in one write
+      ws.close();
+    });
+    t.same([...(await echo)], [...payload], `the echo of ${payload.length} bytes arrives before the close`);
+  }
+  t.same(states, [1, 1, 1], 'OPEN in every message handler');
+  await new Promise<void>((resolve) => wss.close(() => resolve()));
+});

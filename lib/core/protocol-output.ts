@@ -182,6 +182,11 @@ export class ProtocolOutput {
    * a failure.
    */
   private answer(type: number, data: Buffer | ProtocolError): void {
+    // The state a close or a failure leads to is taken on with the event too: while the messages parsed before it
+    // are delivered, the connection is still open (an application that checks `readyState` before replying to them
+    // sees OPEN, as when the frames arrive in separate reads).
+    if (type === ProtocolEventType.CLOSE) this.readyState = ReadyState.CLOSED;
+    else if (type === ProtocolEventType.ERROR) this.readyState = ReadyState.CLOSING;
     if (this.closeSent) return;
     if (type === ProtocolEventType.PING) {
       if (this.settings.autoPong) this.write(encodeFrame(Opcode.PONG, data as Buffer, true, false, this.settings.mask));

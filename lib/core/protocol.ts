@@ -513,7 +513,7 @@ export class Protocol extends ProtocolOutput {
     this.closeReason = reason;
     this.state = DONE;
     this.releaseMessage();
-    this.readyState = ReadyState.CLOSED;
+    // readyState becomes CLOSED when the event is taken (see `answer`).
     this.event(ProtocolEventType.CLOSE, EMPTY);
     if (this.settings.role === 'server') this.event(ProtocolEventType.END, EMPTY);
   }
@@ -525,7 +525,7 @@ export class Protocol extends ProtocolOutput {
   private failed(error: ProtocolError): void {
     this.state = DONE;
     this.releaseMessage();
-    this.readyState = ReadyState.CLOSING;
+    // readyState becomes CLOSING when the event is taken (see `answer`).
     this.event(ProtocolEventType.ERROR, error);
     this.event(ProtocolEventType.END, EMPTY);
   }
