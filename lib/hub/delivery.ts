@@ -78,7 +78,6 @@ export class Delivery {
   /** Unsent bytes up to which a replay writes: half the budget. */
   private readonly replayShare: number;
   private readonly drop: boolean;
-  private readonly policy: SlowConsumerPolicy;
   private readonly compress: boolean;
   private readonly host: DeliveryHost;
   private stampCounter = 0;
@@ -93,7 +92,6 @@ export class Delivery {
   constructor(options: { maxBufferedBytes: number; slowConsumer: SlowConsumerPolicy; compress: boolean }, host: DeliveryHost) {
     this.max = options.maxBufferedBytes;
     this.replayShare = options.maxBufferedBytes / 2;
-    this.policy = options.slowConsumer;
     this.drop = options.slowConsumer === 'drop';
     this.compress = options.compress;
     this.host = host;

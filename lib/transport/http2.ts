@@ -38,13 +38,11 @@ import type { HttpRefusal } from '../core/handshake.js';
 import type { HttpHead } from '../core/http1.js';
 import { type ExtensionOffer, parseExtensions, parseProtocols } from '../core/tokens.js';
 import { checkOptionNames } from '../core/options.js';
-import { DeflateCodec } from '../deflate/codec.js';
-import { type DeflateOptions, negotiateServer } from '../deflate/negotiate.js';
-import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
+import type { DeflateOptions } from '../deflate/negotiate.js';
 import { WebSocketConnection } from './connection.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { AuthAcceptance, AuthRejection, HttpAnswer, IncomingUpgrade, ServerOptions, WebSocketServer } from './server.js';
-import { connectionOptions, Upgrade } from './server.js';
+import { AUTH_FAILED, connectionOptions, type Negotiated, Upgrade, verdictRefusal } from './server.js';
 
 const {
   NGHTTP2_NO_ERROR,
@@ -189,6 +187,9 @@ interface ServerInternals<Data = unknown, Principal = unknown> {
   readonly deflate: { options: Required<DeflateOptions>; limiter: import('../deflate/codec.js').Limiter } | null;
   readonly internals: import('./connection.js').ConnectionInternals;
   beginHandshake(socket: Duplex): void;
+  admission(request: Upgrade): HttpRefusal | null;
+  negotiate(request: Upgrade): Negotiated | (HttpRefusal & { cause?: Error });
+  admit(connection: WebSocketConnection<Data, Principal>, principal: Principal | undefined): void;
   endHandshake(socket: Duplex): void;
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   emit(event: 'rejected', status: number, message: string, remoteAddress: string | undefined): boolean;
@@ -409,30 +410,25 @@ export function acceptStream<Data, Principal>(wss: WebSocketServer<Data, Princip
     peerOf(session) as unknown as Duplex,
     session?.encrypted === true,
   );
-  if (options.path !== undefined && request.path !== options.path) return refuseStream(server, stream, refusal(404, 'no WebSocket endpoint at this path'));
-  if (options.maxConnections !== undefined && server.clients.size >= options.maxConnections) {
-    return refuseStream(server, stream, refusal(503, 'too many connections', { 'retry-after': '5' }));
-  }
+  const refused = server.admission(request);
+  if (refused !== null) return refuseStream(server, stream, refused);
   if (!options.authenticate) return completeStream(server, stream, request, undefined, undefined);
   let verdict: ReturnType<NonNullable<ServerOptions<Data, Principal>['authenticate']>>;
   try {
     verdict = options.authenticate(request);
   } catch (error) {
-    return refuseStream(server, stream, refusal(500, 'authentication failed'), error as Error);
+    return refuseStream(server, stream, AUTH_FAILED, error as Error);
   }
   const decide = (v: AuthAcceptance<Principal> | AuthRejection | false): void => {
     if (stream.destroyed || stream.closed) return server.endHandshake(stream);
-    if (v === false) return refuseStream(server, stream, refusal(401, 'unauthorized'));
-    if ((v as AuthRejection).reject === true) {
-      const r = v as AuthRejection;
-      return refuseStream(server, stream, refusal(r.status ?? 401, r.message ?? 'unauthorized', r.headers ?? {}));
-    }
+    const rejected = verdictRefusal(v);
+    if (rejected !== null) return refuseStream(server, stream, rejected);
     const a = v as AuthAcceptance<Principal>;
     completeStream(server, stream, request, a.principal, a.headers);
   };
   if (typeof (verdict as PromiseLike<unknown>)?.then !== 'function') return decide(verdict as AuthAcceptance<Principal> | AuthRejection | false);
   (verdict as PromiseLike<AuthAcceptance<Principal> | AuthRejection | false>).then(decide, (error: unknown) =>
-    refuseStream(server, stream, refusal(500, 'authentication failed'), error as Error),
+    refuseStream(server, stream, AUTH_FAILED, error as Error),
   );
 }
 
@@ -444,32 +440,9 @@ function completeStream<Data, Principal>(
   principal: Principal | undefined,
   extraHeaders: Record<string, string> | undefined,
 ): void {
-  const options = server.options;
-  let protocol: string | undefined;
-  if (options.selectProtocol && request.protocols.length > 0) {
-    try {
-      protocol = options.selectProtocol(request.protocols, request);
-    } catch (error) {
-      return refuseStream(server, stream, refusal(500, 'subprotocol selection failed'), error as Error);
-    }
-    if (protocol !== undefined && !request.protocols.includes(protocol)) {
-      return refuseStream(server, stream, refusal(500, 'selectProtocol returned a subprotocol the client did not offer'));
-    }
-  }
-  if (server.closing) return refuseStream(server, stream, refusal(503, 'server shutting down'));
-  if (options.maxConnections !== undefined && server.clients.size >= options.maxConnections) {
-    return refuseStream(server, stream, refusal(503, 'too many connections', { 'retry-after': '5' }));
-  }
-  let codec: DeflateCodec | null = null;
-  let extensionHeader: string | undefined;
-  const deflate = server.deflate;
-  if (deflate !== null) {
-    const agreed = negotiateServer(request.extensions, deflate.options);
-    if (agreed !== null) {
-      extensionHeader = agreed.header;
-      codec = new DeflateCodec('server', agreed.params, deflate.options, deflate.limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
-    }
-  }
+  const agreed = server.negotiate(request);
+  if ('status' in agreed) return refuseStream(server, stream, agreed, agreed.cause);
+  const { protocol, codec, extensionHeader } = agreed;
   const response: http2.OutgoingHttpHeaders = lowerHeaders(extraHeaders, {});
   response[':status'] = 200;
   if (protocol) response['sec-websocket-protocol'] = protocol;
@@ -486,12 +459,10 @@ function completeStream<Data, Principal>(
   const connection = new WebSocketConnection<Data, Principal>(
     stream,
     'server',
-    connectionOptions(options, protocol, codec, extensionHeader, deflate?.options.threshold, false),
+    connectionOptions(server.options, protocol, codec, extensionHeader, server.deflate?.options.threshold, false),
     server.internals,
   );
-  connection.principal = principal as Principal;
-  server.clients.add(connection);
-  server.heartbeat?.add(connection);
+  server.admit(connection, principal);
   track(stream.session as TrackedSession | undefined, connection);
   server.emit('connection', connection, request);
 }

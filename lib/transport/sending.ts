@@ -16,7 +16,7 @@ import { controlArgs, type SendCallback, sendArgs, type SendOptions, type Settin
 import { batchDone, type CompressJob, failAll, failLater, flushAtEndOfTick, flushOut, type Job, OutQueue, type WholeJob } from './outbound.js';
 import type { PreparedMessage } from './prepared.js';
 import { readsDirectly } from './reads.js';
-import { type DirectWriter, directWriter, writeDirect } from './writes.js';
+import { type DirectWriter, writeDirect } from './writes.js';
 
 // Bits of `ConnectionBase.flags` (one small integer rather than a field per boolean).
 /** @internal The `close` event has fired. */

@@ -510,22 +510,20 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     const checked = checkUpgradeRequest(head, { origins: options.origins, negotiatesExtensions: this.deflate !== null });
     if (isRefusal(checked)) return this.refuse(socket, checked);
     const request = new Upgrade(checked, socket, secure);
-    if (options.path !== undefined && request.path !== options.path) return this.refuse(socket, { status: 404, message: 'no WebSocket endpoint at this path', headers: {} });
-    if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) {
-      return this.refuse(socket, { status: 503, message: 'too many connections', headers: { 'Retry-After': '5' } });
-    }
+    const refused = this.admission(request);
+    if (refused !== null) return this.refuse(socket, refused);
     if (!options.authenticate) return this.complete(socket, checked.key, request, rest, paused, undefined, undefined, callback);
     let verdict: ReturnType<NonNullable<ServerOptions<Data, Principal>['authenticate']>>;
     try {
       verdict = options.authenticate(request);
     } catch (error) {
-      return this.refuse(socket, { status: 500, message: 'authentication failed', headers: {} }, error as Error);
+      return this.refuse(socket, AUTH_FAILED, error as Error);
     }
     if (!isThenable(verdict)) return this.authenticated(socket, checked.key, request, rest, paused, verdict, callback);
     if (!paused) socket.pause();
     verdict.then(
       (v) => this.authenticated(socket, checked.key, request, rest, true, v, callback),
-      (error: unknown) => this.refuse(socket, { status: 500, message: 'authentication failed', headers: {} }, error as Error),
+      (error: unknown) => this.refuse(socket, AUTH_FAILED, error as Error),
     );
   }
 
@@ -540,11 +538,8 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     callback?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void,
   ): void {
     if (socket.destroyed) return;
-    if (verdict === false) return this.refuse(socket, { status: 401, message: 'unauthorized', headers: {} });
-    if ((verdict as AuthRejection).reject === true) {
-      const r = verdict as AuthRejection;
-      return this.refuse(socket, { status: r.status ?? 401, message: r.message ?? 'unauthorized', headers: r.headers ?? {} });
-    }
+    const refused = verdictRefusal(verdict);
+    if (refused !== null) return this.refuse(socket, refused);
     const accepted = verdict as AuthAcceptance<Principal>;
     this.complete(socket, key, request, rest, paused, accepted.principal, accepted.headers, callback);
   }
@@ -560,33 +555,10 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     extraHeaders: Record<string, string> | undefined,
     callback?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void,
   ): void {
-    const options = this.options;
-    let protocol: string | undefined;
-    if (options.selectProtocol && request.protocols.length > 0) {
-      try {
-        protocol = options.selectProtocol(request.protocols, request);
-      } catch (error) {
-        return this.refuse(socket, { status: 500, message: 'subprotocol selection failed', headers: {} }, error as Error);
-      }
-      if (protocol !== undefined && !request.protocols.includes(protocol)) {
-        return this.refuse(socket, { status: 500, message: 'selectProtocol returned a subprotocol the client did not offer', headers: {} });
-      }
-    }
-    if (this.closing) return this.refuse(socket, { status: 503, message: 'server shutting down', headers: {} });
-    // Checked again: other handshakes may have completed while this one was authenticating.
-    if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) {
-      return this.refuse(socket, { status: 503, message: 'too many connections', headers: { 'Retry-After': '5' } });
-    }
+    const agreed = this.negotiate(request);
+    if ('status' in agreed) return this.refuse(socket, agreed, agreed.cause);
     this.endHandshake(socket);
-    let codec: DeflateCodec | null = null;
-    let extensionHeader: string | undefined;
-    if (this.deflate !== null) {
-      const agreed = negotiateServer(request.extensions, this.deflate.options);
-      if (agreed !== null) {
-        extensionHeader = agreed.header;
-        codec = new DeflateCodec('server', agreed.params, this.deflate.options, this.deflate.limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
-      }
-    }
+    const { protocol, codec, extensionHeader } = agreed;
     let response: string | Buffer;
     if (protocol === undefined && extensionHeader === undefined && extraHeaders === undefined) {
       response = plainAcceptResponse(key);
@@ -601,12 +573,10 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
     const connection = new WebSocketConnection<Data, Principal>(
       socket,
       'server',
-      connectionOptions(options, protocol, codec, extensionHeader, this.deflate?.options.threshold, this.net === null),
+      connectionOptions(this.options, protocol, codec, extensionHeader, this.deflate?.options.threshold, this.net === null),
       this.internals,
     );
-    connection.principal = principal as Principal;
-    this.clients.add(connection);
-    this.heartbeat?.add(connection);
+    this.admit(connection, principal);
     if (callback !== undefined) callback(connection, request);
     else this.emit('connection', connection, request);
     // Frames sent right behind the request are read once the application's listeners are in place.
@@ -636,6 +606,54 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
       response = httpResponse(500, 'invalid response headers');
     }
     socket.end(response);
+  }
+
+  /**
+   * @internal The refusals before `authenticate`, the same over HTTP/1.1 and HTTP/2 (http2.ts): no endpoint at the
+   * path (404), the connection limit reached (503); null to go on.
+   */
+  admission(request: Upgrade): HttpRefusal | null {
+    const options = this.options;
+    if (options.path !== undefined && request.path !== options.path) return NO_ENDPOINT;
+    if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) return TOO_MANY;
+    return null;
+  }
+
+  /**
+   * @internal What an accepted handshake settles, the same over HTTP/1.1 and HTTP/2: the subprotocol
+   * (`selectProtocol`), the last checks (shutting down, the connection limit again: other handshakes may have
+   * completed while this one was authenticating) and permessage-deflate. A refusal carries the error that caused it.
+   */
+  negotiate(request: Upgrade): Negotiated | (HttpRefusal & { cause?: Error }) {
+    const options = this.options;
+    let protocol: string | undefined;
+    if (options.selectProtocol && request.protocols.length > 0) {
+      try {
+        protocol = options.selectProtocol(request.protocols, request);
+      } catch (error) {
+        return { status: 500, message: 'subprotocol selection failed', headers: {}, cause: error as Error };
+      }
+      if (protocol !== undefined && !request.protocols.includes(protocol)) return FOREIGN_PROTOCOL;
+    }
+    if (this.closing) return SHUTTING_DOWN;
+    if (options.maxConnections !== undefined && this.clients.size >= options.maxConnections) return TOO_MANY;
+    let codec: DeflateCodec | null = null;
+    let extensionHeader: string | undefined;
+    if (this.deflate !== null) {
+      const agreed = negotiateServer(request.extensions, this.deflate.options);
+      if (agreed !== null) {
+        extensionHeader = agreed.header;
+        codec = new DeflateCodec('server', agreed.params, this.deflate.options, this.deflate.limiter, options.maxMessageSize ?? PROTOCOL_DEFAULTS.maxMessageSize);
+      }
+    }
+    return { protocol, codec, extensionHeader };
+  }
+
+  /** @internal A connection joins the server: its principal, `clients`, the heartbeat (both transports). */
+  admit(connection: WebSocketConnection<Data, Principal>, principal: Principal | undefined): void {
+    connection.principal = principal as Principal;
+    this.clients.add(connection);
+    this.heartbeat?.add(connection);
   }
 
   private refuse(socket: Duplex, refusal: HttpRefusal, cause?: Error, report = true): void {
@@ -744,6 +762,29 @@ export function createServer<Data = unknown, Principal = unknown>(
   onConnection?: (connection: WebSocketConnection<Data, Principal>, request: IncomingUpgrade) => void,
 ): WebSocketServer<Data, Principal> {
   return new WebSocketServer<Data, Principal>(options, onConnection);
+}
+
+/** @internal What {@link WebSocketServer.negotiate} settles for an accepted handshake. */
+export interface Negotiated {
+  protocol: string | undefined;
+  codec: DeflateCodec | null;
+  extensionHeader: string | undefined;
+}
+
+// The refusals both transports give (HTTP/2 lower-cases the header names as it answers).
+const NO_ENDPOINT: HttpRefusal = Object.freeze({ status: 404, message: 'no WebSocket endpoint at this path', headers: {} });
+const TOO_MANY: HttpRefusal = Object.freeze({ status: 503, message: 'too many connections', headers: { 'Retry-After': '5' } });
+const SHUTTING_DOWN: HttpRefusal = Object.freeze({ status: 503, message: 'server shutting down', headers: {} });
+const FOREIGN_PROTOCOL: HttpRefusal = Object.freeze({ status: 500, message: 'selectProtocol returned a subprotocol the client did not offer', headers: {} });
+/** @internal `authenticate` threw or its promise rejected. */
+export const AUTH_FAILED: HttpRefusal = Object.freeze({ status: 500, message: 'authentication failed', headers: {} });
+
+/** @internal An `authenticate` verdict as a refusal (`false`: 401; `{ reject: true, … }`: its status), or null when it accepts. */
+export function verdictRefusal(verdict: AuthAcceptance<unknown> | AuthRejection | false): HttpRefusal | null {
+  if (verdict === false) return { status: 401, message: 'unauthorized', headers: {} };
+  if ((verdict as AuthRejection).reject !== true) return null;
+  const r = verdict as AuthRejection;
+  return { status: r.status ?? 401, message: r.message ?? 'unauthorized', headers: r.headers ?? {} };
 }
 
 const kServer = Symbol('wsengine.handshake');
