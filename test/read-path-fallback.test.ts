@@ -8,6 +8,8 @@
  * The fallback is for the whole process and permanent, so this is a file of its own (tap runs each in its own
  * process).
  */
+// First: the server's connections are net.Sockets, whose read and write paths this file tests.
+import './helpers/accept-socket.js';
 import t from 'tap';
 import type { Socket } from 'node:net';
 import { connect, createServer, READ_PATH_FALLBACK_WARNING, type WebSocketConnection } from '../lib/index.js';

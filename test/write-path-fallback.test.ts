@@ -4,6 +4,8 @@
  * warning (code WSENGINE_WRITE_PATH_FALLBACK), and every connection, the affected one included, goes on writing
  * through `socket.write`. Its own file: tap runs it in a process of its own, since the switch is process-wide.
  */
+// First: the server's connections are net.Sockets, whose read and write paths this file tests.
+import './helpers/accept-socket.js';
 import t from 'tap';
 import type { Socket } from 'node:net';
 import { connect, createServer, type WebSocketConnection } from '../lib/index.js';

@@ -79,6 +79,12 @@ const LEND_READ = 4 * 1024;
 /** Reads up to this many bytes are copied by a loop: cheaper than creating the view that `set` needs. */
 const SMALL_READ = 64;
 
+/**
+ * A socket that reads its handle itself (handle-socket.ts's) has a method under this key: `socket[kTakeReads](onRead)`
+ * makes `onRead` its receiver, as {@link readDirectly} does for a `net.Socket`.
+ */
+export const kTakeReads = Symbol('wsengine.takeReads');
+
 interface Slots {
   buffer: symbol;
   callback: symbol;
@@ -129,6 +135,11 @@ interface Handle {
  * Call it while nothing can be read in between (synchronously with wiring the socket).
  */
 export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
+  const take = (socket as { [kTakeReads]?: unknown } | null)?.[kTakeReads];
+  if (typeof take === 'function') {
+    (take as (onRead: ReadCallback) => void).call(socket, onRead);
+    return true;
+  }
   if (!allowed || fallenBack || !(socket instanceof Socket)) return false;
   // A TLS socket's handle decrypts: its reads are not the bytes on the wire, leave it on the stream path.
   if ((socket as { encrypted?: boolean }).encrypted === true) return false;
@@ -145,11 +156,11 @@ export function readDirectly(socket: unknown, onRead: ReadCallback): boolean {
   }
   if (record[slots.buffer] != null || record[slots.generator] != null) return false;
   if (socket.destroyed || socket.connecting) return false;
-  shared ??= Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+  const buffer = sharedReadBuffer();
   record[slots.callback] = wrapperOf(onRead);
   record[slots.generator] = nextBuffer;
-  record[slots.buffer] = shared;
-  (handle.useUserBuffer as (b: Buffer) => void).call(handle, shared);
+  record[slots.buffer] = buffer;
+  (handle.useUserBuffer as (b: Buffer) => void).call(handle, buffer);
   // With the slots set, Node's `pause()` would stop the handle: the stream's is used (see the module's doc).
   (socket as unknown as { pause: () => Socket }).pause = streamPause;
   return true;
@@ -178,33 +189,62 @@ function wrapperOf(onRead: ReadCallback): NodeReadCallback {
         generated = false;
         return more;
       }
-      let chunk: Buffer;
-      let borrowed = false;
-      if (buffer !== shared && nread * 4 >= buffer.length) {
-        // An own buffer, mostly filled: handed over as it is.
-        chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
-      } else if (nread > LEND_READ) {
-        // A large read: lent, not copied. The receiver copies only what it keeps (a payload spread over reads is
-        // copied into its message buffer anyway); an own buffer barely used is kept for the next read.
-        if (buffer !== shared) spare = buffer;
-        chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
-        borrowed = true;
-      } else {
-        // A small read: copied out (from Node's pool), so the receiver may keep views of it.
-        if (buffer !== shared) spare = buffer;
-        chunk = Buffer.allocUnsafe(nread);
-        if (nread <= SMALL_READ) for (let i = 0; i < nread; i++) chunk[i] = buffer[i];
-        else chunk.set(buffer.subarray(0, nread));
-      }
-      const coming = onRead.call(this, chunk, borrowed);
+      const coming = handOn(onRead, this, nread, buffer);
       // Node calls `nextBuffer` right after this returns (synchronously): it picks the buffer of the next read.
-      expected = typeof coming === 'number' ? coming : 0;
+      expected = coming;
       generated = false;
       return undefined;
     };
     wrappers.set(onRead, wrapper);
   }
   return wrapper;
+}
+
+/**
+ * Hands a read of `nread` bytes in `buffer` (the shared buffer, or one of {@link bufferFor}'s own) to `onRead`, with
+ * `self` as `this`: a small read copied out, an own buffer mostly filled handed over, a large read lent. Returns what
+ * the receiver said is still coming (0 when it said nothing), for {@link bufferFor}. Shared with handle-socket.ts,
+ * whose sockets read through the same buffers.
+ */
+export function handOn(onRead: ReadCallback, self: unknown, nread: number, buffer: Buffer): number {
+  let chunk: Buffer;
+  let borrowed = false;
+  if (buffer !== shared && nread * 4 >= buffer.length) {
+    // An own buffer, mostly filled: handed over as it is.
+    chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
+  } else if (nread > LEND_READ) {
+    // A large read: lent, not copied. The receiver copies only what it keeps (a payload spread over reads is
+    // copied into its message buffer anyway); an own buffer barely used is kept for the next read.
+    if (buffer !== shared) spare = buffer;
+    chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
+    borrowed = true;
+  } else {
+    // A small read: copied out (from Node's pool), so the receiver may keep views of it.
+    if (buffer !== shared) spare = buffer;
+    chunk = Buffer.allocUnsafe(nread);
+    if (nread <= SMALL_READ) for (let i = 0; i < nread; i++) chunk[i] = buffer[i];
+    else chunk.set(buffer.subarray(0, nread));
+  }
+  const coming = onRead.call(self, chunk, borrowed);
+  return typeof coming === 'number' ? coming : 0;
+}
+
+/**
+ * The buffer of a socket's next read, once its receiver said `coming` payload bytes are still to come: one of its
+ * own (at most {@link READ_BUFFER_SIZE}, the spare one when there is one) from {@link BULK_READ} on, else the
+ * shared one.
+ */
+export function bufferFor(coming: number): Buffer {
+  const reuse = spare;
+  spare = null;
+  if (coming < BULK_READ || fallenBack) return sharedReadBuffer();
+  return reuse ?? Buffer.allocUnsafeSlow(coming < READ_BUFFER_SIZE ? coming : READ_BUFFER_SIZE);
+}
+
+/** The one buffer every socket of the process reads into, unless it has one of its own for a large frame. */
+export function sharedReadBuffer(): Buffer {
+  shared ??= Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+  return shared;
 }
 
 /** What the last read's receiver said is coming; read by `nextBuffer`, which Node calls right after each read. */
@@ -215,12 +255,9 @@ let spare: Buffer | null = null;
 /** The buffer of a socket's next read (Node's `kBufferGen` hook): its own while a large frame comes, else shared. */
 function nextBuffer(): Buffer {
   const coming = expected;
-  const reuse = spare;
   expected = 0;
-  spare = null;
   generated = true;
-  if (coming < BULK_READ || shared === null || fallenBack) return shared!;
-  return reuse ?? Buffer.allocUnsafeSlow(coming < READ_BUFFER_SIZE ? coming : READ_BUFFER_SIZE);
+  return bufferFor(coming);
 }
 
 /**
@@ -252,6 +289,7 @@ export function directReadsAllowed(): boolean {
  * `WebSocketServer.stats()` counts.
  */
 export function readsDirectly(socket: unknown): boolean {
+  if ((socket as { [kTakeReads]?: unknown } | null)?.[kTakeReads] !== undefined) return true;
   if (fallenBack || !(socket instanceof Socket) || slots == null) return false;
   return (socket as unknown as Record<symbol, unknown>)[slots.generator] === nextBuffer;
 }

@@ -16,7 +16,7 @@ import { controlArgs, type SendCallback, sendArgs, type SendOptions, type Settin
 import { batchDone, type CompressJob, failAll, failLater, flushAtEndOfTick, flushOut, type Job, OutQueue, type WholeJob } from './outbound.js';
 import type { PreparedMessage } from './prepared.js';
 import { readsDirectly } from './reads.js';
-import { type DirectWriter, writeDirect } from './writes.js';
+import { type DirectWriter, kHandleWrites, writeDirect } from './writes.js';
 
 // Bits of `ConnectionBase.flags` (one small integer rather than a field per boolean).
 /** @internal The `close` event has fired. */
@@ -106,8 +106,12 @@ export abstract class ConnectionBase extends EventEmitter {
   }
 
   /** @internal Which read and write path this connection's socket uses (`server.stats()`). */
-  get paths(): { read: 'direct' | 'stream'; write: 'direct' | 'stream' } {
-    return { read: readsDirectly(this.socket) ? 'direct' : 'stream', write: this.writer?.direct === true ? 'direct' : 'stream' };
+  get paths(): { accept: 'handle' | 'socket'; read: 'direct' | 'stream'; write: 'direct' | 'stream' } {
+    return {
+      accept: (this.socket as { [kHandleWrites]?: boolean })[kHandleWrites] === true ? 'handle' : 'socket',
+      read: readsDirectly(this.socket) ? 'direct' : 'stream',
+      write: this.writer?.direct === true ? 'direct' : 'stream',
+    };
   }
 
   /**

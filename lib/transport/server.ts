@@ -35,6 +35,7 @@ import { PROTOCOL_DEFAULTS } from '../core/protocol.js';
 import type { Http2SecureServer, Http2Server, IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
 import { acceptStream, attachHttp2, type Http2ServerOptions, OwnHttp2, resolveHttp2Option } from './http2.js';
 import { readDirectly } from './reads.js';
+import { acceptHandles } from './handle-socket.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -324,6 +325,8 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
       net.once('error', reject);
       net.listen(port, host, () => {
         net.off('error', reject);
+        // Plain TCP: connections are accepted as handle sockets, without a net.Socket each (see handle-socket.ts).
+        if (this.options.tls === undefined && this.h2 === null) acceptHandles(net as NetServer, (socket) => this.accept(socket as unknown as Duplex));
         const address = net.address() as AddressInfo;
         this.emit('listening', address);
         resolve(address);
@@ -714,9 +717,15 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
    * Counted when called (a pass over `clients`, nothing kept per connection): meant for metrics, not for every message.
    */
   stats(): ServerStats {
-    const stats: ServerStats = { connections: this.clients.size, readPath: { direct: 0, stream: 0 }, writePath: { direct: 0, stream: 0 } };
+    const stats: ServerStats = {
+      connections: this.clients.size,
+      acceptPath: { handle: 0, socket: 0 },
+      readPath: { direct: 0, stream: 0 },
+      writePath: { direct: 0, stream: 0 },
+    };
     for (const c of this.clients) {
       const paths = c.paths;
+      stats.acceptPath[paths.accept]++;
       stats.readPath[paths.read]++;
       stats.writePath[paths.write]++;
     }
@@ -728,6 +737,14 @@ export class WebSocketServer<Data = unknown, Principal = unknown> extends EventE
 export interface ServerStats {
   /** Open connections (`server.clients.size`). */
   connections: number;
+  /**
+   * What the open connections' sockets are: `handle`, Node's TCP handle owned by the engine, with no `net.Socket`
+   * (the server's own plain-TCP listener on the Node versions the project tests; see "Handle sockets" in the README),
+   * or `socket`, a `net.Socket`, TLS socket, HTTP/2 stream or other Duplex (`handleUpgrade`, TLS, HTTP/2,
+   * `WSENGINE_ACCEPT_PATH=socket`, or after the `WSENGINE_ACCEPT_PATH_FALLBACK` warning). The two add up to
+   * `connections`.
+   */
+  acceptPath: { handle: number; socket: number };
   /**
    * How the open connections read from their sockets: `direct` through Node's socket handle into the engine (plain
    * TCP on the Node versions the project tests), `stream` through the socket's Readable stream (TLS, other Duplexes,

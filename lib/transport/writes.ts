@@ -93,6 +93,23 @@ const NO_REQUEST = 0;
 /** A request whose last write completed synchronously (never bound to a native request): used for the next write. */
 let spare: WriteRequest | null = null;
 
+/**
+ * What a {@link DirectWriter} needs of its socket: a `net.Socket`, or a socket of handle-socket.ts (which marks
+ * itself with {@link kHandleWrites}).
+ */
+export interface WriterSocket {
+  readonly writableLength: number;
+  readonly writableEnded: boolean;
+  readonly destroyed: boolean;
+  destroy(error?: Error): unknown;
+}
+
+/**
+ * A socket that owns its handle and writes only through it (handle-socket.ts's) is marked with this key (true): it
+ * holds no Writable stream whose bytes a direct write could overtake, so its writes always go directly.
+ */
+export const kHandleWrites = Symbol('wsengine.handleWrites');
+
 /** A connection's direct write state. Made by {@link directWriter} for a socket that can be written directly. */
 export class DirectWriter {
   /** Bytes handed to the handle in writes that have not completed (unsent as far as the connection knows). */
@@ -104,8 +121,10 @@ export class DirectWriter {
 
   /** @internal */
   constructor(
-    readonly socket: Socket,
+    readonly socket: WriterSocket,
     readonly host: WriteHost,
+    /** The socket writes only through its handle ({@link kHandleWrites}): nothing of its can be overtaken. */
+    readonly ordered = false,
   ) {}
 
   /** Bytes not yet written: the socket's Writable stream's and this writer's. */
@@ -124,7 +143,9 @@ export class DirectWriter {
  * with a stream handle, TLS, `WSENGINE_WRITE_PATH=stream`, or the path was turned off). Cheap: checks only.
  */
 export function directWriter(socket: unknown, host: WriteHost): DirectWriter | null {
-  if (!allowed || broken || WriteWrap === null || !(socket instanceof Socket)) return null;
+  if (!allowed || broken || WriteWrap === null) return null;
+  if ((socket as { [kHandleWrites]?: boolean } | null)?.[kHandleWrites] === true) return new DirectWriter(socket as WriterSocket, host, true);
+  if (!(socket instanceof Socket)) return null;
   if ((socket as { encrypted?: boolean }).encrypted === true) return null;
   const handle = (socket as unknown as { _handle?: Partial<StreamHandle> | null })._handle;
   if (handle == null || typeof handle.writeBuffer !== 'function' || typeof handle.writev !== 'function') return null;
@@ -141,7 +162,7 @@ export function writeDirect(w: DirectWriter, chunks: ArrayLike<Uint8Array | unde
   if (w.stream || broken) return false;
   const socket = w.socket;
   const handle = (socket as unknown as { _handle: StreamHandle | null })._handle;
-  if (handle === null || socket.writableLength !== 0 || socket.writableEnded) return false;
+  if (handle === null || (!w.ordered && socket.writableLength !== 0) || socket.writableEnded) return false;
   if (WriteWrap === undefined) {
     learnRequestClass(handle);
     return false;
@@ -255,18 +276,21 @@ function onWriteComplete(this: WriteRequest, status: number): void {
   }
 }
 
-/** An Error as Node makes one for a failed socket write: `write EPIPE`, with `errno`, `code` and `syscall`. */
-function errnoError(errno: number): NodeJS.ErrnoException {
+/**
+ * An Error as Node makes one for a failed socket call: `write EPIPE` (or `read ECONNRESET`…), with `errno`, `code` and
+ * `syscall`.
+ */
+export function errnoError(errno: number, syscall = 'write'): NodeJS.ErrnoException {
   let name: string;
   try {
     name = getSystemErrorName(errno);
   } catch {
     name = `Unknown system error ${errno}`;
   }
-  const error: NodeJS.ErrnoException = new Error(`write ${name}`);
+  const error: NodeJS.ErrnoException = new Error(`${syscall} ${name}`);
   error.errno = errno;
   error.code = name;
-  error.syscall = 'write';
+  error.syscall = syscall;
   return error;
 }
 
@@ -315,6 +339,17 @@ function turnOff(why: string): void {
   process.emitWarning(`wsengine: writing through socket handles is off, sockets write through socket.write(): ${why}. Please report it with your Node version.`, {
     code: WRITE_PATH_FALLBACK_WARNING,
   });
+}
+
+/**
+ * Handle writes take requests of `Class` (a native `WriteWrap` that handle-socket.ts found), unless a public write
+ * showed how already. Returns whether direct writes can be made (false when the class is not what this module knows,
+ * or the path is off).
+ */
+export function useRequestClass(Class: unknown): boolean {
+  if (!allowed || broken) return false;
+  if (WriteWrap === undefined) WriteWrap = requestClassOf({ constructor: Class });
+  return WriteWrap !== null && !broken;
 }
 
 /** Whether `directWriter` can be used in this process (false when `WSENGINE_WRITE_PATH=stream`). For tests. */
