@@ -38,6 +38,10 @@ const INTERNALS_TESTS = [
   'deflate-hostile.test.ts',
   'deflate-close-order.test.ts',
   'hub-behaviour.test.ts',
+  'handle-socket.test.ts',
+  'handle-socket-fallback.test.ts',
+  // The suites above run on handle sockets (the server's own listener); this runs the main ones on net.Sockets.
+  'accept-path-socket.test.ts',
 ];
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
