@@ -40,6 +40,7 @@
 import { Buffer } from 'node:buffer';
 import type { Server as NetServer } from 'node:net';
 import { bufferFor, handOn, kTakeReads, type ReadCallback, READ_BUFFER_SIZE, sharedReadBuffer } from './reads.js';
+import { kConnection, kParser, kServer } from './slots.js';
 import { DirectWriter, errnoError, kHandleWrites, type WriteDone, type WriteHost, writeDirect, useRequestClass } from './writes.js';
 
 /** The code of the warning emitted once when a handle's read reports what this module cannot make sense of. */
@@ -187,14 +188,12 @@ export class HandleSocket implements WriteHost {
   readableEnded = false;
   /** `end()` was called: nothing more is written. */
   writableEnded = false;
-  readonly connecting = false;
-  readonly writableHighWaterMark = HIGH_WATER_MARK;
-  readonly readableLength = 0;
   /** Receives the reads (see reads.ts `readDirectly`); null: they are emitted as `data` events (copies). */
   reader: ReadCallback | null = null;
   /** What the handle reads into next: the shared buffer, or an own one while a large frame comes. */
   private buffer: Buffer;
-  private readonly writer: DirectWriter;
+  /** The state of writes made by `write` (the handshake's answer): made for a write, dropped once nothing is pending. */
+  private writer: DirectWriter | null = null;
   private flags = 0;
   /** Reads that came while paused (or behind such reads), not yet handed on. */
   private held: Buffer[] | null = null;
@@ -205,12 +204,15 @@ export class HandleSocket implements WriteHost {
   private onError: Slot = undefined;
   private onClose: Slot = undefined;
   private onDrain: Slot = undefined;
+  // The server's and the connection's back-references (slots.ts), reserved here so that they live in the object.
+  [kServer]: unknown = undefined;
+  [kParser]: unknown = undefined;
+  [kConnection]: unknown = undefined;
 
   /** @internal */
   constructor(handle: TcpHandle) {
     this._handle = handle;
     handle[kSocket] = this;
-    this.writer = new DirectWriter(this, this, true);
     this.buffer = sharedReadBuffer();
     handle.onread = onHandleRead;
     handle.setNoDelay(true);
@@ -392,7 +394,22 @@ export class HandleSocket implements WriteHost {
 
   /** Bytes handed to the handle by `write` and not written yet. */
   get writableLength(): number {
-    return this.writer.pending;
+    return this.writer?.pending ?? 0;
+  }
+
+  /** Never connecting: accepted connections are connected (`net.Socket`'s field). */
+  get connecting(): boolean {
+    return false;
+  }
+
+  /** `write` returns false once more than this many bytes are pending (as a `net.Socket`'s default). */
+  get writableHighWaterMark(): number {
+    return HIGH_WATER_MARK;
+  }
+
+  /** Nothing waits in a stream buffer: reads are handed on, or held while paused (see `pause`). */
+  get readableLength(): number {
+    return 0;
   }
 
   /** Writes `data` (bytes, or a string in `encoding`, UTF-8 by default); `callback` runs once it is written. */
@@ -406,13 +423,16 @@ export class HandleSocket implements WriteHost {
       if (done !== undefined) process.nextTick(done, error);
       return false;
     }
-    if (!writeDirect(this.writer, [bytes], 1, bytes.length, done)) {
+    const writer = this.writer ?? new DirectWriter(this, this, true);
+    if (!writeDirect(writer, [bytes], 1, bytes.length, done)) {
       // Not reached while the module's checks hold (the request class is known before any HandleSocket exists).
       this.destroy(new Error('wsengine: the socket handle could not be written'));
       return false;
     }
-    const ok = this.writer.pending < HIGH_WATER_MARK;
-    if (!ok) this.writer.waiting = true;
+    // Most writes complete at once: then no state is kept (an idle connection holds none).
+    this.writer = writer.pending === 0 ? null : writer;
+    const ok = writer.pending < HIGH_WATER_MARK;
+    if (!ok) writer.waiting = true;
     return ok;
   }
 
@@ -422,6 +442,7 @@ export class HandleSocket implements WriteHost {
 
   /** writes.ts: everything written directly is out after a write that went over the high-water mark. */
   onDirectDrain(): void {
+    if (this.writer?.pending === 0) this.writer = null;
     this.emit('drain');
   }
 

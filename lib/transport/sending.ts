@@ -40,6 +40,10 @@ export const CLOSE_QUEUED = 256;
 /** @internal A message from the peer is being inflated: input is held until it is delivered. */
 export const INFLATING = 512;
 
+/** The listener table of a connection (see its constructor): an empty null-prototype object as prototype. */
+const ListenerTable = function ListenerTable(this: object) {} as unknown as new () => object;
+ListenerTable.prototype = Object.create(null);
+
 /**
  * What every {@link WebSocketConnection} can send, and its state: the base of the class (see there). Not used alone.
  */
@@ -66,6 +70,10 @@ export abstract class ConnectionBase extends EventEmitter {
   /** @internal */
   constructor(socket: Duplex, core: Protocol, settings: Settings, codec: DeflateCodec | null) {
     super();
+    // EventEmitter's own listener table is a null-prototype literal, which V8 keeps in dictionary mode (~160 B per
+    // connection); this one has a prototype without properties, so lookups of any name are as safe and it stays a
+    // fast object (~40 B). EventEmitter only reads, writes and deletes its keys.
+    (this as unknown as { _events: object })._events = new ListenerTable();
     this.socket = socket;
     this.core = core;
     this.settings = settings;

@@ -36,6 +36,7 @@ import type { Http2SecureServer, Http2Server, IncomingHttpHeaders as Http2Header
 import { acceptStream, attachHttp2, type Http2ServerOptions, OwnHttp2, resolveHttp2Option } from './http2.js';
 import { readDirectly } from './reads.js';
 import { acceptHandles } from './handle-socket.js';
+import { kParser, kServer } from './slots.js';
 
 /** Defaults of {@link ServerOptions}. */
 export const SERVER_DEFAULTS = {
@@ -804,8 +805,6 @@ export function verdictRefusal(verdict: AuthAcceptance<unknown> | AuthRejection 
   return { status: r.status ?? 401, message: r.message ?? 'unauthorized', headers: r.headers ?? {} };
 }
 
-const kServer = Symbol('wsengine.handshake');
-const kParser = Symbol('wsengine.headParser');
 type HandshakeSocket = Duplex & { [kServer]?: WebSocketServer<any, any>; [kParser]?: HeadParser };
 
 function onHandshakeData(this: HandshakeSocket, chunk: Buffer): void {

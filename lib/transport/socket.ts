@@ -8,8 +8,8 @@
 import type { Duplex } from 'node:stream';
 import type { WebSocketConnection } from './connection.js';
 import { readDirectly } from './reads.js';
+import { kConnection } from './slots.js';
 
-const kConnection = Symbol('wsengine.connection');
 type SocketWithConnection = Duplex & { [kConnection]: WebSocketConnection<any, any> };
 
 function onSocketData(this: SocketWithConnection, chunk: Buffer, borrowed?: boolean): number {
