@@ -72,7 +72,7 @@ t.test("the peer's address: on the connection and in authenticate's request", as
       heartbeat: false,
       authenticate: (req) => {
         seen = { address: req.socket.remoteAddress, port: req.socket.remotePort, family: req.socket.remoteFamily, local: req.socket.localPort };
-        return true;
+        return {};
       },
     },
     (c) => conns.push(c),
