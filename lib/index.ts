@@ -57,6 +57,7 @@ export { CloseEvent, WebSocket } from './transport/websocket.js';
 export { HTTP2_DEFAULTS, type Http2ServerOptions, isWebSocketConnect } from './transport/http2.js';
 export { READ_PATH_FALLBACK_WARNING } from './transport/reads.js';
 export { WRITE_PATH_FALLBACK_WARNING } from './transport/writes.js';
+export { ACCEPT_PATH_FALLBACK_WARNING } from './transport/handle-socket.js';
 export { prepare, type PreparedMessage, type PrepareOptions } from './transport/prepared.js';
 export { DEFLATE_DEFAULTS, type DeflateOptions, type DeflateParams } from './deflate/negotiate.js';
 export { Heartbeat, HEARTBEAT_DEFAULTS, type HeartbeatOptions } from './transport/heartbeat.js';
