@@ -62,8 +62,17 @@ if (args[0] === '--serve') {
     child.on('exit', (code) => reject(new Error(`server exited ${code}`)));
   });
   const payload = Buffer.alloc(size, 0x61);
-  const frame = Buffer.concat([Buffer.from([0x82, 0x80 | size]), Buffer.from([1, 2, 3, 4]), payload.map((b, i) => b ^ [1, 2, 3, 4][i & 3])]);
-  const echoLength = 2 + size;
+  // The client's frame (masked, with the 16- or 64-bit length past 125 bytes) and the length of the server's echo.
+  const lengthField = (masked) => {
+    const m = masked ? 0x80 : 0;
+    if (size < 126) return Buffer.from([0x82, m | size]);
+    if (size < 65536) return Buffer.from([0x82, m | 126, size >> 8, size & 0xff]);
+    const h = Buffer.from([0x82, m | 127, 0, 0, 0, 0, 0, 0, 0, 0]);
+    h.writeUInt32BE(size, 6);
+    return h;
+  };
+  const frame = Buffer.concat([lengthField(true), Buffer.from([1, 2, 3, 4]), payload.map((b, i) => b ^ [1, 2, 3, 4][i & 3])]);
+  const echoLength = lengthField(false).length + size;
   let echoes = 0;
   let inFlight = 0;
   let stopped = true;
