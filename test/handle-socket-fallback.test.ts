@@ -5,27 +5,15 @@
  * is process-wide and permanent, so this is a file of its own (tap runs each in its own process).
  */
 import t from 'tap';
-import { connect, createServer, type WebSocketConnection } from '../lib/index.js';
+import { connect } from '../lib/index.js';
 import { ACCEPT_PATH_FALLBACK_WARNING, handleAcceptAllowed } from '../lib/transport/handle-socket.js';
+import { collectWarnings, echoServer } from './helpers/echo.js';
 import { once, until } from './helpers/net.js';
 
 t.test('a read result out of range: that connection closes 1006, one warning, then net.Sockets', async (t) => {
   t.ok(handleAcceptAllowed(), 'handle sockets are in use at first');
-  const warnings: Error[] = [];
-  const onWarning = (w: Error): void => {
-    if ((w as { code?: string }).code === ACCEPT_PATH_FALLBACK_WARNING) warnings.push(w);
-  };
-  process.on('warning', onWarning);
-  t.teardown(() => {
-    process.off('warning', onWarning);
-  });
-  const conns: WebSocketConnection[] = [];
-  const server = createServer({ heartbeat: false }, (c) => {
-    conns.push(c);
-    c.on('message', (data, isBinary) => c.send(data, { binary: isBinary }));
-  });
-  const { port } = await server.listen(0, '127.0.0.1');
-  t.teardown(() => server.close({ timeout: 200 }));
+  const warnings = collectWarnings(t, ACCEPT_PATH_FALLBACK_WARNING);
+  const { server, port, conns } = await echoServer(t);
   const first = await connect(`ws://127.0.0.1:${port}`);
   t.teardown(() => first.terminate());
   await until(() => conns.length === 1);

@@ -8,12 +8,13 @@
  * test/read-path-stream.test.ts runs this file (and the transport suites) again with WSENGINE_READ_PATH=stream,
  * where every socket must be on the public path.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { createServer as createHttpServer } from 'node:http';
 import { createHash } from 'node:crypto';
 import { createServer as createNetServer, type Socket } from 'node:net';
-import { connect, createServer, READ_PATH_FALLBACK_WARNING, type WebSocketConnection, type WebSocketServer } from '../lib/index.js';
+import { connect, createServer, READ_PATH_FALLBACK_WARNING, type WebSocketConnection } from '../lib/index.js';
 import { directReadsAllowed, readsDirectly } from '../lib/transport/reads.js';
+import { echoServer } from './helpers/echo.js';
 import { rawConnect, rawUpgrade, until, upgradeHead } from './helpers/net.js';
 
 const direct = directReadsAllowed();
@@ -24,16 +25,6 @@ const fallbackWarnings: Error[] = [];
 // Checked by the last test, after reads of every size here.
 process.on('warning', (w) => { if ((w as { code?: string }).code === READ_PATH_FALLBACK_WARNING) fallbackWarnings.push(w); });
 
-async function echoServer(t: Test): Promise<{ server: WebSocketServer; url: string; port: number; conns: WebSocketConnection[] }> {
-  const conns: WebSocketConnection[] = [];
-  const server = createServer({ heartbeat: false }, (c) => {
-    conns.push(c);
-    c.on('message', (data, isBinary) => c.send(data, { binary: isBinary }));
-  });
-  const { port } = await server.listen(0, '127.0.0.1');
-  t.teardown(() => server.close({ timeout: 200 }));
-  return { server, port, url: `ws://127.0.0.1:${port}`, conns };
-}
 
 t.test(`server and client sockets ${direct ? 'read directly' : 'stay on the stream path'} (WSENGINE_READ_PATH=${process.env.WSENGINE_READ_PATH ?? 'unset'})`, async (t) => {
   const { url, conns } = await echoServer(t);

@@ -8,8 +8,9 @@
 import './helpers/accept-socket.js';
 import t from 'tap';
 import type { Socket } from 'node:net';
-import { connect, createServer, type WebSocketConnection } from '../lib/index.js';
+import { connect, type WebSocketConnection } from '../lib/index.js';
 import { directWritesAllowed, WRITE_PATH_FALLBACK_WARNING } from '../lib/transport/writes.js';
+import { collectWarnings, echoServer } from './helpers/echo.js';
 import { once, until } from './helpers/net.js';
 
 const socketOf = (c: WebSocketConnection): Socket => (c as unknown as { socket: Socket }).socket;
@@ -19,17 +20,8 @@ t.test('an unexpected handle answer: one warning, then socket.write for every co
     t.pass('WSENGINE_WRITE_PATH=stream: the direct path is off, nothing to fall back from');
     return;
   }
-  const warnings: Error[] = [];
-  const onWarning = (w: Error): void => { if ((w as { code?: string }).code === WRITE_PATH_FALLBACK_WARNING) warnings.push(w); };
-  process.on('warning', onWarning);
-  t.teardown(() => { process.off('warning', onWarning); });
-  const conns: WebSocketConnection[] = [];
-  const server = createServer({ heartbeat: false }, (c) => {
-    conns.push(c);
-    c.on('message', (data, isBinary) => c.send(data, { binary: isBinary }));
-  });
-  const { port } = await server.listen(0, '127.0.0.1');
-  t.teardown(() => server.close({ timeout: 200 }));
+  const warnings = collectWarnings(t, WRITE_PATH_FALLBACK_WARNING);
+  const { server, port, conns } = await echoServer(t);
   const clients = [await connect(`ws://127.0.0.1:${port}`), await connect(`ws://127.0.0.1:${port}`)];
   t.teardown(() => { for (const c of clients) c.terminate(); });
   await until(() => conns.length === 2);
