@@ -25,7 +25,6 @@ const fallbackWarnings: Error[] = [];
 // Checked by the last test, after reads of every size here.
 process.on('warning', (w) => { if ((w as { code?: string }).code === READ_PATH_FALLBACK_WARNING) fallbackWarnings.push(w); });
 
-
 t.test(`server and client sockets ${direct ? 'read directly' : 'stay on the stream path'} (WSENGINE_READ_PATH=${process.env.WSENGINE_READ_PATH ?? 'unset'})`, async (t) => {
   const { url, conns } = await echoServer(t);
   const client = await connect(url);
